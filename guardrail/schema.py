@@ -155,9 +155,9 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return json_path(loc), msg
 
 
-def parse_result(data: bytes | str | dict[str, Any], *, file: str = "<input>") -> Result:
-    """Validate one result document. Raises InputError naming the file and the JSON path."""
-    if not isinstance(data, dict):
+def parse_result(data: bytes | str | Any, *, file: str = "<input>") -> Result:
+    """Validate one result document (raw JSON or parsed). Raises InputError naming the file and JSON path."""
+    if isinstance(data, bytes | str):
         try:
             # NaN/Infinity literals parse here so that validation can name the sample's path.
             data = json.loads(data)

@@ -1,0 +1,130 @@
+"""Ingest: read files, validate ALL of them, then store them in ONE transaction.
+
+Re-ingesting what is already stored is a no-op that says so: a result is identified by its run's identity,
+its workload and a hash of its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guardrail.errors import InputError
+from guardrail.schema import MAX_RESULT_BYTES, RESULT_SCHEMA, Result, parse_result
+
+PERF_FORMATS = ("auto", "result", "vllm-omni-diffusion", "vllm-bench", "tts-bench", "pytest-benchmark")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A validated result and where it came from."""
+
+    path: str
+    format: str
+    result: Result
+    content_hash: str
+
+
+@dataclass
+class IngestReport:
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def run_ids(self) -> list[int]:
+        return sorted({r["run_id"] for r in self.stored + self.skipped})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "guardrail.ingest/v1", "stored": self.stored, "skipped": self.skipped,
+                "run_ids": self.run_ids}
+
+
+def expand_paths(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".json",)) -> list[Path]:
+    """Files as given, and every file with a matching suffix under a directory, in a stable order."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                raise InputError(f"no {'/'.join(suffixes)} files in this directory", file=str(p))
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError("no such file or directory", file=str(p))
+    return out
+
+
+def content_hash(result: Result) -> str:
+    canonical = json.dumps(result.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_RESULT_BYTES:
+            raise InputError(
+                f"file is {size / 2**20:.0f} MiB, over the {MAX_RESULT_BYTES / 2**20:.0f} MiB limit for one file",
+                file=str(path),
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", file=str(path)) from None
+
+
+def load_documents(paths: Sequence[Path], fmt: str = "auto", defaults: Any = None) -> list[Document]:
+    """Parse and validate every file; raises InputError on the first bad one (nothing is written)."""
+    if fmt not in PERF_FORMATS:
+        raise InputError(f"unknown format {fmt!r}; one of {', '.join(PERF_FORMATS)} or junit", field="--format")
+    docs: list[Document] = []
+    for path in paths:
+        data = _read_json(path)
+        kind = fmt
+        if kind == "auto":
+            kind = _detect(path, data)
+        if kind == "result":
+            results = [parse_result(data, file=str(path))]
+        else:
+            from guardrail.ingest import adapters
+
+            results = adapters.adapt(path, kind, data, defaults=defaults or adapters.AdaptDefaults())
+        docs.extend(Document(str(path), kind, r, content_hash(r)) for r in results)
+    return docs
+
+
+def _detect(path: Path, data: Any) -> str:
+    if isinstance(data, dict) and "schema" in data:
+        if data["schema"] == RESULT_SCHEMA:
+            return "result"
+        parse_result(data, file=str(path))  # raises: unknown schema version, naming the field
+    try:
+        from guardrail.ingest import adapters
+    except ImportError:  # adapters not installed in this build
+        adapters = None
+    kind = adapters.detect_format(path, data) if adapters else None
+    if kind is None:
+        raise InputError(
+            "format not recognised; pass --format (result, vllm-omni-diffusion, vllm-bench, tts-bench, "
+            "pytest-benchmark, junit)",
+            file=str(path),
+        )
+    return kind
+
+
+def ingest(db_url: str, paths: Sequence[str | Path], fmt: str = "auto", defaults: Any = None) -> IngestReport:
+    from guardrail.store.db import session_scope
+    from guardrail.store.writer import store_documents
+
+    docs = load_documents(expand_paths(paths), fmt, defaults)
+    with session_scope(db_url, write=True) as session:
+        return store_documents(session, docs)
