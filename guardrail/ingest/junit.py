@@ -1,0 +1,405 @@
+"""Streaming JUnit XML reader: one :class:`TestCaseRecord` per test *attempt*.
+
+Reads pytest (xunit1, xunit2), pytest-rerunfailures (one ``<testcase>`` per attempt), Maven Surefire
+(``<flakyFailure>``, ``<flakyError>``, ``<rerunFailure>``, ``<rerunError>``), PyTorch-style ``<rerun>``
+children, ``<properties>``, ``<system-out>``, setup/teardown errors and skips.
+
+Parsing goes through defusedxml with DTDs refused outright (no JUnit writer emits one), so entity
+expansion ("billion laughs") and external entities never reach the expander. Elements are cleared
+and detached as soon as they are read, so memory stays flat on a 50 MB file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import iterparse
+
+from guardrail.errors import InputError
+from guardrail.ingest.junit_model import (
+    FAILED,
+    Outcome,
+    Phase,
+    TestCaseRecord,
+    TestIdentity,
+    TestVerdict,
+    failure_signature,
+)
+from guardrail.ingest.junit_verdicts import group_verdicts
+
+__all__ = [
+    "CIIdentity",
+    "TestCaseRecord",
+    "TestIdentity",
+    "TestVerdict",
+    "ci_identity",
+    "group_verdicts",
+    "iter_junit",
+    "HARDWARE_PROPERTIES",
+]
+
+# A testcase (or suite) property with one of these names sets the hardware variant.
+HARDWARE_PROPERTIES = ("hardware", "hardware_variant", "device")
+MESSAGE_CHARS = 1000  # what is kept of a failure message (the signature hashes up to 2000)
+SYSTEM_OUT_CHARS = 2000  # the tail of <system-out> kept per attempt (where "device lost" shows up)
+# pytest-rerunfailures writes one <testcase> per attempt, consecutively, even under xdist within a
+# few hundred elements; an identity seen again within this window is a rerun of the earlier one.
+RERUN_WINDOW = 512
+
+_PARAMS = re.compile(r"^(?P<name>[^\[]+)\[(?P<params>.*)\]$")
+_SETUP_TEARDOWN = re.compile(r"^failed on (setup|teardown) with ")
+_SUREFIRE_FLAKY = {"flakyFailure": "fail", "flakyError": "error"}
+_SUREFIRE_RERUN = {"rerunFailure": "fail", "rerunError": "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class CIIdentity:
+    """Which CI run a JUnit file belongs to (flags win over GitHub Actions, which wins over git)."""
+
+    run_id: str | None
+    job_attempt: int
+    commit: str | None
+    base_commit: str | None
+    pr: int | None
+    repo: str | None = None
+    branch: str | None = None
+    provider: str | None = None
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job_attempt": self.job_attempt,
+            "commit": self.commit,
+            "base_commit": self.base_commit,
+            "pr": self.pr,
+            "repo": self.repo,
+            "branch": self.branch,
+            "provider": self.provider,
+            "url": self.url,
+        }
+
+
+def ci_identity(
+    *,
+    run_id: str | None = None,
+    attempt: int | None = None,
+    commit: str | None = None,
+    pr: int | None = None,
+    base_commit: str | None = None,
+    repo: str | None = None,
+    env: dict[str, str] | None = None,
+    git_dir: str | None = None,
+) -> CIIdentity:
+    """CI identity of the run the JUnit file came from, via :func:`guardrail.ci_env.source_from_env`."""
+    from guardrail.ci_env import source_from_env  # imported here: it pulls in the pydantic models
+
+    src = source_from_env(
+        repo=repo,
+        commit=commit,
+        pr=pr,
+        base_commit=base_commit,
+        run_id=run_id,
+        attempt=attempt,
+        env=env,
+        git_dir=git_dir,
+    )
+    ci = src.ci
+    return CIIdentity(
+        run_id=ci.run_id if ci else run_id,
+        job_attempt=(ci.attempt if ci and ci.attempt else attempt) or 1,
+        commit=src.commit,
+        base_commit=src.base_commit,
+        pr=src.pr,
+        repo=src.repo,
+        branch=src.branch,
+        provider=ci.provider if ci else None,
+        url=ci.url if ci else None,
+    )
+
+
+# --- identity ------------------------------------------------------------------------------------
+
+
+def _split_params(name: str) -> tuple[str, str | None]:
+    m = _PARAMS.match(name)
+    return (m["name"], m["params"]) if m else (name, None)
+
+
+def _file_and_class(classname: str | None, file: str | None) -> tuple[str | None, str | None]:
+    """Split a JUnit classname into (source file, class).
+
+    pytest writes ``tests.test_io.TestX`` (module path, then classes); xunit1 adds ``file=``. Without
+    ``file=``, the leading lowercase parts are a Python module when the last one looks like a test
+    module (``test_*`` / ``*_test``); anything else (``com.example.FooTest``) stays a class name.
+    """
+    if not classname:
+        return file, None
+    parts = classname.split(".")
+    if file:
+        module = file.removesuffix(".py").replace("/", ".").replace("\\", ".")
+        if classname == module:
+            return file, None
+        if classname.startswith(module + "."):
+            return file, classname[len(module) + 1 :]
+        return file, classname
+    i = 0
+    while i < len(parts) and parts[i][:1].islower():
+        i += 1
+    mods = parts[:i]
+    if mods and (mods[-1].startswith("test") or mods[-1].endswith("_test")):
+        return "/".join(mods) + ".py", ".".join(parts[i:]) or None
+    return None, classname
+
+
+def _float(value: str | None, *, file: str, field: str) -> float:
+    if value is None or value == "":
+        return 0.0
+    try:
+        out = float(value.replace(",", ""))  # some writers emit "1,234.5"
+    except ValueError:
+        raise InputError(f"not a number: {value!r}", file=file, field=field) from None
+    if out != out or out in (float("inf"), float("-inf")) or out < 0:
+        raise InputError(f"not a finite, non-negative duration: {value!r}", file=file, field=field)
+    return out
+
+
+def _text(el: Element | None, limit: int, *, tail: bool = False) -> str | None:
+    if el is None or not el.text:
+        return None
+    t = el.text.strip()
+    return (t[-limit:] if tail else t[:limit]) or None
+
+
+def _message(el: Element) -> str | None:
+    msg = el.get("message")
+    if not msg:
+        # Surefire puts the trace in <stackTrace>; others in the element text: take its first line.
+        body = _text(el.find("stackTrace"), MESSAGE_CHARS) or _text(el, MESSAGE_CHARS)
+        msg = body.splitlines()[0] if body else None
+    return msg[:MESSAGE_CHARS] if msg else None
+
+
+def _failure(el: Element) -> tuple[str | None, str | None, str | None]:
+    ftype = el.get("type")
+    msg = _message(el)
+    return ftype, msg, failure_signature(ftype, msg)
+
+
+@dataclass(slots=True)
+class _Suite:
+    element: Element
+    name: str
+    hardware: str | None
+    depth: int  # nesting depth of the <testsuite> element; its direct children close at this depth
+
+
+# --- the reader ----------------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, path: str, *, job_attempt: int, process_attempt: int, hardware: str | None):
+        self.path = path
+        self.job_attempt = job_attempt
+        self.process_attempt = process_attempt
+        self.hardware = hardware
+        self._idcache: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+        # identity -> (records of its latest <testcase>, attempts so far); insertion-ordered window
+        self._pending: OrderedDict[TestIdentity, tuple[list[TestCaseRecord], int]] = OrderedDict()
+
+    def testcase(self, el: Element, suite: str, suite_hw: str | None) -> Iterator[TestCaseRecord]:
+        a = el.attrib
+        raw_name = a.get("name")
+        if raw_name is None:
+            raise InputError("<testcase> without a name attribute", file=self.path, field="testcase.name")
+        classname = a.get("classname") or a.get("class")
+        key = (classname, a.get("file"))
+        fc = self._idcache.get(key)
+        if fc is None:
+            fc = self._idcache[key] = _file_and_class(classname, a.get("file"))
+        name, params = _split_params(raw_name)
+        duration = _float(a.get("time"), file=self.path, field=f"testcase[{raw_name}].time")
+
+        props: list[tuple[str, str]] = []
+        main: Element | None = None  # the final outcome's element: failure / error / skipped
+        flaky: list[Element] = []  # Surefire: failed attempts before the final pass
+        reruns: list[Element] = []  # Surefire rerunFailure/rerunError, PyTorch <rerun>: later/earlier fails
+        pytorch_reruns: list[Element] = []
+        out: str | None = None
+        for child in el:
+            tag = child.tag
+            if tag == "failure" or (tag == "error" and (main is None or main.tag != "failure")):
+                main = child  # a failure beats a teardown error reported next to it
+            elif tag == "skipped" and main is None:
+                main = child
+            elif tag in _SUREFIRE_FLAKY:
+                flaky.append(child)
+            elif tag in _SUREFIRE_RERUN:
+                reruns.append(child)
+            elif tag == "rerun":
+                pytorch_reruns.append(child)
+            elif tag == "properties":
+                props.extend((p.get("name", ""), p.get("value", p.text or "")) for p in child)
+            elif tag == "system-out":
+                out = _text(child, SYSTEM_OUT_CHARS, tail=True)
+
+        hw = next((v for k, v in props if k in HARDWARE_PROPERTIES and v), None) or suite_hw or self.hardware
+        ident = TestIdentity(suite, fc[0], fc[1], name, params, hw)
+        common = {"identity": ident, "job_attempt": self.job_attempt, "process_attempt": self.process_attempt}
+        tprops = tuple(props)
+
+        def rec(outcome: Outcome, dur: float, src: str, node: Element | None) -> TestCaseRecord:
+            ftype = msg = sig = None
+            phase: Phase = "call"
+            if node is not None and outcome != "pass":
+                ftype, msg, sig = _failure(node)
+                if outcome == "skip":
+                    sig = None  # a skip reason is kept as the message, but is no failure
+                m = _SETUP_TEARDOWN.match(node.get("message") or "")
+                if m:
+                    phase = m.group(1)  # type: ignore[assignment]
+            return TestCaseRecord(
+                **common,
+                outcome=outcome,
+                duration_s=dur,
+                phase=phase,
+                failure_type=ftype,
+                message=msg,
+                signature=sig,
+                source=src,
+                properties=tprops,
+                system_out=out,
+                final=False,
+            )
+
+        def attempt_time(node: Element) -> float:
+            return _float(node.get("time"), file=self.path, field=f"testcase[{raw_name}].{node.tag}.time")
+
+        attempts: list[TestCaseRecord] = []
+        final_outcome: Outcome = "pass"
+        if main is not None:
+            final_outcome = {"failure": "fail", "error": "error", "skipped": "skip"}[main.tag]  # type: ignore[assignment]
+        for node in pytorch_reruns:
+            attempts.append(rec("fail", attempt_time(node), "rerun", node))
+        for node in flaky:
+            attempts.append(rec(_SUREFIRE_FLAKY[node.tag], attempt_time(node), node.tag, node))  # type: ignore[arg-type]
+        if reruns and main is not None and final_outcome in FAILED:
+            # Surefire: <failure> is the first run, each rerunFailure a later one; the last is final.
+            attempts.append(rec(final_outcome, duration, "testcase", main))
+            for node in reruns:
+                attempts.append(rec(_SUREFIRE_RERUN[node.tag], attempt_time(node), node.tag, node))  # type: ignore[arg-type]
+        else:
+            attempts.append(rec(final_outcome, duration, "testcase", main))
+        yield from self._through_window(ident, attempts, bare_pass=main is None and not (flaky or reruns))
+
+    def _through_window(
+        self, ident: TestIdentity, attempts: list[TestCaseRecord], *, bare_pass: bool
+    ) -> Iterator[TestCaseRecord]:
+        prev = self._pending.pop(ident, None)
+        done = 0
+        if prev is not None:
+            prev_records, done = prev
+            # Seen again: the earlier <testcase> was rerun. pytest-rerunfailures reruns only after a
+            # failure, and writes that failed attempt as a bare <testcase> -- which reads as a pass.
+            last = prev_records[-1]
+            if last.outcome == "pass" and last.source == "testcase":
+                prev_records[-1] = replace(last, outcome="fail", source="rerun-testcase")
+            yield from prev_records
+        numbered = [replace(r, inprocess_attempt=done + i + 1) for i, r in enumerate(attempts)]
+        self._pending[ident] = (numbered, done + len(numbered))
+        while len(self._pending) > RERUN_WINDOW:
+            yield from self._flush_one()
+
+    def _flush_one(self) -> Iterator[TestCaseRecord]:
+        _, (records, _) = self._pending.popitem(last=False)
+        yield from records[:-1]
+        yield replace(records[-1], final=True)
+
+    def flush(self) -> Iterator[TestCaseRecord]:
+        while self._pending:
+            yield from self._flush_one()
+
+
+def iter_junit(
+    path: str | Path,
+    *,
+    job_attempt: int = 1,
+    process_attempt: int = 1,
+    hardware: str | None = None,
+) -> Iterator[TestCaseRecord]:
+    """Yield one record per test attempt in the JUnit XML file at ``path``, streaming.
+
+    ``hardware`` is the default hardware variant; a ``hardware``/``device`` property on the testcase
+    or its suite overrides it. Raises :class:`InputError` (naming the file and the field) for hostile,
+    malformed or non-JUnit XML; records already yielded before such an error must be discarded (the
+    ingest is one transaction).
+    """
+    p = str(path)
+    reader = _Reader(p, job_attempt=job_attempt, process_attempt=process_attempt, hardware=hardware)
+    suites: list[_Suite] = []
+    depth = 0
+    try:
+        it = iterparse(
+            p, events=("start", "end"), forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+        for event, el in it:
+            tag = el.tag
+            if event == "start":
+                depth += 1
+                if depth == 1 and tag not in ("testsuites", "testsuite"):
+                    raise InputError(
+                        f"root element is <{tag}>, expected <testsuites> or <testsuite>", file=p, field="root"
+                    )
+                if tag == "testsuite":
+                    outer = suites[-1] if suites else None
+                    name = el.get("name") or (outer.name if outer else "")
+                    suites.append(_Suite(el, name, outer.hardware if outer else None, depth))
+                continue
+            depth -= 1
+            suite = suites[-1] if suites else None
+            if tag == "testcase":
+                yield from reader.testcase(el, suite.name if suite else "", suite.hardware if suite else None)
+                el.clear()
+                if suite is not None and depth == suite.depth:
+                    suite.element.remove(el)  # detach, so the suite keeps no 100k empty shells
+            elif tag == "testsuite":
+                suites.pop()
+                el.clear()
+            elif suite is not None and depth == suite.depth:
+                if tag == "properties":
+                    hw = next((q.get("value") for q in el if q.get("name") in HARDWARE_PROPERTIES), None)
+                    suite.hardware = hw or suite.hardware
+                elif tag in ("system-out", "system-err"):
+                    el.clear()  # suite-level logs can be megabytes; nothing reads them
+        yield from reader.flush()
+    except InputError:
+        raise
+    except DTDForbidden:
+        raise InputError(
+            "XML declares a DTD (<!DOCTYPE>); refused: JUnit files have none and DTDs enable entity attacks",
+            file=p,
+            field="DOCTYPE",
+        ) from None
+    except EntitiesForbidden:
+        raise InputError(
+            "XML declares entities; refused (entity expansion attack)", file=p, field="ENTITY"
+        ) from None
+    except ExternalReferenceForbidden:
+        raise InputError("XML references an external entity; refused", file=p, field="ENTITY") from None
+    except DefusedXmlException as exc:
+        raise InputError(f"hostile XML refused ({type(exc).__name__})", file=p, field="xml") from None
+    except ParseError as exc:
+        line, col = getattr(exc, "position", (0, 0))
+        why = re.sub(r": line \d+, column \d+$", "", str(exc))
+        raise InputError(f"not well-formed XML ({why})", file=p, field=f"line {line}, column {col}") from None
+    except FileNotFoundError:
+        raise InputError("file not found", file=p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=p) from None
