@@ -175,6 +175,16 @@ def _summary_line(doc: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
     return ", ".join(parts) if parts else "no comparisons"
 
 
+def summary_text(doc: Mapping[str, Any]) -> str:
+    """One short line such as "1 regression, 29 no change" (a commit status description)."""
+    rows = [v for v in (doc.get("verdicts") or []) if isinstance(v, Mapping) and v.get("verdict")]
+    text = _summary_line(doc, rows)
+    n_err = len(_errors(doc))
+    if n_err:
+        text += f", {n_err} workload error{'s' if n_err > 1 else ''}"
+    return text
+
+
 def _run_caption(doc: Mapping[str, Any], dashboard_url: str | None) -> str | None:
     run = doc.get("run")
     if not isinstance(run, Mapping):

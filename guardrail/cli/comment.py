@@ -1,0 +1,159 @@
+"""`guardrail comment`: one sticky PR comment, a commit status and the job summary for a check."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.errors import InfraError, InputError
+from guardrail.reports.github import DEFAULT_API_URL, GitHub, marker_for
+from guardrail.reports.markdown import doc_status, render_markdown, summary_text
+
+
+def load_verdicts(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    except ValueError as exc:
+        raise InputError(f"not JSON: {exc}", file=str(path)) from None
+    if not isinstance(doc, dict):
+        raise InputError("expected a JSON object", file=str(path))
+    schema = doc.get("schema")
+    if schema is not None and not str(schema).startswith("guardrail.verdicts/"):
+        raise InputError(f"expected guardrail.verdicts/v1, got {schema!r}", file=str(path), field="schema")
+    if not isinstance(doc.get("verdicts", []), list):
+        raise InputError("expected a list", file=str(path), field="verdicts")
+    return doc
+
+
+def _verdicts_from_db(db_url: str, repo: str, pr: int | None, sha: str | None) -> dict[str, Any] | None:
+    try:
+        from guardrail.store.queries import latest_verdicts_doc
+    except ImportError:
+        raise InputError(
+            "no --verdicts FILE given and this build cannot read verdicts from the database"
+        ) from None
+    return latest_verdicts_doc(db_url, repo=repo, pr=pr, commit=sha)
+
+
+def write_step_summary(markdown: str, env: dict[str, str] | None = None) -> Path | None:
+    """Append to $GITHUB_STEP_SUMMARY (GitHub shows it on the run's page) when the variable is set."""
+    target = (env if env is not None else os.environ).get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(markdown.rstrip("\n") + "\n\n")
+    except OSError as exc:
+        raise InfraError(f"{target}: cannot write the job summary: {exc.strerror or exc}") from None
+    return Path(target)
+
+
+def _target_url(doc: dict[str, Any], dashboard_url: str | None) -> str | None:
+    run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+    if dashboard_url:
+        base = dashboard_url.rstrip("/")
+        return f"{base}/runs/{run['id']}" if run.get("id") is not None else base
+    url = run.get("url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
+@app.command("comment")
+def comment(
+    repo: Annotated[
+        str | None,
+        typer.Option("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY).", show_default=False),
+    ] = None,
+    pr: Annotated[
+        int | None, typer.Option("--pr", help="Pull request number; without it, no comment.")
+    ] = None,
+    sha: Annotated[
+        str | None, typer.Option("--sha", help="Commit for the status (default: the checked run's commit).")
+    ] = None,
+    verdicts: Annotated[
+        Path | None,
+        typer.Option(
+            "--verdicts", help="Output of guardrail check --format json (else: read from the database)."
+        ),
+    ] = None,
+    dashboard_url: Annotated[
+        str | None,
+        typer.Option(
+            "--dashboard-url",
+            help="Dashboard base URL (default: $GUARDRAIL_DASHBOARD_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    lane: Annotated[
+        str | None,
+        typer.Option("--lane", help="Lane for the status context (default: the checked run's lane)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Names the sticky comment and status context (default: the lane).",
+            show_default=False,
+        ),
+    ] = None,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Only mark the commit status pending (before the run).")
+    ] = False,
+    title: Annotated[str, typer.Option("--title", help="Heading of the comment.")] = "Performance guardrail",
+    db: DbOption = None,
+) -> None:
+    """Upsert one sticky PR comment and a commit status, and append the report to $GITHUB_STEP_SUMMARY."""
+    repo = repo or os.environ.get("GITHUB_REPOSITORY")
+    if not repo:
+        raise InputError("--repo OWNER/NAME is required (or set GITHUB_REPOSITORY)")
+    if pr is not None and pr <= 0:
+        raise InputError(f"--pr must be a positive number, got {pr}")
+    dashboard_url = dashboard_url or os.environ.get("GUARDRAIL_DASHBOARD_URL") or None
+
+    doc: dict[str, Any] | None
+    if pending:
+        doc = None
+    elif verdicts is not None:
+        doc = load_verdicts(verdicts)
+    else:
+        doc = _verdicts_from_db(resolve_db(db), repo, pr, sha)
+    doc = doc or {}
+    run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+    state = doc_status(doc) if doc else "pending"
+    lane = lane or run.get("lane") or "presubmit"
+    key = key or lane
+    sha = sha or run.get("commit")
+
+    markdown = render_markdown(doc, dashboard_url=dashboard_url, title=title)
+    if not pending:
+        summary_path = write_step_summary(markdown)
+        if summary_path:
+            typer.echo(f"job summary appended to {summary_path}")
+
+    token = os.environ.get("GITHUB_TOKEN")
+    if not token:
+        raise InputError("GITHUB_TOKEN is not set; the comment and status need a token")
+    api_url = os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+    description = "waiting for the performance check" if pending or not doc else summary_text(doc)
+    with GitHub(repo, token=token, api_url=api_url) as gh:
+        if pr is not None and not pending:
+            result = gh.upsert_comment(pr, marker_for(key), markdown)
+            typer.echo(f"comment {result.action} on {repo}#{pr}" + (f": {result.url}" if result.url else ""))
+        if sha:
+            context = f"perf-guardrail/{key}"
+            gh.set_status(
+                sha,
+                state=state,
+                context=context,
+                description=description,
+                target_url=_target_url(doc, dashboard_url),
+            )
+            typer.echo(f"status {state} set on {sha[:12]} ({context})")
+        else:
+            raise InputError("no commit SHA for the status: pass --sha (the verdicts document names none)")
