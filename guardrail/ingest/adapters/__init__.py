@@ -1,0 +1,45 @@
+"""Adapters: files other tools wrote -> `guardrail.result/v1` results.
+
+The ingest (guardrail.ingest) calls exactly :func:`detect_format` and :func:`adapt`. Every error is an
+InputError naming the file and the JSON path; an adapter never writes anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from guardrail.errors import InputError
+from guardrail.ingest.adapters import pytest_benchmark, tts_bench, vllm_bench, vllm_omni_diffusion
+from guardrail.ingest.adapters._common import AdaptDefaults
+from guardrail.schema import Result
+
+FORMATS: tuple[str, ...] = ("vllm-omni-diffusion", "vllm-bench", "tts-bench", "pytest-benchmark")
+
+_ADAPTERS = {
+    "vllm-omni-diffusion": vllm_omni_diffusion,
+    # tts-bench before vllm-bench: vLLM-Omni's CI result files are `vllm bench serve --omni` output plus a
+    # `baseline` block, so the more specific reading must get the first look.
+    "tts-bench": tts_bench,
+    "vllm-bench": vllm_bench,
+    "pytest-benchmark": pytest_benchmark,
+}
+
+__all__ = ["FORMATS", "AdaptDefaults", "adapt", "detect_format"]
+
+
+def detect_format(path: Path, data: object) -> str | None:
+    """The format of a parsed JSON document, or None if no adapter recognises it."""
+    for name, module in _ADAPTERS.items():
+        if module.detect(Path(path), data):
+            return name
+    return None
+
+
+def adapt(path: Path, fmt: str, data: object, *, defaults: AdaptDefaults) -> list[Result]:
+    module: Any = _ADAPTERS.get(fmt)
+    if module is None:
+        raise InputError(
+            f"unknown adapter format {fmt!r}; one of {', '.join(FORMATS)}", file=str(path), field="--format"
+        )
+    return module.adapt(Path(path), data, defaults or AdaptDefaults())

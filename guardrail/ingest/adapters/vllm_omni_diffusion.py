@@ -1,0 +1,280 @@
+"""vLLM-Omni's diffusion perf results, `diffusion_result_*.json`: a JSON array, one record per
+(test case x benchmark config) run, written by `tests/dfx/perf/scripts/run_diffusion_benchmark.py`.
+
+One record becomes one Result. Both layouts are read: the older one (`backend`, `API Backend`, builds up
+to 2026-05-10) and the newer one (`endpoint`, `API Endpoint`). See docs/adapters.md for the mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from guardrail.ingest.adapters._common import (
+    AdaptDefaults,
+    Ctx,
+    build_result,
+    buildkite_ci,
+    device_type_of,
+    digest,
+    merge_source,
+    metric,
+    normalize_hardware,
+    parse_time,
+)
+from guardrail.schema import Result, Source
+
+FORMAT = "vllm-omni-diffusion"
+REPO = "vllm-project/vllm-omni"
+# The corpus' Buildkite files leave `Hardware` empty; vLLM-Omni's nightly reports and issues label the
+# Buildkite CUDA nightly "H100" (shared/corpus/vllm-omni-nightly/README.md). Used only when neither the
+# file nor --hardware says.
+BUILDKITE_HARDWARE = "H100"
+_BUILDKITE_PIPELINE = re.compile(r"buildkite\.com/vllm/vllm-omni/builds/\d+")
+
+# The series dimensions, in the report columns' own names (record key -> spec key). Values are kept as
+# strings so that a writer printing `1` one day and `"1"` the next does not split a series. `Hardware` is
+# the series' hardware (environment.hardware), not part of the workload digest: DESIGN keys a series by
+# (workload digest, metric, hardware), so the same config on H100 and A3 is one workload, two series.
+DIMS = (
+    "Model",
+    "Task",
+    "resolution",
+    "Parallelism",
+    "Cache",
+    "compile",
+    "Attn_backend",
+    "max_concurrency",
+    "Quantization",
+    "offload",
+)
+
+# (result key, metric name, unit, summary, higher is better). latency_p50 is left out: the writer
+# computes it exactly as latency_median, and judging one number twice inflates the false-alarm count.
+SUMMARIES = (
+    ("latency_mean", "latency_mean", "s", "mean", False),
+    ("latency_median", "latency_median", "s", "median", False),
+    ("latency_p95", "latency_p95", "s", "p95", False),
+    ("latency_p99", "latency_p99", "s", "p99", False),
+    ("throughput_qps", "throughput_qps", "req/s", "rate", True),
+)
+# Peak memory: 0 means the profiler recorded nothing (HunyuanImage-3 it2i runs), not zero bytes.
+MEMORY = (
+    ("peak_memory_mb_max", "max"),
+    ("peak_memory_mb_mean", "mean"),
+    ("peak_memory_mb_median", "median"),
+)
+
+_FAMILIES = (
+    (re.compile(r"wan2\.?2", re.I), "wan2.2"),
+    (re.compile(r"wan2\.?1", re.I), "wan2.1"),
+    (re.compile(r"hunyuanimage-?3", re.I), "hunyuan-image-3"),
+    (re.compile(r"hunyuanvideo", re.I), "hunyuan-video"),
+    (re.compile(r"qwen-image-edit", re.I), "qwen-image-edit"),
+    (re.compile(r"qwen-image-layered", re.I), "qwen-image-layered"),
+    (re.compile(r"qwen-image", re.I), "qwen-image"),
+)
+
+
+def family_of(model: str | None) -> str | None:
+    if not model:
+        return None
+    base = model.rstrip("/").rsplit("/", 1)[-1]
+    for pattern, fam in _FAMILIES:
+        if pattern.search(base):
+            return fam
+    return base.lower()
+
+
+def detect(path: Path, data: Any) -> bool:
+    if isinstance(data, list):
+        if not data:
+            return path.name.startswith("diffusion_result_")
+        first = data[0]
+        return (
+            isinstance(first, dict)
+            and "test_name" in first
+            and ("result" in first or "benchmark_params" in first)
+        )
+    return False
+
+
+def series_dims(test_name: str, benchmark: str | None, columns: dict[str, Any]) -> dict[str, str]:
+    """The canonical dimensions of a series; the digest is their hash. Shared with reference.py."""
+    dims = {"test_name": test_name, "benchmark": benchmark or ""}
+    for key in DIMS:
+        v = columns.get(key)
+        dims[key] = "" if v is None else str(v)
+    return dims
+
+
+def workload_name(test_name: str, benchmark: str | None) -> str:
+    return f"{test_name}/{benchmark}" if benchmark else test_name
+
+
+def device_count_of(parallelism: str, serve_args: dict[str, Any]) -> int:
+    """Devices a config occupies: the product of its parallel degrees (VAE patch parallelism reuses the
+    same devices, so it does not count). `num-gpus` wins when the config states it."""
+    if isinstance(serve_args.get("num-gpus"), int) and serve_args["num-gpus"] >= 1:
+        return int(serve_args["num-gpus"])
+    n = 1
+    for key, value in re.findall(r"([\w-]+)=(\d+)", parallelism or ""):
+        if key in (
+            "usp",
+            "ulysses-degree",
+            "ring",
+            "ring-degree",
+            "cfg-parallel-size",
+            "tensor-parallel-size",
+        ):
+            n *= max(1, int(value))
+    return n
+
+
+def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
+    ctx = Ctx(path, FORMAT)
+    records = ctx.arr(data, "$")
+    return [_record(ctx, i, rec, defaults) for i, rec in enumerate(records)]
+
+
+def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
+    at = f"$[{i}]"
+    rec = ctx.obj(raw, at)
+    test_name = ctx.text(rec.get("test_name"), f"{at}.test_name")
+    if not test_name:
+        raise ctx.error("required field is missing", f"{at}.test_name")
+    bp = ctx.obj(rec.get("benchmark_params") or {}, f"{at}.benchmark_params")
+    sp = ctx.obj(rec.get("server_params") or {}, f"{at}.server_params")
+    serve_args = ctx.obj(sp.get("serve_args") or {}, f"{at}.server_params.serve_args")
+    bench = ctx.text(bp.get("name"), f"{at}.benchmark_params.name")
+    started = parse_time(ctx, rec.get("timestamp"), f"{at}.timestamp")
+
+    # Report columns, with fallbacks to the config for records that lack a column.
+    columns = {k: rec.get(k) for k in DIMS}
+    columns["Model"] = columns["Model"] or sp.get("model")
+    columns["Task"] = columns["Task"] or bp.get("task")
+    if columns["max_concurrency"] in (None, ""):
+        columns["max_concurrency"] = bp.get("max-concurrency")
+    for key in DIMS:
+        ctx.text(columns[key], f"{at}.{key}")  # a column must be a scalar
+    dims = series_dims(test_name, bench, columns)
+
+    hardware, hw_from = _hardware(ctx, rec, at, defaults)
+    build_url = ctx.text(rec.get("build_url"), f"{at}.build_url") or None
+    commit = ctx.text(rec.get("commit_sha"), f"{at}.commit_sha") or None
+    file_source = Source(commit=commit, ci=buildkite_ci(build_url, rec.get("build_id") or None))
+    source = merge_source(file_source, defaults)
+    if source.repo is None:
+        source = source.model_copy(update={"repo": REPO})
+
+    status, error, metrics, res = _status_and_metrics(ctx, rec, at)
+    baseline = rec.get("baseline") if isinstance(rec.get("baseline"), dict) else bp.get("baseline")
+
+    extra: dict[str, Any] = {
+        "adapter": FORMAT,
+        # The name only: the same file ingested from another directory is the same result.
+        "source_file": ctx.path.name,
+        "record": i,
+        "hardware_from": hw_from,
+        "test_config": rec.get("source_file"),
+        "endpoint": rec.get("endpoint", rec.get("backend")),
+        "server_params": sp,
+        "benchmark_params": {k: v for k, v in bp.items() if k != "baseline"},
+    }
+    if baseline:
+        extra["reference_baseline"] = baseline
+    for key in ("build_id", "log_file", "gpu_telemetry"):
+        if rec.get(key):
+            extra[key] = rec[key]
+    if res:
+        for key in (
+            "duration",
+            "completed_requests",
+            "failed_requests",
+            "stage_durations_p50",
+            "stage_durations_p99",
+        ):
+            if res.get(key) not in (None, {}):
+                extra[key] = res[key]
+
+    doc = {
+        "run": {"lane": defaults.lane, "started_at": started, "source": source},
+        "environment": {
+            "hardware": hardware,
+            "device_type": device_type_of(hardware),
+            "device_count": device_count_of(dims["Parallelism"], serve_args),
+            "software": {},
+            "extra": {"framework": rec.get("Framework")} if rec.get("Framework") else {},
+        },
+        "workload": {
+            "name": workload_name(test_name, bench),
+            "family": family_of(dims["Model"] or None),
+            "digest": digest(dims),
+            "spec": dims,
+        },
+        "status": status,
+        "error": error,
+        "metrics": metrics,
+        "extra": extra,
+    }
+    return build_result(ctx, doc, at)
+
+
+def _hardware(ctx: Ctx, rec: dict[str, Any], at: str, defaults: AdaptDefaults) -> tuple[str, str]:
+    raw = ctx.text(rec.get("Hardware"), f"{at}.Hardware")
+    if raw and raw.strip():
+        return normalize_hardware(raw), "file"
+    if defaults.hardware:
+        return defaults.hardware, "defaults"
+    if _BUILDKITE_PIPELINE.search(str(rec.get("build_url") or "")):
+        return BUILDKITE_HARDWARE, "buildkite-nightly-fallback"
+    raise ctx.error("the record names no hardware (Hardware is empty); pass --hardware", f"{at}.Hardware")
+
+
+def _status_and_metrics(
+    ctx: Ctx, rec: dict[str, Any], at: str
+) -> tuple[str, dict[str, str] | None, list[dict[str, Any]], dict[str, Any] | None]:
+    if rec.get("result") is None:
+        return "failed", {"kind": "no_result", "message": "the record holds no result"}, [], None
+    r_at = f"{at}.result"
+    res = ctx.obj(rec["result"], r_at)
+    completed = ctx.num(res.get("completed_requests", rec.get("completed")), f"{r_at}.completed_requests")
+    failed = ctx.num(res.get("failed_requests", rec.get("failed")), f"{r_at}.failed_requests") or 0
+    if not completed:
+        # The writer falls back to an all-zero template when the benchmark client produced nothing.
+        return (
+            "failed",
+            {"kind": "no_completed_requests", "message": f"0 requests completed ({failed:g} failed)"},
+            [],
+            res,
+        )
+
+    metrics: list[dict[str, Any]] = []
+    for key, name, unit, summary, higher in SUMMARIES:
+        v = ctx.num(res.get(key), f"{r_at}.{key}")
+        if v is not None:
+            metrics.append(metric(name, unit, v, summary=summary, higher=higher))
+    for key, summary in MEMORY:
+        v = ctx.num(res.get(key), f"{r_at}.{key}")
+        if v:
+            metrics.append(metric(key, "MB", v, summary=summary))
+    stages = res.get("stage_durations_mean")
+    if stages is not None:
+        for stage, value in ctx.obj(stages, f"{r_at}.stage_durations_mean").items():
+            v = ctx.num(value, f"{r_at}.stage_durations_mean[{stage!r}]")
+            if v is None:
+                continue
+            # Units as the writer states them: pipeline stages in seconds, `*_ms` keys in milliseconds.
+            unit = "ms" if stage.endswith("_ms") else "s"
+            metrics.append(metric(f"stage_mean.{stage}", unit, v, summary="mean"))
+
+    if failed > 0:
+        total = completed + failed
+        return (
+            "failed",
+            {"kind": "failed_requests", "message": f"{failed:g} of {total:g} requests failed"},
+            metrics,
+            res,
+        )
+    return "ok", None, metrics, res
