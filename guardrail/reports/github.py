@@ -81,7 +81,13 @@ def _server_message(resp: httpx.Response) -> str:
         return resp.reason_phrase or ""
     if not isinstance(body, Mapping):
         return resp.reason_phrase or ""
-    msg = str(body.get("message") or resp.reason_phrase or "")
+    detail = body.get("detail")  # FastAPI's error shape (the ingest server)
+    if isinstance(detail, list):
+        detail = "; ".join(
+            f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" if isinstance(d, Mapping) else str(d)
+            for d in detail
+        )
+    msg = str(body.get("message") or detail or resp.reason_phrase or "")[:500]
     errors = body.get("errors")
     if isinstance(errors, list) and errors:
         details = [
@@ -140,7 +146,7 @@ class HttpSender:
     ) -> None:
         path = urlsplit(url).path
         text = scrub(f"{self.service} {method} {path}: {detail}", (self._token,))
-        if resp is not None and resp.status_code in (404, 422):
+        if resp is not None and resp.status_code in (400, 404, 413, 422):
             raise InputError(text)  # wrong repo/PR/SHA or invalid payload: the caller's input
         if server or (resp is not None and resp.status_code >= 500):
             raise ServerError(text)
@@ -199,9 +205,11 @@ class HttpSender:
     def _explain(self, code: int, resp: httpx.Response) -> str:
         msg = _server_message(resp)
         hint = {
+            400: "bad request",
             401: "bad or missing credentials (check the token)",
             403: "forbidden (the token lacks a permission this step needs)",
             404: "not found (check the repository, number or SHA, and that the token can see the repository)",
+            413: "request too large",
             422: "rejected as invalid",
         }.get(code)
         if code >= 500:
