@@ -1,0 +1,179 @@
+"""Change points in a series' history: E-divisive candidates, a t-test, and a minimum magnitude.
+
+Two passes, in the spirit of Hunter/Apache Otava (Fleming et al. 2023) but our own code:
+
+1. Split: slide a window of `window` points (half-overlapping, plus one window flush with the end so the
+   newest points are always judged in full context). Inside each window, recursively split at the point
+   that maximises the energy (E-divisive) statistic of Matteson & James, keeping splits whose pooled
+   two-sample t-test passes a relaxed level (10x `p_value`): these are weak candidates.
+2. Merge: re-test every candidate against its neighbours (up to `window` points on each side), drop the
+   weakest one that fails `p_value` or `min_magnitude`, re-test its neighbours, repeat.
+
+Values are tested on the log scale when all are positive (relative noise), so one threshold fits series
+of any size. A short segment (fewer than SHORT_SEGMENT points, e.g. the newest two nights) must agree in
+direction point by point, so a single outlier does not become a change point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import stdtr
+
+MIN_SEGMENT = 2
+SHORT_SEGMENT = 5
+WEAK_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    index: int  # 0-based position where the new level starts
+    before: float  # mean of the segment before (as measured)
+    after: float  # mean of the segment after
+    change: float  # after / before - 1
+    p_value: float  # two-sided pooled t-test between the two segments
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "before": self.before,
+            "after": self.after,
+            "change": self.change,
+            "p_value": self.p_value,
+        }
+
+
+def _t_test(left: np.ndarray, right: np.ndarray) -> float:
+    """Two-sided pooled-variance t-test p-value (Student), NaN-free."""
+    n1, n2 = left.size, right.size
+    if n1 < 1 or n2 < 1 or n1 + n2 < 3:
+        return 1.0
+    m1, m2 = left.mean(), right.mean()
+    ss = float(((left - m1) ** 2).sum() + ((right - m2) ** 2).sum())
+    df = n1 + n2 - 2
+    diff = abs(m2 - m1)
+    if ss <= 0:
+        return 0.0 if diff > 0 else 1.0
+    se = math.sqrt(ss / df * (1.0 / n1 + 1.0 / n2))
+    return float(2.0 * stdtr(df, -diff / se))
+
+
+def _consistent(left: np.ndarray, right: np.ndarray) -> bool:
+    """A short side must lie wholly on its own side of the midpoint between the two means."""
+    mid = 0.5 * (left.mean() + right.mean())
+    up = right.mean() > left.mean()
+    if right.size < SHORT_SEGMENT and not (np.all(right > mid) if up else np.all(right < mid)):
+        return False
+    if left.size < SHORT_SEGMENT and not (np.all(left < mid) if up else np.all(left > mid)):
+        return False
+    return True
+
+
+def _energy_split(y: np.ndarray) -> int | None:
+    """The split (index of the first point after it) maximising the E-divisive statistic, or None."""
+    n = y.size
+    if n < 2 * MIN_SEGMENT:
+        return None
+    d = np.abs(y[:, None] - y[None, :])
+    p = np.zeros((n + 1, n + 1))
+    p[1:, 1:] = d.cumsum(0).cumsum(1)
+    tau = np.arange(MIN_SEGMENT, n - MIN_SEGMENT + 1)
+    within_a = p[tau, tau]
+    within_b = p[n, n] - p[tau, n] - p[n, tau] + p[tau, tau]
+    cross = p[tau, n] - p[tau, tau]
+    m, k = tau.astype(float), (n - tau).astype(float)
+    energy = 2.0 * cross / (m * k) - within_a / (m * m) - within_b / (k * k)
+    q = m * k / n * energy
+    return int(tau[int(np.argmax(q))])
+
+
+def _split_window(y: np.ndarray, start: int, level: float, out: set[int]) -> None:
+    """Recursive binary segmentation of y (absolute offset `start`), collecting weak candidates."""
+    stack = [(0, y.size)]
+    while stack:
+        s, e = stack.pop()
+        seg = y[s:e]
+        tau = _energy_split(seg)
+        if tau is None:
+            continue
+        left, right = seg[:tau], seg[tau:]
+        if _t_test(left, right) < level and _consistent(left, right):
+            out.add(start + s + tau)
+            stack.append((s, s + tau))
+            stack.append((s + tau, e))
+
+
+def _stats(y: np.ndarray, x: np.ndarray, cps: list[int], i: int, window: int) -> tuple[float, float, bool]:
+    """p-value, relative magnitude and consistency of change point cps[i] against its neighbours."""
+    lo = cps[i - 1] if i > 0 else 0
+    hi = cps[i + 1] if i + 1 < len(cps) else y.size
+    c = cps[i]
+    lo = max(lo, c - window)
+    hi = min(hi, c + window)
+    left, right = y[lo:c], y[c:hi]
+    p = _t_test(left, right)
+    before, after = float(x[lo:c].mean()), float(x[c:hi].mean())
+    mag = abs(after / before - 1.0) if before != 0 else math.inf
+    return p, mag, _consistent(left, right)
+
+
+def detect_change_points(
+    values: Sequence[float],
+    *,
+    window: int = 50,
+    p_value: float = 0.001,
+    min_magnitude: float = 0.01,
+    seed: int = 0,
+) -> list[ChangePoint]:
+    """Change points of `values` (oldest first); each `index` is where the new level starts.
+
+    Deterministic (no permutations); `seed` is accepted for interface stability.
+    """
+    if window < 2 * MIN_SEGMENT:
+        raise ValueError(f"window must be at least {2 * MIN_SEGMENT}")
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError("values must be one-dimensional")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("values must be finite")
+    n = x.size
+    if n < 2 * MIN_SEGMENT:
+        return []
+    y = np.log(x) if np.all(x > 0) else x
+    weak: set[int] = set()
+    step = max(window // 2, 1)
+    starts = list(range(0, max(n - window, 0) + 1, step))
+    if starts[-1] + window < n:
+        starts.append(n - window)
+    for s in starts:
+        _split_window(y[s : s + window], s, WEAK_FACTOR * p_value, weak)
+
+    cps = sorted(weak)
+    while cps:
+        stats = [_stats(y, x, cps, i, window) for i in range(len(cps))]
+        # Weakest first: a failing p-value, then an inconsistent short side, then too small a change.
+        worst = max(range(len(cps)), key=lambda i: stats[i][0])
+        if stats[worst][0] >= p_value:
+            del cps[worst]
+            continue
+        bad = [i for i in range(len(cps)) if not stats[i][2]]
+        if bad:
+            del cps[bad[0]]
+            continue
+        smallest = min(range(len(cps)), key=lambda i: stats[i][1])
+        if stats[smallest][1] < min_magnitude:
+            del cps[smallest]
+            continue
+        break
+
+    result = []
+    for i, c in enumerate(cps):
+        lo = max(cps[i - 1] if i > 0 else 0, c - window)
+        hi = min(cps[i + 1] if i + 1 < len(cps) else n, c + window)
+        before, after = float(x[lo:c].mean()), float(x[c:hi].mean())
+        change = after / before - 1.0 if before != 0 else math.inf
+        result.append(ChangePoint(c, before, after, change, _t_test(y[lo:c], y[c:hi])))
+    return result

@@ -1,0 +1,260 @@
+"""Compare a candidate against its baseline: relative change, CI, one-sided p-value and a verdict.
+
+Method (docs/statistics.md has the long form): values are compared on the log scale (relative changes);
+each repeat (a fresh process) is summarised by its mean; the variance of a repeat and of a run level come
+from the series' history through the two-level noise model (noise_model.py), so 50 correlated steps
+count as one process, not 50 observations. The difference of the candidate mean and the baseline level
+gets a Student-t interval with Satterthwaite degrees of freedom. Verdicts:
+
+- regression / improvement: the 95% CI excludes zero AND the estimate is beyond the practical threshold;
+- no_change: the whole CI lies inside +-threshold;
+- noisy: the CI is wider than the threshold on each side, so no_change is out of reach at this sample size;
+- inconclusive: anything else (the CI straddles the threshold);
+- missing: no baseline (fail closed) or no candidate values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy.special import stdtr, stdtrit
+
+from guardrail.analysis.noise_model import SeriesData, estimate_noise, flatten
+from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed
+
+Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing"]
+VERDICTS: tuple[str, ...] = ("regression", "improvement", "no_change", "inconclusive", "noisy", "missing")
+DIRECTIONS = ("lower_is_better", "higher_is_better")
+# A baseline run whose level sits this many standard deviations from the others is left out of the level.
+BAD_RUN_SIGMAS = 5.0
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    verdict: Verdict
+    change: float | None  # candidate/baseline - 1 of the metric as measured (+0.034 on a latency = worse)
+    ci: tuple[float, float] | None  # confidence interval on `change`
+    p_value: float | None  # one-sided, in the metric's worse direction
+    baseline_runs: int
+    baseline_median: float | None
+    candidate_repeats: int
+    candidate_median: float | None
+    threshold: float
+    explanation: str  # one sentence for a PR comment
+    repeats_needed: int | None = None
+    q_value: float | None = None  # after false-discovery control (set by judge_check)
+    details: dict = field(default_factory=dict)  # free-form: noise estimates, method, ...
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "change": self.change,
+            "ci": list(self.ci) if self.ci is not None else None,
+            "p_value": self.p_value,
+            "q_value": self.q_value,
+            "threshold": self.threshold,
+            "baseline": {"runs": self.baseline_runs, "median": self.baseline_median},
+            "candidate": {"repeats": self.candidate_repeats, "median": self.candidate_median},
+            "repeats_needed": self.repeats_needed,
+            "explanation": self.explanation,
+            "details": self.details,
+        }
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def _median_of(runs: Sequence[Sequence[Sequence[float]]]) -> float | None:
+    meds = [float(np.median(rep)) for run in runs for rep in run if len(rep)]
+    return float(np.median(meds)) if meds else None
+
+
+def _all_positive(*groups: Sequence[Sequence[Sequence[float]]]) -> bool:
+    return all(min(rep) > 0 for g in groups for run in g for rep in run if len(rep))
+
+
+def _missing(
+    why: str, *, baseline_runs: int, candidate_repeats: int, threshold: float, **kw
+) -> MetricComparison:
+    return MetricComparison(
+        verdict="missing",
+        change=None,
+        ci=None,
+        p_value=None,
+        baseline_runs=baseline_runs,
+        baseline_median=kw.get("baseline_median"),
+        candidate_repeats=candidate_repeats,
+        candidate_median=kw.get("candidate_median"),
+        threshold=threshold,
+        explanation=why,
+    )
+
+
+def _baseline_level(base: SeriesData, run_var: float, repeat_var: float) -> tuple[float, int]:
+    """Mean of run levels, leaving out runs that sit BAD_RUN_SIGMAS away from the median (a bad night)."""
+    means = base.run_means
+    if means.size >= 5:
+        sd = math.sqrt(run_var + repeat_var / float(base.run_sizes.mean()))
+        if sd > 0:
+            keep = np.abs(means - np.median(means)) <= BAD_RUN_SIGMAS * sd
+            if keep.sum() >= 3:
+                return float(means[keep].mean()), int((~keep).sum())
+    return float(means.mean()), 0
+
+
+def compare_metric(
+    baseline: Sequence[Sequence[Sequence[float]]],
+    candidate: Sequence[Sequence[float]],
+    *,
+    direction: str = "lower_is_better",
+    threshold: float = 0.01,
+    history: Sequence[Sequence[Sequence[float]]] | None = None,
+    summary: bool = False,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> MetricComparison:
+    """Judge a candidate (repeats -> samples) against baseline runs (runs -> repeats -> samples).
+
+    `history` (oldest first, same series, may include the baseline runs) feeds the noise estimate; without
+    it the baseline runs do. `summary=True` means each value is already a per-repeat summary (a mean or a
+    p99 of one run), so one value is one observation and no step noise is estimated. The result is
+    deterministic; `seed` is recorded for reproducibility of callers that resample.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
+    threshold = abs(float(threshold))
+    base_runs = [run for run in baseline if any(len(rep) for rep in run)]
+    cand_reps = [rep for rep in candidate if len(rep)]
+    hist_runs = [run for run in (history or []) if any(len(rep) for rep in run)]
+    base_median = _median_of(base_runs)
+    cand_median = _median_of([cand_reps]) if cand_reps else None
+    common = dict(
+        baseline_runs=len(base_runs),
+        candidate_repeats=len(cand_reps),
+        threshold=threshold,
+        baseline_median=base_median,
+        candidate_median=cand_median,
+    )
+    if not base_runs:
+        return _missing("No baseline for this series: failing closed until one is recorded.", **common)
+    if not cand_reps:
+        return _missing("No candidate values for this metric.", **common)
+
+    log_scale = _all_positive(base_runs, [cand_reps], hist_runs)
+    scale = abs(base_median) if (not log_scale and base_median) else 1.0
+    base = flatten(base_runs, log_scale=log_scale, scale=scale)
+    cand = flatten([cand_reps], log_scale=log_scale, scale=scale)
+    hist = flatten(hist_runs, log_scale=log_scale, scale=scale) if len(hist_runs) >= base.runs else base
+    noise = estimate_noise(hist, cand)  # a given history is taken to include the baseline runs
+
+    level, dropped = _baseline_level(base, noise.run_var, noise.repeat_var)
+    r_b = base.runs - dropped
+    kbar_b = float(base.run_sizes.mean())
+    k_c = cand.repeats
+    # Variance of (candidate mean - baseline level): a fresh run level on each side, process noise / repeats.
+    comp_run = noise.run_var * (1.0 + 1.0 / r_b)
+    comp_rep = noise.repeat_var * (1.0 / k_c + 1.0 / (kbar_b * r_b))
+    var = comp_run + comp_rep
+    se = math.sqrt(var)
+    denom = (comp_run**2 / noise.run_df if noise.run_df > 0 else 0.0) + (
+        comp_rep**2 / noise.repeat_df if noise.repeat_df > 0 else 0.0
+    )
+    df = max(var * var / denom, 1.0) if denom > 0 else 1e6
+
+    cand_level = float(cand.repeat_means.mean())
+    d = cand_level - level
+    worse_d = d if direction == "lower_is_better" else -d
+    if se > 0:
+        p_one = float(stdtr(df, -worse_d / se))
+        t_q = float(stdtrit(df, 1.0 - alpha / 2.0))
+    else:
+        p_one = 0.0 if worse_d > 0 else (1.0 if worse_d < 0 else 0.5)
+        t_q = 0.0
+    half = t_q * se
+    lo, hi = d - half, d + half
+    if log_scale:
+        change, ci = math.expm1(d), (math.expm1(lo), math.expm1(hi))
+        resolvable = half < math.log1p(threshold)
+    else:
+        change, ci = d / level if level else d, ((lo / level, hi / level) if level else (lo, hi))
+        resolvable = half < threshold * abs(level or 1.0)
+    sign = 1.0 if direction == "lower_is_better" else -1.0
+    worse = sign * change
+    worse_lo, worse_hi = sorted((sign * ci[0], sign * ci[1]))
+
+    need = repeats_needed(
+        math.sqrt(noise.repeat_var),
+        0.0,
+        1.0,
+        threshold or 0.01,
+        alpha=alpha,
+        fixed_var=comp_run + noise.repeat_var / (kbar_b * r_b),
+    )
+    need_txt = (
+        f"needs {need} repeats to resolve {threshold:.0%}"
+        if need < REPEATS_UNREACHABLE
+        else f"no number of repeats resolves {threshold:.0%}: the run-to-run noise is too high"
+    )
+    ci_txt = (
+        f"95% CI {_pct(ci[0])} to {_pct(ci[1])}"
+        if alpha == 0.05
+        else f"{1 - alpha:.0%} CI {_pct(ci[0])} to {_pct(ci[1])}"
+    )
+    repeats_out: int | None = None
+    if worse_lo > 0 and worse > threshold:
+        verdict: Verdict = "regression"
+        why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
+    elif worse_hi < 0 and worse < -threshold:
+        verdict = "improvement"
+        why = (
+            f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
+        )
+    elif -threshold < ci[0] and ci[1] < threshold:
+        verdict = "no_change"
+        why = f"{_pct(change)} ({ci_txt}), inside the ±{threshold:.0%} threshold."
+    elif not resolvable:
+        verdict = "noisy"
+        repeats_out = need
+        plural = "s" if k_c != 1 else ""
+        why = f"Too noisy to judge with {k_c} repeat{plural} ({_pct(change)}, {ci_txt}); {need_txt}."
+    else:
+        verdict = "inconclusive"
+        repeats_out = need
+        why = f"{_pct(change)} ({ci_txt}) straddles the {threshold:.0%} threshold; {need_txt}."
+
+    details = {
+        "method": "two-level-t",
+        "scale": "log" if log_scale else "linear",
+        "df": df,
+        "se": se,
+        "repeat_cv": math.sqrt(noise.repeat_var),
+        "run_cv": math.sqrt(noise.run_var),
+        "between_cv": math.sqrt(noise.between_var),
+        "within_cv": math.sqrt(noise.within_var) if (noise.within_var is not None and not summary) else None,
+        "history_runs": noise.runs,
+        "prior_used": noise.prior_used,
+        "baseline_runs_dropped": dropped,
+        "alpha": alpha,
+        "seed": seed,
+    }
+    return MetricComparison(
+        verdict=verdict,
+        change=change,
+        ci=ci,
+        p_value=p_one,
+        baseline_runs=base.runs,
+        baseline_median=base_median,
+        candidate_repeats=k_c,
+        candidate_median=cand_median,
+        threshold=threshold,
+        explanation=why,
+        repeats_needed=repeats_out,
+        details=details,
+    )
