@@ -354,3 +354,12 @@ def test_bad_repo_and_sha_are_rejected_before_any_request(gh):
         with pytest.raises(InputError):
             client.set_status(SHA, state="weird", context="c", description="d")
     assert not gh.log
+
+
+def test_error_option_reports_an_infra_error(gh, env, capsys, monkeypatch):
+    args = ["comment", "--repo", REPO, "--pr", "7", "--sha", SHA, "--lane", "nightly", "--error", "check exited 3"]
+    code, out, err = cli(capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert gh.statuses[0]["state"] == "error" and gh.statuses[0]["context"] == "perf-guardrail/nightly"
+    body = gh.comments[(REPO, 7)][0]["body"]
+    assert "Infrastructure error" in body and "check exited 3" in body

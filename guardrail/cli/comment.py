@@ -105,6 +105,12 @@ def comment(
     pending: Annotated[
         bool, typer.Option("--pending", help="Only mark the commit status pending (before the run).")
     ] = False,
+    error: Annotated[
+        str | None,
+        typer.Option(
+            "--error", help="Report an infrastructure error (the check could not run) with this message."
+        ),
+    ] = None,
     title: Annotated[str, typer.Option("--title", help="Heading of the comment.")] = "Performance guardrail",
     db: DbOption = None,
 ) -> None:
@@ -116,9 +122,19 @@ def comment(
         raise InputError(f"--pr must be a positive number, got {pr}")
     dashboard_url = dashboard_url or os.environ.get("GUARDRAIL_DASHBOARD_URL") or None
 
+    if pending and error:
+        raise InputError("--pending and --error exclude each other")
     doc: dict[str, Any] | None
     if pending:
         doc = None
+    elif error is not None:
+        doc = {
+            "schema": "guardrail.verdicts/v1",
+            "run": {"lane": lane, "commit": sha},
+            "verdicts": [],
+            "errors": [{"workload": "performance check", "status": "error", "message": error}],
+            "status": "error",
+        }
     elif verdicts is not None:
         doc = load_verdicts(verdicts)
     else:
