@@ -1,0 +1,60 @@
+"""`guardrail noise` and `guardrail changepoints`: the stored history of series, read by the analysis layer."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from guardrail.cli.app import DbOption, app, resolve_db
+
+
+@app.command("noise")
+def noise_cmd(
+    lane: Annotated[str, typer.Option(help="Lane whose history is read.")] = "nightly",
+    hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
+    workload: Annotated[str | None, typer.Option(help="Only this workload name.")] = None,
+    history: Annotated[int, typer.Option(help="Newest runs per series.")] = 30,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    db: DbOption = None,
+) -> None:
+    """Per series: within- and between-process CV, bimodality, outlier rate, and whether it is too noisy to judge."""
+    from guardrail.analysis.noise import noise_json, render_noise_table
+    from guardrail.history import noise_rows
+    from guardrail.store.db import session_scope
+
+    with session_scope(resolve_db(db)) as s:
+        rows = noise_rows(s, lane=lane, hardware=hardware, workload=workload, history=history)
+    typer.echo(json.dumps(noise_json(rows), indent=1) if fmt == "json" else render_noise_table(rows))
+
+
+@app.command("changepoints")
+def changepoints_cmd(
+    lane: Annotated[str, typer.Option(help="Lane whose history is scanned.")] = "nightly",
+    branch: Annotated[str | None, typer.Option(help="Only runs of this branch.")] = "main",
+    hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
+    window: Annotated[int, typer.Option(help="Points compared on each side.")] = 50,
+    p_value: Annotated[float, typer.Option("--p-value", help="Significance level.")] = 0.001,
+    min_magnitude: Annotated[float, typer.Option("--min-magnitude", help="Smallest relative change.")] = 0.01,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    db: DbOption = None,
+) -> None:
+    """Find change points on every stored series of LANE; new ones become alerts (one per workload and commit
+    range). `guardrail detect SERIES.csv` does the same for one series in a file."""
+    from guardrail.history import scan_change_points
+    from guardrail.store.db import session_scope
+
+    with session_scope(resolve_db(db), write=True) as s:
+        alerts = scan_change_points(s, lane=lane, branch=branch, hardware=hardware, window=window,
+                                    p_value=p_value, min_magnitude=min_magnitude)
+        out = [{"id": a.id, "workload": a.workload.name, "hardware": a.hardware, "commit_range": [a.from_commit,
+                a.to_commit], "change": a.change, "metrics": a.metrics} for a in alerts]
+    if fmt == "json":
+        typer.echo(json.dumps({"schema": "guardrail.alerts/v1", "new_alerts": out}, indent=1))
+        return
+    for a in out:
+        typer.echo(f"alert {a['id']}: {a['workload']} on {a['hardware']} changed {a['change']:+.1%} between "
+                   f"{a['commit_range'][0] or '(start)'} and {a['commit_range'][1]} "
+                   f"({', '.join(x['metric'] for x in a['metrics'])})")
+    typer.echo(f"{len(out)} new change-point alert(s)")

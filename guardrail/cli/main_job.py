@@ -1,0 +1,76 @@
+"""`guardrail gate`: the main job in one command — run a lane, ingest, check, report.
+
+On the embedded default (SQLite, CPU, tiny workloads) a fresh machine has no history to compare with. Rather
+than pass silently or invent numbers, the gate then measures a baseline first: the same workloads run as this
+machine's `nightly` lane on `main`, and says so. Every number in the report was measured here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from guardrail.cli.app import DbOption, app, resolve_db
+
+
+def _has_history(url: str, lanes: list[str], branch: str | None, digests: set[str]) -> bool:
+    from sqlalchemy import select
+
+    from guardrail.store import models as m
+    from guardrail.store.db import session_scope
+
+    with session_scope(url) as s:
+        q = (select(m.Result.id).join(m.Run, m.Result.run_id == m.Run.id).join(m.Workload)
+             .where(m.Run.lane.in_(lanes), m.Workload.digest.in_(digests), m.Result.status == "ok"))
+        if branch:
+            q = q.where(m.Run.branch == branch)
+        return s.scalar(q.limit(1)) is not None
+
+
+@app.command("gate")
+def gate(
+    lane: Annotated[str, typer.Option(help="Lane to run and judge.")] = "presubmit",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or npu.")] = "cpu",
+    scale: Annotated[str, typer.Option(help="tiny or full.")] = "tiny",
+    repeats: Annotated[int | None, typer.Option(help="Fresh processes per workload (default: the lane's).")] = None,
+    out: Annotated[Path, typer.Option(help="Where result files go.")] = Path("guardrail-out"),
+    bootstrap: Annotated[bool, typer.Option(help="With no baseline history, measure one first.")] = True,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
+    db: DbOption = None,
+) -> None:
+    """Run LANE, ingest its results, check them against the lane's baseline policy and print the report."""
+    import runners
+    from guardrail.check import check_runs, find_runs
+    from guardrail.cli.check import emit
+    from guardrail.ingest import ingest
+    from guardrail.policy import load_policy
+    from guardrail.store.db import redact, session_scope
+
+    url = resolve_db(db)
+    policy = load_policy(lane)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    specs = runners.select_workloads(lane)
+    digests = {runners.workload_digest(spec, scale) for spec in specs}
+    base = policy.baseline
+    if bootstrap and base.source == "history" and not _has_history(url, base.lanes, base.branch, digests):
+        typer.secho(f"No {'/'.join(base.lanes)} history for these workloads in {redact(url)} yet: measuring a "
+                    f"baseline on this machine first ({base.lanes[0]} lane on {base.branch or 'this branch'}).",
+                    fg="yellow", err=True)
+        files = runners.run_lane(lane, device=device, scale=scale, repeats=repeats,
+                                 out_dir=out / stamp / "baseline", record_lane=base.lanes[0],
+                                 branch=base.branch)
+        ingest(url, files)
+    files = runners.run_lane(lane, device=device, scale=scale, repeats=repeats, out_dir=out / stamp / lane)
+    report = ingest(url, files)
+    typer.echo(f"ingested {len(report.stored)} results into {redact(url)} (run {', '.join(map(str, report.run_ids))})",
+               err=True)
+    with session_scope(url, write=True) as session:
+        runs = [r for rid in report.run_ids for r in find_runs(session, run_id=rid, commit=None, lane=None)]
+        doc = check_runs(session, runs)
+    first = doc["run"]["id"] if doc.get("run") else None
+    typer.echo(f"next: guardrail serve --db {redact(url)}   then open http://127.0.0.1:8000/runs/{first}\n"
+               f"      guardrail check --run {first} --format markdown   (the PR comment)", err=True)
+    emit(doc, fmt)

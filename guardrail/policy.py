@@ -1,0 +1,76 @@
+"""Baseline policies per lane (`baselines/<lane>.yaml`): where a run's baseline comes from and how it is judged.
+
+Loaded and validated once (pydantic); the rest of the code trusts the Policy object.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from guardrail.errors import InputError
+from guardrail.schema import json_path
+
+BASELINES_DIR = Path(os.environ.get("GUARDRAIL_BASELINES", Path(__file__).resolve().parents[1] / "baselines"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaselineSpec(_Strict):
+    # history: recent runs of `lanes` (on `branch`) on the same hardware and pinned software;
+    # pinned: the run pinned for this lane and hardware (`guardrail baseline pin`).
+    source: Literal["history", "pinned"] = "history"
+    lanes: list[str] = Field(default_factory=lambda: ["nightly"], min_length=1)
+    branch: str | None = "main"
+    window: int = Field(default=10, ge=1, le=1000)  # baseline runs compared against
+    noise_history: int = Field(default=30, ge=1, le=5000)  # runs used to estimate the series' noise
+    # base_commit: only runs at or before the PR's merge-base (presubmit); latest: the newest runs before this one.
+    anchor: Literal["base_commit", "latest"] = "latest"
+    same_software: list[str] = Field(default_factory=list)  # software keys whose values must match
+    cold_start: Literal["reference", "none"] = "reference"  # when there is no history: pinned reference values
+
+
+class Policy(_Strict):
+    lane: str
+    description: str = ""
+    baseline: BaselineSpec = BaselineSpec()
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"default": 0.01})
+    informational: list[str] = Field(default_factory=list)  # reported, never gate
+    fdr: float = Field(default=0.05, gt=0, lt=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    raise_alerts: bool = False  # regressions of this lane become alerts (lanes that watch main)
+
+    def threshold(self, metric: str) -> float:
+        return self.thresholds.get(metric, self.thresholds.get("default", 0.01))
+
+
+def _policy_file(lane: str, directory: Path) -> Path:
+    return directory / f"{lane}.yaml"
+
+
+@functools.cache
+def load_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
+    path = _policy_file(lane, directory)
+    if not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise InputError(f"no baseline policy for lane {lane!r} (known: {', '.join(known) or 'none'})",
+                         file=str(path))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({exc.problem if hasattr(exc, 'problem') else exc})", file=str(path))
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise InputError(err["msg"], file=str(path), field=json_path(tuple(err["loc"]))) from None
+    if policy.lane != lane:
+        raise InputError(f"file is for lane {policy.lane!r}, expected {lane!r}", file=str(path), field="$.lane")
+    return policy
