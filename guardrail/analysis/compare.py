@@ -16,6 +16,7 @@ gets a Student-t interval with Satterthwaite degrees of freedom. Verdicts:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -70,12 +71,26 @@ def _pct(x: float) -> str:
 
 
 def _median_of(runs: Sequence[Sequence[Sequence[float]]]) -> float | None:
-    meds = [float(np.median(rep)) for run in runs for rep in run if len(rep)]
-    return float(np.median(meds)) if meds else None
+    # statistics.median sorts a Python list: far cheaper than np.median on the tiny lists seen here.
+    meds = [statistics.median(rep) for run in runs for rep in run if len(rep)]
+    return float(statistics.median(meds)) if meds else None
 
 
 def _all_positive(*groups: Sequence[Sequence[Sequence[float]]]) -> bool:
     return all(min(rep) > 0 for g in groups for run in g for rep in run if len(rep))
+
+
+def _all_equal(*groups: Sequence[Sequence[Sequence[float]]]) -> bool:
+    first = None
+    for g in groups:
+        for run in g:
+            for rep in run:
+                if len(rep):
+                    lo, hi = min(rep), max(rep)
+                    if lo != hi or (first is not None and lo != first):
+                        return False
+                    first = lo
+    return True
 
 
 def _missing(
@@ -147,6 +162,17 @@ def compare_metric(
     if not cand_reps:
         return _missing("No candidate values for this metric.", **common)
 
+    if _all_equal(base_runs, [cand_reps]):
+        # A deterministic metric (memory, counts): identical values are no change, whatever the history.
+        return MetricComparison(
+            verdict="no_change",
+            change=0.0,
+            ci=(0.0, 0.0),
+            p_value=0.5,
+            explanation="Identical values in baseline and candidate.",
+            details={"method": "identical"},
+            **common,
+        )
     log_scale = _all_positive(base_runs, [cand_reps], hist_runs)
     scale = abs(base_median) if (not log_scale and base_median) else 1.0
     base = flatten(base_runs, log_scale=log_scale, scale=scale)

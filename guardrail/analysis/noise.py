@@ -88,8 +88,12 @@ def noise_report(
     data = flatten(runs, log_scale=positive, scale=abs(med) or 1.0)
     est = estimate_noise(data)
     within_cv = None if summary or est.within_var is None else math.sqrt(est.within_var)
-    between_cv = math.sqrt(est.between_var) if not summary else math.sqrt(est.repeat_var)
-    run_cv = math.sqrt(est.run_var)
+    if bool(np.any(data.run_sizes > 1)):
+        between_var, run_var = (est.repeat_var if summary else est.between_var), est.run_var
+    else:  # one process per run: night-to-night and process-to-process spread cannot be told apart
+        steps_part = 0.0 if summary or est.within_var is None else est.within_var / max(data.steps, 1.0)
+        between_var, run_var = max(est.run_var + est.repeat_var - steps_part, 0.0), 0.0
+    between_cv, run_cv = math.sqrt(between_var), math.sqrt(run_var)
 
     if summary or not runs:
         values = data.repeat_means

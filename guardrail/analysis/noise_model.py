@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def flatten(
         return SeriesData(
             empty, np.empty(0, dtype=int), empty, np.empty(0, dtype=int), 0.0, 0.0, 0.0, log_scale
         )
-    values = np.concatenate([np.asarray(c, dtype=float) for c in chunks])
+    values = np.fromiter(chain.from_iterable(chunks), dtype=float, count=sum(counts))
     if not np.all(np.isfinite(values)):
         raise ValueError("non-finite value in series")
     values = np.log(values) if log_scale else values / scale

@@ -1,0 +1,132 @@
+"""compare_metric on numbers alone: A/A, known shifts, directions, missing, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardrail.analysis.compare import compare_metric
+
+
+def _run(rng, level, repeats=2, steps=20, between=0.005, within=0.005):
+    return [
+        list(level * np.exp(rng.normal(0, between) + rng.normal(0, within, steps))) for _ in range(repeats)
+    ]
+
+
+def _history(rng, runs=10, **kw):
+    return [_run(rng, 100.0, **kw) for _ in range(runs)]
+
+
+def test_empty_baseline_is_missing_and_fails_closed():
+    rng = np.random.default_rng(0)
+    c = compare_metric([], _run(rng, 100.0))
+    assert c.verdict == "missing"
+    assert c.change is None and c.p_value is None
+    assert "baseline" in c.explanation.lower()
+
+
+def test_empty_candidate_is_missing():
+    rng = np.random.default_rng(0)
+    assert compare_metric(_history(rng), []).verdict == "missing"
+
+
+def test_aa_false_positive_rate_is_below_one_percent():
+    rng = np.random.default_rng(1)
+    flagged = 0
+    trials = 600
+    for _ in range(trials):
+        c = compare_metric(_history(rng), _run(rng, 100.0))
+        flagged += c.verdict in ("regression", "improvement")
+    assert flagged / trials <= 0.01
+
+
+@pytest.mark.parametrize(("shift", "min_rate"), [(0.02, 0.95), (0.05, 0.99)])
+def test_known_shift_detected_at_target_power(shift, min_rate):
+    rng = np.random.default_rng(2)
+    trials = 300
+    hits = sum(
+        compare_metric(_history(rng), _run(rng, 100.0 * (1 + shift))).verdict == "regression"
+        for _ in range(trials)
+    )
+    assert hits / trials >= min_rate
+
+
+def test_change_ci_and_p_value_are_consistent_with_the_shift():
+    rng = np.random.default_rng(3)
+    c = compare_metric(_history(rng), _run(rng, 110.0))
+    assert c.verdict == "regression"
+    assert c.ci[0] < c.change < c.ci[1]
+    assert 0.08 < c.change < 0.12
+    assert c.p_value < 1e-6
+    assert c.baseline_runs == 10 and c.candidate_repeats == 2
+    assert "worse" in c.explanation and "%" in c.explanation
+
+
+def test_higher_is_better_flips_the_direction():
+    rng = np.random.default_rng(4)
+    hist = _history(rng)
+    drop = compare_metric(hist, _run(rng, 90.0), direction="higher_is_better")
+    rise = compare_metric(hist, _run(rng, 110.0), direction="higher_is_better")
+    assert drop.verdict == "regression" and drop.change < 0
+    assert rise.verdict == "improvement" and rise.p_value > 0.99
+
+
+def test_exact_equality_is_no_change():
+    base = [[[11776.0]], [[11776.0]], [[11776.0]]]
+    c = compare_metric(base, [[11776.0], [11776.0]], summary=True)
+    assert c.verdict == "no_change"
+    assert c.change == 0.0
+
+
+def test_short_history_uses_the_conservative_prior():
+    rng = np.random.default_rng(5)
+    c = compare_metric(_history(rng, runs=2), _run(rng, 100.5))
+    assert c.details["prior_used"] is True
+    assert c.verdict in ("inconclusive", "noisy")
+    assert c.repeats_needed is not None
+
+
+def test_noisy_series_says_how_many_repeats_are_needed():
+    rng = np.random.default_rng(6)
+    hist = _history(rng, between=0.03)
+    c = compare_metric(hist, _run(rng, 100.0, between=0.03))
+    assert c.verdict == "noisy"
+    assert c.repeats_needed is not None and c.repeats_needed > 2
+    assert "repeats" in c.explanation
+
+
+def test_one_bad_night_in_history_does_not_blind_the_comparison():
+    rng = np.random.default_rng(7)
+    hist = _history(rng, runs=12)
+    hist[5] = [[v * 1.5 for v in rep] for rep in hist[5]]  # one wild night
+    c = compare_metric(hist, _run(rng, 103.0))
+    assert c.verdict == "regression"
+    assert c.details["baseline_runs_dropped"] == 1
+
+
+def test_summary_values_one_per_repeat():
+    rng = np.random.default_rng(8)
+    hist = [[[float(v)]] for v in 10.0 * np.exp(rng.normal(0, 0.01, 15))]
+    same = compare_metric(hist, [[10.0]], summary=True, threshold=0.05)
+    worse = compare_metric(hist, [[13.0]], summary=True, threshold=0.05)
+    assert same.verdict in ("no_change", "inconclusive")
+    assert worse.verdict == "regression"
+    assert same.details["within_cv"] is None
+
+
+def test_deterministic_for_a_seed():
+    rng = np.random.default_rng(9)
+    hist, cand = _history(rng), _run(rng, 101.0)
+    assert compare_metric(hist, cand, seed=1) == compare_metric(hist, cand, seed=1)
+
+
+def test_rejects_unknown_direction():
+    with pytest.raises(ValueError):
+        compare_metric([[[1.0]]], [[1.0]], direction="sideways")
+
+
+def test_non_positive_values_fall_back_to_a_linear_scale():
+    c = compare_metric([[[0.0, 1.0]], [[0.0, 1.0]], [[0.0, 1.0]]], [[0.0, 1.0]])
+    assert c.details["scale"] == "linear"
+    assert c.change == pytest.approx(0.0)

@@ -1,0 +1,51 @@
+"""Sequential confirmation: alpha spending sums to alpha and holds under optional stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardrail.analysis.sequential import look_alpha, obrien_fleming_spent, sequential_decision
+
+
+def test_spending_sums_to_alpha_and_grows():
+    levels = [look_alpha(k, 4, 0.05) for k in range(1, 5)]
+    assert sum(levels) == pytest.approx(0.05)
+    assert levels == sorted(levels)
+    assert obrien_fleming_spent(1.0, 0.05) == pytest.approx(0.05)
+    with pytest.raises(ValueError):
+        look_alpha(5, 4, 0.05)
+
+
+def _run(rng, level, repeats=2):
+    return [list(level * np.exp(rng.normal(0, 0.005) + rng.normal(0, 0.005, 10))) for _ in range(repeats)]
+
+
+def test_optional_stopping_keeps_false_alarms_below_alpha():
+    rng = np.random.default_rng(0)
+    trials, alarms = 300, 0
+    for _ in range(trials):
+        hist = [_run(rng, 100.0) for _ in range(10)]
+        cand: list = []
+        for look in range(1, 4):
+            cand += _run(rng, 100.0)
+            d = sequential_decision(hist, cand, look, 3, threshold=0.003)  # small threshold: p decides
+            if d.action == "stop":
+                alarms += d.verdict in ("regression", "improvement")
+                break
+    assert alarms / trials <= 0.05
+
+
+def test_real_regression_is_confirmed_and_last_look_is_final():
+    rng = np.random.default_rng(1)
+    hist = [_run(rng, 100.0) for _ in range(10)]
+    cand = _run(rng, 103.0)
+    d = sequential_decision(hist, cand, 1, 3)
+    assert d.look_alpha < 0.01
+    while d.action == "continue":
+        cand += _run(rng, 103.0)
+        d = sequential_decision(hist, cand, d.look_index + 1, 3)
+    assert d.verdict == "regression"
+    assert "alpha-spending" in d.comparison.explanation
+    last = sequential_decision(hist, _run(rng, 100.4), 3, 3)
+    assert last.action == "stop"
