@@ -47,6 +47,10 @@ class Ctx:
             raise self.error(f"expected a JSON object, got {_kind(value)}", field)
         return value
 
+    def opt_obj(self, value: Any, field: str) -> dict[str, Any]:
+        """An object, or {} when absent/null (an empty array or a string is still an error)."""
+        return {} if value is None else self.obj(value, field)
+
     def arr(self, value: Any, field: str) -> list[Any]:
         if not isinstance(value, list):
             raise self.error(f"expected a JSON array, got {_kind(value)}", field)

@@ -57,13 +57,13 @@ def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
         if started is None:
             raise ctx.error("required field is missing", "$.datetime")
     hardware, device_type, hw_from = _hardware(ctx, data, defaults)
-    commit_info = ctx.obj(data.get("commit_info") or {}, "$.commit_info")
+    commit_info = ctx.opt_obj(data.get("commit_info"), "$.commit_info")
     file_source = Source(
         commit=ctx.text(commit_info.get("id"), "$.commit_info.id") or None,
         branch=ctx.text(commit_info.get("branch"), "$.commit_info.branch") or None,
     )
     source = merge_source(file_source, defaults)
-    machine = ctx.obj(data.get("machine_info") or {}, "$.machine_info")
+    machine = ctx.opt_obj(data.get("machine_info"), "$.machine_info")
     software = {
         k: str(v)
         for k, v in (("python", machine.get("python_version")), ("pytest-benchmark", data.get("version")))

@@ -92,10 +92,11 @@ def detect(path: Path, data: Any) -> bool:
         if not data:
             return path.name.startswith("diffusion_result_")
         first = data[0]
+        # A test-case file (tests/dfx/perf/tests/*.json) has a *list* of benchmark_params and no result.
         return (
             isinstance(first, dict)
             and "test_name" in first
-            and ("result" in first or "benchmark_params" in first)
+            and ("result" in first or isinstance(first.get("benchmark_params"), dict))
         )
     return False
 
@@ -144,9 +145,9 @@ def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
     test_name = ctx.text(rec.get("test_name"), f"{at}.test_name")
     if not test_name:
         raise ctx.error("required field is missing", f"{at}.test_name")
-    bp = ctx.obj(rec.get("benchmark_params") or {}, f"{at}.benchmark_params")
-    sp = ctx.obj(rec.get("server_params") or {}, f"{at}.server_params")
-    serve_args = ctx.obj(sp.get("serve_args") or {}, f"{at}.server_params.serve_args")
+    bp = ctx.opt_obj(rec.get("benchmark_params"), f"{at}.benchmark_params")
+    sp = ctx.opt_obj(rec.get("server_params"), f"{at}.server_params")
+    serve_args = ctx.opt_obj(sp.get("serve_args"), f"{at}.server_params.serve_args")
     bench = ctx.text(bp.get("name"), f"{at}.benchmark_params.name")
     started = parse_time(ctx, rec.get("timestamp"), f"{at}.timestamp")
 
