@@ -28,8 +28,10 @@ STATUS_HEADLINE = {
 }
 _UNCHANGED = {"no_change"}
 
-# Characters that change markdown/HTML meaning inside a table cell; a workload name is untrusted text.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+# Characters that change markdown meaning mid-line (a workload name is untrusted text). `<`, `>`, `&` are
+# HTML-escaped first; with `[` `]` escaped, `(`, `)` and `!` cannot form links or images, and `#`, `+`,
+# `-` only matter at the start of a line, where a cell or list item never puts them.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def escape_md(value: Any) -> str:
@@ -129,7 +131,7 @@ def _side(v: Mapping[str, Any], key: str) -> str:
 
 
 def _series_url(dashboard_url: str, v: Mapping[str, Any]) -> str:
-    params = {k: str(v[k]) for k in ("workload", "metric", "hardware") if v.get(k) is not None}
+    params = {k: str(v[k]) for k in ("workload", "metric", "hardware", "series_id") if v.get(k) is not None}
     return f"{dashboard_url}/series?{urlencode(params)}"
 
 
