@@ -131,6 +131,8 @@ class TestVerdict:
     # time spent on attempts after the first one: the CI minutes reruns cost
     rerun_duration_s: float = 0.0
     phases: tuple[str, ...] = field(default=())
+    # distinct fresh processes the test ran in (1 + fresh-process reruns so far), over job attempts
+    process_attempts: int = 1
 
     @property
     def fails_every_attempt(self) -> bool:
@@ -149,6 +151,7 @@ class TestVerdict:
             "duration_s": self.duration_s,
             "rerun_duration_s": self.rerun_duration_s,
             "phases": list(self.phases),
+            "process_attempts": self.process_attempts,
         }
 
 

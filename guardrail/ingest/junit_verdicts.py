@@ -49,6 +49,7 @@ def group_verdicts(
                 duration_s=sum(r.duration_s for r in recs),
                 rerun_duration_s=sum(r.duration_s for r in recs[1:]),
                 phases=phases,
+                process_attempts=len({(r.job_attempt, r.process_attempt) for r in recs}),
             )
         )
     return out
