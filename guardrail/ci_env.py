@@ -42,8 +42,9 @@ def source_from_env(
     attempt: int | None = None,
     env: dict[str, str] | None = None,
     git_dir: str | None = None,
+    use_git: bool = True,
 ) -> Source:
-    """Flags win over the GitHub Actions environment, which wins over the local git checkout."""
+    """Flags win over the GitHub Actions environment, which wins over the local git checkout (`use_git`)."""
     env = dict(os.environ if env is None else env)
     ci = None
     if env.get("GITHUB_ACTIONS") == "true":
@@ -63,7 +64,7 @@ def source_from_env(
     elif run_id or attempt:
         ci = CIInfo(provider="local", run_id=run_id, attempt=attempt)
     message = None
-    if commit is None:
+    if commit is None and use_git:
         commit = _git("rev-parse", "HEAD", cwd=git_dir)
         if commit:
             branch = branch or _git("rev-parse", "--abbrev-ref", "HEAD", cwd=git_dir)

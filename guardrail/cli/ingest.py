@@ -21,6 +21,8 @@ def ingest_cmd(
     lane: Annotated[str | None, typer.Option(help="Lane for formats that do not name one.")] = None,
     hardware: Annotated[str | None, typer.Option(help="Hardware for formats that do not name it.")] = None,
     commit: Annotated[str | None, typer.Option(help="Commit for formats that do not name it.")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch for formats that do not name it (e.g. main for "
+                                               "nightly files).")] = None,
     pr: Annotated[int | None, typer.Option(help="Pull request number (junit and adapters).")] = None,
     base_commit: Annotated[str | None, typer.Option("--base-commit", help="PR base commit.")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="CI run id.")] = None,
@@ -41,8 +43,12 @@ def ingest_cmd(
     from guardrail.ci_env import source_from_env
 
     source = None
-    if any(v is not None for v in (commit, pr, base_commit, run_id, attempt)) or os.environ.get("GITHUB_ACTIONS"):
-        source = source_from_env(commit=commit, pr=pr, base_commit=base_commit, run_id=run_id, attempt=attempt)
+    if any(v is not None for v in (commit, branch, pr, base_commit, run_id, attempt)) or os.environ.get(
+        "GITHUB_ACTIONS"
+    ):
+        # The file's own commit wins over these; never guess it from the local checkout.
+        source = source_from_env(commit=commit, branch=branch, pr=pr, base_commit=base_commit, run_id=run_id,
+                                 attempt=attempt, use_git=False)
     url = resolve_db(db)
     if fmt == "junit":
         from guardrail.ingest.tests import ingest_junit
@@ -63,6 +69,8 @@ def ingest_cmd(
                    + (f", {s['metrics']} metrics, {s['samples']} samples" if "samples" in s else ""))
     for s in report.skipped:
         typer.echo(f"skipped  {s['file']}: {s['workload']} in run {s['run_id']}: {s['reason']}")
+    for s in getattr(report, "ignored", []):
+        typer.echo(f"ignored  {s['file']}: {s['reason']}")
     typer.echo(f"{len(report.stored)} stored, {len(report.skipped)} already there; runs: "
                f"{', '.join(map(str, report.run_ids)) or '-'}")
 

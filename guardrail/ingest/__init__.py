@@ -33,35 +33,48 @@ class Document:
 class IngestReport:
     stored: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    ignored: list[dict[str, Any]] = field(default_factory=list)  # files in a directory that are no result
 
     @property
     def run_ids(self) -> list[int]:
         return sorted({r["run_id"] for r in self.stored + self.skipped})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "guardrail.ingest/v1", "stored": self.stored, "skipped": self.skipped,
-                "run_ids": self.run_ids}
+        return {
+            "schema": "guardrail.ingest/v1",
+            "stored": self.stored,
+            "skipped": self.skipped,
+            "ignored": self.ignored,
+            "run_ids": self.run_ids,
+        }
 
 
 def expand_paths(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".json",)) -> list[Path]:
     """Files as given, and every file with a matching suffix under a directory, in a stable order."""
-    out: list[Path] = []
+    return [p for p, _ in _expand(paths, suffixes)]
+
+
+def _expand(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly?) pairs: a file found in a directory may be something else and is then ignored."""
+    out: list[tuple[Path, bool]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
             if not found:
                 raise InputError(f"no {'/'.join(suffixes)} files in this directory", file=str(p))
-            out.extend(found)
+            out.extend((f, False) for f in found)
         elif p.is_file():
-            out.append(p)
+            out.append((p, True))
         else:
             raise InputError("no such file or directory", file=str(p))
     return out
 
 
 def content_hash(result: Result) -> str:
-    canonical = json.dumps(result.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        result.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -82,16 +95,32 @@ def _read_json(path: Path) -> Any:
         raise InputError(f"not valid JSON ({exc})", file=str(path)) from None
 
 
-def load_documents(paths: Sequence[Path], fmt: str = "auto", defaults: Any = None) -> list[Document]:
-    """Parse and validate every file; raises InputError on the first bad one (nothing is written)."""
+def load_documents(
+    paths: Sequence[Path | tuple[Path, bool]],
+    fmt: str = "auto",
+    defaults: Any = None,
+    ignored: list[dict[str, Any]] | None = None,
+) -> list[Document]:
+    """Parse and validate every file; raises InputError on the first bad one (nothing is written).
+
+    A file found inside a directory that no format recognises is ignored (and listed in `ignored`); a file
+    named explicitly must be a result.
+    """
     if fmt not in PERF_FORMATS:
-        raise InputError(f"unknown format {fmt!r}; one of {', '.join(PERF_FORMATS)} or junit", field="--format")
+        raise InputError(
+            f"unknown format {fmt!r}; one of {', '.join(PERF_FORMATS)} or junit", field="--format"
+        )
     docs: list[Document] = []
-    for path in paths:
+    for item in paths:
+        path, explicit = item if isinstance(item, tuple) else (item, True)
         data = _read_json(path)
         kind = fmt
         if kind == "auto":
-            kind = _detect(path, data)
+            kind = _detect(path, data, required=explicit)
+            if kind is None:
+                if ignored is not None:
+                    ignored.append({"file": str(path), "reason": "not a result file of any known format"})
+                continue
         if kind == "result":
             results = [parse_result(data, file=str(path))]
         else:
@@ -102,7 +131,7 @@ def load_documents(paths: Sequence[Path], fmt: str = "auto", defaults: Any = Non
     return docs
 
 
-def _detect(path: Path, data: Any) -> str:
+def _detect(path: Path, data: Any, *, required: bool = True) -> str | None:
     if isinstance(data, dict) and "schema" in data:
         if data["schema"] == RESULT_SCHEMA:
             return "result"
@@ -112,7 +141,7 @@ def _detect(path: Path, data: Any) -> str:
     except ImportError:  # adapters not installed in this build
         adapters = None
     kind = adapters.detect_format(path, data) if adapters else None
-    if kind is None:
+    if kind is None and required:
         raise InputError(
             "format not recognised; pass --format (result, vllm-omni-diffusion, vllm-bench, tts-bench, "
             "pytest-benchmark, junit)",
@@ -125,6 +154,9 @@ def ingest(db_url: str, paths: Sequence[str | Path], fmt: str = "auto", defaults
     from guardrail.store.db import session_scope
     from guardrail.store.writer import store_documents
 
-    docs = load_documents(expand_paths(paths), fmt, defaults)
+    ignored: list[dict[str, Any]] = []
+    docs = load_documents(_expand(paths, (".json",)), fmt, defaults, ignored)
     with session_scope(db_url, write=True) as session:
-        return store_documents(session, docs)
+        report = store_documents(session, docs)
+    report.ignored = ignored
+    return report
