@@ -342,3 +342,27 @@ def test_unknown_format_is_an_input_error():
     with pytest.raises(InputError) as exc:
         adapt(FIX / "x.json", "junit-ish", [], defaults=AdaptDefaults())
     assert exc.value.field == "--format"
+
+
+@pytest.mark.parametrize(
+    ("hardware", "device_type"),
+    [
+        ("H100", "cuda"),
+        ("H20", "cuda"),
+        ("L40S", "cuda"),
+        ("A100", "cuda"),
+        ("A3", "npu"),
+        ("A2", "npu"),
+        ("910B4", "npu"),
+        ("Ascend910B3", "npu"),
+        ("MI300", "rocm"),
+        ("B60", "xpu"),
+        ("cpu", "cpu"),
+        ("S5000", "unknown"),
+    ],
+)
+def test_device_type_from_hardware_labels(hardware, device_type):
+    from guardrail.ingest.adapters._common import device_type_of, normalize_hardware
+
+    assert device_type_of(hardware) == device_type
+    assert normalize_hardware("h200") == "H200" and normalize_hardware("Ascend910B3") == "Ascend910B3"

@@ -134,9 +134,14 @@ def time_from_name(path: Path) -> datetime | None:
 
 # --- hardware ------------------------------------------------------------------------------------------
 
-_NPU = re.compile(r"^(ascend.*|atlas.*|a[23]|910.*|npu.*)$", re.I)
-_CUDA = re.compile(r"^(nvidia.*|[ahlbv]\d{2,3}[a-z]*|h20|gb\d+.*|rtx.*|cuda.*|l40s?)$", re.I)
+# Device names as vLLM-Omni's runners label them (H100, H20, L40S, A100, MI300, 910B4, A2, A3, ...). NPU is
+# tried first: "A2"/"A3" are Ascend boxes, while "A10"/"A100" are NVIDIA parts.
+_NPU = re.compile(r"^(ascend.*|atlas.*|huawei.*|a[23]|910.*|310.*|npu.*)$", re.I)
+_CUDA = re.compile(
+    r"^(nvidia.*|[ahlv]\d{1,3}[a-z]*|h\d{2,3}[a-z]*|b[12]\d\d[a-z]*|gb\d+.*|rtx.*|cuda.*)$", re.I
+)
 _ROCM = re.compile(r"^(amd.*|mi\d+.*|rocm.*)$", re.I)
+_XPU = re.compile(r"^(intel.*(arc|gpu|max).*|b[5-7]\d|xpu.*)$", re.I)
 
 
 def normalize_hardware(raw: str) -> str:
@@ -153,6 +158,8 @@ def device_type_of(hardware: str) -> str:
         return "cuda"
     if _ROCM.match(hardware):
         return "rocm"
+    if _XPU.match(hardware):
+        return "xpu"
     if hardware.lower() == "cpu" or any(
         w in hardware.lower() for w in ("intel", "xeon", "epyc", "ryzen", "arm")
     ):
