@@ -164,6 +164,7 @@ def test_lane_steps_run_the_guardrail_flow():
         'guardrail check --commit "$HEAD_SHA" --lane "$LANE" --format json > verdicts.json',
         'guardrail comment "${args[@]}" --verdicts verdicts.json',
         "--pending",
+        'guardrail changepoints --lane "$LANE"',
     ):
         assert needle in script, needle
     uses = [s["uses"].split("@")[0] for s in _remote_uses(load(LANE))]
@@ -174,6 +175,7 @@ def test_lane_steps_run_the_guardrail_flow():
         "GUARDRAIL_TOKEN": "${{ secrets.GUARDRAIL_TOKEN }}"
     }
     assert by_name["Check against the baseline"]["env"] == {"GUARDRAIL_DB": "${{ secrets.GUARDRAIL_DB_URL }}"}
+    assert "inputs.lane == 'nightly'" in by_name["Change points and alerts (nightly)"]["if"]
     assert not any(
         "secrets." in json.dumps(s.get("env", {})) for s in job["steps"] if s["name"].startswith("Run")
     )
