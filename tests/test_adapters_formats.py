@@ -366,3 +366,12 @@ def test_device_type_from_hardware_labels(hardware, device_type):
 
     assert device_type_of(hardware) == device_type
     assert normalize_hardware("h200") == "H200" and normalize_hardware("Ascend910B3") == "Ascend910B3"
+
+
+def test_a_result_the_schema_refuses_is_an_input_error_naming_the_record(tmp_path):
+    path = tmp_path / "serve_20260101-000000.json"
+    data = {"date": "20260101-000000", "completed": 1, "duration": 1.0, "request_throughput": 1.0}
+    with pytest.raises(InputError) as exc:
+        adapt(path, "vllm-bench", data, defaults=AdaptDefaults(lane=""))
+    _expect(exc, path, "$")
+    assert "$.run.lane" in str(exc.value)

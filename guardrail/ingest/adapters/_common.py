@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from guardrail.errors import InputError
-from guardrail.schema import RESULT_SCHEMA, CIInfo, Result, Source, _first_error
+from guardrail.schema import RESULT_SCHEMA, CIInfo, Result, Source, json_path
 
 
 @dataclass(frozen=True)
@@ -220,5 +220,7 @@ def build_result(ctx: Ctx, doc: dict[str, Any], where: str) -> Result:
     try:
         return Result.model_validate(doc)
     except ValidationError as exc:
-        path, msg = _first_error(exc)
-        raise ctx.error(f"cannot be stored as a result ({path}: {msg})", where) from None
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ctx.error(f"cannot be stored as a result ({json_path(loc)}: {msg})", where) from None
