@@ -13,6 +13,7 @@ from guardrail.ingest.adapters import AdaptDefaults, adapt
 from guardrail.ingest.adapters import vllm_omni_diffusion as diffusion
 from guardrail.ingest.reference import (
     config_dims,
+    import_test_cases,
     load_reference_baselines,
     load_reference_yaml,
     matches,
@@ -201,3 +202,45 @@ def test_committed_references_match_corpus_series_and_fail_closed_elsewhere():
     (h200,) = adapt(local, "vllm-omni-diffusion", json.loads(local.read_bytes()), defaults=AdaptDefaults())
     assert not [x for x in refs if matches(x, h200)]  # the H100 reference never stands in for H200
     assert diffusion.workload_name("t", None) == "t"
+
+
+def test_import_test_cases_earlier_source_wins_per_test_case(tmp_path):
+    newer = tmp_path / "newer.json"
+    newer.write_text(
+        json.dumps(
+            [
+                {
+                    "test_name": "test_toy_t2i_single",
+                    "server_params": {
+                        "model": "Org/Toy-Image",
+                        "serve_args": {"diffusion-attention-backend": "SDPA"},
+                    },
+                    "benchmark_params": [
+                        {
+                            "name": "512x512_steps4",
+                            "task": "t2i",
+                            "width": 512,
+                            "height": 512,
+                            "max-concurrency": 1,
+                            "baseline": {"H200": {"latency_mean": 1.75}},
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    out = tmp_path / "out"
+    files = import_test_cases(
+        [(newer, "tests/newer.json", "org/up", "1" * 40), (CASES, "tests/old.json", "org/fork", "2" * 40)],
+        out,
+    )
+    assert [f.name for f in files] == [
+        "test_toy_t2i_single.yaml",
+        "test_toy_t2i_tp2.yaml",
+        "test_toy_tts.yaml",
+    ]
+    refs = load_reference_yaml(out)
+    single = [(r.hardware, r.metric, r.value) for r in refs if r.test_name == "test_toy_t2i_single"]
+    assert single == [("H200", "latency_mean", 1.75)]  # the older file's flat 2.0 is not mixed in
+    assert "org/up: tests/newer.json @ " + "1" * 40 in (out / "test_toy_t2i_single.yaml").read_text()
+    assert "org/fork: tests/old.json" in (out / "test_toy_t2i_tp2.yaml").read_text()
