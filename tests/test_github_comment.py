@@ -357,9 +357,40 @@ def test_bad_repo_and_sha_are_rejected_before_any_request(gh):
 
 
 def test_error_option_reports_an_infra_error(gh, env, capsys, monkeypatch):
-    args = ["comment", "--repo", REPO, "--pr", "7", "--sha", SHA, "--lane", "nightly", "--error", "check exited 3"]
+    args = [
+        "comment",
+        "--repo",
+        REPO,
+        "--pr",
+        "7",
+        "--sha",
+        SHA,
+        "--lane",
+        "nightly",
+        "--error",
+        "check exited 3",
+    ]
     code, out, err = cli(capsys, monkeypatch, *args)
     assert code == 0, err
     assert gh.statuses[0]["state"] == "error" and gh.statuses[0]["context"] == "perf-guardrail/nightly"
     body = gh.comments[(REPO, 7)][0]["body"]
     assert "Infrastructure error" in body and "check exited 3" in body
+
+
+def test_huge_report_is_cut_to_fit_a_comment(gh):
+    rows = []
+    for i in range(1500):
+        row = copy.deepcopy(DOC["verdicts"][0 if i < 3 else 1])
+        row["workload"] = f"workload-{i:04d}"
+        rows.append(row)
+    from guardrail.reports.markdown import render_markdown
+
+    body = render_markdown({**DOC, "verdicts": rows})
+    assert len(body) > 65_536
+    with GitHub(REPO, token=TOKEN, api_url=gh.url) as client:
+        client.upsert_comment(7, marker_for("presubmit"), body)
+    stored = gh.comments[(REPO, 7)][0]["body"]
+    assert len(stored) <= 65_536
+    assert stored.count("<details>") == stored.count("</details>")
+    assert all(f"workload-{i:04d}" in stored for i in range(3))  # the regressions come first
+    assert "truncated" in stored

