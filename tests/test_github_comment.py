@@ -394,3 +394,20 @@ def test_huge_report_is_cut_to_fit_a_comment(gh):
     assert stored.count("<details>") == stored.count("</details>")
     assert all(f"workload-{i:04d}" in stored for i in range(3))  # the regressions come first
     assert "truncated" in stored
+
+
+def test_comment_deleted_between_list_and_edit_is_recreated(gh):
+    gh.add_comment(REPO, 7, marker_for("presubmit") + "\nold", type_="Bot")
+    gh.fail("PATCH", r"/issues/comments/", 404, body={"message": "Not Found"})
+    with GitHub(REPO, token=TOKEN, api_url=gh.url) as client:
+        # The fake still lists the old comment, so the second try edits it: no duplicate either way.
+        result = client.upsert_comment(7, marker_for("presubmit"), "new report")
+    assert result.action == "updated"
+    assert len(gh.comments[(REPO, 7)]) == 1 and gh.comments[(REPO, 7)][0]["body"].endswith("new report")
+
+
+def test_moved_repository_is_a_usage_error(gh):
+    gh.fail("GET", r"/comments$", 301, headers={"location": f"{gh.url}/repositories/42/issues/7/comments"})
+    with GitHub(REPO, token=TOKEN, api_url=gh.url) as client:
+        with pytest.raises(InputError, match="HTTP 301 moved to /repositories/42"):
+            client.list_comments(7)

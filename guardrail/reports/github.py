@@ -146,11 +146,16 @@ class HttpSender:
     ) -> None:
         path = urlsplit(url).path
         text = scrub(f"{self.service} {method} {path}: {detail}", (self._token,))
-        if resp is not None and resp.status_code in (400, 404, 413, 422):
-            raise InputError(text)  # wrong repo/PR/SHA or invalid payload: the caller's input
-        if server or (resp is not None and resp.status_code >= 500):
-            raise ServerError(text)
-        raise InfraError(text)
+        code = resp.status_code if resp is not None else None
+        exc: InfraError | InputError
+        if code is not None and (300 <= code < 400 or code in (400, 404, 413, 422)):
+            exc = InputError(text)  # wrong repo/PR/SHA, a renamed repository, or an invalid payload
+        elif server or (code is not None and code >= 500):
+            exc = ServerError(text)
+        else:
+            exc = InfraError(text)
+        exc.http_status = code  # type: ignore[attr-defined]
+        raise exc
 
     def request(
         self,
@@ -181,7 +186,7 @@ class HttpSender:
                 self._backoff(attempt, None)
                 continue
             code = resp.status_code
-            if code < 400:
+            if code < 300:
                 return resp
             if _is_rate_limited(resp):
                 wait = _retry_after(resp, time.time())
@@ -204,6 +209,11 @@ class HttpSender:
 
     def _explain(self, code: int, resp: httpx.Response) -> str:
         msg = _server_message(resp)
+        if 300 <= code < 400:
+            moved = urlsplit(resp.headers.get("location", "")).path
+            return (
+                f"HTTP {code} moved{' to ' + moved if moved else ''} (renamed repository? use its new name)"
+            )
         hint = {
             400: "bad request",
             401: "bad or missing credentials (check the token)",
@@ -325,9 +335,15 @@ class GitHub:
             if existing is not None:
                 if existing.get("body") == full:
                     return UpsertResult("unchanged", int(existing["id"]), existing.get("html_url"))
-                resp = self.http.request(
-                    "PATCH", f"{self._repo_path}/issues/comments/{existing['id']}", json={"body": full}
-                )
+                try:
+                    resp = self.http.request(
+                        "PATCH", f"{self._repo_path}/issues/comments/{existing['id']}", json={"body": full}
+                    )
+                except InputError as exc:
+                    # Deleted between the listing and the edit: look again (and create it anew).
+                    if getattr(exc, "http_status", None) == 404 and attempt < self.http.policy.attempts:
+                        continue
+                    raise
                 data = resp.json()
                 return UpsertResult("updated", int(data.get("id", existing["id"])), data.get("html_url"))
             try:
