@@ -1,0 +1,39 @@
+"""`guardrail serve`: the dashboard and JSON API (uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from guardrail.cli.app import DbOption, app, resolve_db
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use >1 with PostgreSQL).")] = 1,
+    read_token: Annotated[bool, typer.Option("--read-token", help="Require a token for reads too.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Serve the dashboard and the JSON API (/api/v1, OpenAPI at /docs) over the store."""
+    import os
+
+    import uvicorn
+
+    from guardrail.store.db import _ready, redact
+
+    url = resolve_db(db)
+    _ready(url)  # migrate SQLite / refuse an out-of-date PostgreSQL before listening
+    typer.echo(f"serving {redact(url)} on http://{host}:{port}/", err=True)
+    if workers > 1:
+        # Workers import the app by name and read their settings from the environment.
+        os.environ["GUARDRAIL_DB"] = url
+        os.environ["GUARDRAIL_READ_TOKEN"] = "1" if read_token else ""
+        uvicorn.run("web.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning")
+    else:
+        from web.app import create_app
+
+        uvicorn.run(create_app(url, read_token_required=read_token), host=host, port=port, log_level="warning")

@@ -1,0 +1,211 @@
+"""The JSON API under /api/v1: every page's data, plus the two writes (ingest, triage) behind a token."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as ApiPath
+from pydantic import BaseModel, Field
+
+from guardrail.errors import InputError
+from guardrail.store.db import session_scope
+from web import queries as q
+from web.auth import require_reader, require_writer
+
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+PathId = Annotated[int, ApiPath(ge=1, le=MAX_ID)]
+Text = Annotated[str, Query(max_length=300)]
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+reads = APIRouter(dependencies=[Depends(require_reader)])
+
+
+def db(request: Request):
+    with session_scope(request.app.state.db_url) as session:
+        yield session
+
+
+def _get(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except q.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+# ------------------------------------------------------------------ reads
+
+
+@reads.get("/overview", summary="Latest nightly status per workload x hardware, open alerts, CI health")
+def get_overview(request: Request, lane: Text = "nightly", session=Depends(db)) -> dict[str, Any]:
+    return q.overview(session, lane=lane)
+
+
+@reads.get("/alerts", summary="Alerts, filterable by triage state, kind, hardware, lane and workload")
+def get_alerts(
+    request: Request,
+    state: Annotated[list[Literal[q.TRIAGE_STATES]] | None, Query()] = None,  # type: ignore[valid-type]
+    kind: Annotated[Literal["regression", "changepoint"] | None, Query()] = None,
+    hardware: Annotated[str | None, Query(max_length=200)] = None,
+    lane: Annotated[str | None, Query(max_length=50)] = None,
+    workload: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    session=Depends(db),
+) -> dict[str, Any]:
+    return q.alerts(session, states=state, kind=kind, hardware=hardware, lane=lane, workload=workload, limit=limit,
+                    offset=offset)
+
+
+@reads.get("/alerts/{alert_id}", summary="One alert with its triage history")
+def get_alert(alert_id: PathId, session=Depends(db)) -> dict[str, Any]:
+    return _get(q.alert_detail, session, alert_id)
+
+
+@reads.get("/series", summary="Find series by workload, metric and hardware")
+def get_series_list(
+    workload: Annotated[str | None, Query(max_length=300)] = None,
+    metric: Annotated[str | None, Query(max_length=200)] = None,
+    hardware: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    session=Depends(db),
+) -> list[dict[str, Any]]:
+    return q.find_series(session, workload=workload, metric=metric, hardware=hardware, limit=limit)
+
+
+@reads.get("/series/{series_id}", summary="History of one series: points, baseline band, change points")
+def get_series(
+    series_id: PathId,
+    lane: Annotated[str | None, Query(max_length=50)] = None,
+    branch: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = q.MAX_POINTS,
+    session=Depends(db),
+) -> dict[str, Any]:
+    return _get(q.series_detail, session, series_id, lane=lane, branch=branch, limit=limit)
+
+
+@reads.get("/series/{series_id}/runs/{run_id}/samples", summary="Every sample of one series in one run")
+def get_samples(series_id: PathId, run_id: PathId,
+                session=Depends(db)) -> dict[str, Any]:
+    return _get(q.run_samples, session, series_id, run_id)
+
+
+@reads.get("/runs", summary="Runs, newest first")
+def get_runs(
+    lane: Annotated[str | None, Query(max_length=50)] = None,
+    hardware: Annotated[str | None, Query(max_length=200)] = None,
+    pr: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    session=Depends(db),
+) -> dict[str, Any]:
+    return q.runs(session, lane=lane, hardware=hardware, pr=pr, limit=limit, offset=offset)
+
+
+@reads.get("/runs/{run_id}", summary="One run: every workload x metric with verdict, samples, stages, drift")
+def get_run(run_id: PathId, session=Depends(db)) -> dict[str, Any]:
+    return _get(q.run_detail, session, run_id)
+
+
+@reads.get("/compare", summary="Two runs side by side")
+def get_compare(a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)],
+                session=Depends(db)) -> dict[str, Any]:
+    return _get(q.compare_runs, session, a, b)
+
+
+@reads.get("/prs", summary="Pull requests with runs, most recent first")
+def get_prs(session=Depends(db)) -> list[dict[str, Any]]:
+    return q.prs(session)
+
+
+@reads.get("/prs/{pr}", summary="The checks of a PR's pushes, newest first (what its comment said)")
+def get_pr(pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)], session=Depends(db)) -> dict[str, Any]:
+    return _get(q.pr_checks, session, pr)
+
+
+@reads.get("/flaky", summary="Flaky tests (no test results are stored yet)")
+def get_flaky() -> dict[str, Any]:
+    return {"schema": "guardrail.flaky/v1", "tests": [], "note": "no test results ingested yet"}
+
+
+@reads.get("/reruns", summary="Reruns (no test results are stored yet)")
+def get_reruns() -> dict[str, Any]:
+    return {"schema": "guardrail.web.reruns/v1", "reruns": [], "note": "no test results ingested yet"}
+
+
+# ------------------------------------------------------------------ writes
+
+
+class TriageRequest(BaseModel):
+    state: Literal[q.TRIAGE_STATES]  # type: ignore[valid-type]
+    note: str | None = Field(default=None, max_length=10000)
+    issue_url: str | None = Field(default=None, max_length=2000, pattern=r"^(https?://\S+)?$")
+
+
+class BulkTriageRequest(TriageRequest):
+    ids: list[Id] = Field(min_length=1, max_length=1000)
+
+
+@router.post("/alerts/{alert_id}/triage", summary="Set an alert's triage state (token required)")
+def post_triage(request: Request, alert_id: PathId, body: TriageRequest,
+                author: str = Depends(require_writer)) -> dict[str, Any]:
+    with session_scope(request.app.state.db_url, write=True) as session:
+        return {"alerts": _get(q.triage, session, [alert_id], state=body.state, note=body.note,
+                               issue_url=body.issue_url, author=author)}
+
+
+@router.post("/alerts/triage", summary="Set the triage state of several alerts at once (token required)")
+def post_bulk_triage(request: Request, body: BulkTriageRequest, author: str = Depends(require_writer)) -> dict[str, Any]:
+    with session_scope(request.app.state.db_url, write=True) as session:
+        return {"alerts": _get(q.triage, session, sorted(set(body.ids)), state=body.state, note=body.note,
+                               issue_url=body.issue_url, author=author)}
+
+
+class IngestDocument(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    content: dict[str, Any] | list[Any] | str
+
+
+class IngestRequest(BaseModel):
+    format: str = Field(default="auto", max_length=50)
+    documents: list[IngestDocument] = Field(min_length=1, max_length=5000)
+
+
+@router.post("/ingest", summary="Validate result documents and store them all in one transaction (token required)")
+def post_ingest(body: IngestRequest, request: Request, author: str = Depends(require_writer)) -> dict[str, Any]:
+    from guardrail.ingest import load_documents
+    from guardrail.store.writer import store_documents
+
+    if body.format == "junit" or any(isinstance(d.content, str) for d in body.documents):
+        bad = next((d.name for d in body.documents if isinstance(d.content, str)), body.documents[0].name)
+        raise InputError("JUnit XML is not stored by this service yet; send result or adapter JSON", file=bad)
+    with tempfile.TemporaryDirectory(prefix="guardrail-ingest-") as tmp:
+        # The adapters detect formats from file names and contents, so each document becomes a real file
+        # under its own (sanitised) name; errors are mapped back to the document's name.
+        paths, names = [], {}
+        for i, d in enumerate(body.documents):
+            name = PurePath(d.name.replace("\\", "/")).name.replace("\x00", "") or f"document-{i}.json"
+            path = Path(tmp) / str(i) / name
+            path.parent.mkdir()
+            path.write_text(json.dumps(d.content))
+            paths.append(path)
+            names[str(path)] = d.name
+        try:
+            docs = load_documents(paths, body.format)
+        except InputError as exc:
+            msg = str(exc)
+            for p, n in names.items():
+                msg = msg.replace(p, n)
+            raise InputError(msg) from None
+    docs = [dataclasses.replace(doc, path=names.get(doc.path, doc.path)) for doc in docs]
+    with session_scope(request.app.state.db_url, write=True) as session:
+        report = store_documents(session, docs)
+    return {**report.to_dict(), "by": author}
+
+
+router.include_router(reads)

@@ -1,0 +1,106 @@
+"""The application factory: `create_app(db_url)` gives the dashboard, the JSON API and the static assets.
+
+Run it with `guardrail serve`, or under several uvicorn workers with `web.app:app_from_env` (factory),
+which reads GUARDRAIL_DB and GUARDRAIL_READ_TOKEN.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from sqlalchemy.exc import DataError
+
+from guardrail.errors import InfraError, InputError
+from web import charts
+
+HERE = Path(__file__).resolve().parent
+
+
+def _templates() -> Jinja2Templates:
+    # Autoescape everything: workload names, notes and commit messages are untrusted text.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    from web.pages import qs
+
+    env.globals.update(fmt=charts.fmt, qs=qs)
+    env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:+.1f}%"
+    env.filters["short"] = lambda v, n=10: "" if v is None else str(v)[:n]
+    return Jinja2Templates(env=env)
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def create_app(db_url: str, *, read_token_required: bool = False) -> FastAPI:
+    from web.api import router as api_router
+    from web.pages import router as page_router
+
+    # FastAPI's own /docs pages load their scripts from a CDN; ours is a plain local page instead.
+    app = FastAPI(title="perf-guardrail", version="1", docs_url=None, redoc_url=None,
+                  description="Performance guardrail dashboard and JSON API. Reads are public unless the "
+                              "service requires a token; writes need `Authorization: Bearer <token>` "
+                              "(`guardrail token create NAME`).")
+    app.state.db_url = db_url
+    app.state.read_token_required = read_token_required
+    app.state.templates = _templates()
+    # The PR comment is our own markdown whose untrusted parts are escaped by render_markdown; its few HTML
+    # tags (<sub>, <details>) are ours. markdown-it refuses javascript: links.
+    app.state.markdown = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(api_router)
+    app.include_router(page_router)
+
+    def error(request: Request, status: int, message: str, headers: dict | None = None):
+        if _wants_html(request):
+            return app.state.templates.TemplateResponse(
+                request, "message.html", {"title": f"Error {status}", "message": message, "link": "/",
+                                          "signed_in": False}, status_code=status, headers=headers)
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError):
+        return error(request, 422, str(exc))
+
+    @app.exception_handler(InfraError)
+    async def infra_error(request: Request, exc: InfraError):
+        return error(request, 503, str(exc))
+
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: Exception):
+        # A value the database cannot hold (out-of-range number, NUL in text): the request was bad.
+        return error(request, 422, "a value in the request cannot be stored or searched for")
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def api_docs(request: Request):
+        spec = app.openapi()
+        ops = [{"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                "params": [p["name"] for p in op.get("parameters", [])],
+                "write": method != "get"}
+               for path, item in spec["paths"].items() for method, op in item.items()]
+        return app.state.templates.TemplateResponse(
+            request, "api_docs.html", {"ops": ops, "signed_in": False, "title": spec["info"]["title"],
+                                       "description": spec["info"].get("description", "")})
+
+    @app.get("/healthz", include_in_schema=False, response_class=HTMLResponse)
+    def healthz() -> str:
+        return "ok"
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    url = os.environ.get("GUARDRAIL_DB") or "sqlite:///guardrail.db"
+    return create_app(url, read_token_required=bool(os.environ.get("GUARDRAIL_READ_TOKEN")))

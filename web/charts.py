@@ -1,0 +1,157 @@
+"""Server-side chart geometry: numbers in, SVG coordinates out. Templates draw them as inline SVG, so the
+charts work without JavaScript and every label passes through Jinja2's autoescape."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step) + 1)]
+
+
+def fmt(v: float | None) -> str:
+    if v is None or not math.isfinite(v):
+        return "—"
+    a = abs(v)
+    if a >= 1e5 or (0 < a < 1e-3):
+        return f"{v:.3g}"
+    return f"{v:,.4g}" if a < 1000 else f"{v:,.0f}"
+
+
+class Scale:
+    def __init__(self, lo: float, hi: float, px_lo: float, px_hi: float):
+        if hi <= lo:
+            pad = abs(lo) * 0.05 or 1.0
+            lo, hi = lo - pad, hi + pad
+        self.lo, self.hi, self.px_lo, self.px_hi = lo, hi, px_lo, px_hi
+
+    def __call__(self, v: float) -> float:
+        return round(self.px_lo + (v - self.lo) / (self.hi - self.lo) * (self.px_hi - self.px_lo), 1)
+
+
+def series_chart(detail: dict[str, Any], *, width: int = 900, height: int = 320) -> dict[str, Any] | None:
+    """Per-run median with its interval (min..max of repeat medians), baseline band, change points and
+    environment changes; one point per run, evenly spaced in time order."""
+    pts = detail["points"]
+    if not pts:
+        return None
+    left, right, top, bottom = 70, 20, 20, 40
+    band = detail.get("baseline")
+    ys = [p["low"] for p in pts] + [p["high"] for p in pts]
+    if band:
+        ys += [band["low"], band["high"]]
+    lo, hi = min(ys), max(ys)
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.01 or 1.0
+    y = Scale(lo - pad, hi + pad, height - bottom, top)
+    n = len(pts)
+    x = Scale(0, max(n - 1, 1), left, width - right)
+    points = []
+    for i, p in enumerate(pts):
+        cx = x(i) if n > 1 else (left + width - right) / 2
+        label = [f"{fmt(p['value'])} {detail['series']['unit']} (repeats {p['repeats']}: "
+                 f"{fmt(p['low'])}–{fmt(p['high'])})", f"run {p['run_id']} · {p['time'][:16]}"]
+        if p.get("commit"):
+            label.append(f"commit {p['commit'][:12]}" + (f": {p['message'].splitlines()[0][:120]}"
+                                                          if p.get("message") else ""))
+        points.append({"cx": cx, "cy": y(p["value"]), "y1": y(p["high"]), "y2": y(p["low"]),
+                       "run_id": p["run_id"], "title": "\n".join(label)})
+    path = " ".join(f"{'M' if i == 0 else 'L'}{q['cx']},{q['cy']}" for i, q in enumerate(points))
+    band_geom = None
+    if band:
+        band_geom = {"y": y(band["high"]), "h": round(y(band["low"]) - y(band["high"]), 1), "x": left,
+                     "w": width - left - right, "median_y": y(band["median"]),
+                     "title": f"baseline ({band['source']}): {fmt(band['median'])}, band {fmt(band['low'])}–"
+                              f"{fmt(band['high'])}"}
+    cps = []
+    for c in detail.get("change_points", []):
+        i = c["index"]
+        if 0 <= i < n:
+            # The line sits between the last old point and the first new one.
+            cx = (points[i]["cx"] + points[i - 1]["cx"]) / 2 if i > 0 else points[i]["cx"]
+            change = c.get("change")
+            cps.append({"x": round(cx, 1), "source": c["source"], "alert_id": c.get("alert_id"),
+                        "title": f"change point ({c['source']}) at {(c.get('commit') or '')[:12]}: "
+                                 + (f"{change * 100:+.1f}%" if isinstance(change, int | float) else "")})
+    envs = []
+    for e in detail.get("environment_changes", []):
+        i = e["index"]
+        if 0 < i < n:
+            what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in e["changed"].items()) or "environment"
+            envs.append({"x": round((points[i]["cx"] + points[i - 1]["cx"]) / 2, 1), "title": what,
+                         "label": what[:40]})
+    yticks = [{"y": y(t), "label": fmt(t)} for t in _nice_ticks(lo - pad, hi + pad)]
+    step = max(1, n // 8)
+    xticks = [{"x": points[i]["cx"], "label": pts[i]["time"][:10]} for i in range(0, n, step)]
+    return {"width": width, "height": height, "left": left, "right": width - right, "top": top,
+            "bottom": height - bottom, "points": points, "path": path, "band": band_geom, "change_points": cps,
+            "env_changes": envs, "yticks": yticks, "xticks": xticks}
+
+
+def strip_chart(repeats: list[list[float]], *, width: int = 600, row_h: int = 22, max_dots: int = 400,
+                unit: str = "") -> dict[str, Any] | None:
+    """Samples of each repeat (fresh process) on one row; the median of the row is a tick."""
+    flat = [v for r in repeats for v in r]
+    if not flat:
+        return None
+    left, right = 60, 20
+    lo, hi = min(flat), max(flat)
+    x = Scale(lo, hi, left, width - right)
+    rows = []
+    for i, rep in enumerate(repeats):
+        vals = rep if len(rep) <= max_dots else list(np.asarray(rep)[np.linspace(0, len(rep) - 1, max_dots).astype(int)])
+        cy = 12 + i * row_h
+        med = float(np.median(rep)) if rep else None
+        rows.append({"cy": cy, "label": f"#{i + 1}", "color": PALETTE[i % len(PALETTE)],
+                     "dots": [{"cx": x(v), "title": f"{fmt(v)} {unit}"} for v in vals],
+                     "median_x": x(med) if med is not None else None,
+                     "title": f"repeat {i + 1}: {len(rep)} samples, median {fmt(med)} {unit}"})
+    height = 24 + len(repeats) * row_h
+    ticks = [{"x": x(t), "label": fmt(t)} for t in _nice_ticks(x.lo, x.hi, 4)]
+    return {"width": width, "height": height, "left": left, "right": width - right, "rows": rows, "ticks": ticks,
+            "axis_y": height - 12}
+
+
+def histogram(values: list[float], *, width: int = 600, height: int = 140, bins: int = 30) -> dict[str, Any] | None:
+    if len(values) < 2:
+        return None
+    arr = np.asarray(values)
+    counts, edges = np.histogram(arr, bins=min(bins, max(5, arr.size // 3)))
+    left, right, top, bottom = 60, 20, 10, 24
+    x = Scale(float(edges[0]), float(edges[-1]), left, width - right)
+    top_count = int(counts.max()) or 1
+    bars = []
+    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
+        h = round((height - top - bottom) * c / top_count, 1)
+        bars.append({"x": x(a), "w": max(round(x(b) - x(a) - 1, 1), 1), "y": height - bottom - h, "h": h,
+                     "title": f"{fmt(a)}–{fmt(b)}: {int(c)}"})
+    ticks = [{"x": x(t), "label": fmt(t)} for t in _nice_ticks(float(edges[0]), float(edges[-1]), 4)]
+    return {"width": width, "height": height, "bars": bars, "ticks": ticks, "axis_y": height - bottom}
+
+
+def stage_bar(stages: list[dict[str, Any]], *, width: int = 600) -> dict[str, Any] | None:
+    """One horizontal bar split by stage time (medians), each part labelled with its share."""
+    parts = [s for s in stages if s["median"] and s["median"] > 0]
+    total = sum(s["median"] for s in parts)
+    if not parts or total <= 0:
+        return None
+    x0, segs = 0.0, []
+    for i, s in enumerate(parts):
+        w = width * s["median"] / total
+        name = s["metric"].removeprefix("stage_mean.")
+        segs.append({"x": round(x0, 1), "w": round(w, 1), "color": PALETTE[i % len(PALETTE)], "name": name,
+                     "share": s["median"] / total, "title": f"{name}: {fmt(s['median'])} {s['unit']} "
+                                                            f"({s['median'] / total:.0%})"})
+        x0 += w
+    return {"width": width, "segments": segs}

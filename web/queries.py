@@ -1,0 +1,463 @@
+"""Read models for the dashboard and the API: plain dicts built from the store with bounded queries.
+
+Every function takes an open session and returns JSON-ready data; pages and API endpoints share them, so
+what a page shows is exactly what the API returns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from guardrail.history import series_points
+from guardrail.store import models as m
+
+TRIAGE_STATES = ("untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra")
+OPEN_STATES = ("untriaged", "acknowledged", "confirmed")
+VERDICT_RANK = {"regression": 5, "missing": 4, "noisy": 3, "inconclusive": 2, "improvement": 1, "no_change": 0}
+STAGE_METRICS = ("text_encode_latency", "denoise_latency", "vae_decode_latency")
+STAGE_PREFIX = "stage_mean."
+MAX_POINTS = 400  # newest points drawn on a series chart
+
+
+class NotFound(LookupError):
+    """The thing asked for is not in the store (the web layer answers 404)."""
+
+
+def iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+# ---------------------------------------------------------------- overview
+
+
+def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
+    """Latest `lane` result per workload x hardware with its worst verdict, open alerts, and CI health."""
+    rn = (
+        func.row_number()
+        .over(partition_by=(m.Result.workload_id, m.Run.hardware),
+              order_by=(m.Run.started_at.desc(), m.Result.id.desc()))
+        .label("rn")
+    )
+    latest = (
+        select(m.Result.id.label("result_id"), m.Result.workload_id, m.Run.hardware, m.Run.id.label("run_id"),
+               m.Run.started_at, m.Result.status, rn)
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .where(m.Run.lane == lane)
+        .subquery()
+    )
+    rows = session.execute(
+        select(latest.c.result_id, latest.c.workload_id, latest.c.hardware, latest.c.run_id, latest.c.started_at,
+               latest.c.status, m.Workload.name)
+        .join(m.Workload, m.Workload.id == latest.c.workload_id)
+        .where(latest.c.rn == 1)
+        .order_by(m.Workload.name, latest.c.hardware)
+    ).all()
+    worst = _worst_verdicts(session, {r.run_id for r in rows})
+    hardware = sorted({r.hardware for r in rows})
+    grid: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        verdict = worst.get((r.run_id, r.name))
+        cell = {"run_id": r.run_id, "result_id": r.result_id, "status": r.status,
+                "verdict": verdict, "started_at": iso(r.started_at),
+                "state": r.status if r.status != "ok" else (verdict or "unchecked")}
+        grid.setdefault(r.name, {"workload": r.name, "cells": {}})["cells"][r.hardware] = cell
+    open_alerts = alerts(session, states=list(OPEN_STATES), limit=20)["alerts"]
+    return {"schema": "guardrail.web.overview/v1", "lane": lane, "hardware": hardware,
+            "workloads": list(grid.values()), "open_alerts": open_alerts, "ci_health": ci_health(session)}
+
+
+def _worst_verdicts(session: Session, run_ids: set[int]) -> dict[tuple[int, str], str]:
+    """(run id, workload name) -> worst gating verdict of the run's newest check."""
+    if not run_ids:
+        return {}
+    newest = (
+        select(func.max(m.Check.id).label("check_id")).where(m.Check.run_id.in_(run_ids))
+        .group_by(m.Check.run_id).subquery()
+    )
+    out: dict[tuple[int, str], str] = {}
+    q = (select(m.Check.run_id, m.Verdict.workload, m.Verdict.verdict)
+         .join(m.Verdict, m.Verdict.check_id == m.Check.id)
+         .where(m.Check.id.in_(select(newest.c.check_id))))
+    for run_id, workload, verdict in session.execute(q):
+        key = (run_id, workload)
+        if VERDICT_RANK.get(verdict, 0) >= VERDICT_RANK.get(out.get(key, "no_change"), 0):
+            out[key] = verdict
+    return out
+
+
+def ci_health(session: Session, *, days: int = 14) -> dict[str, Any]:
+    """Per day (the newest `days` days with data): runs, results, pass rate and infra errors."""
+    newest = session.scalar(select(func.max(m.Run.started_at)))
+    if newest is None:
+        return {"days": [], "flaky_rate": None}
+    since = newest - timedelta(days=days)
+    q = (select(m.Run.started_at, m.Result.status, m.Run.id)
+         .join(m.Result, m.Result.run_id == m.Run.id).where(m.Run.started_at > since))
+    per_day: dict[str, dict[str, Any]] = {}
+    for started, status, run_id in session.execute(q):
+        day = started.astimezone(UTC).date().isoformat()
+        d = per_day.setdefault(day, {"day": day, "runs": set(), "results": 0, "ok": 0, "failed": 0,
+                                     "infra_error": 0, "timeout": 0})
+        d["runs"].add(run_id)
+        d["results"] += 1
+        d[status if status in ("ok", "failed", "infra_error", "timeout") else "failed"] += 1
+    out = []
+    for day in sorted(per_day):
+        d = per_day[day]
+        out.append({**d, "runs": len(d["runs"]), "pass_rate": round(d["ok"] / d["results"], 4)})
+    # Flaky rate and test durations come from JUnit results, which are not stored yet.
+    return {"days": out, "flaky_rate": None}
+
+
+# ---------------------------------------------------------------- alerts
+
+
+def _alert_dict(a: m.Alert) -> dict[str, Any]:
+    return {"id": a.id, "kind": a.kind, "workload": a.workload.name, "workload_id": a.workload_id,
+            "hardware": a.hardware, "lane": a.lane, "metrics": a.metrics or [], "change": a.change,
+            "from_commit": a.from_commit, "to_commit": a.to_commit, "run_id": a.run_id, "state": a.state,
+            "note": a.note, "issue_url": a.issue_url, "updated_by": a.updated_by, "created_at": iso(a.created_at),
+            "updated_at": iso(a.updated_at), "resolved_at": iso(a.resolved_at)}
+
+
+def alerts(session: Session, *, states: list[str] | None = None, kind: str | None = None,
+           hardware: str | None = None, lane: str | None = None, workload: str | None = None,
+           limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    q = select(m.Alert).join(m.Workload, m.Alert.workload_id == m.Workload.id)
+    if states:
+        q = q.where(m.Alert.state.in_(states))
+    if kind:
+        q = q.where(m.Alert.kind == kind)
+    if hardware:
+        q = q.where(m.Alert.hardware == hardware)
+    if lane:
+        q = q.where(m.Alert.lane == lane)
+    if workload:
+        q = q.where(m.Workload.name.contains(workload, autoescape=True))
+    total = session.scalar(select(func.count()).select_from(q.subquery()))
+    rows = session.scalars(q.order_by(m.Alert.created_at.desc(), m.Alert.id.desc()).limit(limit).offset(offset))
+    return {"schema": "guardrail.web.alerts/v1", "total": total, "limit": limit, "offset": offset,
+            "alerts": [_alert_dict(a) for a in rows]}
+
+
+def alert_detail(session: Session, alert_id: int) -> dict[str, Any]:
+    a = session.get(m.Alert, alert_id)
+    if a is None:
+        raise NotFound(f"no alert {alert_id}")
+    events = session.scalars(select(m.AlertEvent).where(m.AlertEvent.alert_id == alert_id)
+                             .order_by(m.AlertEvent.id.desc()))
+    return {**_alert_dict(a), "events": [{"state": e.state, "note": e.note, "author": e.author,
+                                          "created_at": iso(e.created_at)} for e in events]}
+
+
+def triage(session: Session, alert_ids: list[int], *, state: str, note: str | None, issue_url: str | None,
+           author: str) -> list[dict[str, Any]]:
+    """Set the triage state of alerts (all or none); every change writes an AlertEvent."""
+    if state not in TRIAGE_STATES:
+        raise ValueError(f"state must be one of {', '.join(TRIAGE_STATES)}")
+    rows = session.scalars(select(m.Alert).where(m.Alert.id.in_(alert_ids))).all()
+    missing = sorted(set(alert_ids) - {a.id for a in rows})
+    if missing:
+        raise NotFound(f"no alert {', '.join(map(str, missing))}")
+    now = datetime.now(UTC)
+    for a in rows:
+        a.state = state
+        if note is not None:
+            a.note = note
+        if issue_url is not None:
+            a.issue_url = issue_url or None
+        a.updated_by, a.updated_at = author, now
+        # Closing states resolve the alert; open states re-open it.
+        a.resolved_at = None if state in OPEN_STATES else (a.resolved_at or now)
+        session.add(m.AlertEvent(alert_id=a.id, state=state, note=note, author=author, created_at=now))
+    session.flush()
+    return [_alert_dict(a) for a in rows]
+
+
+# ---------------------------------------------------------------- series
+
+
+def find_series(session: Session, *, workload: str | None = None, metric: str | None = None,
+                hardware: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    q = select(m.Series).join(m.Workload, m.Series.workload_id == m.Workload.id)
+    if workload:
+        q = q.where(m.Workload.name == workload)
+    if metric:
+        q = q.where(m.Series.metric == metric)
+    if hardware:
+        q = q.where(m.Series.hardware == hardware)
+    rows = session.scalars(q.order_by(m.Workload.name, m.Series.metric, m.Series.hardware).limit(limit))
+    return [_series_dict(s) for s in rows]
+
+
+def _series_dict(s: m.Series) -> dict[str, Any]:
+    return {"id": s.id, "workload": s.workload.name, "workload_id": s.workload_id, "metric": s.metric,
+            "hardware": s.hardware, "unit": s.unit, "direction": s.direction}
+
+
+def series_detail(session: Session, series_id: int, *, lane: str | None = None, branch: str | None = None,
+                  limit: int = MAX_POINTS) -> dict[str, Any]:
+    from guardrail.analysis.changepoints import detect_change_points
+
+    s = session.get(m.Series, series_id)
+    if s is None:
+        raise NotFound(f"no series {series_id}")
+    pts = series_points(session, series_id, lanes=[lane] if lane else None, branch=branch, limit=limit)
+    messages = _commit_messages(session, {p.commit for p in pts if p.commit})
+    points = [{"run_id": p.run_id, "result_id": p.result_id, "time": iso(p.time), "commit": p.commit,
+               "message": messages.get(p.commit), "value": p.value, "low": p.low, "high": p.high,
+               "repeats": p.repeats, "environment_id": p.environment_id} for p in pts]
+    detected = []
+    if len(pts) >= 4:
+        for cp in detect_change_points([p.value for p in pts]):
+            detected.append({**cp.to_dict(), "commit": pts[cp.index].commit, "run_id": pts[cp.index].run_id,
+                             "source": "detected"})
+    return {"schema": "guardrail.web.series/v1", "series": _series_dict(s), "lane": lane, "branch": branch,
+            "points": points, "baseline": _baseline_band(session, s, pts),
+            "change_points": detected + _changepoint_alerts(session, s, pts),
+            "environment_changes": _environment_changes(session, pts),
+            "lanes": _series_lanes(session, series_id),
+            "siblings": [_series_dict(x) for x in session.scalars(
+                select(m.Series).where(m.Series.workload_id == s.workload_id, m.Series.metric == s.metric,
+                                       m.Series.id != s.id).order_by(m.Series.hardware))]}
+
+
+def _series_lanes(session: Session, series_id: int) -> list[str]:
+    # Lanes of the newest 200 results of this series; enough to offer the switch without a full scan.
+    recent = (select(m.Measurement.result_id).where(m.Measurement.series_id == series_id)
+              .order_by(m.Measurement.result_id.desc()).limit(200).subquery())
+    q = (select(m.Run.lane).join(m.Result, m.Result.run_id == m.Run.id)
+         .where(m.Result.id.in_(select(recent.c.result_id))).distinct())
+    return sorted(session.scalars(q))
+
+
+def _commit_messages(session: Session, shas: set[str]) -> dict[str, str | None]:
+    if not shas:
+        return {}
+    return dict(session.execute(select(m.Commit.sha, m.Commit.message).where(m.Commit.sha.in_(shas))).all())
+
+
+def _baseline_band(session: Session, s: m.Series, pts: list) -> dict[str, Any] | None:
+    """The band the newest check judged against: baseline median +- its practical threshold; without a
+    check, the median of the newest 20 points +- 2 robust standard deviations."""
+    v = session.scalar(select(m.Verdict).where(m.Verdict.series_id == s.id, m.Verdict.baseline_median.is_not(None))
+                       .order_by(m.Verdict.id.desc()).limit(1))
+    if v is not None and v.baseline_median:
+        t = v.threshold or 0.0
+        return {"source": f"check {v.check_id}", "median": v.baseline_median,
+                "low": v.baseline_median * (1 - t), "high": v.baseline_median * (1 + t), "threshold": t}
+    if len(pts) < 3:
+        return None
+    vals = np.array([p.value for p in pts[-20:]])
+    med = float(np.median(vals))
+    sd = 1.4826 * float(np.median(np.abs(vals - med)))
+    return {"source": "history", "median": med, "low": med - 2 * sd, "high": med + 2 * sd, "threshold": None}
+
+
+def _changepoint_alerts(session: Session, s: m.Series, pts: list) -> list[dict[str, Any]]:
+    index_of = {p.commit: i for i, p in enumerate(pts) if p.commit}
+    out = []
+    for a in session.scalars(select(m.Alert).where(m.Alert.workload_id == s.workload_id,
+                                                   m.Alert.hardware == s.hardware, m.Alert.kind == "changepoint")):
+        for entry in a.metrics or []:
+            if isinstance(entry, dict) and entry.get("series_id") == s.id and a.to_commit in index_of:
+                i = index_of[a.to_commit]
+                out.append({"index": i, "commit": a.to_commit, "run_id": pts[i].run_id, "change": entry.get("change"),
+                            "p_value": entry.get("p_value"), "alert_id": a.id, "state": a.state, "source": "alert"})
+    return out
+
+
+def _environment_changes(session: Session, pts: list) -> list[dict[str, Any]]:
+    ids = {p.environment_id for p in pts}
+    if len(ids) < 2:
+        return []
+    envs = {e.id: e for e in session.scalars(select(m.Environment).where(m.Environment.id.in_(ids)))}
+    out = []
+    for i in range(1, len(pts)):
+        a, b = envs[pts[i - 1].environment_id], envs[pts[i].environment_id]
+        if a.id == b.id:
+            continue
+        keys = sorted(set(a.software) | set(b.software))
+        changed = {k: [a.software.get(k), b.software.get(k)] for k in keys if a.software.get(k) != b.software.get(k)}
+        for attr in ("device_type", "device_count"):
+            if getattr(a, attr) != getattr(b, attr):
+                changed[attr] = [getattr(a, attr), getattr(b, attr)]
+        out.append({"index": i, "run_id": pts[i].run_id, "commit": pts[i].commit, "changed": changed})
+    return out
+
+
+def run_samples(session: Session, series_id: int, run_id: int) -> dict[str, Any]:
+    """Every repeat's samples of one series in one run (the distribution view)."""
+    rows = session.execute(
+        select(m.Measurement.result_id, m.Measurement.repeat_index, m.Measurement.samples)
+        .join(m.Result, m.Measurement.result_id == m.Result.id)
+        .where(m.Measurement.series_id == series_id, m.Result.run_id == run_id)
+        .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
+    ).all()
+    if not rows:
+        raise NotFound(f"series {series_id} has no samples in run {run_id}")
+    return {"series_id": series_id, "run_id": run_id,
+            "repeats": [np.frombuffer(blob, dtype="<f8").tolist() for _, _, blob in rows]}
+
+
+# ---------------------------------------------------------------- runs
+
+
+def _run_dict(r: m.Run) -> dict[str, Any]:
+    return {"id": r.id, "lane": r.lane, "hardware": r.hardware, "started_at": iso(r.started_at),
+            "commit": r.commit.sha if r.commit else None, "message": r.commit.message if r.commit else None,
+            "repo": r.commit.repo if r.commit else None, "branch": r.branch, "pr": r.pr,
+            "base_commit": r.base_commit, "ci": {"provider": r.ci_provider, "run_id": r.ci_run_id,
+                                                 "attempt": r.ci_attempt, "url": _safe_url(r.ci_url)}}
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Only http(s) links are rendered as links (a javascript: URL in a result file stays text)."""
+    return url if url and url.startswith(("https://", "http://")) else None
+
+
+def runs(session: Session, *, lane: str | None = None, hardware: str | None = None, pr: int | None = None,
+         limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    q = select(m.Run)
+    if lane:
+        q = q.where(m.Run.lane == lane)
+    if hardware:
+        q = q.where(m.Run.hardware == hardware)
+    if pr is not None:
+        q = q.where(m.Run.pr == pr)
+    rows = session.scalars(q.order_by(m.Run.started_at.desc(), m.Run.id.desc()).limit(limit).offset(offset))
+    return {"schema": "guardrail.web.runs/v1", "limit": limit, "offset": offset,
+            "runs": [_run_dict(r) for r in rows]}
+
+
+def run_detail(session: Session, run_id: int) -> dict[str, Any]:
+    run = session.get(m.Run, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    results = session.scalars(select(m.Result).where(m.Result.run_id == run_id).order_by(m.Result.id)).all()
+    check = session.scalar(select(m.Check).where(m.Check.run_id == run_id).order_by(m.Check.id.desc()).limit(1))
+    verdicts: dict[int, m.Verdict] = {}
+    if check is not None:
+        for v in session.scalars(select(m.Verdict).where(m.Verdict.check_id == check.id)):
+            if v.series_id is not None:
+                verdicts[v.series_id] = v
+    meas = session.execute(
+        select(m.Measurement.result_id, m.Measurement.series_id, m.Measurement.repeat_index, m.Measurement.median,
+               m.Measurement.samples)
+        .where(m.Measurement.result_id.in_([r.id for r in results]))
+        .order_by(m.Measurement.result_id, m.Measurement.series_id, m.Measurement.repeat_index)
+    ).all()
+    series = {s.id: s for s in session.scalars(select(m.Series).where(m.Series.id.in_({x.series_id for x in meas})))}
+    by_result: dict[int, dict[int, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for x in meas:
+        by_result[x.result_id][x.series_id].append(np.frombuffer(x.samples, dtype="<f8").tolist())
+    previous = _previous_fingerprints(session, run, results)
+    out_results = []
+    for r in results:
+        metrics = []
+        for sid, repeats in sorted(by_result[r.id].items(), key=lambda kv: series[kv[0]].metric):
+            s = series[sid]
+            v = verdicts.get(sid)
+            medians = [float(np.median(rep)) for rep in repeats if rep]
+            metrics.append({
+                "series_id": sid, "metric": s.metric, "unit": s.unit, "direction": s.direction,
+                "median": float(np.median(medians)) if medians else None, "repeats": repeats,
+                "verdict": v.verdict if v else None, "change": v.change if v else None,
+                "ci": [v.ci_low, v.ci_high] if v and v.ci_low is not None else None,
+                "explanation": v.explanation if v else None,
+            })
+        stages = [{"metric": x["metric"], "median": x["median"], "unit": x["unit"]} for x in metrics
+                  if (x["metric"] in STAGE_METRICS or x["metric"].startswith(STAGE_PREFIX)) and x["median"] is not None]
+        fp = (r.extra or {}).get("output_fingerprint")
+        out_results.append({
+            "id": r.id, "workload": r.workload.name, "workload_id": r.workload_id, "status": r.status,
+            "error": {"kind": r.error_kind, "message": r.error_message} if r.status != "ok" else None,
+            "source_format": r.source_format, "metrics": metrics, "stages": stages,
+            "environment": {"id": r.environment.id, "hardware": r.environment.hardware,
+                            "device_type": r.environment.device_type, "device_count": r.environment.device_count,
+                            "software": r.environment.software},
+            "output_drift": _drift(fp, previous.get(r.workload_id)),
+        })
+    return {"schema": "guardrail.web.run/v1", "run": _run_dict(run), "results": out_results,
+            "check": None if check is None else {"id": check.id, "policy": check.policy, "status": check.status,
+                                                 "summary": check.summary, "created_at": iso(check.created_at),
+                                                 "expected_false_alarms": check.expected_false_alarms}}
+
+
+def _previous_fingerprints(session: Session, run: m.Run, results: list[m.Result]) -> dict[int, Any]:
+    """Per workload: the output fingerprint of the newest earlier result on the same hardware and lane."""
+    out: dict[int, Any] = {}
+    for r in results:
+        if not (r.extra or {}).get("output_fingerprint"):
+            continue
+        prev = session.scalar(
+            select(m.Result).join(m.Run, m.Result.run_id == m.Run.id)
+            .where(m.Result.workload_id == r.workload_id, m.Run.hardware == run.hardware, m.Run.lane == run.lane,
+                   m.Run.started_at < run.started_at, m.Result.status == "ok")
+            .order_by(m.Run.started_at.desc()).limit(1))
+        if prev is not None:
+            out[r.workload_id] = {"run_id": prev.run_id, "fingerprint": (prev.extra or {}).get("output_fingerprint")}
+    return out
+
+
+def _drift(fp: Any, prev: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not isinstance(fp, dict):
+        return None
+    out: dict[str, Any] = {"fingerprint": {k: v for k, v in fp.items() if not isinstance(v, list | dict)},
+                           "previous_run": None, "verdict": "no earlier fingerprint", "max_abs_diff": None}
+    if prev and isinstance(prev.get("fingerprint"), dict):
+        p = prev["fingerprint"]
+        out["previous_run"] = prev["run_id"]
+        diffs = [abs(float(fp[k]) - float(p[k])) for k in ("mean", "std", "min", "max")
+                 if isinstance(fp.get(k), int | float) and isinstance(p.get(k), int | float)]
+        out["max_abs_diff"] = max(diffs) if diffs else None
+        same_shape = fp.get("shape") == p.get("shape")
+        drifted = not same_shape or (out["max_abs_diff"] or 0.0) > 1e-3
+        out["verdict"] = "drifted" if drifted else "unchanged"
+    return out
+
+
+def compare_runs(session: Session, a: int, b: int) -> dict[str, Any]:
+    """Two runs side by side: per workload x metric, each run's median and b / a - 1."""
+    left, right = run_detail(session, a), run_detail(session, b)
+
+    def index(d: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(r["workload"], x["metric"]): {**x, "status": r["status"]} for r in d["results"] for x in r["metrics"]}
+
+    ia, ib = index(left), index(right)
+    rows = []
+    for key in sorted(set(ia) | set(ib)):
+        xa, xb = ia.get(key), ib.get(key)
+        ma, mb = (xa or {}).get("median"), (xb or {}).get("median")
+        rows.append({"workload": key[0], "metric": key[1], "unit": (xa or xb)["unit"], "a": ma, "b": mb,
+                     "verdict_a": (xa or {}).get("verdict"), "verdict_b": (xb or {}).get("verdict"),
+                     "change": (mb / ma - 1.0) if ma and mb is not None else None})
+    return {"schema": "guardrail.web.compare/v1", "a": left["run"], "b": right["run"], "rows": rows}
+
+
+# ---------------------------------------------------------------- PRs
+
+
+def pr_checks(session: Session, pr: int, *, limit: int = 20) -> dict[str, Any]:
+    """The checks of the PR's runs (its pushes), newest first, each with its verdicts document."""
+    q = (select(m.Check, m.Run).join(m.Run, m.Check.run_id == m.Run.id).where(m.Run.pr == pr)
+         .order_by(m.Check.created_at.desc(), m.Check.id.desc()).limit(limit))
+    pushes = []
+    for check, run in session.execute(q):
+        pushes.append({"check_id": check.id, "status": check.status, "created_at": iso(check.created_at),
+                       "run": _run_dict(run), "summary": check.summary, "doc": check.doc or {}})
+    if not pushes and session.scalar(select(m.Run.id).where(m.Run.pr == pr).limit(1)) is None:
+        raise NotFound(f"no run for PR {pr}")
+    return {"schema": "guardrail.web.pr/v1", "pr": pr, "pushes": pushes}
+
+
+def prs(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
+    q = (select(m.Run.pr, func.count(m.Run.id), func.max(m.Run.started_at)).where(m.Run.pr.is_not(None))
+         .group_by(m.Run.pr).order_by(func.max(m.Run.started_at).desc()).limit(limit))
+    return [{"pr": pr, "runs": n, "last_run": iso(t)} for pr, n, t in session.execute(q)]
