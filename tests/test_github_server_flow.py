@@ -144,7 +144,7 @@ def test_tiny_cpu_run_through_the_service(service, gh, tmp_path, capsys, monkeyp
         "--lane",
         "presubmit",
         "--workload",
-        "qwen-image-edit-512",
+        "qwen-image-edit-1024",
     ]
     proc = subprocess.run(
         [*run, "--device", "cpu", "--scale", "tiny", "--repeats", "2", "--out", str(out_dir)],
