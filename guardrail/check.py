@@ -6,6 +6,7 @@ alerts for regressions on lanes that watch main.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from guardrail.analysis.compare import compare_metric
 from guardrail.errors import InputError
-from guardrail.policy import Policy, load_policy
+from guardrail.policy import BASELINES_DIR, Policy, load_policy
 from guardrail.store import models as m
 from guardrail.verdicts import SeriesJudged, apply_fdr, build_doc
 
@@ -66,6 +67,7 @@ def _baseline_results(session: Session, run: m.Run, result: m.Result, policy: Po
                                                       m.Result.status == "ok")).all()
         return list(rows), f"pinned run {pin.run_id} ({pin.reason}, by {pin.author})"
     anchor, how = _anchor_time(session, run, policy)
+    since = _rebaselined_since(session, run, result, policy, anchor)
     q = (
         select(m.Result).join(m.Run, m.Result.run_id == m.Run.id)
         .where(m.Result.workload_id == result.workload_id, m.Result.status == "ok", m.Run.id != run.id,
@@ -75,12 +77,34 @@ def _baseline_results(session: Session, run: m.Run, result: m.Result, policy: Po
     )
     if spec.branch:
         q = q.where(m.Run.branch == spec.branch)
+    if since is not None:
+        q = q.where(m.Run.started_at >= since[0])
+        how += f", since the expected change at {since[1][:10]}"
     rows = session.scalars(q).all()
     pinned_sw = {k: result.environment.software.get(k) for k in spec.same_software}
     rows = [r for r in rows if all(r.environment.software.get(k) == v for k, v in pinned_sw.items())]
     where = f"{'/'.join(spec.lanes)} runs" + (f" on {spec.branch}" if spec.branch else "")
     sw = ", ".join(f"{k} {v}" for k, v in pinned_sw.items() if v)
     return rows, f"{where}, {how}, same hardware" + (f" and {sw}" if sw else "")
+
+
+def _rebaselined_since(session: Session, run: m.Run, result: m.Result, policy: Policy,
+                       anchor: datetime) -> tuple[datetime, str] | None:
+    """An alert triaged `expected` (an intended change) re-baselines its series: history starts at the first
+    run of the commit that changed it."""
+    alert = session.scalar(
+        select(m.Alert).where(m.Alert.workload_id == result.workload_id, m.Alert.hardware == run.hardware,
+                              m.Alert.state == "expected", m.Alert.to_commit.is_not(None))
+        .order_by(m.Alert.updated_at.desc()).limit(1)
+    )
+    if alert is None:
+        return None
+    start = session.scalar(
+        select(func.min(m.Run.started_at)).join(m.Commit, m.Run.commit_id == m.Commit.id)
+        .where(m.Commit.sha == alert.to_commit, m.Run.hardware == run.hardware,
+               m.Run.lane.in_(policy.baseline.lanes), m.Run.started_at <= anchor)
+    )
+    return (start, alert.to_commit) if start is not None else None
 
 
 def _samples_by_result(session: Session, result_ids: list[int]) -> dict[tuple[int, int], Samples]:
@@ -98,10 +122,25 @@ def _samples_by_result(session: Session, result_ids: list[int]) -> dict[tuple[in
     return out
 
 
-def _reference(session: Session, workload: m.Workload, series: m.Series) -> float | None:
-    return session.scalar(select(m.ReferenceValue.value).where(
-        m.ReferenceValue.workload_name == workload.name, m.ReferenceValue.metric == series.metric,
-        m.ReferenceValue.hardware == series.hardware))
+@functools.cache
+def _reference_index() -> dict[tuple[str, str, str], list[Any]]:
+    """Pinned per-hardware reference values (baselines/reference/*.yaml), by (workload, metric, hardware)."""
+    from guardrail.ingest.reference import load_reference_yaml
+
+    ref_dir = BASELINES_DIR / "reference"
+    index: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    if ref_dir.is_dir():
+        for ref in load_reference_yaml(ref_dir):
+            if ref.hardware is not None:  # a value that names no hardware applies to none (fail closed)
+                index[(ref.workload, ref.metric, ref.hardware)].append(ref)
+    return index
+
+
+def _reference(workload: m.Workload, series: m.Series) -> float | None:
+    for ref in _reference_index().get((workload.name, series.metric, series.hardware), []):
+        if all(str(workload.spec.get(k, "")) == v for k, v in ref.dims.items()):
+            return ref.value
+    return None
 
 
 def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
@@ -131,7 +170,7 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
             runs = [r for r in runs if r][:history_n]
             summary = s.summary is not None
             if not runs and policy.baseline.cold_start == "reference":
-                ref = _reference(session, result.workload, s)
+                ref = _reference(result.workload, s)
                 if ref is not None:
                     runs, summary = [[[ref]]], True
                     descriptions.add("pinned reference values (cold start)")
@@ -197,6 +236,7 @@ def store_check(session: Session, run: m.Run, policy: Policy, doc: dict[str, Any
         ))
     if policy.raise_alerts:
         raise_regression_alerts(session, run, doc)
+        resolve_returned_alerts(session, run, doc)
     session.flush()
     doc["check_id"] = check.id
     check.doc = dict(doc)  # stored once the id is known, so the stored document names its check
@@ -219,9 +259,36 @@ def raise_regression_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -
         session.add(m.Alert(
             dedup_key=key, kind="regression", workload_id=workloads[name].id, hardware=run.hardware, lane=run.lane,
             metrics=[{"metric": v["metric"], "series_id": v["series_id"], "change": v["change"],
-                      "p_value": v["p_value"]} for v in vs],
+                      "p_value": v["p_value"], "before": v["baseline"]["median"], "threshold": v["threshold"]}
+                     for v in vs],
             change=worst["change"], to_commit=sha, run_id=run.id, updated_at=datetime.now(UTC),
         ))
+
+
+OPEN_STATES = ("untriaged", "acknowledged", "confirmed")
+
+
+def resolve_returned_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -> None:
+    """An open alert resolves itself when every metric it names is back at the level it had before the change:
+    this run's median is within the threshold of that level, or closer to it than to the changed level."""
+    now_level = {v["series_id"]: v["candidate"]["median"] for v in doc["verdicts"]}
+    workload_ids = {r.workload_id for r in run.results}
+    alerts = session.scalars(select(m.Alert).where(
+        m.Alert.workload_id.in_(workload_ids), m.Alert.hardware == run.hardware, m.Alert.lane == run.lane,
+        m.Alert.state.in_(OPEN_STATES), m.Alert.run_id != run.id))
+    for alert in alerts:
+        metrics = [x for x in alert.metrics if x.get("before")]
+        if not metrics or any(now_level.get(x["series_id"]) is None for x in metrics):
+            continue
+        def returned(x: dict[str, Any]) -> bool:
+            off = abs(now_level[x["series_id"]] / x["before"] - 1)
+            return off <= max(x.get("threshold", 0.01), abs(x.get("change") or 0) / 2)
+
+        if all(returned(x) for x in metrics):
+            note = f"series returned to its earlier level in run {run.id}"
+            alert.state, alert.resolved_at, alert.updated_at = "fixed", datetime.now(UTC), datetime.now(UTC)
+            alert.updated_by = "guardrail"
+            session.add(m.AlertEvent(alert_id=alert.id, state="fixed", note=note, author="guardrail"))
 
 
 def check_runs(session: Session, runs: list[m.Run], *, store: bool = True) -> dict[str, Any]:

@@ -133,7 +133,9 @@ def scan_change_points(session: Session, *, lane: str = "nightly", branch: str |
             lane=lane, change=alert.worst_change, from_commit=alert.commit_range[0], to_commit=alert.commit_range[1],
             run_id=max(last_run[k] for k, _ in alert.members), updated_at=datetime.now(UTC),
             metrics=[{"metric": by_id[k[2]].metric, "series_id": k[2], "change": cp.change_point.change,
-                      "p_value": cp.change_point.p_value, "index": cp.change_point.index, "direction": directions[k]}
+                      "p_value": cp.change_point.p_value, "index": cp.change_point.index, "direction": directions[k],
+                      "before": cp.change_point.before, "after": cp.change_point.after,
+                      "threshold": min_magnitude}
                      for k, cp in alert.members],
             note=None if alert.kind in ("regression", "change") else f"{alert.kind} change point",
         )

@@ -160,3 +160,54 @@ def test_check_unknown_run_is_bad_input(sqlite_url):
     proc = subprocess.run([sys.executable, "-m", "guardrail", "check", "--run", "999", "--db", sqlite_url],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no run 999" in proc.stderr
+
+
+def _regression_then(db_url, tmp_path, later_levels):
+    """Ten nightlies at 1000, one at 1100 (alert), then more nightlies at the given levels."""
+    _nightlies(db_url, tmp_path)
+    rng = np.random.default_rng(9)
+    run_ids = []
+    for j, level in enumerate([1100.0, *later_levels]):
+        f = write(tmp_path / f"later{j}.json", result_doc(
+            lane="nightly", commit=f"main{10 + j}", started_at=f"2026-11-{21 + j}T03:00:00Z", run_id=f"n{10 + j}",
+            metrics={"denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng)}))
+        run_ids.append(ingest(db_url, [f]).run_ids[0])
+        _check(db_url, run_ids[-1])
+    return run_ids
+
+
+def test_alert_resolves_itself_when_the_series_returns(db_url, tmp_path):
+    _regression_then(db_url, tmp_path, [1000.0])
+    with session_scope(db_url) as s:
+        alert = s.scalars(select(m.Alert)).one()
+        assert alert.state == "fixed" and alert.updated_by == "guardrail"
+        event = s.scalars(select(m.AlertEvent)).one()
+        assert "returned to its earlier level" in event.note
+
+
+def test_expected_change_rebaselines_the_series(sqlite_url, tmp_path):
+    _regression_then(sqlite_url, tmp_path, [])
+    with session_scope(sqlite_url, write=True) as s:
+        s.scalars(select(m.Alert)).one().state = "expected"
+    rng = np.random.default_rng(11)
+    f = write(tmp_path / "after.json", result_doc(
+        lane="nightly", commit="main12", started_at="2026-11-25T03:00:00Z", run_id="n12",
+        metrics={"denoise_step_latency": noisy_repeats(1100.0, repeats=3, rng=rng)}))
+    doc = _check(sqlite_url, ingest(sqlite_url, [f]).run_ids[0])
+    v = _verdict(doc)
+    assert v["baseline"]["runs"] == 1 and v["verdict"] != "regression"
+    assert "since the expected change at main10" in doc["baseline"]["source"]
+
+
+def test_cold_start_uses_pinned_reference_values(sqlite_url, corpus):
+    """A vLLM-Omni nightly file with no history: metrics with a reference value in baselines/reference/ are
+    judged against it; the others fail closed."""
+    f = corpus / "vllm-omni-nightly/buildkite_nightly_raw/11865"
+    wan = next(f.glob("diffusion_result_test_wan22_i2v_vllm_omni_*.json"))
+    run_id = ingest(sqlite_url, [wan]).run_ids[0]
+    doc = _check(sqlite_url, run_id)
+    by = {(v["workload"], v["metric"]): v for v in doc["verdicts"]}
+    v = by[("test_wan22_i2v_single_device/832x480_frames81_steps4", "latency_mean")]
+    assert v["verdict"] != "missing" and v["baseline"]["runs"] == 1
+    assert "pinned reference values (cold start)" in doc["baseline"]["source"]
+    assert by[("test_wan22_i2v_single_device/832x480_frames81_steps4", "latency_p95")]["verdict"] == "missing"

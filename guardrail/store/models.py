@@ -268,20 +268,6 @@ class BaselinePin(Base):
     removed_reason: Mapped[str | None] = mapped_column(Text)
 
 
-class ReferenceValue(Base):
-    """Pinned per-hardware reference values for cold start (e.g. vLLM-Omni's baseline{H100, A3} blocks)."""
-
-    __tablename__ = "reference_values"
-    __table_args__ = (UniqueConstraint("workload_name", "metric", "hardware"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    workload_name: Mapped[str] = mapped_column(String(300))
-    metric: Mapped[str] = mapped_column(String(200))
-    hardware: Mapped[str] = mapped_column(String(200))
-    value: Mapped[float] = mapped_column(Float)
-    unit: Mapped[str | None] = mapped_column(String(50))
-    source: Mapped[str | None] = mapped_column(Text)
-
-
 class ApiToken(Base):
     """Write tokens for the API. Only a SHA-256 of the token is stored."""
 
