@@ -35,21 +35,34 @@ class Baseline:
 
 
 def run_info(run: m.Run) -> dict[str, Any]:
-    return {"id": run.id, "lane": run.lane, "hardware": [run.hardware], "commit": run.commit.sha if run.commit else None,
-            "repo": run.commit.repo if run.commit else None, "branch": run.branch, "pr": run.pr,
-            "base_commit": run.base_commit, "started_at": run.started_at.isoformat(), "url": run.ci_url}
+    return {
+        "id": run.id,
+        "lane": run.lane,
+        "hardware": [run.hardware],
+        "commit": run.commit.sha if run.commit else None,
+        "repo": run.commit.repo if run.commit else None,
+        "branch": run.branch,
+        "pr": run.pr,
+        "base_commit": run.base_commit,
+        "started_at": run.started_at.isoformat(),
+        "url": run.ci_url,
+    }
 
 
 def _anchor_time(session: Session, run: m.Run, policy: Policy) -> tuple[datetime, str]:
     spec = policy.baseline
     if spec.anchor == "base_commit" and run.base_commit:
         t = session.scalar(
-            select(func.max(m.Run.started_at)).join(m.Commit, m.Run.commit_id == m.Commit.id)
+            select(func.max(m.Run.started_at))
+            .join(m.Commit, m.Run.commit_id == m.Commit.id)
             .where(m.Commit.sha == run.base_commit, m.Run.lane.in_(spec.lanes), m.Run.hardware == run.hardware)
         )
         if t is not None:
             return t, f"at or before the merge-base {run.base_commit[:10]}"
-        return run.started_at, f"merge-base {run.base_commit[:10]} has no {'/'.join(spec.lanes)} run; latest before"
+        return (
+            run.started_at,
+            f"merge-base {run.base_commit[:10]} has no {'/'.join(spec.lanes)} run; latest before",
+        )
     return run.started_at, "latest before this run"
 
 
@@ -57,21 +70,37 @@ def _baseline_results(session: Session, run: m.Run, result: m.Result, policy: Po
     spec = policy.baseline
     if spec.source == "pinned":
         pin = session.scalar(
-            select(m.BaselinePin).where(m.BaselinePin.lane == policy.lane, m.BaselinePin.hardware == run.hardware,
-                                        m.BaselinePin.active.is_(True)).order_by(m.BaselinePin.id.desc())
+            select(m.BaselinePin)
+            .where(
+                m.BaselinePin.lane == policy.lane,
+                m.BaselinePin.hardware == run.hardware,
+                m.BaselinePin.active.is_(True),
+            )
+            .order_by(m.BaselinePin.id.desc())
         )
         if pin is None:
             return [], f"no run pinned for {policy.lane} on {run.hardware}"
-        rows = session.scalars(select(m.Result).where(m.Result.run_id == pin.run_id,
-                                                      m.Result.workload_id == result.workload_id,
-                                                      m.Result.status == "ok")).all()
+        rows = session.scalars(
+            select(m.Result).where(
+                m.Result.run_id == pin.run_id,
+                m.Result.workload_id == result.workload_id,
+                m.Result.status == "ok",
+            )
+        ).all()
         return list(rows), f"pinned run {pin.run_id} ({pin.reason}, by {pin.author})"
     anchor, how = _anchor_time(session, run, policy)
     since = _rebaselined_since(session, run, result, policy, anchor)
     q = (
-        select(m.Result).join(m.Run, m.Result.run_id == m.Run.id)
-        .where(m.Result.workload_id == result.workload_id, m.Result.status == "ok", m.Run.id != run.id,
-               m.Run.hardware == run.hardware, m.Run.lane.in_(spec.lanes), m.Run.started_at <= anchor)
+        select(m.Result)
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .where(
+            m.Result.workload_id == result.workload_id,
+            m.Result.status == "ok",
+            m.Run.id != run.id,
+            m.Run.hardware == run.hardware,
+            m.Run.lane.in_(spec.lanes),
+            m.Run.started_at <= anchor,
+        )
         .order_by(m.Run.started_at.desc(), m.Result.id.desc())
         .limit(spec.noise_history * 3)
     )
@@ -88,21 +117,33 @@ def _baseline_results(session: Session, run: m.Run, result: m.Result, policy: Po
     return rows, f"{where}, {how}, same hardware" + (f" and {sw}" if sw else "")
 
 
-def _rebaselined_since(session: Session, run: m.Run, result: m.Result, policy: Policy,
-                       anchor: datetime) -> tuple[datetime, str] | None:
+def _rebaselined_since(
+    session: Session, run: m.Run, result: m.Result, policy: Policy, anchor: datetime
+) -> tuple[datetime, str] | None:
     """An alert triaged `expected` (an intended change) re-baselines its series: history starts at the first
     run of the commit that changed it."""
     alert = session.scalar(
-        select(m.Alert).where(m.Alert.workload_id == result.workload_id, m.Alert.hardware == run.hardware,
-                              m.Alert.state == "expected", m.Alert.to_commit.is_not(None))
-        .order_by(m.Alert.updated_at.desc()).limit(1)
+        select(m.Alert)
+        .where(
+            m.Alert.workload_id == result.workload_id,
+            m.Alert.hardware == run.hardware,
+            m.Alert.state == "expected",
+            m.Alert.to_commit.is_not(None),
+        )
+        .order_by(m.Alert.updated_at.desc())
+        .limit(1)
     )
     if alert is None:
         return None
     start = session.scalar(
-        select(func.min(m.Run.started_at)).join(m.Commit, m.Run.commit_id == m.Commit.id)
-        .where(m.Commit.sha == alert.to_commit, m.Run.hardware == run.hardware,
-               m.Run.lane.in_(policy.baseline.lanes), m.Run.started_at <= anchor)
+        select(func.min(m.Run.started_at))
+        .join(m.Commit, m.Run.commit_id == m.Commit.id)
+        .where(
+            m.Commit.sha == alert.to_commit,
+            m.Run.hardware == run.hardware,
+            m.Run.lane.in_(policy.baseline.lanes),
+            m.Run.started_at <= anchor,
+        )
     )
     return (start, alert.to_commit) if start is not None else None
 
@@ -145,8 +186,17 @@ def _reference(workload: m.Workload, series: m.Series) -> float | None:
 
 def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
     ok = [r for r in run.results if r.status == "ok"]
-    errors = [{"workload": r.workload.name, "hardware": run.hardware, "status": r.status, "kind": r.error_kind,
-               "message": r.error_message} for r in run.results if r.status != "ok"]
+    errors = [
+        {
+            "workload": r.workload.name,
+            "hardware": run.hardware,
+            "status": r.status,
+            "kind": r.error_kind,
+            "message": r.error_message,
+        }
+        for r in run.results
+        if r.status != "ok"
+    ]
     baselines: dict[int, tuple[list[m.Result], str]] = {r.id: _baseline_results(session, run, r, policy) for r in ok}
     all_ids = [r.id for r in ok] + [b.id for rows, _ in baselines.values() for b in rows]
     samples = _samples_by_result(session, all_ids)
@@ -175,15 +225,35 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
                     runs, summary = [[[ref]]], True
                     descriptions.add("pinned reference values (cold start)")
             comparison = compare_metric(
-                runs[:window], cand, direction=s.direction, threshold=policy.threshold(s.metric),
-                history=runs, summary=summary, alpha=policy.alpha,
+                runs[:window],
+                cand,
+                direction=s.direction,
+                threshold=policy.threshold(s.metric),
+                history=runs,
+                summary=summary,
+                alpha=policy.alpha,
             )
-            judged.append(SeriesJudged(result.workload.name, s.metric, s.hardware, s.unit, s.direction, comparison,
-                                       s.metric in policy.informational, sid))
+            judged.append(
+                SeriesJudged(
+                    result.workload.name,
+                    s.metric,
+                    s.hardware,
+                    s.unit,
+                    s.direction,
+                    comparison,
+                    s.metric in policy.informational,
+                    sid,
+                )
+            )
     judged, judgement = apply_fdr(judged, policy.fdr)
-    return build_doc(judged, expected_false_alarms=judgement.expected_false_alarms, method=judgement.method,
-                     run=run_info(run), errors=errors,
-                     baseline={"policy": policy.lane, "source": "; ".join(sorted(descriptions))})
+    return build_doc(
+        judged,
+        expected_false_alarms=judgement.expected_false_alarms,
+        method=judgement.method,
+        run=run_info(run),
+        errors=errors,
+        baseline={"policy": policy.lane, "source": "; ".join(sorted(descriptions))},
+    )
 
 
 def find_runs(session: Session, *, run_id: int | None, commit: str | None, lane: str | None) -> list[m.Run]:
@@ -222,18 +292,38 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def store_check(session: Session, run: m.Run, policy: Policy, doc: dict[str, Any]) -> m.Check:
-    check = m.Check(run_id=run.id, policy=policy.lane, status=doc["status"],
-                    expected_false_alarms=doc["expected_false_alarms"], summary=doc["summary"], doc={})
+    check = m.Check(
+        run_id=run.id,
+        policy=policy.lane,
+        status=doc["status"],
+        expected_false_alarms=doc["expected_false_alarms"],
+        summary=doc["summary"],
+        doc={},
+    )
     session.add(check)
     for v in doc["verdicts"]:
-        session.add(m.Verdict(
-            check=check, series_id=v["series_id"], workload=v["workload"], metric=v["metric"], hardware=v["hardware"],
-            verdict=v["verdict"], change=v["change"], ci_low=v["ci"][0] if v["ci"] else None,
-            ci_high=v["ci"][1] if v["ci"] else None, p_value=v["p_value"], q_value=v["q_value"],
-            baseline_runs=v["baseline"]["runs"], baseline_median=v["baseline"]["median"],
-            candidate_repeats=v["candidate"]["repeats"], candidate_median=v["candidate"]["median"],
-            threshold=v["threshold"], repeats_needed=v["repeats_needed"], explanation=v["explanation"],
-        ))
+        session.add(
+            m.Verdict(
+                check=check,
+                series_id=v["series_id"],
+                workload=v["workload"],
+                metric=v["metric"],
+                hardware=v["hardware"],
+                verdict=v["verdict"],
+                change=v["change"],
+                ci_low=v["ci"][0] if v["ci"] else None,
+                ci_high=v["ci"][1] if v["ci"] else None,
+                p_value=v["p_value"],
+                q_value=v["q_value"],
+                baseline_runs=v["baseline"]["runs"],
+                baseline_median=v["baseline"]["median"],
+                candidate_repeats=v["candidate"]["repeats"],
+                candidate_median=v["candidate"]["median"],
+                threshold=v["threshold"],
+                repeats_needed=v["repeats_needed"],
+                explanation=v["explanation"],
+            )
+        )
     if policy.raise_alerts:
         raise_regression_alerts(session, run, doc)
         resolve_returned_alerts(session, run, doc)
@@ -256,13 +346,30 @@ def raise_regression_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -
         if session.scalar(select(m.Alert.id).where(m.Alert.dedup_key == key)) is not None:
             continue
         worst = max(vs, key=lambda v: abs(v["change"] or 0))
-        session.add(m.Alert(
-            dedup_key=key, kind="regression", workload_id=workloads[name].id, hardware=run.hardware, lane=run.lane,
-            metrics=[{"metric": v["metric"], "series_id": v["series_id"], "change": v["change"],
-                      "p_value": v["p_value"], "before": v["baseline"]["median"], "threshold": v["threshold"]}
-                     for v in vs],
-            change=worst["change"], to_commit=sha, run_id=run.id, updated_at=datetime.now(UTC),
-        ))
+        session.add(
+            m.Alert(
+                dedup_key=key,
+                kind="regression",
+                workload_id=workloads[name].id,
+                hardware=run.hardware,
+                lane=run.lane,
+                metrics=[
+                    {
+                        "metric": v["metric"],
+                        "series_id": v["series_id"],
+                        "change": v["change"],
+                        "p_value": v["p_value"],
+                        "before": v["baseline"]["median"],
+                        "threshold": v["threshold"],
+                    }
+                    for v in vs
+                ],
+                change=worst["change"],
+                to_commit=sha,
+                run_id=run.id,
+                updated_at=datetime.now(UTC),
+            )
+        )
 
 
 OPEN_STATES = ("untriaged", "acknowledged", "confirmed")
@@ -273,13 +380,20 @@ def resolve_returned_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -
     this run's median is within the threshold of that level, or closer to it than to the changed level."""
     now_level = {v["series_id"]: v["candidate"]["median"] for v in doc["verdicts"]}
     workload_ids = {r.workload_id for r in run.results}
-    alerts = session.scalars(select(m.Alert).where(
-        m.Alert.workload_id.in_(workload_ids), m.Alert.hardware == run.hardware, m.Alert.lane == run.lane,
-        m.Alert.state.in_(OPEN_STATES), m.Alert.run_id != run.id))
+    alerts = session.scalars(
+        select(m.Alert).where(
+            m.Alert.workload_id.in_(workload_ids),
+            m.Alert.hardware == run.hardware,
+            m.Alert.lane == run.lane,
+            m.Alert.state.in_(OPEN_STATES),
+            m.Alert.run_id != run.id,
+        )
+    )
     for alert in alerts:
         metrics = [x for x in alert.metrics if x.get("before")]
         if not metrics or any(now_level.get(x["series_id"]) is None for x in metrics):
             continue
+
         def returned(x: dict[str, Any]) -> bool:
             off = abs(now_level[x["series_id"]] / x["before"] - 1)
             return off <= max(x.get("threshold", 0.01), abs(x.get("change") or 0) / 2)

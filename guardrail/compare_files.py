@@ -20,9 +20,17 @@ SeriesKey = tuple[str, str, str]  # workload digest, metric, hardware
 
 
 def _errors(results: Sequence[Result]) -> list[dict[str, Any]]:
-    return [{"workload": r.workload.name, "hardware": r.environment.hardware, "status": r.status,
-             "kind": r.error.kind if r.error else None, "message": r.error.message if r.error else None}
-            for r in results if r.status != "ok"]
+    return [
+        {
+            "workload": r.workload.name,
+            "hardware": r.environment.hardware,
+            "status": r.status,
+            "kind": r.error.kind if r.error else None,
+            "message": r.error.message if r.error else None,
+        }
+        for r in results
+        if r.status != "ok"
+    ]
 
 
 def compare_results(baseline: Sequence[Result], candidate: Sequence[Result], policy: Policy) -> dict[str, Any]:
@@ -44,14 +52,32 @@ def compare_results(baseline: Sequence[Result], candidate: Sequence[Result], pol
     for key, entry in cand.items():
         metric, r = entry["metric"], entry["result"]
         comparison = compare_metric(
-            base_runs.get(key, []), entry["repeats"], direction=metric.direction,
-            threshold=policy.threshold(metric.name), summary=metric.summary is not None, alpha=policy.alpha,
+            base_runs.get(key, []),
+            entry["repeats"],
+            direction=metric.direction,
+            threshold=policy.threshold(metric.name),
+            summary=metric.summary is not None,
+            alpha=policy.alpha,
         )
-        judged.append(SeriesJudged(r.workload.name, metric.name, r.environment.hardware, metric.unit,
-                                   metric.direction, comparison, metric.name in policy.informational))
+        judged.append(
+            SeriesJudged(
+                r.workload.name,
+                metric.name,
+                r.environment.hardware,
+                metric.unit,
+                metric.direction,
+                comparison,
+                metric.name in policy.informational,
+            )
+        )
     judged, judgement = apply_fdr(judged, policy.fdr)
-    return build_doc(judged, expected_false_alarms=judgement.expected_false_alarms, method=judgement.method,
-                     errors=_errors(candidate), baseline={"source": "files", "runs": len(baseline)})
+    return build_doc(
+        judged,
+        expected_false_alarms=judgement.expected_false_alarms,
+        method=judgement.method,
+        errors=_errors(candidate),
+        baseline={"source": "files", "runs": len(baseline)},
+    )
 
 
 def compare_files(baseline: Sequence[Path], candidate: Sequence[Path], policy: Policy) -> dict[str, Any]:

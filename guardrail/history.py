@@ -30,12 +30,24 @@ class Point:
     environment_id: int
 
 
-def series_points(session: Session, series_id: int, *, lanes: list[str] | None = None,
-                  branch: str | None = None, limit: int | None = None) -> list[Point]:
+def series_points(
+    session: Session,
+    series_id: int,
+    *,
+    lanes: list[str] | None = None,
+    branch: str | None = None,
+    limit: int | None = None,
+) -> list[Point]:
     """Oldest first. Only `ok` results; one point per result."""
     q = (
-        select(m.Measurement.result_id, m.Measurement.median, m.Run.id, m.Run.started_at, m.Commit.sha,
-               m.Result.environment_id)
+        select(
+            m.Measurement.result_id,
+            m.Measurement.median,
+            m.Run.id,
+            m.Run.started_at,
+            m.Commit.sha,
+            m.Result.environment_id,
+        )
         .join(m.Result, m.Measurement.result_id == m.Result.id)
         .join(m.Run, m.Result.run_id == m.Run.id)
         .outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
@@ -55,13 +67,30 @@ def series_points(session: Session, series_id: int, *, lanes: list[str] | None =
     for result_id, medians in grouped.items():
         run_id, started, sha, env_id = meta[result_id]
         arr = np.asarray(medians)
-        points.append(Point(run_id, result_id, started, sha, float(np.median(arr)), float(arr.min()),
-                            float(arr.max()), arr.size, env_id))
+        points.append(
+            Point(
+                run_id,
+                result_id,
+                started,
+                sha,
+                float(np.median(arr)),
+                float(arr.min()),
+                float(arr.max()),
+                arr.size,
+                env_id,
+            )
+        )
     return points[-limit:] if limit else points
 
 
-def series_runs(session: Session, series_id: int, *, lanes: list[str] | None = None, branch: str | None = None,
-                limit: int = 100) -> list[list[list[float]]]:
+def series_runs(
+    session: Session,
+    series_id: int,
+    *,
+    lanes: list[str] | None = None,
+    branch: str | None = None,
+    limit: int = 100,
+) -> list[list[list[float]]]:
     """The newest `limit` runs of a series, oldest first, each as repeats -> samples (for noise estimates)."""
     points = series_points(session, series_id, lanes=lanes, branch=branch, limit=limit)
     ids = [p.result_id for p in points]
@@ -79,8 +108,14 @@ def series_label(s: m.Series) -> str:
     return f"{s.workload.name}/{s.metric}@{s.hardware}"
 
 
-def noise_rows(session: Session, *, lane: str = "nightly", hardware: str | None = None,
-               workload: str | None = None, history: int = 30) -> list[tuple[str, Any]]:
+def noise_rows(
+    session: Session,
+    *,
+    lane: str = "nightly",
+    hardware: str | None = None,
+    workload: str | None = None,
+    history: int = 30,
+) -> list[tuple[str, Any]]:
     from guardrail.analysis.noise import noise_report
 
     q = select(m.Series).join(m.Workload)
@@ -96,9 +131,16 @@ def noise_rows(session: Session, *, lane: str = "nightly", hardware: str | None 
     return rows
 
 
-def scan_change_points(session: Session, *, lane: str = "nightly", branch: str | None = "main",
-                       hardware: str | None = None, window: int = 50, p_value: float = 0.001,
-                       min_magnitude: float = 0.01) -> list[m.Alert]:
+def scan_change_points(
+    session: Session,
+    *,
+    lane: str = "nightly",
+    branch: str | None = "main",
+    hardware: str | None = None,
+    window: int = 50,
+    p_value: float = 0.001,
+    min_magnitude: float = 0.01,
+) -> list[m.Alert]:
     """Detect change points on every stored series of `lane`; new ones become alerts, one per workload and
     commit range (metrics that moved together share an alert). Returns the alerts created now."""
     from guardrail.analysis.alerts import attribute, attribute_and_dedup
@@ -115,9 +157,14 @@ def scan_change_points(session: Session, *, lane: str = "nightly", branch: str |
         if len(pts) < 4:
             continue
         key = (s.workload_id, s.hardware, s.id)
-        cps = attribute([p.value for p in pts], [p.commit or f"run-{p.run_id}" for p in pts],
-                        [p.time.isoformat() for p in pts], window=window, p_value=p_value,
-                        min_magnitude=min_magnitude)
+        cps = attribute(
+            [p.value for p in pts],
+            [p.commit or f"run-{p.run_id}" for p in pts],
+            [p.time.isoformat() for p in pts],
+            window=window,
+            p_value=p_value,
+            min_magnitude=min_magnitude,
+        )
         if cps:
             points_by_key[key] = cps
             directions[key] = s.direction
@@ -125,18 +172,38 @@ def scan_change_points(session: Session, *, lane: str = "nightly", branch: str |
     known = set(session.scalars(select(m.Alert.dedup_key).where(m.Alert.kind == "changepoint")))
     by_id = {s.id: s for s in series_all}
     created = []
-    for alert in attribute_and_dedup(points_by_key, workload_of=lambda k: f"{k[0]}:{k[1]}", directions=directions,
-                                     known_keys={k.removeprefix("changepoint:") for k in known}):
+    for alert in attribute_and_dedup(
+        points_by_key,
+        workload_of=lambda k: f"{k[0]}:{k[1]}",
+        directions=directions,
+        known_keys={k.removeprefix("changepoint:") for k in known},
+    ):
         workload_id, hw = alert.workload.split(":", 1)
         row = m.Alert(
-            dedup_key=f"changepoint:{alert.key}", kind="changepoint", workload_id=int(workload_id), hardware=hw,
-            lane=lane, change=alert.worst_change, from_commit=alert.commit_range[0], to_commit=alert.commit_range[1],
-            run_id=max(last_run[k] for k, _ in alert.members), updated_at=datetime.now(UTC),
-            metrics=[{"metric": by_id[k[2]].metric, "series_id": k[2], "change": cp.change_point.change,
-                      "p_value": cp.change_point.p_value, "index": cp.change_point.index, "direction": directions[k],
-                      "before": cp.change_point.before, "after": cp.change_point.after,
-                      "threshold": min_magnitude}
-                     for k, cp in alert.members],
+            dedup_key=f"changepoint:{alert.key}",
+            kind="changepoint",
+            workload_id=int(workload_id),
+            hardware=hw,
+            lane=lane,
+            change=alert.worst_change,
+            from_commit=alert.commit_range[0],
+            to_commit=alert.commit_range[1],
+            run_id=max(last_run[k] for k, _ in alert.members),
+            updated_at=datetime.now(UTC),
+            metrics=[
+                {
+                    "metric": by_id[k[2]].metric,
+                    "series_id": k[2],
+                    "change": cp.change_point.change,
+                    "p_value": cp.change_point.p_value,
+                    "index": cp.change_point.index,
+                    "direction": directions[k],
+                    "before": cp.change_point.before,
+                    "after": cp.change_point.after,
+                    "threshold": min_magnitude,
+                }
+                for k, cp in alert.members
+            ],
             note=None if alert.kind in ("regression", "change") else f"{alert.kind} change point",
         )
         session.add(row)

@@ -60,8 +60,7 @@ def load_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
     path = _policy_file(lane, directory)
     if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml"))
-        raise InputError(f"no baseline policy for lane {lane!r} (known: {', '.join(known) or 'none'})",
-                         file=str(path))
+        raise InputError(f"no baseline policy for lane {lane!r} (known: {', '.join(known) or 'none'})", file=str(path))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

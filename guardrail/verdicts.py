@@ -46,15 +46,22 @@ def _round(x: float | None, nd: int = 6) -> float | None:
 def verdict_entry(s: SeriesJudged) -> dict[str, Any]:
     c = s.comparison
     return {
-        "workload": s.workload, "metric": s.metric, "hardware": s.hardware, "unit": s.unit,
-        "direction": s.direction, "verdict": c.verdict, "change": _round(c.change),
+        "workload": s.workload,
+        "metric": s.metric,
+        "hardware": s.hardware,
+        "unit": s.unit,
+        "direction": s.direction,
+        "verdict": c.verdict,
+        "change": _round(c.change),
         "ci": [_round(c.ci[0]), _round(c.ci[1])] if c.ci else None,
         "p_value": None if c.p_value is None else float(f"{c.p_value:.4g}"),
         "q_value": None if c.q_value is None else float(f"{c.q_value:.4g}"),
-        "threshold": c.threshold, "repeats_needed": c.repeats_needed,
+        "threshold": c.threshold,
+        "repeats_needed": c.repeats_needed,
         "baseline": {"runs": c.baseline_runs, "median": _round(c.baseline_median)},
         "candidate": {"repeats": c.candidate_repeats, "median": _round(c.candidate_median)},
-        "informational": s.informational, "series_id": s.series_id,
+        "informational": s.informational,
+        "series_id": s.series_id,
         "explanation": c.explanation,
     }
 
@@ -100,24 +107,27 @@ def exit_code(doc: dict[str, Any]) -> int:
 
 def render_text(doc: dict[str, Any]) -> str:
     """A terminal report: what blocks first, then everything else in one aligned table."""
-    order = {v: i for i, v in enumerate(("regression", "missing", "noisy", "inconclusive", "improvement",
-                                         "no_change"))}
-    rows = sorted(doc["verdicts"], key=lambda v: (v["informational"], order[v["verdict"]], v["workload"],
-                                                  v["metric"]))
+    order = {v: i for i, v in enumerate(("regression", "missing", "noisy", "inconclusive", "improvement", "no_change"))}
+    rows = sorted(doc["verdicts"], key=lambda v: (v["informational"], order[v["verdict"]], v["workload"], v["metric"]))
     lines = []
     run = doc.get("run") or {}
     head = {"success": "PASS", "failure": "FAIL", "error": "ERROR"}[doc["status"]]
     where = f" run {run['id']} ({run.get('lane')}, {', '.join(run.get('hardware') or [])})" if run.get("id") else ""
     s = doc["summary"]
-    lines.append(f"{head}{where}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s.items() if n)
-                 + f"; expected false alarms {doc['expected_false_alarms']:.2f}")
+    lines.append(
+        f"{head}{where}: "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s.items() if n)
+        + f"; expected false alarms {doc['expected_false_alarms']:.2f}"
+    )
     if rows:
         w_wl = max(len(v["workload"]) for v in rows)
         w_m = max(len(v["metric"]) for v in rows)
         for v in rows:
             flag = "(info) " if v["informational"] else ""
-            lines.append(f"  {v['verdict']:<12} {v['workload']:<{w_wl}}  {v['metric']:<{w_m}}  {v['hardware']}  "
-                         f"{flag}{v['explanation']}")
+            lines.append(
+                f"  {v['verdict']:<12} {v['workload']:<{w_wl}}  {v['metric']:<{w_m}}  {v['hardware']}  "
+                f"{flag}{v['explanation']}"
+            )
     for e in doc.get("errors", []):
         lines.append(f"  {e['status']:<12} {e['workload']}: {e.get('kind') or ''} {e.get('message') or ''}".rstrip())
     return "\n".join(lines)

@@ -18,7 +18,10 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def corpus_dir() -> Path | None:
     env = os.environ.get("GUARDRAIL_CORPUS")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "corpus", REPO / "shared" / "corpus"]:
+    for cand in ([Path(env)] if env else []) + [
+        REPO.parent / "shared" / "corpus",
+        REPO / "shared" / "corpus",
+    ]:
         if cand.is_dir():
             return cand
     return None

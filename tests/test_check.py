@@ -19,20 +19,42 @@ from tests.factories import noisy_repeats, result_doc, write
 
 def _nightlies(url, tmp_path, n=10, level=1000.0, seed=0, hardware="H100"):
     rng = np.random.default_rng(seed)
-    files = [write(tmp_path / f"n{hardware}{i}.json", result_doc(
-        lane="nightly", hardware=hardware, commit=f"main{i:02d}", started_at=f"2026-11-{i + 1:02d}T03:00:00Z",
-        run_id=f"n{i}", metrics={"denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng),
-                                 "peak_memory": [[11776.0], [11776.0], [11776.0]]}))
-        for i in range(n)]
+    files = [
+        write(
+            tmp_path / f"n{hardware}{i}.json",
+            result_doc(
+                lane="nightly",
+                hardware=hardware,
+                commit=f"main{i:02d}",
+                started_at=f"2026-11-{i + 1:02d}T03:00:00Z",
+                run_id=f"n{i}",
+                metrics={
+                    "denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng),
+                    "peak_memory": [[11776.0], [11776.0], [11776.0]],
+                },
+            ),
+        )
+        for i in range(n)
+    ]
     ingest(url, files)
 
 
 def _presubmit(url, tmp_path, level, *, seed=1, base="main09", name="pr.json", hardware="H100", **kw):
     rng = np.random.default_rng(seed)
-    doc = result_doc(lane="presubmit", hardware=hardware, commit="feature1", branch="feature", pr=7,
-                     started_at="2026-11-20T12:00:00Z", run_id=f"pr-{name}",
-                     metrics={"denoise_step_latency": noisy_repeats(level, repeats=2, rng=rng),
-                              "peak_memory": [[11776.0], [11776.0]]}, **kw)
+    doc = result_doc(
+        lane="presubmit",
+        hardware=hardware,
+        commit="feature1",
+        branch="feature",
+        pr=7,
+        started_at="2026-11-20T12:00:00Z",
+        run_id=f"pr-{name}",
+        metrics={
+            "denoise_step_latency": noisy_repeats(level, repeats=2, rng=rng),
+            "peak_memory": [[11776.0], [11776.0]],
+        },
+        **kw,
+    )
     doc["run"]["source"]["base_commit"] = base
     return ingest(url, [write(tmp_path / name, doc)]).run_ids[0]
 
@@ -87,8 +109,13 @@ def test_other_hardware_is_not_a_baseline(db_url, tmp_path):
 
 def test_infra_error_is_never_a_regression(db_url, tmp_path):
     _nightlies(db_url, tmp_path)
-    run_id = _presubmit(db_url, tmp_path, 1000.0, status="infra_error",
-                        error={"kind": "device_lost", "message": "HCCL timeout"})
+    run_id = _presubmit(
+        db_url,
+        tmp_path,
+        1000.0,
+        status="infra_error",
+        error={"kind": "device_lost", "message": "HCCL timeout"},
+    )
     doc = _check(db_url, run_id)
     assert doc["verdicts"] == [] and doc["errors"][0]["kind"] == "device_lost"
     assert doc["status"] == "error"
@@ -97,9 +124,19 @@ def test_infra_error_is_never_a_regression(db_url, tmp_path):
 def test_nightly_regression_raises_one_alert_per_workload(db_url, tmp_path):
     _nightlies(db_url, tmp_path)
     rng = np.random.default_rng(5)
-    f = write(tmp_path / "late.json", result_doc(
-        lane="nightly", commit="main10", started_at="2026-11-21T03:00:00Z", run_id="n10",
-        metrics={"denoise_step_latency": noisy_repeats(1100, repeats=3, rng=rng), "e2e_latency": [[5500.0]] * 3}))
+    f = write(
+        tmp_path / "late.json",
+        result_doc(
+            lane="nightly",
+            commit="main10",
+            started_at="2026-11-21T03:00:00Z",
+            run_id="n10",
+            metrics={
+                "denoise_step_latency": noisy_repeats(1100, repeats=3, rng=rng),
+                "e2e_latency": [[5500.0]] * 3,
+            },
+        ),
+    )
     run_id = ingest(db_url, [f]).run_ids[0]
     _check(db_url, run_id)
     _check(db_url, run_id)  # checking twice does not duplicate the alert
@@ -113,21 +150,36 @@ def test_release_uses_the_pinned_run(sqlite_url, tmp_path):
     _nightlies(sqlite_url, tmp_path, n=3)
     env = {"GUARDRAIL_DB": sqlite_url}
     cli = [sys.executable, "-m", "guardrail"]
-    pin = subprocess.run([*cli, "baseline", "pin", "--run", "2", "--reason", "v1.0 release", "--author", "rel-eng"],
-                         env={**_env(), **env}, capture_output=True, text=True)
+    pin = subprocess.run(
+        [*cli, "baseline", "pin", "--run", "2", "--reason", "v1.0 release", "--author", "rel-eng"],
+        env={**_env(), **env},
+        capture_output=True,
+        text=True,
+    )
     assert pin.returncode == 0, pin.stderr
     rng = np.random.default_rng(3)
-    rc = write(tmp_path / "rc.json", result_doc(lane="release", commit="rc1", started_at="2026-11-21T03:00:00Z",
-                                              run_id="rc", metrics={"denoise_step_latency":
-                                                                    noisy_repeats(1000, repeats=3, rng=rng)}))
+    rc = write(
+        tmp_path / "rc.json",
+        result_doc(
+            lane="release",
+            commit="rc1",
+            started_at="2026-11-21T03:00:00Z",
+            run_id="rc",
+            metrics={"denoise_step_latency": noisy_repeats(1000, repeats=3, rng=rng)},
+        ),
+    )
     run_id = ingest(sqlite_url, [rc]).run_ids[0]
     doc = _check(sqlite_url, run_id)
     assert "pinned run 2 (v1.0 release, by rel-eng)" in doc["baseline"]["source"]
     assert _verdict(doc)["baseline"]["runs"] == 1
     listing = subprocess.run([*cli, "baseline", "list"], env={**_env(), **env}, capture_output=True, text=True)
     assert "v1.0 release" in listing.stdout and "rel-eng" in listing.stdout
-    unpin = subprocess.run([*cli, "baseline", "unpin", "--hardware", "H100", "--reason", "superseded"],
-                           env={**_env(), **env}, capture_output=True, text=True)
+    unpin = subprocess.run(
+        [*cli, "baseline", "unpin", "--hardware", "H100", "--reason", "superseded"],
+        env={**_env(), **env},
+        capture_output=True,
+        text=True,
+    )
     assert unpin.returncode == 0, unpin.stderr
     doc = _check(sqlite_url, run_id)
     assert _verdict(doc)["verdict"] == "missing"
@@ -143,22 +195,42 @@ def _env():
 def test_cli_check_formats_and_exit_codes(sqlite_url, tmp_path, fmt):
     _nightlies(sqlite_url, tmp_path)
     run_id = _presubmit(sqlite_url, tmp_path, 1100.0)
-    proc = subprocess.run([sys.executable, "-m", "guardrail", "check", "--run", str(run_id), "--format", fmt,
-                           "--db", sqlite_url], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guardrail",
+            "check",
+            "--run",
+            str(run_id),
+            "--format",
+            fmt,
+            "--db",
+            sqlite_url,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1, proc.stderr
     if fmt == "json":
         doc = json.loads(proc.stdout)
         assert doc["schema"] == "guardrail.verdicts/v1" and doc["summary"]["regression"] == 1
     else:
         assert "regression" in proc.stdout.lower()
-    by_commit = subprocess.run([sys.executable, "-m", "guardrail", "check", "--commit", "feature1", "--db",
-                                sqlite_url], capture_output=True, text=True)
+    by_commit = subprocess.run(
+        [sys.executable, "-m", "guardrail", "check", "--commit", "feature1", "--db", sqlite_url],
+        capture_output=True,
+        text=True,
+    )
     assert by_commit.returncode == 1 and "regression" in by_commit.stdout
 
 
 def test_check_unknown_run_is_bad_input(sqlite_url):
-    proc = subprocess.run([sys.executable, "-m", "guardrail", "check", "--run", "999", "--db", sqlite_url],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail", "check", "--run", "999", "--db", sqlite_url],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "no run 999" in proc.stderr
 
 
@@ -168,9 +240,16 @@ def _regression_then(db_url, tmp_path, later_levels):
     rng = np.random.default_rng(9)
     run_ids = []
     for j, level in enumerate([1100.0, *later_levels]):
-        f = write(tmp_path / f"later{j}.json", result_doc(
-            lane="nightly", commit=f"main{10 + j}", started_at=f"2026-11-{21 + j}T03:00:00Z", run_id=f"n{10 + j}",
-            metrics={"denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng)}))
+        f = write(
+            tmp_path / f"later{j}.json",
+            result_doc(
+                lane="nightly",
+                commit=f"main{10 + j}",
+                started_at=f"2026-11-{21 + j}T03:00:00Z",
+                run_id=f"n{10 + j}",
+                metrics={"denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng)},
+            ),
+        )
         run_ids.append(ingest(db_url, [f]).run_ids[0])
         _check(db_url, run_ids[-1])
     return run_ids
@@ -190,9 +269,16 @@ def test_expected_change_rebaselines_the_series(sqlite_url, tmp_path):
     with session_scope(sqlite_url, write=True) as s:
         s.scalars(select(m.Alert)).one().state = "expected"
     rng = np.random.default_rng(11)
-    f = write(tmp_path / "after.json", result_doc(
-        lane="nightly", commit="main12", started_at="2026-11-25T03:00:00Z", run_id="n12",
-        metrics={"denoise_step_latency": noisy_repeats(1100.0, repeats=3, rng=rng)}))
+    f = write(
+        tmp_path / "after.json",
+        result_doc(
+            lane="nightly",
+            commit="main12",
+            started_at="2026-11-25T03:00:00Z",
+            run_id="n12",
+            metrics={"denoise_step_latency": noisy_repeats(1100.0, repeats=3, rng=rng)},
+        ),
+    )
     doc = _check(sqlite_url, ingest(sqlite_url, [f]).run_ids[0])
     v = _verdict(doc)
     assert v["baseline"]["runs"] == 1 and v["verdict"] != "regression"

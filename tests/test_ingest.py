@@ -67,9 +67,15 @@ BAD = {
     "malformed.json": ("{not json", "not valid JSON"),
     "version.json": ({**result_doc(), "schema": "guardrail.result/v9"}, "$.schema: unknown schema version"),
     "missing.json": ({k: v for k, v in result_doc().items() if k != "workload"}, "$.workload: required"),
-    "nan.json": (result_doc(metrics={"x": [[1.0, float("nan")]]}), "$.metrics[0].repeats[0][1]: sample is NaN"),
+    "nan.json": (
+        result_doc(metrics={"x": [[1.0, float("nan")]]}),
+        "$.metrics[0].repeats[0][1]: sample is NaN",
+    ),
     "inf.json": (result_doc(metrics={"x": [[float("inf")]]}), "$.metrics[0].repeats[0][0]: sample is NaN"),
-    "text.json": (result_doc(metrics={"x": [[1.0, "fast"]]}), "$.metrics[0].repeats[0][1]: sample must be a number"),
+    "text.json": (
+        result_doc(metrics={"x": [[1.0, "fast"]]}),
+        "$.metrics[0].repeats[0][1]: sample must be a number",
+    ),
     "empty_repeat.json": (result_doc(metrics={"x": [[]]}), "$.metrics[0].repeats[0]"),
     "no_repeats.json": (result_doc(metrics={"x": []}), "$.metrics[0].repeats"),
     "status.json": (result_doc(status="failed", metrics={}), "no 'error' object"),
@@ -107,13 +113,19 @@ def test_huge_file_refused_before_parsing(tmp_path, sqlite_url):
 def test_cli_exit_codes_and_nothing_written(tmp_path):
     db = tmp_path / "g.db"
     bad = write(tmp_path / "bad.json", result_doc(metrics={"x": [[1.0, "x"]]}))
-    proc = subprocess.run([sys.executable, "-m", "guardrail", "ingest", str(bad), "--db", f"sqlite:///{db}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail", "ingest", str(bad), "--db", f"sqlite:///{db}"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(f"error: {bad}: $.metrics[0].repeats[0][1]")
     assert len(proc.stderr.strip().splitlines()) == 1
     ok = write(tmp_path / "ok.json", result_doc())
-    proc = subprocess.run([sys.executable, "-m", "guardrail", "ingest", str(ok), "--db", f"sqlite:///{db}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail", "ingest", str(ok), "--db", f"sqlite:///{db}"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "1 stored, 0 already there" in proc.stdout

@@ -25,8 +25,11 @@ def test_upgrade_and_downgrade_to_base(db_url):
 
 def test_cli_db_commands(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "guardrail", "db", *a, "--db", url],  # noqa: E731
-                                    capture_output=True, text=True)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "guardrail", "db", *a, "--db", url],  # noqa: E731
+        capture_output=True,
+        text=True,
+    )
     up = run("upgrade")
     assert up.returncode == 0 and f"schema at {store_db.head_revision()}" in up.stdout
     assert "at base" in run("downgrade").stdout
@@ -34,14 +37,20 @@ def test_cli_db_commands(tmp_path):
 
 def test_unreachable_database_is_an_infra_error_without_the_password():
     url = "postgresql+psycopg://guard:s3cr3t-pw@127.0.0.1:1/nothing"
-    proc = subprocess.run([sys.executable, "-m", "guardrail", "check", "--run", "1", "--db", url],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail", "check", "--run", "1", "--db", url],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 3
     assert "cannot reach the database" in proc.stderr and "s3cr3t-pw" not in proc.stderr + proc.stdout
     assert "***" in proc.stderr
 
 
 def test_postgres_out_of_date_schema_says_what_to_run(pg_url):
-    proc = subprocess.run([sys.executable, "-m", "guardrail", "check", "--run", "1", "--db", pg_url],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail", "check", "--run", "1", "--db", pg_url],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 3 and "guardrail db upgrade" in proc.stderr

@@ -6,11 +6,10 @@ import sys
 
 from rich.console import Console
 
-from guardrail.cli.app import app
-from guardrail.errors import GuardrailError
-
 # Importing the command modules registers their commands on `app`.
 from guardrail.cli import commands  # noqa: E402,F401
+from guardrail.cli.app import app
+from guardrail.errors import GuardrailError
 
 __all__ = ["app", "main"]
 

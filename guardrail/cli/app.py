@@ -24,7 +24,9 @@ def default_db() -> str:
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (default: $GUARDRAIL_DB, else sqlite:///guardrail.db).", show_default=False),
+    typer.Option(
+        "--db", help="Database URL (default: $GUARDRAIL_DB, else sqlite:///guardrail.db).", show_default=False
+    ),
 ]
 
 

@@ -38,9 +38,13 @@ def pin(
         if row is None:
             raise InputError(f"no run {run} in this database", field="--run")
         who = author or getpass.getuser()
-        for old in s.scalars(select(m.BaselinePin).where(m.BaselinePin.lane == lane,
-                                                         m.BaselinePin.hardware == row.hardware,
-                                                         m.BaselinePin.active.is_(True))):
+        for old in s.scalars(
+            select(m.BaselinePin).where(
+                m.BaselinePin.lane == lane,
+                m.BaselinePin.hardware == row.hardware,
+                m.BaselinePin.active.is_(True),
+            )
+        ):
             old.active, old.removed_at, old.removed_by = False, datetime.now(UTC), who
             old.removed_reason = f"replaced by run {run}"
         s.add(m.BaselinePin(lane=lane, hardware=row.hardware, run_id=run, reason=reason, author=who))
@@ -62,8 +66,11 @@ def unpin(
     from guardrail.store.db import session_scope
 
     with session_scope(resolve_db(db), write=True) as s:
-        pins = s.scalars(select(m.BaselinePin).where(m.BaselinePin.lane == lane, m.BaselinePin.hardware == hardware,
-                                                     m.BaselinePin.active.is_(True))).all()
+        pins = s.scalars(
+            select(m.BaselinePin).where(
+                m.BaselinePin.lane == lane, m.BaselinePin.hardware == hardware, m.BaselinePin.active.is_(True)
+            )
+        ).all()
         if not pins:
             raise InputError(f"no active {lane} pin on {hardware}", field="--hardware")
         who = author or getpass.getuser()
@@ -73,8 +80,9 @@ def unpin(
 
 
 @baseline_app.command("list")
-def list_pins(all_: Annotated[bool, typer.Option("--all", help="Include removed pins.")] = False,
-              db: DbOption = None) -> None:
+def list_pins(
+    all_: Annotated[bool, typer.Option("--all", help="Include removed pins.")] = False, db: DbOption = None
+) -> None:
     """Pinned baselines, newest first."""
     from sqlalchemy import select
 
@@ -87,5 +95,7 @@ def list_pins(all_: Annotated[bool, typer.Option("--all", help="Include removed 
             q = q.where(m.BaselinePin.active.is_(True))
         for p in s.scalars(q):
             state = "active" if p.active else f"removed {p.removed_at:%Y-%m-%d} by {p.removed_by}: {p.removed_reason}"
-            typer.echo(f"{p.lane:<10} {p.hardware:<24} run {p.run_id:<6} {p.created_at:%Y-%m-%d} {p.author}: "
-                       f"{p.reason} [{state}]")
+            typer.echo(
+                f"{p.lane:<10} {p.hardware:<24} run {p.run_id:<6} {p.created_at:%Y-%m-%d} {p.author}: "
+                f"{p.reason} [{state}]"
+            )

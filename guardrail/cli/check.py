@@ -38,8 +38,10 @@ def check_cmd(
     commit: Annotated[str | None, typer.Option("--commit", help="Judge the newest runs of this commit.")] = None,
     lane: Annotated[str | None, typer.Option("--lane", help="With --commit: only runs of this lane.")] = None,
     fmt: FormatOption = "text",
-    dashboard_url: Annotated[str | None, typer.Option("--dashboard-url", envvar="GUARDRAIL_DASHBOARD_URL",
-                                                      help="Links in markdown output.")] = None,
+    dashboard_url: Annotated[
+        str | None,
+        typer.Option("--dashboard-url", envvar="GUARDRAIL_DASHBOARD_URL", help="Links in markdown output."),
+    ] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the check.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -58,8 +60,12 @@ def check_cmd(
 @app.command("compare", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def compare_cmd(
     ctx: typer.Context,
-    lane: Annotated[str | None, typer.Option(help="Judge with this lane's policy (default: the candidate's "
-                                             "lane if it has one, else built-in defaults).")] = None,
+    lane: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge with this lane's policy (default: the candidate's lane if it has one, else built-in defaults)."
+        ),
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="Practical threshold for every metric, e.g. 0.01.")] = None,
     fmt: FormatOption = "text",
 ) -> None:

@@ -2,8 +2,22 @@
 
 import importlib
 
-for _name in ("db", "ingest", "check", "run", "analysis", "history", "baseline", "comment", "flaky",
-              "quarantine", "tokens", "serve", "main_job", "schema"):
+for _name in (
+    "db",
+    "ingest",
+    "check",
+    "run",
+    "analysis",
+    "history",
+    "baseline",
+    "comment",
+    "flaky",
+    "quarantine",
+    "tokens",
+    "serve",
+    "main_job",
+    "schema",
+):
     try:
         importlib.import_module(f"guardrail.cli.{_name}")
     except ModuleNotFoundError as exc:  # a module not written yet; never hide a missing dependency

@@ -46,15 +46,33 @@ def changepoints_cmd(
     from guardrail.store.db import session_scope
 
     with session_scope(resolve_db(db), write=True) as s:
-        alerts = scan_change_points(s, lane=lane, branch=branch, hardware=hardware, window=window,
-                                    p_value=p_value, min_magnitude=min_magnitude)
-        out = [{"id": a.id, "workload": a.workload.name, "hardware": a.hardware, "commit_range": [a.from_commit,
-                a.to_commit], "change": a.change, "metrics": a.metrics} for a in alerts]
+        alerts = scan_change_points(
+            s,
+            lane=lane,
+            branch=branch,
+            hardware=hardware,
+            window=window,
+            p_value=p_value,
+            min_magnitude=min_magnitude,
+        )
+        out = [
+            {
+                "id": a.id,
+                "workload": a.workload.name,
+                "hardware": a.hardware,
+                "commit_range": [a.from_commit, a.to_commit],
+                "change": a.change,
+                "metrics": a.metrics,
+            }
+            for a in alerts
+        ]
     if fmt == "json":
         typer.echo(json.dumps({"schema": "guardrail.alerts/v1", "new_alerts": out}, indent=1))
         return
     for a in out:
-        typer.echo(f"alert {a['id']}: {a['workload']} on {a['hardware']} changed {a['change']:+.1%} between "
-                   f"{a['commit_range'][0] or '(start)'} and {a['commit_range'][1]} "
-                   f"({', '.join(x['metric'] for x in a['metrics'])})")
+        typer.echo(
+            f"alert {a['id']}: {a['workload']} on {a['hardware']} changed {a['change']:+.1%} between "
+            f"{a['commit_range'][0] or '(start)'} and {a['commit_range'][1]} "
+            f"({', '.join(x['metric'] for x in a['metrics'])})"
+        )
     typer.echo(f"{len(out)} new change-point alert(s)")

@@ -16,19 +16,29 @@ from guardrail.errors import InputError
 @app.command("ingest")
 def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Result files or directories of them.", show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="auto, result, vllm-omni-diffusion, vllm-bench, tts-bench, "
-                                     "pytest-benchmark or junit.")] = "auto",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto, result, vllm-omni-diffusion, vllm-bench, tts-bench, pytest-benchmark or junit.",
+        ),
+    ] = "auto",
     lane: Annotated[str | None, typer.Option(help="Lane for formats that do not name one.")] = None,
     hardware: Annotated[str | None, typer.Option(help="Hardware for formats that do not name it.")] = None,
     commit: Annotated[str | None, typer.Option(help="Commit for formats that do not name it.")] = None,
-    branch: Annotated[str | None, typer.Option(help="Branch for formats that do not name it (e.g. main for "
-                                               "nightly files).")] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Branch for formats that do not name it (e.g. main for nightly files).")
+    ] = None,
     pr: Annotated[int | None, typer.Option(help="Pull request number (junit and adapters).")] = None,
     base_commit: Annotated[str | None, typer.Option("--base-commit", help="PR base commit.")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="CI run id.")] = None,
     attempt: Annotated[int | None, typer.Option(help="CI run attempt.")] = None,
-    server: Annotated[str | None, typer.Option(help="Post to a running guardrail service instead of --db; "
-                                               "the token comes from $GUARDRAIL_TOKEN.")] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Post to a running guardrail service instead of --db; the token comes from $GUARDRAIL_TOKEN."
+        ),
+    ] = None,
     output: Annotated[str, typer.Option("--output", help="text or json.")] = "text",
     db: DbOption = None,
 ) -> None:
@@ -47,8 +57,15 @@ def ingest_cmd(
         "GITHUB_ACTIONS"
     ):
         # The file's own commit wins over these; never guess it from the local checkout.
-        source = source_from_env(commit=commit, branch=branch, pr=pr, base_commit=base_commit, run_id=run_id,
-                                 attempt=attempt, use_git=False)
+        source = source_from_env(
+            commit=commit,
+            branch=branch,
+            pr=pr,
+            base_commit=base_commit,
+            run_id=run_id,
+            attempt=attempt,
+            use_git=False,
+        )
     url = resolve_db(db)
     if fmt == "junit":
         from guardrail.ingest.tests import ingest_junit
@@ -58,21 +75,26 @@ def ingest_cmd(
         from guardrail.ingest import ingest
         from guardrail.ingest.adapters import AdaptDefaults
 
-        defaults = AdaptDefaults(**{k: v for k, v in (("lane", lane), ("hardware", hardware), ("source", source))
-                                    if v is not None})
+        defaults = AdaptDefaults(
+            **{k: v for k, v in (("lane", lane), ("hardware", hardware), ("source", source)) if v is not None}
+        )
         report = ingest(url, paths, fmt, defaults)
     if output == "json":
         typer.echo(json.dumps(report.to_dict(), indent=1))
         return
     for s in report.stored:
-        typer.echo(f"stored   {s['file']}: {s['workload']} [{s['status']}] on {s['hardware']} -> run {s['run_id']}"
-                   + (f", {s['metrics']} metrics, {s['samples']} samples" if "samples" in s else ""))
+        typer.echo(
+            f"stored   {s['file']}: {s['workload']} [{s['status']}] on {s['hardware']} -> run {s['run_id']}"
+            + (f", {s['metrics']} metrics, {s['samples']} samples" if "samples" in s else "")
+        )
     for s in report.skipped:
         typer.echo(f"skipped  {s['file']}: {s['workload']} in run {s['run_id']}: {s['reason']}")
     for s in getattr(report, "ignored", []):
         typer.echo(f"ignored  {s['file']}: {s['reason']}")
-    typer.echo(f"{len(report.stored)} stored, {len(report.skipped)} already there; runs: "
-               f"{', '.join(map(str, report.run_ids)) or '-'}")
+    typer.echo(
+        f"{len(report.stored)} stored, {len(report.skipped)} already there; runs: "
+        f"{', '.join(map(str, report.run_ids)) or '-'}"
+    )
 
 
 def _expand(paths: list[Path], fmt: str) -> list[Path]:

@@ -23,8 +23,12 @@ def _has_history(url: str, lanes: list[str], branch: str | None, digests: set[st
     from guardrail.store.db import session_scope
 
     with session_scope(url) as s:
-        q = (select(m.Result.id).join(m.Run, m.Result.run_id == m.Run.id).join(m.Workload)
-             .where(m.Run.lane.in_(lanes), m.Workload.digest.in_(digests), m.Result.status == "ok"))
+        q = (
+            select(m.Result.id)
+            .join(m.Run, m.Result.run_id == m.Run.id)
+            .join(m.Workload)
+            .where(m.Run.lane.in_(lanes), m.Workload.digest.in_(digests), m.Result.status == "ok")
+        )
         if branch:
             q = q.where(m.Run.branch == branch)
         return s.scalar(q.limit(1)) is not None
@@ -42,7 +46,6 @@ def gate(
     db: DbOption = None,
 ) -> None:
     """Run LANE, ingest its results, check them against the lane's baseline policy and print the report."""
-    import runners
     from guardrail.check import check_runs, find_runs
     from guardrail.cli.check import emit
     from guardrail.ingest import ingest
@@ -52,25 +55,46 @@ def gate(
     url = resolve_db(db)
     policy = load_policy(lane)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    specs = runners.select_workloads(lane)
-    digests = {runners.workload_digest(spec, scale) for spec in specs}
+    from guardrail.ci_env import source_from_env
+    from runners import run_lane
+    from runners.spec import digest, effective_spec, select
+
+    chosen = [spec for _, spec in select(lane)]
+    digests = {digest(effective_spec(spec, scale)) for spec in chosen}
     base = policy.baseline
     if bootstrap and base.source == "history" and not _has_history(url, base.lanes, base.branch, digests):
-        typer.secho(f"No {'/'.join(base.lanes)} history for these workloads in {redact(url)} yet: measuring a "
-                    f"baseline on this machine first ({base.lanes[0]} lane on {base.branch or 'this branch'}).",
-                    fg="yellow", err=True)
-        files = runners.run_lane(lane, device=device, scale=scale, repeats=repeats,
-                                 out_dir=out / stamp / "baseline", record_lane=base.lanes[0],
-                                 branch=base.branch)
+        typer.secho(
+            f"No {'/'.join(base.lanes)} history for these workloads in {redact(url)} yet: measuring a "
+            f"baseline on this machine first (the same workloads, recorded as this machine's "
+            f"{base.lanes[0]} lane on {base.branch or 'this branch'}).",
+            fg="yellow",
+            err=True,
+        )
+        source = source_from_env()
+        source = source.model_copy(update={"branch": base.branch or source.branch, "pr": None, "base_commit": None})
+        files = run_lane(
+            base.lanes[0],
+            names=[s.name for s in chosen],
+            device=device,
+            scale=scale,
+            repeats=repeats,
+            out_dir=out / stamp / "baseline",
+            source=source,
+        )
         ingest(url, files)
-    files = runners.run_lane(lane, device=device, scale=scale, repeats=repeats, out_dir=out / stamp / lane)
+    files = run_lane(lane, device=device, scale=scale, repeats=repeats, out_dir=out / stamp / lane)
     report = ingest(url, files)
-    typer.echo(f"ingested {len(report.stored)} results into {redact(url)} (run {', '.join(map(str, report.run_ids))})",
-               err=True)
+    typer.echo(
+        f"ingested {len(report.stored)} results into {redact(url)} (run {', '.join(map(str, report.run_ids))})",
+        err=True,
+    )
     with session_scope(url, write=True) as session:
         runs = [r for rid in report.run_ids for r in find_runs(session, run_id=rid, commit=None, lane=None)]
         doc = check_runs(session, runs)
     first = doc["run"]["id"] if doc.get("run") else None
-    typer.echo(f"next: guardrail serve --db {redact(url)}   then open http://127.0.0.1:8000/runs/{first}\n"
-               f"      guardrail check --run {first} --format markdown   (the PR comment)", err=True)
+    typer.echo(
+        f"next: guardrail serve --db {redact(url)}   then open http://127.0.0.1:8000/runs/{first}\n"
+        f"      guardrail check --run {first} --format markdown   (the PR comment)",
+        err=True,
+    )
     emit(doc, fmt)

@@ -72,9 +72,7 @@ def _expand(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[tupl
 
 
 def content_hash(result: Result) -> str:
-    canonical = json.dumps(
-        result.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
-    )
+    canonical = json.dumps(result.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -107,9 +105,7 @@ def load_documents(
     named explicitly must be a result.
     """
     if fmt not in PERF_FORMATS:
-        raise InputError(
-            f"unknown format {fmt!r}; one of {', '.join(PERF_FORMATS)} or junit", field="--format"
-        )
+        raise InputError(f"unknown format {fmt!r}; one of {', '.join(PERF_FORMATS)} or junit", field="--format")
     docs: list[Document] = []
     for item in paths:
         path, explicit = item if isinstance(item, tuple) else (item, True)

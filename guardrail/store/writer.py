@@ -56,8 +56,14 @@ class _Cache:
         if fp not in self.envs:
             row = self.s.scalar(select(m.Environment).where(m.Environment.fingerprint == fp))
             if row is None:
-                row = m.Environment(fingerprint=fp, hardware=env.hardware, device_type=env.device_type,
-                                    device_count=env.device_count, software=dict(env.software), extra=dict(env.extra))
+                row = m.Environment(
+                    fingerprint=fp,
+                    hardware=env.hardware,
+                    device_type=env.device_type,
+                    device_count=env.device_count,
+                    software=dict(env.software),
+                    extra=dict(env.extra),
+                )
                 self.s.add(row)
             self.envs[fp] = row
         return self.envs[fp]
@@ -84,10 +90,18 @@ class _Cache:
             src, ci = doc.run.source, doc.run.source.ci
             commit = self.commit(src.repo or "", src.commit, src.branch, src.message) if src.commit else None
             row = m.Run(
-                run_key=key, lane=doc.run.lane, hardware=doc.environment.hardware, started_at=doc.run.started_at,
-                commit=commit, branch=src.branch, pr=src.pr, base_commit=src.base_commit,
-                ci_provider=ci.provider if ci else None, ci_run_id=ci.run_id if ci else None,
-                ci_attempt=ci.attempt if ci else None, ci_url=ci.url if ci else None,
+                run_key=key,
+                lane=doc.run.lane,
+                hardware=doc.environment.hardware,
+                started_at=doc.run.started_at,
+                commit=commit,
+                branch=src.branch,
+                pr=src.pr,
+                base_commit=src.base_commit,
+                ci_provider=ci.provider if ci else None,
+                ci_run_id=ci.run_id if ci else None,
+                ci_attempt=ci.attempt if ci else None,
+                ci_url=ci.url if ci else None,
             )
             self.s.add(row)
         self.runs[key] = row
@@ -110,8 +124,14 @@ class _Cache:
     def one_series(self, workload: m.Workload, metric, hardware: str) -> m.Series:
         key = (workload.id, metric.name, hardware)
         if key not in self.series:
-            row = m.Series(workload_id=workload.id, metric=metric.name, hardware=hardware, unit=metric.unit,
-                           direction=metric.direction, summary=metric.summary)
+            row = m.Series(
+                workload_id=workload.id,
+                metric=metric.name,
+                hardware=hardware,
+                unit=metric.unit,
+                direction=metric.direction,
+                summary=metric.summary,
+            )
             self.s.add(row)
             self.series[key] = row
         return self.series[key]
@@ -133,22 +153,35 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
             not run_created
             and session.scalar(
                 select(m.Result.id).where(
-                    m.Result.run_id == run.id, m.Result.workload_id == workload.id,
+                    m.Result.run_id == run.id,
+                    m.Result.workload_id == workload.id,
                     m.Result.content_hash == doc.content_hash,
                 )
             )
             is not None
         )
-        entry = {"file": doc.path, "run_id": run.id, "lane": run.lane, "hardware": run.hardware,
-                 "workload": r.workload.name, "status": r.status}
+        entry = {
+            "file": doc.path,
+            "run_id": run.id,
+            "lane": run.lane,
+            "hardware": run.hardware,
+            "workload": r.workload.name,
+            "status": r.status,
+        }
         if exists:
             report.skipped.append({**entry, "reason": "already stored (same run, workload and content)"})
             continue
         seen_in_batch.add(ident)
         row = m.Result(
-            run=run, workload=workload, environment=env, status=r.status,
-            error_kind=r.error.kind if r.error else None, error_message=r.error.message if r.error else None,
-            content_hash=doc.content_hash, source_format=doc.format, extra=dict(r.extra),
+            run=run,
+            workload=workload,
+            environment=env,
+            status=r.status,
+            error_kind=r.error.kind if r.error else None,
+            error_message=r.error.message if r.error else None,
+            content_hash=doc.content_hash,
+            source_format=doc.format,
+            extra=dict(r.extra),
         )
         session.add(row)
         pending.append((doc, row, workload))
@@ -163,13 +196,32 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
             for i, values in enumerate(metric.repeats):
                 arr = np.asarray(values, dtype="<f8")
                 n_samples += arr.size
-                rows.append({"result_id": row.id, "series": series, "repeat_index": i, "n": int(arr.size),
-                             "median": float(np.median(arr)), "mean": float(arr.mean()),
-                             "minimum": float(arr.min()), "maximum": float(arr.max()), "samples": arr.tobytes()})
-        report.stored.append({"file": doc.path, "run_id": row.run_id, "result_id": row.id,
-                              "lane": doc.result.run.lane, "hardware": doc.result.environment.hardware,
-                              "workload": workload.name, "status": row.status,
-                              "metrics": len(doc.result.metrics), "samples": n_samples})
+                rows.append(
+                    {
+                        "result_id": row.id,
+                        "series": series,
+                        "repeat_index": i,
+                        "n": int(arr.size),
+                        "median": float(np.median(arr)),
+                        "mean": float(arr.mean()),
+                        "minimum": float(arr.min()),
+                        "maximum": float(arr.max()),
+                        "samples": arr.tobytes(),
+                    }
+                )
+        report.stored.append(
+            {
+                "file": doc.path,
+                "run_id": row.run_id,
+                "result_id": row.id,
+                "lane": doc.result.run.lane,
+                "hardware": doc.result.environment.hardware,
+                "workload": workload.name,
+                "status": row.status,
+                "metrics": len(doc.result.metrics),
+                "samples": n_samples,
+            }
+        )
     session.flush()  # series ids
     for r in rows:
         r["series_id"] = r.pop("series").id
