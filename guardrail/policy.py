@@ -64,7 +64,7 @@ def load_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({exc.problem if hasattr(exc, 'problem') else exc})", file=str(path))
+        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path)) from None
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:

@@ -25,11 +25,12 @@ def test_upgrade_and_downgrade_to_base(db_url):
 
 def test_cli_db_commands(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "guardrail", "db", *a, "--db", url],  # noqa: E731
-        capture_output=True,
-        text=True,
-    )
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "guardrail", "db", *args, "--db", url], capture_output=True, text=True
+        )
+
     up = run("upgrade")
     assert up.returncode == 0 and f"schema at {store_db.head_revision()}" in up.stdout
     assert "at base" in run("downgrade").stdout
