@@ -90,9 +90,7 @@ def _server_message(resp: httpx.Response) -> str:
     msg = str(body.get("message") or detail or resp.reason_phrase or "")[:500]
     errors = body.get("errors")
     if isinstance(errors, list) and errors:
-        details = [
-            str(e.get("message") or e.get("code") or e) if isinstance(e, Mapping) else str(e) for e in errors
-        ]
+        details = [str(e.get("message") or e.get("code") or e) if isinstance(e, Mapping) else str(e) for e in errors]
         msg += " (" + "; ".join(details)[:300] + ")"
     return msg
 
@@ -135,15 +133,14 @@ class HttpSender:
 
     def _url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("http://", "https://")):
-            # Paging links come from the server; never send the token to another host.
-            if urlsplit(path_or_url).netloc != urlsplit(self.base_url).netloc:
-                raise InfraError(f"{self.service}: refusing to follow a link to another host")
+            # Paging links come from the server: never send the token to another host, or in plain text.
+            there, here = urlsplit(path_or_url), urlsplit(self.base_url)
+            if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+                raise InfraError(f"{self.service}: refusing to follow a link to another host or scheme")
             return path_or_url
         return f"{self.base_url}/{path_or_url.lstrip('/')}"
 
-    def _fail(
-        self, method: str, url: str, resp: httpx.Response | None, detail: str, *, server: bool = False
-    ) -> None:
+    def _fail(self, method: str, url: str, resp: httpx.Response | None, detail: str, *, server: bool = False) -> None:
         path = urlsplit(url).path
         text = scrub(f"{self.service} {method} {path}: {detail}", (self._token,))
         code = resp.status_code if resp is not None else None
@@ -180,9 +177,7 @@ class HttpSender:
                 continue
             except httpx.TransportError as exc:  # timeout or dropped connection: it may have happened
                 if last or not retry_server_errors:
-                    self._fail(
-                        method, url, None, f"{type(exc).__name__} after {attempt} attempt(s)", server=True
-                    )
+                    self._fail(method, url, None, f"{type(exc).__name__} after {attempt} attempt(s)", server=True)
                 self._backoff(attempt, None)
                 continue
             code = resp.status_code
@@ -211,9 +206,7 @@ class HttpSender:
         msg = _server_message(resp)
         if 300 <= code < 400:
             moved = urlsplit(resp.headers.get("location", "")).path
-            return (
-                f"HTTP {code} moved{' to ' + moved if moved else ''} (renamed repository? use its new name)"
-            )
+            return f"HTTP {code} moved{' to ' + moved if moved else ''} (a renamed repository or a moved server: use the new one)"
         hint = {
             400: "bad request",
             401: "bad or missing credentials (check the token)",
