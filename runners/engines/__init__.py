@@ -1,0 +1,1 @@
+"""Engines execute one workload inside one process and return its measurements."""
