@@ -206,7 +206,8 @@ class HttpSender:
         msg = _server_message(resp)
         if 300 <= code < 400:
             moved = urlsplit(resp.headers.get("location", "")).path
-            return f"HTTP {code} moved{' to ' + moved if moved else ''} (a renamed repository or a moved server: use the new one)"
+            where = f" to {moved}" if moved else ""
+            return f"HTTP {code} moved{where} (a renamed repository or a moved server: use the new one)"
         hint = {
             400: "bad request",
             401: "bad or missing credentials (check the token)",
