@@ -297,3 +297,17 @@ def test_cold_start_uses_pinned_reference_values(sqlite_url, corpus):
     assert v["verdict"] != "missing" and v["baseline"]["runs"] == 1
     assert "pinned reference values (cold start)" in doc["baseline"]["source"]
     assert by[("test_wan22_i2v_single_device/832x480_frames81_steps4", "latency_p95")]["verdict"] == "missing"
+
+
+def test_latest_verdicts_doc_for_a_commit_and_a_pr(db_url, tmp_path):
+    from guardrail.store.queries import latest_verdicts_doc
+
+    _nightlies(db_url, tmp_path)
+    run_id = _presubmit(db_url, tmp_path, 1100.0)
+    assert latest_verdicts_doc(db_url, repo="org/project", pr=None, commit="feature1") is None  # not checked yet
+    _check(db_url, run_id)
+    by_commit = latest_verdicts_doc(db_url, repo="org/project", pr=None, commit="feature1")
+    by_pr = latest_verdicts_doc(db_url, repo="org/project", pr=7, commit=None)
+    assert by_commit["run"]["id"] == run_id and by_commit["summary"]["regression"] == 1
+    assert by_pr["check_id"] == by_commit["check_id"]
+    assert latest_verdicts_doc(db_url, repo="org/project", pr=8, commit=None) is None
