@@ -93,17 +93,13 @@ def generate(path: Path, cases: int, seed: int = 7) -> int:
                 msg = "failed on setup with " + rnd.choice(_MESSAGES).format(**v)
                 body = f"<error message={quoteattr(msg)}>{escape(_TRACE.format(**v))}</error>"
             elif r < 0.11:
-                body = (
-                    '<skipped type="pytest.skip" message="needs 2 NPUs">tests/x.py:12: needs 2 NPUs</skipped>'
-                )
+                body = '<skipped type="pytest.skip" message="needs 2 NPUs">tests/x.py:12: needs 2 NPUs</skipped>'
             elif r < 0.13:  # PyTorch-style in-process rerun, then a pass
                 msg = rnd.choice(_MESSAGES).format(**v)
                 body = f"<rerun message={quoteattr(msg)}>{escape(_TRACE.format(**v))}</rerun>"
             if rnd.random() < 0.53:
                 lines = "".join(
-                    _LOG.format(
-                        mm=k % 60, ss=k % 60, ms=k, k=k, steps=50, lat=rnd.uniform(90, 140), dev=v["dev"]
-                    )
+                    _LOG.format(mm=k % 60, ss=k % 60, ms=k, k=k, steps=50, lat=rnd.uniform(90, 140), dev=v["dev"])
                     for k in range(rnd.randrange(4, 16))
                 )
                 body += f"<system-out>{escape(lines)}</system-out>"
@@ -125,6 +121,7 @@ def measure(path: str, mode: str, use_tracemalloc: bool) -> dict:
     if use_tracemalloc:
         tracemalloc.start()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if mode == "parse":
         n = sum(1 for _ in iter_junit(path))
         verdicts = None
@@ -139,6 +136,8 @@ def measure(path: str, mode: str, use_tracemalloc: bool) -> dict:
         "records": n,
         "verdicts": verdicts,
         "seconds": round(elapsed, 3),
+        "cpu_seconds": round(time.process_time() - c0, 3),  # wall time suffers when the 2 cores are shared
+        "load_avg_1m": os.getloadavg()[0],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if mode != "parse":
@@ -146,6 +145,29 @@ def measure(path: str, mode: str, use_tracemalloc: bool) -> dict:
     if use_tracemalloc:
         out["tracemalloc_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
     return out
+
+
+def measure_flaky(n_verdicts: int, tests: int = 5000) -> dict:
+    """assess() + flaky_report() over n synthetic verdicts (the Python side of `guardrail flaky`)."""
+    from datetime import UTC, datetime, timedelta
+
+    from guardrail.analysis.flaky import HistoricVerdict, assess, flaky_report
+
+    rnd = random.Random(3)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    names = [f"tests/test_m{i % 500:03d}.py::test_{i}@Ascend910B3" for i in range(tests)]
+    kinds = rnd.choices(["pass", "flaky", "fail", "skip"], [0.95, 0.02, 0.01, 0.02], k=n_verdicts)
+    runs = n_verdicts // tests
+    stamps = [now - timedelta(hours=6 * j) for j in range(runs)]
+    hist = [
+        HistoricVerdict(names[i], kinds[j * tests + i], stamps[j], f"c{j}", f"r{j}")
+        for j in range(runs)
+        for i in range(tests)
+    ]
+    t0 = time.perf_counter()
+    doc = flaky_report(assess(hist, now=now))
+    return {"verdicts": len(hist), "tests": tests, "seconds": round(time.perf_counter() - t0, 3),
+            "summary": doc["summary"]}  # fmt: skip
 
 
 def _child(path: str, mode: str, use_tracemalloc: bool) -> dict:
@@ -161,6 +183,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--out", default="/tmp/bench-junit.xml")
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--verdicts", type=int, default=500_000, help="history size for the assess() timing")
     ap.add_argument("--child", choices=["parse", "group"])
     args = ap.parse_args()
     if args.child:
@@ -186,6 +209,7 @@ def main() -> None:
         "parse": _child(str(big), "parse", False),
         "parse_and_group": _child(str(big), "group", False),
     }
+    report["flaky_assess"] = measure_flaky(args.verdicts)
     if args.tracemalloc:
         report["parse_tracemalloc"] = _child(str(big), "parse", True)
     print(json.dumps(report, indent=1))

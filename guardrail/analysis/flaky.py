@@ -7,10 +7,12 @@ no clock: ``now`` is always passed in. Rules and numbers: docs/flaky.md, baselin
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Literal
 
 FLAKY_SCHEMA = "guardrail.flaky/v1"
@@ -170,11 +172,15 @@ def infra_failed_runs(
 def _window(
     vs: Sequence[HistoricVerdict], now: datetime, policy: FlakinessPolicy
 ) -> Sequence[HistoricVerdict]:
-    """The last ``window_days`` days or the last ``window_verdicts`` verdicts, whichever holds more."""
-    since = now - timedelta(days=policy.window_days)
-    by_days = [v for v in vs if since <= v.at <= now]
-    by_count = [v for v in vs if v.at <= now][-policy.window_verdicts :]
-    return by_days if len(by_days) >= len(by_count) else by_count
+    """The last ``window_days`` days or the last ``window_verdicts`` verdicts, whichever holds more.
+
+    Both are suffixes of the time-ordered history, so the longer one is their union: in SQL,
+    ``row_number() over (partition by test order by at desc) <= 100 or at >= now - 14 days``.
+    """
+    by_time = attrgetter("at")
+    end = bisect_right(vs, now, key=by_time)
+    start_days = bisect_left(vs, now - timedelta(days=policy.window_days), lo=0, hi=end, key=by_time)
+    return vs[min(start_days, max(0, end - policy.window_verdicts)) : end]
 
 
 def _by_test(history: Iterable[HistoricVerdict], excluded_runs: Mapping[str, str]) -> dict[str, list]:
@@ -182,8 +188,9 @@ def _by_test(history: Iterable[HistoricVerdict], excluded_runs: Mapping[str, str
     for v in history:
         if v.verdict != "skip" and (v.run_id is None or v.run_id not in excluded_runs):
             out[v.test].append(v)
+    by_time = attrgetter("at")
     for vs in out.values():
-        vs.sort(key=lambda v: v.at)
+        vs.sort(key=by_time)
     return out
 
 
@@ -196,6 +203,72 @@ def _trailing(vs: Sequence[HistoricVerdict], kind: str) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class WindowCounts:
+    """What the score needs from one test variant's window: SQL can aggregate these directly."""
+
+    test: str
+    verdicts: int  # n, skips and infrastructure-failed runs left out
+    flaky_verdicts: int  # f
+    failed_verdicts: int
+    trailing_fails: int  # latest verdicts in a row that failed every attempt
+    last_at: datetime | None = None
+    test_id: str | None = None
+    hardware: str | None = None
+
+
+def classify(
+    c: WindowCounts, *, policy: FlakinessPolicy = FlakinessPolicy(), quarantine: QuarantineEntry | None = None
+) -> FlakyStats:
+    """Score and state of one test variant from its window counts."""
+    n, f = c.verdicts, c.flaky_verdicts
+    score = flakiness_score(f, n)
+    flaky = f >= policy.min_flaky_verdicts and score >= policy.min_score
+    why = f"{f} flaky of {n} verdicts, score {score:.3f}"
+    if quarantine is not None:
+        state: State = "quarantined"
+        reason = f"quarantined since {quarantine.since:%Y-%m-%d} by {quarantine.by}: {quarantine.reason}"
+    elif c.trailing_fails >= policy.broken_after:
+        state, reason = "broken", f"failed every attempt in the last {c.trailing_fails} verdicts"
+    elif flaky:
+        state = "flaky"
+        reason = f"{why} (>= {policy.min_flaky_verdicts} flaky and >= {policy.min_score:.0%})"
+    else:
+        state, reason = "healthy", why
+    return FlakyStats(
+        test=c.test,
+        test_id=c.test_id or c.test,
+        hardware=c.hardware,
+        verdicts=n,
+        flaky_verdicts=f,
+        failed_verdicts=c.failed_verdicts,
+        score=score,
+        flaky=flaky,
+        state=state,
+        reason=reason,
+        last_at=c.last_at,
+    )
+
+
+def window_counts(
+    test: str, vs: Sequence[HistoricVerdict], now: datetime, policy: FlakinessPolicy
+) -> WindowCounts:
+    """Counts over the window of one test's time-ordered, already filtered verdicts."""
+    win = _window(vs, now, policy)
+    kinds = [v.verdict for v in win]
+    last = vs[-1] if vs else None
+    return WindowCounts(
+        test=test,
+        verdicts=len(kinds),
+        flaky_verdicts=kinds.count("flaky"),
+        failed_verdicts=kinds.count("fail"),
+        trailing_fails=_trailing(win, "fail"),
+        last_at=last.at if last else None,
+        test_id=last.test_id if last else None,
+        hardware=last.hardware if last else None,
+    )
+
+
 def _stats(
     test: str,
     vs: Sequence[HistoricVerdict],
@@ -203,38 +276,7 @@ def _stats(
     policy: FlakinessPolicy,
     quarantine: QuarantineEntry | None,
 ) -> FlakyStats:
-    win = _window(vs, now, policy)
-    n = len(win)
-    f = sum(v.verdict == "flaky" for v in win)
-    fails = sum(v.verdict == "fail" for v in win)
-    score = flakiness_score(f, n)
-    flaky = f >= policy.min_flaky_verdicts and score >= policy.min_score
-    trailing_fails = _trailing(win, "fail")
-    why = f"{f} flaky of {n} verdicts, score {score:.3f}"
-    if quarantine is not None:
-        state: State = "quarantined"
-        reason = f"quarantined since {quarantine.since:%Y-%m-%d} by {quarantine.by}: {quarantine.reason}"
-    elif trailing_fails >= policy.broken_after:
-        state, reason = "broken", f"failed every attempt in the last {trailing_fails} verdicts"
-    elif flaky:
-        state = "flaky"
-        reason = f"{why} (>= {policy.min_flaky_verdicts} flaky and >= {policy.min_score:.0%})"
-    else:
-        state, reason = "healthy", why
-    first = vs[-1] if vs else None
-    return FlakyStats(
-        test=test,
-        test_id=(first.test_id if first and first.test_id else test),
-        hardware=first.hardware if first else None,
-        verdicts=n,
-        flaky_verdicts=f,
-        failed_verdicts=fails,
-        score=score,
-        flaky=flaky,
-        state=state,
-        reason=reason,
-        last_at=vs[-1].at if vs else None,
-    )
+    return classify(window_counts(test, vs, now, policy), policy=policy, quarantine=quarantine)
 
 
 def assess(

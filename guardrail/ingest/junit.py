@@ -213,11 +213,24 @@ class _Reader:
         self.job_attempt = job_attempt
         self.process_attempt = process_attempt
         self.hardware = hardware
+        self._common: dict[str, Any] = {
+            "job_attempt": job_attempt,
+            "process_attempt": process_attempt,
+            "outcome": "pass",
+            "phase": "call",
+            "failure_type": None,
+            "message": None,
+            "signature": None,
+            "source": "testcase",
+            "properties": (),
+            "system_out": None,
+        }
         self._idcache: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         # identity -> (records of its latest <testcase>, attempts so far); insertion-ordered window
         self._pending: OrderedDict[TestIdentity, tuple[list[dict[str, Any]], int]] = OrderedDict()
 
-    def testcase(self, el: Element, suite: str, suite_hw: str | None) -> Iterator[TestCaseRecord]:
+    def testcase(self, el: Element, suite: str, suite_hw: str | None) -> list[TestCaseRecord]:
+        """The records that leave the rerun window because of this <testcase> (usually zero or one)."""
         a = el.attrib
         raw_name = a.get("name")
         if raw_name is None:
@@ -229,6 +242,9 @@ class _Reader:
             fc = self._idcache[key] = _file_and_class(classname, a.get("file"))
         name, params = _split_params(raw_name)
         duration = _float(a.get("time"), file=self.path, field=f"testcase[{raw_name}].time")
+        if len(el) == 0:  # the common case, a plain pass: no child to look at
+            ident = TestIdentity(suite, fc[0], fc[1], name, params, suite_hw or self.hardware)
+            return self._through_window(ident, [{**self._common, "identity": ident, "duration_s": duration}])
 
         props: list[tuple[str, str]] = []
         main: Element | None = None  # the final outcome's element: failure / error / skipped
@@ -301,11 +317,10 @@ class _Reader:
                 attempts.append(rec(_SUREFIRE_RERUN[node.tag], attempt_time(node), node.tag, node))  # type: ignore[arg-type]
         else:
             attempts.append(rec(final_outcome, duration, "testcase", main))
-        yield from self._through_window(ident, attempts)
+        return self._through_window(ident, attempts)
 
-    def _through_window(
-        self, ident: TestIdentity, attempts: list[dict[str, Any]]
-    ) -> Iterator[TestCaseRecord]:
+    def _through_window(self, ident: TestIdentity, attempts: list[dict[str, Any]]) -> list[TestCaseRecord]:
+        out: list[TestCaseRecord] = []
         prev = self._pending.pop(ident, None)
         done = 0
         if prev is not None:
@@ -315,22 +330,25 @@ class _Reader:
             last = prev_attempts[-1]
             if last["outcome"] == "pass" and last["source"] == "testcase":
                 last["outcome"], last["source"] = "fail", "rerun-testcase"
-            yield from (TestCaseRecord(**a, final=False) for a in prev_attempts)
+            out.extend(TestCaseRecord(**a, final=False) for a in prev_attempts)
         for i, a in enumerate(attempts, start=done + 1):
             a["inprocess_attempt"] = i
         self._pending[ident] = (attempts, done + len(attempts))
         while len(self._pending) > RERUN_WINDOW:
-            yield from self._flush_one()
+            self._flush_one(out)
+        return out
 
-    def _flush_one(self) -> Iterator[TestCaseRecord]:
+    def _flush_one(self, out: list[TestCaseRecord]) -> None:
         _, (attempts, _) = self._pending.popitem(last=False)
         for a in attempts[:-1]:
-            yield TestCaseRecord(**a, final=False)
-        yield TestCaseRecord(**attempts[-1], final=True)
+            out.append(TestCaseRecord(**a, final=False))
+        out.append(TestCaseRecord(**attempts[-1], final=True))
 
-    def flush(self) -> Iterator[TestCaseRecord]:
+    def flush(self) -> list[TestCaseRecord]:
+        out: list[TestCaseRecord] = []
         while self._pending:
-            yield from self._flush_one()
+            self._flush_one(out)
+        return out
 
 
 class _RootSeen(Exception):
@@ -355,9 +373,7 @@ class _PrologTarget:
 
 def _check_prolog(path: str) -> None:
     """Raise defusedxml's DTDForbidden / EntitiesForbidden if the prolog declares a DTD."""
-    parser = DefusedXMLParser(
-        target=_PrologTarget(), forbid_dtd=True, forbid_entities=True, forbid_external=True
-    )
+    parser = DefusedXMLParser(target=_PrologTarget(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 16):
             try:
@@ -427,9 +443,7 @@ def iter_junit(
             field="DOCTYPE",
         ) from None
     except EntitiesForbidden:
-        raise InputError(
-            "XML declares entities; refused (entity expansion attack)", file=p, field="ENTITY"
-        ) from None
+        raise InputError("XML declares entities; refused (entity expansion attack)", file=p, field="ENTITY") from None
     except ExternalReferenceForbidden:
         raise InputError("XML references an external entity; refused", file=p, field="ENTITY") from None
     except DefusedXmlException as exc:
