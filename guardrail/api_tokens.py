@@ -55,8 +55,7 @@ def revoke_token(session: Session, ident: str) -> m.ApiToken:
         row = session.get(m.ApiToken, int(ident))
         rows = [row] if row else []
     else:
-        rows = list(session.scalars(select(m.ApiToken).where(m.ApiToken.name == ident,
-                                                              m.ApiToken.revoked.is_(False))))
+        rows = list(session.scalars(select(m.ApiToken).where(m.ApiToken.name == ident, m.ApiToken.revoked.is_(False))))
     if not rows:
         raise InputError(f"no token {ident!r}", field="TOKEN")
     if len(rows) > 1:

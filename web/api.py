@@ -58,8 +58,9 @@ def get_alerts(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     session=Depends(db),
 ) -> dict[str, Any]:
-    return q.alerts(session, states=state, kind=kind, hardware=hardware, lane=lane, workload=workload, limit=limit,
-                    offset=offset)
+    return q.alerts(
+        session, states=state, kind=kind, hardware=hardware, lane=lane, workload=workload, limit=limit, offset=offset
+    )
 
 
 @reads.get("/alerts/{alert_id}", summary="One alert with its triage history")
@@ -90,8 +91,7 @@ def get_series(
 
 
 @reads.get("/series/{series_id}/runs/{run_id}/samples", summary="Every sample of one series in one run")
-def get_samples(series_id: PathId, run_id: PathId,
-                session=Depends(db)) -> dict[str, Any]:
+def get_samples(series_id: PathId, run_id: PathId, session=Depends(db)) -> dict[str, Any]:
     return _get(q.run_samples, session, series_id, run_id)
 
 
@@ -113,8 +113,9 @@ def get_run(run_id: PathId, session=Depends(db)) -> dict[str, Any]:
 
 
 @reads.get("/compare", summary="Two runs side by side")
-def get_compare(a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)],
-                session=Depends(db)) -> dict[str, Any]:
+def get_compare(
+    a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)], session=Depends(db)
+) -> dict[str, Any]:
     return _get(q.compare_runs, session, a, b)
 
 
@@ -152,18 +153,33 @@ class BulkTriageRequest(TriageRequest):
 
 
 @router.post("/alerts/{alert_id}/triage", summary="Set an alert's triage state (token required)")
-def post_triage(request: Request, alert_id: PathId, body: TriageRequest,
-                author: str = Depends(require_writer)) -> dict[str, Any]:
+def post_triage(
+    request: Request, alert_id: PathId, body: TriageRequest, author: str = Depends(require_writer)
+) -> dict[str, Any]:
     with session_scope(request.app.state.db_url, write=True) as session:
-        return {"alerts": _get(q.triage, session, [alert_id], state=body.state, note=body.note,
-                               issue_url=body.issue_url, author=author)}
+        return {
+            "alerts": _get(
+                q.triage, session, [alert_id], state=body.state, note=body.note, issue_url=body.issue_url, author=author
+            )
+        }
 
 
 @router.post("/alerts/triage", summary="Set the triage state of several alerts at once (token required)")
-def post_bulk_triage(request: Request, body: BulkTriageRequest, author: str = Depends(require_writer)) -> dict[str, Any]:
+def post_bulk_triage(
+    request: Request, body: BulkTriageRequest, author: str = Depends(require_writer)
+) -> dict[str, Any]:
     with session_scope(request.app.state.db_url, write=True) as session:
-        return {"alerts": _get(q.triage, session, sorted(set(body.ids)), state=body.state, note=body.note,
-                               issue_url=body.issue_url, author=author)}
+        return {
+            "alerts": _get(
+                q.triage,
+                session,
+                sorted(set(body.ids)),
+                state=body.state,
+                note=body.note,
+                issue_url=body.issue_url,
+                author=author,
+            )
+        }
 
 
 class IngestDocument(BaseModel):

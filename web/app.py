@@ -26,8 +26,9 @@ HERE = Path(__file__).resolve().parent
 
 def _templates() -> Jinja2Templates:
     # Autoescape everything: workload names, notes and commit messages are untrusted text.
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
     from web.pages import qs
 
     env.globals.update(fmt=charts.fmt, qs=qs)
@@ -45,10 +46,15 @@ def create_app(db_url: str, *, read_token_required: bool = False) -> FastAPI:
     from web.pages import router as page_router
 
     # FastAPI's own /docs pages load their scripts from a CDN; ours is a plain local page instead.
-    app = FastAPI(title="perf-guardrail", version="1", docs_url=None, redoc_url=None,
-                  description="Performance guardrail dashboard and JSON API. Reads are public unless the "
-                              "service requires a token; writes need `Authorization: Bearer <token>` "
-                              "(`guardrail token create NAME`).")
+    app = FastAPI(
+        title="perf-guardrail",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Performance guardrail dashboard and JSON API. Reads are public unless the "
+        "service requires a token; writes need `Authorization: Bearer <token>` "
+        "(`guardrail token create NAME`).",
+    )
     app.state.db_url = db_url
     app.state.read_token_required = read_token_required
     app.state.templates = _templates()
@@ -62,8 +68,12 @@ def create_app(db_url: str, *, read_token_required: bool = False) -> FastAPI:
     def error(request: Request, status: int, message: str, headers: dict | None = None):
         if _wants_html(request):
             return app.state.templates.TemplateResponse(
-                request, "message.html", {"title": f"Error {status}", "message": message, "link": "/",
-                                          "signed_in": False}, status_code=status, headers=headers)
+                request,
+                "message.html",
+                {"title": f"Error {status}", "message": message, "link": "/", "signed_in": False},
+                status_code=status,
+                headers=headers,
+            )
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     @app.exception_handler(HTTPException)
@@ -86,13 +96,27 @@ def create_app(db_url: str, *, read_token_required: bool = False) -> FastAPI:
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     def api_docs(request: Request):
         spec = app.openapi()
-        ops = [{"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+        ops = [
+            {
+                "method": method.upper(),
+                "path": path,
+                "summary": op.get("summary", ""),
                 "params": [p["name"] for p in op.get("parameters", [])],
-                "write": method != "get"}
-               for path, item in spec["paths"].items() for method, op in item.items()]
+                "write": method != "get",
+            }
+            for path, item in spec["paths"].items()
+            for method, op in item.items()
+        ]
         return app.state.templates.TemplateResponse(
-            request, "api_docs.html", {"ops": ops, "signed_in": False, "title": spec["info"]["title"],
-                                       "description": spec["info"].get("description", "")})
+            request,
+            "api_docs.html",
+            {
+                "ops": ops,
+                "signed_in": False,
+                "title": spec["info"]["title"],
+                "description": spec["info"].get("description", ""),
+            },
+        )
 
     @app.get("/healthz", include_in_schema=False, response_class=HTMLResponse)
     def healthz() -> str:

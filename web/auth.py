@@ -31,13 +31,17 @@ def require_writer(request: Request) -> str:
     """For API writes: a valid Bearer token, else 401."""
     name = token_name(request, cookie=False)
     if name is None:
-        raise HTTPException(401, "a valid API token is required (Authorization: Bearer <token>)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "a valid API token is required (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"}
+        )
     return name
 
 
 def require_reader(request: Request) -> None:
     """For reads, only when the app was created with read_token_required."""
     if request.app.state.read_token_required and token_name(request, cookie=True) is None:
-        raise HTTPException(401, "this dashboard requires a token to read (sign in or send a Bearer token)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "this dashboard requires a token to read (sign in or send a Bearer token)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -60,20 +60,35 @@ def series_chart(detail: dict[str, Any], *, width: int = 900, height: int = 320)
     points = []
     for i, p in enumerate(pts):
         cx = x(i) if n > 1 else (left + width - right) / 2
-        label = [f"{fmt(p['value'])} {detail['series']['unit']} (repeats {p['repeats']}: "
-                 f"{fmt(p['low'])}–{fmt(p['high'])})", f"run {p['run_id']} · {p['time'][:16]}"]
+        label = [
+            f"{fmt(p['value'])} {detail['series']['unit']} (repeats {p['repeats']}: {fmt(p['low'])}–{fmt(p['high'])})",
+            f"run {p['run_id']} · {p['time'][:16]}",
+        ]
         if p.get("commit"):
-            label.append(f"commit {p['commit'][:12]}" + (f": {p['message'].splitlines()[0][:120]}"
-                                                          if p.get("message") else ""))
-        points.append({"cx": cx, "cy": y(p["value"]), "y1": y(p["high"]), "y2": y(p["low"]),
-                       "run_id": p["run_id"], "title": "\n".join(label)})
+            label.append(
+                f"commit {p['commit'][:12]}" + (f": {p['message'].splitlines()[0][:120]}" if p.get("message") else "")
+            )
+        points.append(
+            {
+                "cx": cx,
+                "cy": y(p["value"]),
+                "y1": y(p["high"]),
+                "y2": y(p["low"]),
+                "run_id": p["run_id"],
+                "title": "\n".join(label),
+            }
+        )
     path = " ".join(f"{'M' if i == 0 else 'L'}{q['cx']},{q['cy']}" for i, q in enumerate(points))
     band_geom = None
     if band:
-        band_geom = {"y": y(band["high"]), "h": round(y(band["low"]) - y(band["high"]), 1), "x": left,
-                     "w": width - left - right, "median_y": y(band["median"]),
-                     "title": f"baseline ({band['source']}): {fmt(band['median'])}, band {fmt(band['low'])}–"
-                              f"{fmt(band['high'])}"}
+        band_geom = {
+            "y": y(band["high"]),
+            "h": round(y(band["low"]) - y(band["high"]), 1),
+            "x": left,
+            "w": width - left - right,
+            "median_y": y(band["median"]),
+            "title": f"baseline ({band['source']}): {fmt(band['median'])}, band {fmt(band['low'])}–{fmt(band['high'])}",
+        }
     cps = []
     for c in detail.get("change_points", []):
         i = c["index"]
@@ -81,26 +96,44 @@ def series_chart(detail: dict[str, Any], *, width: int = 900, height: int = 320)
             # The line sits between the last old point and the first new one.
             cx = (points[i]["cx"] + points[i - 1]["cx"]) / 2 if i > 0 else points[i]["cx"]
             change = c.get("change")
-            cps.append({"x": round(cx, 1), "source": c["source"], "alert_id": c.get("alert_id"),
-                        "title": f"change point ({c['source']}) at {(c.get('commit') or '')[:12]}: "
-                                 + (f"{change * 100:+.1f}%" if isinstance(change, int | float) else "")})
+            cps.append(
+                {
+                    "x": round(cx, 1),
+                    "source": c["source"],
+                    "alert_id": c.get("alert_id"),
+                    "title": f"change point ({c['source']}) at {(c.get('commit') or '')[:12]}: "
+                    + (f"{change * 100:+.1f}%" if isinstance(change, int | float) else ""),
+                }
+            )
     envs = []
     for e in detail.get("environment_changes", []):
         i = e["index"]
         if 0 < i < n:
             what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in e["changed"].items()) or "environment"
-            envs.append({"x": round((points[i]["cx"] + points[i - 1]["cx"]) / 2, 1), "title": what,
-                         "label": what[:40]})
+            envs.append({"x": round((points[i]["cx"] + points[i - 1]["cx"]) / 2, 1), "title": what, "label": what[:40]})
     yticks = [{"y": y(t), "label": fmt(t)} for t in _nice_ticks(lo - pad, hi + pad)]
-    step = max(1, n // 8)
+    step = max(1, math.ceil(n / 7))
     xticks = [{"x": points[i]["cx"], "label": pts[i]["time"][:10]} for i in range(0, n, step)]
-    return {"width": width, "height": height, "left": left, "right": width - right, "top": top,
-            "bottom": height - bottom, "points": points, "path": path, "band": band_geom, "change_points": cps,
-            "env_changes": envs, "yticks": yticks, "xticks": xticks}
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "top": top,
+        "bottom": height - bottom,
+        "points": points,
+        "path": path,
+        "band": band_geom,
+        "change_points": cps,
+        "env_changes": envs,
+        "yticks": yticks,
+        "xticks": xticks,
+    }
 
 
-def strip_chart(repeats: list[list[float]], *, width: int = 600, row_h: int = 22, max_dots: int = 400,
-                unit: str = "") -> dict[str, Any] | None:
+def strip_chart(
+    repeats: list[list[float]], *, width: int = 600, row_h: int = 22, max_dots: int = 400, unit: str = ""
+) -> dict[str, Any] | None:
     """Samples of each repeat (fresh process) on one row; the median of the row is a tick."""
     flat = [v for r in repeats for v in r]
     if not flat:
@@ -110,17 +143,32 @@ def strip_chart(repeats: list[list[float]], *, width: int = 600, row_h: int = 22
     x = Scale(lo, hi, left, width - right)
     rows = []
     for i, rep in enumerate(repeats):
-        vals = rep if len(rep) <= max_dots else list(np.asarray(rep)[np.linspace(0, len(rep) - 1, max_dots).astype(int)])
+        vals = (
+            rep if len(rep) <= max_dots else list(np.asarray(rep)[np.linspace(0, len(rep) - 1, max_dots).astype(int)])
+        )
         cy = 12 + i * row_h
         med = float(np.median(rep)) if rep else None
-        rows.append({"cy": cy, "label": f"#{i + 1}", "color": PALETTE[i % len(PALETTE)],
-                     "dots": [{"cx": x(v), "title": f"{fmt(v)} {unit}"} for v in vals],
-                     "median_x": x(med) if med is not None else None,
-                     "title": f"repeat {i + 1}: {len(rep)} samples, median {fmt(med)} {unit}"})
+        rows.append(
+            {
+                "cy": cy,
+                "label": f"#{i + 1}",
+                "color": PALETTE[i % len(PALETTE)],
+                "dots": [{"cx": x(v), "title": f"{fmt(v)} {unit}"} for v in vals],
+                "median_x": x(med) if med is not None else None,
+                "title": f"repeat {i + 1}: {len(rep)} samples, median {fmt(med)} {unit}",
+            }
+        )
     height = 24 + len(repeats) * row_h
     ticks = [{"x": x(t), "label": fmt(t)} for t in _nice_ticks(x.lo, x.hi, 4)]
-    return {"width": width, "height": height, "left": left, "right": width - right, "rows": rows, "ticks": ticks,
-            "axis_y": height - 12}
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "rows": rows,
+        "ticks": ticks,
+        "axis_y": height - 12,
+    }
 
 
 def histogram(values: list[float], *, width: int = 600, height: int = 140, bins: int = 30) -> dict[str, Any] | None:
@@ -134,8 +182,15 @@ def histogram(values: list[float], *, width: int = 600, height: int = 140, bins:
     bars = []
     for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
         h = round((height - top - bottom) * c / top_count, 1)
-        bars.append({"x": x(a), "w": max(round(x(b) - x(a) - 1, 1), 1), "y": height - bottom - h, "h": h,
-                     "title": f"{fmt(a)}–{fmt(b)}: {int(c)}"})
+        bars.append(
+            {
+                "x": x(a),
+                "w": max(round(x(b) - x(a) - 1, 1), 1),
+                "y": height - bottom - h,
+                "h": h,
+                "title": f"{fmt(a)}–{fmt(b)}: {int(c)}",
+            }
+        )
     ticks = [{"x": x(t), "label": fmt(t)} for t in _nice_ticks(float(edges[0]), float(edges[-1]), 4)]
     return {"width": width, "height": height, "bars": bars, "ticks": ticks, "axis_y": height - bottom}
 
@@ -150,8 +205,15 @@ def stage_bar(stages: list[dict[str, Any]], *, width: int = 600) -> dict[str, An
     for i, s in enumerate(parts):
         w = width * s["median"] / total
         name = s["metric"].removeprefix("stage_mean.")
-        segs.append({"x": round(x0, 1), "w": round(w, 1), "color": PALETTE[i % len(PALETTE)], "name": name,
-                     "share": s["median"] / total, "title": f"{name}: {fmt(s['median'])} {s['unit']} "
-                                                            f"({s['median'] / total:.0%})"})
+        segs.append(
+            {
+                "x": round(x0, 1),
+                "w": round(w, 1),
+                "color": PALETTE[i % len(PALETTE)],
+                "name": name,
+                "share": s["median"] / total,
+                "title": f"{name}: {fmt(s['median'])} {s['unit']} ({s['median'] / total:.0%})",
+            }
+        )
         x0 += w
     return {"width": width, "segments": segs}

@@ -48,16 +48,42 @@ def overview_page(request: Request, lane: Opt = None):
 
 
 @pages.get("/alerts", response_class=HTMLResponse)
-def alerts_page(request: Request, state: Opt = None, kind: Opt = None, hardware: Opt = None, lane: Opt = None,
-                workload: Opt = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
+def alerts_page(
+    request: Request,
+    state: Opt = None,
+    kind: Opt = None,
+    hardware: Opt = None,
+    lane: Opt = None,
+    workload: Opt = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+):
     states = [x for x in (state or "").split(",") if x in q.TRIAGE_STATES] or None
     with _session(request) as s:
-        data = q.alerts(s, states=states, kind=kind or None, hardware=hardware or None, lane=lane or None,
-                        workload=workload or None, limit=100, offset=offset)
-    filters = {"state": state or "", "kind": kind or "", "hardware": hardware or "", "lane": lane or "",
-               "workload": workload or ""}
-    return render(request, "alerts.html", data=data, filters=filters, states=q.TRIAGE_STATES,
-                  next_url=str(request.url.path) + ("?" + request.url.query if request.url.query else ""))
+        data = q.alerts(
+            s,
+            states=states,
+            kind=kind or None,
+            hardware=hardware or None,
+            lane=lane or None,
+            workload=workload or None,
+            limit=100,
+            offset=offset,
+        )
+    filters = {
+        "state": state or "",
+        "kind": kind or "",
+        "hardware": hardware or "",
+        "lane": lane or "",
+        "workload": workload or "",
+    }
+    return render(
+        request,
+        "alerts.html",
+        data=data,
+        filters=filters,
+        states=q.TRIAGE_STATES,
+        next_url=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+    )
 
 
 @pages.get("/alerts/{alert_id}", response_class=HTMLResponse)
@@ -70,16 +96,33 @@ def alert_page(request: Request, alert_id: PathId):
 def _form_triage(request: Request, ids: list[int], state: str, note: str, issue_url: str, next_url: str):
     author = token_name(request, cookie=True)
     if author is None:
-        return render(request, "message.html", status_code=401, title="Sign in to triage",
-                      message="Changing an alert needs a token: sign in with one from `guardrail token create`.",
-                      link="/login")
+        return render(
+            request,
+            "message.html",
+            status_code=401,
+            title="Sign in to triage",
+            message="Changing an alert needs a token: sign in with one from `guardrail token create`.",
+            link="/login",
+        )
     if state not in q.TRIAGE_STATES or not ids:
-        return render(request, "message.html", status_code=422, title="Nothing changed",
-                      message="Pick at least one alert and a triage state.", link=next_url)
+        return render(
+            request,
+            "message.html",
+            status_code=422,
+            title="Nothing changed",
+            message="Pick at least one alert and a triage state.",
+            link=next_url,
+        )
     issue = issue_url.strip()
     if issue and not issue.startswith(("https://", "http://")):
-        return render(request, "message.html", status_code=422, title="Nothing changed",
-                      message="The issue link must be an http(s) URL.", link=next_url)
+        return render(
+            request,
+            "message.html",
+            status_code=422,
+            title="Nothing changed",
+            message="The issue link must be an http(s) URL.",
+            link=next_url,
+        )
     with _session(request, write=True) as s:
         _or_404(q.triage, s, ids, state=state, note=note.strip() or None, issue_url=issue or None, author=author)
     safe_next = next_url if next_url.startswith("/") and not next_url.startswith("//") else "/alerts"
@@ -87,36 +130,58 @@ def _form_triage(request: Request, ids: list[int], state: str, note: str, issue_
 
 
 @router.post("/alerts/{alert_id}/triage", response_class=HTMLResponse)
-def alert_triage_form(request: Request, alert_id: PathId, state: Annotated[str, Form(max_length=20)],
-                      note: Annotated[str, Form(max_length=10000)] = "",
-                      issue_url: Annotated[str, Form(max_length=2000)] = ""):
+def alert_triage_form(
+    request: Request,
+    alert_id: PathId,
+    state: Annotated[str, Form(max_length=20)],
+    note: Annotated[str, Form(max_length=10000)] = "",
+    issue_url: Annotated[str, Form(max_length=2000)] = "",
+):
     return _form_triage(request, [alert_id], state, note, issue_url, f"/alerts/{alert_id}")
 
 
 @router.post("/alerts/triage", response_class=HTMLResponse)
-def bulk_triage_form(request: Request, state: Annotated[str, Form(max_length=20)],
-                     ids: Annotated[list[int], Form()] = (), note: Annotated[str, Form(max_length=10000)] = "",
-                     issue_url: Annotated[str, Form(max_length=2000)] = "",
-                     next: Annotated[str, Form(max_length=2000)] = "/alerts"):
+def bulk_triage_form(
+    request: Request,
+    state: Annotated[str, Form(max_length=20)],
+    ids: Annotated[list[int], Form()] = (),
+    note: Annotated[str, Form(max_length=10000)] = "",
+    issue_url: Annotated[str, Form(max_length=2000)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/alerts",
+):
     return _form_triage(request, [i for i in ids if 1 <= i <= MAX_ID], state, note, issue_url, next)
 
 
 @pages.get("/series", response_class=HTMLResponse)
-def series_lookup(request: Request, workload: Opt = None, metric: Opt = None, hardware: Opt = None,
-                  series_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
+def series_lookup(
+    request: Request,
+    workload: Opt = None,
+    metric: Opt = None,
+    hardware: Opt = None,
+    series_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+):
     if series_id:
         return RedirectResponse(f"/series/{series_id}", status_code=303)
     with _session(request) as s:
         found = q.find_series(s, workload=workload, metric=metric, hardware=hardware, limit=200)
     if len(found) == 1:
         return RedirectResponse(f"/series/{found[0]['id']}", status_code=303)
-    return render(request, "series_list.html", found=found,
-                  filters={"workload": workload or "", "metric": metric or "", "hardware": hardware or ""})
+    return render(
+        request,
+        "series_list.html",
+        found=found,
+        filters={"workload": workload or "", "metric": metric or "", "hardware": hardware or ""},
+    )
 
 
 @pages.get("/series/{series_id}", response_class=HTMLResponse)
-def series_page(request: Request, series_id: PathId, lane: Opt = None, branch: Opt = None,
-                run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
+def series_page(
+    request: Request,
+    series_id: PathId,
+    lane: Opt = None,
+    branch: Opt = None,
+    run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+):
     with _session(request) as s:
         detail = _or_404(q.series_detail, s, series_id, lane=lane or None, branch=branch or None)
         pts = detail["points"]
@@ -131,15 +196,28 @@ def series_page(request: Request, series_id: PathId, lane: Opt = None, branch: O
     dist = None
     if samples:
         flat = [v for r in samples["repeats"] for v in r]
-        dist = {"run_id": run_id, "strip": charts.strip_chart(samples["repeats"], unit=unit),
-                "hist": charts.histogram(flat), "n": len(flat), "repeats": len(samples["repeats"])}
-    return render(request, "series.html", d=detail, chart=charts.series_chart(detail), dist=dist,
-                  lane=lane or "", branch=branch or "")
+        dist = {
+            "run_id": run_id,
+            "strip": charts.strip_chart(samples["repeats"], unit=unit),
+            "hist": charts.histogram(flat),
+            "n": len(flat),
+            "repeats": len(samples["repeats"]),
+        }
+    return render(
+        request,
+        "series.html",
+        d=detail,
+        chart=charts.series_chart(detail),
+        dist=dist,
+        lane=lane or "",
+        branch=branch or "",
+    )
 
 
 @pages.get("/runs", response_class=HTMLResponse)
-def runs_page(request: Request, lane: Opt = None, hardware: Opt = None,
-              offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
+def runs_page(
+    request: Request, lane: Opt = None, hardware: Opt = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+):
     with _session(request) as s:
         data = q.runs(s, lane=lane or None, hardware=hardware or None, limit=50, offset=offset)
     return render(request, "runs.html", data=data, lane=lane or "", hardware=hardware or "")
@@ -157,8 +235,9 @@ def run_page(request: Request, run_id: PathId):
 
 
 @pages.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)],
-                 b: Annotated[int, Query(ge=1, le=MAX_ID)]):
+def compare_page(
+    request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)]
+):
     with _session(request) as s:
         data = _or_404(q.compare_runs, s, a, b)
     return render(request, "compare.html", d=data)
@@ -184,16 +263,26 @@ def pr_page(request: Request, pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)]):
 
 @pages.get("/flaky", response_class=HTMLResponse)
 def flaky_page(request: Request):
-    return render(request, "message.html", title="Flaky tests",
-                  message="No test results ingested yet. Once JUnit results are stored, this page ranks tests "
-                          "by flakiness score and CI minutes lost.", link="/")
+    return render(
+        request,
+        "message.html",
+        title="Flaky tests",
+        message="No test results ingested yet. Once JUnit results are stored, this page ranks tests "
+        "by flakiness score and CI minutes lost.",
+        link="/",
+    )
 
 
 @pages.get("/reruns", response_class=HTMLResponse)
 def reruns_page(request: Request):
-    return render(request, "message.html", title="Reruns",
-                  message="No test results ingested yet. Once reruns are recorded, this page shows what was "
-                          "rerun, why, and what came of it.", link="/")
+    return render(
+        request,
+        "message.html",
+        title="Reruns",
+        message="No test results ingested yet. Once reruns are recorded, this page shows what was "
+        "rerun, why, and what came of it.",
+        link="/",
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -208,8 +297,14 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)]):
     if row is None:
         return render(request, "login.html", status_code=401, error="That token is not valid (or was revoked).")
     resp = RedirectResponse("/alerts", status_code=303)
-    resp.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https", max_age=30 * 24 * 3600)
+    resp.set_cookie(
+        COOKIE,
+        token.strip(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=30 * 24 * 3600,
+    )
     return resp
 
 

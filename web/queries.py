@@ -40,20 +40,35 @@ def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
     """Latest `lane` result per workload x hardware with its worst verdict, open alerts, and CI health."""
     rn = (
         func.row_number()
-        .over(partition_by=(m.Result.workload_id, m.Run.hardware),
-              order_by=(m.Run.started_at.desc(), m.Result.id.desc()))
+        .over(
+            partition_by=(m.Result.workload_id, m.Run.hardware), order_by=(m.Run.started_at.desc(), m.Result.id.desc())
+        )
         .label("rn")
     )
     latest = (
-        select(m.Result.id.label("result_id"), m.Result.workload_id, m.Run.hardware, m.Run.id.label("run_id"),
-               m.Run.started_at, m.Result.status, rn)
+        select(
+            m.Result.id.label("result_id"),
+            m.Result.workload_id,
+            m.Run.hardware,
+            m.Run.id.label("run_id"),
+            m.Run.started_at,
+            m.Result.status,
+            rn,
+        )
         .join(m.Run, m.Result.run_id == m.Run.id)
         .where(m.Run.lane == lane)
         .subquery()
     )
     rows = session.execute(
-        select(latest.c.result_id, latest.c.workload_id, latest.c.hardware, latest.c.run_id, latest.c.started_at,
-               latest.c.status, m.Workload.name)
+        select(
+            latest.c.result_id,
+            latest.c.workload_id,
+            latest.c.hardware,
+            latest.c.run_id,
+            latest.c.started_at,
+            latest.c.status,
+            m.Workload.name,
+        )
         .join(m.Workload, m.Workload.id == latest.c.workload_id)
         .where(latest.c.rn == 1)
         .order_by(m.Workload.name, latest.c.hardware)
@@ -63,13 +78,24 @@ def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
     grid: dict[str, dict[str, Any]] = {}
     for r in rows:
         verdict = worst.get((r.run_id, r.name))
-        cell = {"run_id": r.run_id, "result_id": r.result_id, "status": r.status,
-                "verdict": verdict, "started_at": iso(r.started_at),
-                "state": r.status if r.status != "ok" else (verdict or "unchecked")}
+        cell = {
+            "run_id": r.run_id,
+            "result_id": r.result_id,
+            "status": r.status,
+            "verdict": verdict,
+            "started_at": iso(r.started_at),
+            "state": r.status if r.status != "ok" else (verdict or "unchecked"),
+        }
         grid.setdefault(r.name, {"workload": r.name, "cells": {}})["cells"][r.hardware] = cell
     open_alerts = alerts(session, states=list(OPEN_STATES), limit=20)["alerts"]
-    return {"schema": "guardrail.web.overview/v1", "lane": lane, "hardware": hardware,
-            "workloads": list(grid.values()), "open_alerts": open_alerts, "ci_health": ci_health(session)}
+    return {
+        "schema": "guardrail.web.overview/v1",
+        "lane": lane,
+        "hardware": hardware,
+        "workloads": list(grid.values()),
+        "open_alerts": open_alerts,
+        "ci_health": ci_health(session),
+    }
 
 
 def _worst_verdicts(session: Session, run_ids: set[int]) -> dict[tuple[int, str], str]:
@@ -77,13 +103,17 @@ def _worst_verdicts(session: Session, run_ids: set[int]) -> dict[tuple[int, str]
     if not run_ids:
         return {}
     newest = (
-        select(func.max(m.Check.id).label("check_id")).where(m.Check.run_id.in_(run_ids))
-        .group_by(m.Check.run_id).subquery()
+        select(func.max(m.Check.id).label("check_id"))
+        .where(m.Check.run_id.in_(run_ids))
+        .group_by(m.Check.run_id)
+        .subquery()
     )
     out: dict[tuple[int, str], str] = {}
-    q = (select(m.Check.run_id, m.Verdict.workload, m.Verdict.verdict)
-         .join(m.Verdict, m.Verdict.check_id == m.Check.id)
-         .where(m.Check.id.in_(select(newest.c.check_id))))
+    q = (
+        select(m.Check.run_id, m.Verdict.workload, m.Verdict.verdict)
+        .join(m.Verdict, m.Verdict.check_id == m.Check.id)
+        .where(m.Check.id.in_(select(newest.c.check_id)))
+    )
     for run_id, workload, verdict in session.execute(q):
         key = (run_id, workload)
         if VERDICT_RANK.get(verdict, 0) >= VERDICT_RANK.get(out.get(key, "no_change"), 0):
@@ -97,13 +127,17 @@ def ci_health(session: Session, *, days: int = 14) -> dict[str, Any]:
     if newest is None:
         return {"days": [], "flaky_rate": None}
     since = newest - timedelta(days=days)
-    q = (select(m.Run.started_at, m.Result.status, m.Run.id)
-         .join(m.Result, m.Result.run_id == m.Run.id).where(m.Run.started_at > since))
+    q = (
+        select(m.Run.started_at, m.Result.status, m.Run.id)
+        .join(m.Result, m.Result.run_id == m.Run.id)
+        .where(m.Run.started_at > since)
+    )
     per_day: dict[str, dict[str, Any]] = {}
     for started, status, run_id in session.execute(q):
         day = started.astimezone(UTC).date().isoformat()
-        d = per_day.setdefault(day, {"day": day, "runs": set(), "results": 0, "ok": 0, "failed": 0,
-                                     "infra_error": 0, "timeout": 0})
+        d = per_day.setdefault(
+            day, {"day": day, "runs": set(), "results": 0, "ok": 0, "failed": 0, "infra_error": 0, "timeout": 0}
+        )
         d["runs"].add(run_id)
         d["results"] += 1
         d[status if status in ("ok", "failed", "infra_error", "timeout") else "failed"] += 1
@@ -119,16 +153,39 @@ def ci_health(session: Session, *, days: int = 14) -> dict[str, Any]:
 
 
 def _alert_dict(a: m.Alert) -> dict[str, Any]:
-    return {"id": a.id, "kind": a.kind, "workload": a.workload.name, "workload_id": a.workload_id,
-            "hardware": a.hardware, "lane": a.lane, "metrics": a.metrics or [], "change": a.change,
-            "from_commit": a.from_commit, "to_commit": a.to_commit, "run_id": a.run_id, "state": a.state,
-            "note": a.note, "issue_url": a.issue_url, "updated_by": a.updated_by, "created_at": iso(a.created_at),
-            "updated_at": iso(a.updated_at), "resolved_at": iso(a.resolved_at)}
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "workload": a.workload.name,
+        "workload_id": a.workload_id,
+        "hardware": a.hardware,
+        "lane": a.lane,
+        "metrics": a.metrics or [],
+        "change": a.change,
+        "from_commit": a.from_commit,
+        "to_commit": a.to_commit,
+        "run_id": a.run_id,
+        "state": a.state,
+        "note": a.note,
+        "issue_url": a.issue_url,
+        "updated_by": a.updated_by,
+        "created_at": iso(a.created_at),
+        "updated_at": iso(a.updated_at),
+        "resolved_at": iso(a.resolved_at),
+    }
 
 
-def alerts(session: Session, *, states: list[str] | None = None, kind: str | None = None,
-           hardware: str | None = None, lane: str | None = None, workload: str | None = None,
-           limit: int = 100, offset: int = 0) -> dict[str, Any]:
+def alerts(
+    session: Session,
+    *,
+    states: list[str] | None = None,
+    kind: str | None = None,
+    hardware: str | None = None,
+    lane: str | None = None,
+    workload: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
     q = select(m.Alert).join(m.Workload, m.Alert.workload_id == m.Workload.id)
     if states:
         q = q.where(m.Alert.state.in_(states))
@@ -142,22 +199,33 @@ def alerts(session: Session, *, states: list[str] | None = None, kind: str | Non
         q = q.where(m.Workload.name.contains(workload, autoescape=True))
     total = session.scalar(select(func.count()).select_from(q.subquery()))
     rows = session.scalars(q.order_by(m.Alert.created_at.desc(), m.Alert.id.desc()).limit(limit).offset(offset))
-    return {"schema": "guardrail.web.alerts/v1", "total": total, "limit": limit, "offset": offset,
-            "alerts": [_alert_dict(a) for a in rows]}
+    return {
+        "schema": "guardrail.web.alerts/v1",
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "alerts": [_alert_dict(a) for a in rows],
+    }
 
 
 def alert_detail(session: Session, alert_id: int) -> dict[str, Any]:
     a = session.get(m.Alert, alert_id)
     if a is None:
         raise NotFound(f"no alert {alert_id}")
-    events = session.scalars(select(m.AlertEvent).where(m.AlertEvent.alert_id == alert_id)
-                             .order_by(m.AlertEvent.id.desc()))
-    return {**_alert_dict(a), "events": [{"state": e.state, "note": e.note, "author": e.author,
-                                          "created_at": iso(e.created_at)} for e in events]}
+    events = session.scalars(
+        select(m.AlertEvent).where(m.AlertEvent.alert_id == alert_id).order_by(m.AlertEvent.id.desc())
+    )
+    return {
+        **_alert_dict(a),
+        "events": [
+            {"state": e.state, "note": e.note, "author": e.author, "created_at": iso(e.created_at)} for e in events
+        ],
+    }
 
 
-def triage(session: Session, alert_ids: list[int], *, state: str, note: str | None, issue_url: str | None,
-           author: str) -> list[dict[str, Any]]:
+def triage(
+    session: Session, alert_ids: list[int], *, state: str, note: str | None, issue_url: str | None, author: str
+) -> list[dict[str, Any]]:
     """Set the triage state of alerts (all or none); every change writes an AlertEvent."""
     if state not in TRIAGE_STATES:
         raise ValueError(f"state must be one of {', '.join(TRIAGE_STATES)}")
@@ -183,8 +251,14 @@ def triage(session: Session, alert_ids: list[int], *, state: str, note: str | No
 # ---------------------------------------------------------------- series
 
 
-def find_series(session: Session, *, workload: str | None = None, metric: str | None = None,
-                hardware: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def find_series(
+    session: Session,
+    *,
+    workload: str | None = None,
+    metric: str | None = None,
+    hardware: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
     q = select(m.Series).join(m.Workload, m.Series.workload_id == m.Workload.id)
     if workload:
         q = q.where(m.Workload.name == workload)
@@ -197,12 +271,20 @@ def find_series(session: Session, *, workload: str | None = None, metric: str | 
 
 
 def _series_dict(s: m.Series) -> dict[str, Any]:
-    return {"id": s.id, "workload": s.workload.name, "workload_id": s.workload_id, "metric": s.metric,
-            "hardware": s.hardware, "unit": s.unit, "direction": s.direction}
+    return {
+        "id": s.id,
+        "workload": s.workload.name,
+        "workload_id": s.workload_id,
+        "metric": s.metric,
+        "hardware": s.hardware,
+        "unit": s.unit,
+        "direction": s.direction,
+    }
 
 
-def series_detail(session: Session, series_id: int, *, lane: str | None = None, branch: str | None = None,
-                  limit: int = MAX_POINTS) -> dict[str, Any]:
+def series_detail(
+    session: Session, series_id: int, *, lane: str | None = None, branch: str | None = None, limit: int = MAX_POINTS
+) -> dict[str, Any]:
     from guardrail.analysis.changepoints import detect_change_points
 
     s = session.get(m.Series, series_id)
@@ -210,30 +292,63 @@ def series_detail(session: Session, series_id: int, *, lane: str | None = None, 
         raise NotFound(f"no series {series_id}")
     pts = series_points(session, series_id, lanes=[lane] if lane else None, branch=branch, limit=limit)
     messages = _commit_messages(session, {p.commit for p in pts if p.commit})
-    points = [{"run_id": p.run_id, "result_id": p.result_id, "time": iso(p.time), "commit": p.commit,
-               "message": messages.get(p.commit), "value": p.value, "low": p.low, "high": p.high,
-               "repeats": p.repeats, "environment_id": p.environment_id} for p in pts]
+    points = [
+        {
+            "run_id": p.run_id,
+            "result_id": p.result_id,
+            "time": iso(p.time),
+            "commit": p.commit,
+            "message": messages.get(p.commit),
+            "value": p.value,
+            "low": p.low,
+            "high": p.high,
+            "repeats": p.repeats,
+            "environment_id": p.environment_id,
+        }
+        for p in pts
+    ]
     detected = []
     if len(pts) >= 4:
         for cp in detect_change_points([p.value for p in pts]):
-            detected.append({**cp.to_dict(), "commit": pts[cp.index].commit, "run_id": pts[cp.index].run_id,
-                             "source": "detected"})
-    return {"schema": "guardrail.web.series/v1", "series": _series_dict(s), "lane": lane, "branch": branch,
-            "points": points, "baseline": _baseline_band(session, s, pts),
-            "change_points": detected + _changepoint_alerts(session, s, pts),
-            "environment_changes": _environment_changes(session, pts),
-            "lanes": _series_lanes(session, series_id),
-            "siblings": [_series_dict(x) for x in session.scalars(
-                select(m.Series).where(m.Series.workload_id == s.workload_id, m.Series.metric == s.metric,
-                                       m.Series.id != s.id).order_by(m.Series.hardware))]}
+            detected.append(
+                {**cp.to_dict(), "commit": pts[cp.index].commit, "run_id": pts[cp.index].run_id, "source": "detected"}
+            )
+    return {
+        "schema": "guardrail.web.series/v1",
+        "series": _series_dict(s),
+        "lane": lane,
+        "branch": branch,
+        "points": points,
+        "baseline": _baseline_band(session, s, pts),
+        "change_points": detected + _changepoint_alerts(session, s, pts),
+        "environment_changes": _environment_changes(session, pts),
+        "lanes": _series_lanes(session, series_id),
+        "siblings": [
+            _series_dict(x)
+            for x in session.scalars(
+                select(m.Series)
+                .where(m.Series.workload_id == s.workload_id, m.Series.metric == s.metric, m.Series.id != s.id)
+                .order_by(m.Series.hardware)
+            )
+        ],
+    }
 
 
 def _series_lanes(session: Session, series_id: int) -> list[str]:
     # Lanes of the newest 200 results of this series; enough to offer the switch without a full scan.
-    recent = (select(m.Measurement.result_id).where(m.Measurement.series_id == series_id)
-              .order_by(m.Measurement.result_id.desc()).limit(200).subquery())
-    q = (select(m.Run.lane).join(m.Result, m.Result.run_id == m.Run.id)
-         .where(m.Result.id.in_(select(recent.c.result_id))).distinct())
+    recent = (
+        select(m.Measurement.result_id)
+        .where(m.Measurement.series_id == series_id)
+        .order_by(m.Measurement.result_id.desc())
+        .limit(200)
+        .subquery()
+    )
+    q = (
+        select(m.Run.lane)
+        .join(m.Result, m.Result.run_id == m.Run.id)
+        .where(m.Result.id.in_(select(recent.c.result_id)))
+        .distinct()
+    )
     return sorted(session.scalars(q))
 
 
@@ -246,12 +361,21 @@ def _commit_messages(session: Session, shas: set[str]) -> dict[str, str | None]:
 def _baseline_band(session: Session, s: m.Series, pts: list) -> dict[str, Any] | None:
     """The band the newest check judged against: baseline median +- its practical threshold; without a
     check, the median of the newest 20 points +- 2 robust standard deviations."""
-    v = session.scalar(select(m.Verdict).where(m.Verdict.series_id == s.id, m.Verdict.baseline_median.is_not(None))
-                       .order_by(m.Verdict.id.desc()).limit(1))
+    v = session.scalar(
+        select(m.Verdict)
+        .where(m.Verdict.series_id == s.id, m.Verdict.baseline_median.is_not(None))
+        .order_by(m.Verdict.id.desc())
+        .limit(1)
+    )
     if v is not None and v.baseline_median:
         t = v.threshold or 0.0
-        return {"source": f"check {v.check_id}", "median": v.baseline_median,
-                "low": v.baseline_median * (1 - t), "high": v.baseline_median * (1 + t), "threshold": t}
+        return {
+            "source": f"check {v.check_id}",
+            "median": v.baseline_median,
+            "low": v.baseline_median * (1 - t),
+            "high": v.baseline_median * (1 + t),
+            "threshold": t,
+        }
     if len(pts) < 3:
         return None
     vals = np.array([p.value for p in pts[-20:]])
@@ -263,13 +387,26 @@ def _baseline_band(session: Session, s: m.Series, pts: list) -> dict[str, Any] |
 def _changepoint_alerts(session: Session, s: m.Series, pts: list) -> list[dict[str, Any]]:
     index_of = {p.commit: i for i, p in enumerate(pts) if p.commit}
     out = []
-    for a in session.scalars(select(m.Alert).where(m.Alert.workload_id == s.workload_id,
-                                                   m.Alert.hardware == s.hardware, m.Alert.kind == "changepoint")):
+    for a in session.scalars(
+        select(m.Alert).where(
+            m.Alert.workload_id == s.workload_id, m.Alert.hardware == s.hardware, m.Alert.kind == "changepoint"
+        )
+    ):
         for entry in a.metrics or []:
             if isinstance(entry, dict) and entry.get("series_id") == s.id and a.to_commit in index_of:
                 i = index_of[a.to_commit]
-                out.append({"index": i, "commit": a.to_commit, "run_id": pts[i].run_id, "change": entry.get("change"),
-                            "p_value": entry.get("p_value"), "alert_id": a.id, "state": a.state, "source": "alert"})
+                out.append(
+                    {
+                        "index": i,
+                        "commit": a.to_commit,
+                        "run_id": pts[i].run_id,
+                        "change": entry.get("change"),
+                        "p_value": entry.get("p_value"),
+                        "alert_id": a.id,
+                        "state": a.state,
+                        "source": "alert",
+                    }
+                )
     return out
 
 
@@ -302,19 +439,30 @@ def run_samples(session: Session, series_id: int, run_id: int) -> dict[str, Any]
     ).all()
     if not rows:
         raise NotFound(f"series {series_id} has no samples in run {run_id}")
-    return {"series_id": series_id, "run_id": run_id,
-            "repeats": [np.frombuffer(blob, dtype="<f8").tolist() for _, _, blob in rows]}
+    return {
+        "series_id": series_id,
+        "run_id": run_id,
+        "repeats": [np.frombuffer(blob, dtype="<f8").tolist() for _, _, blob in rows],
+    }
 
 
 # ---------------------------------------------------------------- runs
 
 
 def _run_dict(r: m.Run) -> dict[str, Any]:
-    return {"id": r.id, "lane": r.lane, "hardware": r.hardware, "started_at": iso(r.started_at),
-            "commit": r.commit.sha if r.commit else None, "message": r.commit.message if r.commit else None,
-            "repo": r.commit.repo if r.commit else None, "branch": r.branch, "pr": r.pr,
-            "base_commit": r.base_commit, "ci": {"provider": r.ci_provider, "run_id": r.ci_run_id,
-                                                 "attempt": r.ci_attempt, "url": _safe_url(r.ci_url)}}
+    return {
+        "id": r.id,
+        "lane": r.lane,
+        "hardware": r.hardware,
+        "started_at": iso(r.started_at),
+        "commit": r.commit.sha if r.commit else None,
+        "message": r.commit.message if r.commit else None,
+        "repo": r.commit.repo if r.commit else None,
+        "branch": r.branch,
+        "pr": r.pr,
+        "base_commit": r.base_commit,
+        "ci": {"provider": r.ci_provider, "run_id": r.ci_run_id, "attempt": r.ci_attempt, "url": _safe_url(r.ci_url)},
+    }
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -322,8 +470,15 @@ def _safe_url(url: str | None) -> str | None:
     return url if url and url.startswith(("https://", "http://")) else None
 
 
-def runs(session: Session, *, lane: str | None = None, hardware: str | None = None, pr: int | None = None,
-         limit: int = 50, offset: int = 0) -> dict[str, Any]:
+def runs(
+    session: Session,
+    *,
+    lane: str | None = None,
+    hardware: str | None = None,
+    pr: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
     q = select(m.Run)
     if lane:
         q = q.where(m.Run.lane == lane)
@@ -332,8 +487,7 @@ def runs(session: Session, *, lane: str | None = None, hardware: str | None = No
     if pr is not None:
         q = q.where(m.Run.pr == pr)
     rows = session.scalars(q.order_by(m.Run.started_at.desc(), m.Run.id.desc()).limit(limit).offset(offset))
-    return {"schema": "guardrail.web.runs/v1", "limit": limit, "offset": offset,
-            "runs": [_run_dict(r) for r in rows]}
+    return {"schema": "guardrail.web.runs/v1", "limit": limit, "offset": offset, "runs": [_run_dict(r) for r in rows]}
 
 
 def run_detail(session: Session, run_id: int) -> dict[str, Any]:
@@ -348,8 +502,13 @@ def run_detail(session: Session, run_id: int) -> dict[str, Any]:
             if v.series_id is not None:
                 verdicts[v.series_id] = v
     meas = session.execute(
-        select(m.Measurement.result_id, m.Measurement.series_id, m.Measurement.repeat_index, m.Measurement.median,
-               m.Measurement.samples)
+        select(
+            m.Measurement.result_id,
+            m.Measurement.series_id,
+            m.Measurement.repeat_index,
+            m.Measurement.median,
+            m.Measurement.samples,
+        )
         .where(m.Measurement.result_id.in_([r.id for r in results]))
         .order_by(m.Measurement.result_id, m.Measurement.series_id, m.Measurement.repeat_index)
     ).all()
@@ -365,29 +524,62 @@ def run_detail(session: Session, run_id: int) -> dict[str, Any]:
             s = series[sid]
             v = verdicts.get(sid)
             medians = [float(np.median(rep)) for rep in repeats if rep]
-            metrics.append({
-                "series_id": sid, "metric": s.metric, "unit": s.unit, "direction": s.direction,
-                "median": float(np.median(medians)) if medians else None, "repeats": repeats,
-                "verdict": v.verdict if v else None, "change": v.change if v else None,
-                "ci": [v.ci_low, v.ci_high] if v and v.ci_low is not None else None,
-                "explanation": v.explanation if v else None,
-            })
-        stages = [{"metric": x["metric"], "median": x["median"], "unit": x["unit"]} for x in metrics
-                  if (x["metric"] in STAGE_METRICS or x["metric"].startswith(STAGE_PREFIX)) and x["median"] is not None]
+            metrics.append(
+                {
+                    "series_id": sid,
+                    "metric": s.metric,
+                    "unit": s.unit,
+                    "direction": s.direction,
+                    "median": float(np.median(medians)) if medians else None,
+                    "repeats": repeats,
+                    "verdict": v.verdict if v else None,
+                    "change": v.change if v else None,
+                    "ci": [v.ci_low, v.ci_high] if v and v.ci_low is not None else None,
+                    "explanation": v.explanation if v else None,
+                }
+            )
+        stages = [
+            {"metric": x["metric"], "median": x["median"], "unit": x["unit"]}
+            for x in metrics
+            if (x["metric"] in STAGE_METRICS or x["metric"].startswith(STAGE_PREFIX)) and x["median"] is not None
+        ]
+        stages.sort(key=lambda x: STAGE_METRICS.index(x["metric"]) if x["metric"] in STAGE_METRICS else 99)
         fp = (r.extra or {}).get("output_fingerprint")
-        out_results.append({
-            "id": r.id, "workload": r.workload.name, "workload_id": r.workload_id, "status": r.status,
-            "error": {"kind": r.error_kind, "message": r.error_message} if r.status != "ok" else None,
-            "source_format": r.source_format, "metrics": metrics, "stages": stages,
-            "environment": {"id": r.environment.id, "hardware": r.environment.hardware,
-                            "device_type": r.environment.device_type, "device_count": r.environment.device_count,
-                            "software": r.environment.software},
-            "output_drift": _drift(fp, previous.get(r.workload_id)),
-        })
-    return {"schema": "guardrail.web.run/v1", "run": _run_dict(run), "results": out_results,
-            "check": None if check is None else {"id": check.id, "policy": check.policy, "status": check.status,
-                                                 "summary": check.summary, "created_at": iso(check.created_at),
-                                                 "expected_false_alarms": check.expected_false_alarms}}
+        out_results.append(
+            {
+                "id": r.id,
+                "workload": r.workload.name,
+                "workload_id": r.workload_id,
+                "status": r.status,
+                "error": {"kind": r.error_kind, "message": r.error_message} if r.status != "ok" else None,
+                "source_format": r.source_format,
+                "metrics": metrics,
+                "stages": stages,
+                "environment": {
+                    "id": r.environment.id,
+                    "hardware": r.environment.hardware,
+                    "device_type": r.environment.device_type,
+                    "device_count": r.environment.device_count,
+                    "software": r.environment.software,
+                },
+                "output_drift": _drift(fp, previous.get(r.workload_id)),
+            }
+        )
+    return {
+        "schema": "guardrail.web.run/v1",
+        "run": _run_dict(run),
+        "results": out_results,
+        "check": None
+        if check is None
+        else {
+            "id": check.id,
+            "policy": check.policy,
+            "status": check.status,
+            "summary": check.summary,
+            "created_at": iso(check.created_at),
+            "expected_false_alarms": check.expected_false_alarms,
+        },
+    }
 
 
 def _previous_fingerprints(session: Session, run: m.Run, results: list[m.Result]) -> dict[int, Any]:
@@ -397,10 +589,18 @@ def _previous_fingerprints(session: Session, run: m.Run, results: list[m.Result]
         if not (r.extra or {}).get("output_fingerprint"):
             continue
         prev = session.scalar(
-            select(m.Result).join(m.Run, m.Result.run_id == m.Run.id)
-            .where(m.Result.workload_id == r.workload_id, m.Run.hardware == run.hardware, m.Run.lane == run.lane,
-                   m.Run.started_at < run.started_at, m.Result.status == "ok")
-            .order_by(m.Run.started_at.desc()).limit(1))
+            select(m.Result)
+            .join(m.Run, m.Result.run_id == m.Run.id)
+            .where(
+                m.Result.workload_id == r.workload_id,
+                m.Run.hardware == run.hardware,
+                m.Run.lane == run.lane,
+                m.Run.started_at < run.started_at,
+                m.Result.status == "ok",
+            )
+            .order_by(m.Run.started_at.desc())
+            .limit(1)
+        )
         if prev is not None:
             out[r.workload_id] = {"run_id": prev.run_id, "fingerprint": (prev.extra or {}).get("output_fingerprint")}
     return out
@@ -409,13 +609,20 @@ def _previous_fingerprints(session: Session, run: m.Run, results: list[m.Result]
 def _drift(fp: Any, prev: dict[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(fp, dict):
         return None
-    out: dict[str, Any] = {"fingerprint": {k: v for k, v in fp.items() if not isinstance(v, list | dict)},
-                           "previous_run": None, "verdict": "no earlier fingerprint", "max_abs_diff": None}
+    out: dict[str, Any] = {
+        "fingerprint": {k: v for k, v in fp.items() if not isinstance(v, list | dict)},
+        "previous_run": None,
+        "verdict": "no earlier fingerprint",
+        "max_abs_diff": None,
+    }
     if prev and isinstance(prev.get("fingerprint"), dict):
         p = prev["fingerprint"]
         out["previous_run"] = prev["run_id"]
-        diffs = [abs(float(fp[k]) - float(p[k])) for k in ("mean", "std", "min", "max")
-                 if isinstance(fp.get(k), int | float) and isinstance(p.get(k), int | float)]
+        diffs = [
+            abs(float(fp[k]) - float(p[k]))
+            for k in ("mean", "std", "min", "max")
+            if isinstance(fp.get(k), int | float) and isinstance(p.get(k), int | float)
+        ]
         out["max_abs_diff"] = max(diffs) if diffs else None
         same_shape = fp.get("shape") == p.get("shape")
         drifted = not same_shape or (out["max_abs_diff"] or 0.0) > 1e-3
@@ -435,9 +642,18 @@ def compare_runs(session: Session, a: int, b: int) -> dict[str, Any]:
     for key in sorted(set(ia) | set(ib)):
         xa, xb = ia.get(key), ib.get(key)
         ma, mb = (xa or {}).get("median"), (xb or {}).get("median")
-        rows.append({"workload": key[0], "metric": key[1], "unit": (xa or xb)["unit"], "a": ma, "b": mb,
-                     "verdict_a": (xa or {}).get("verdict"), "verdict_b": (xb or {}).get("verdict"),
-                     "change": (mb / ma - 1.0) if ma and mb is not None else None})
+        rows.append(
+            {
+                "workload": key[0],
+                "metric": key[1],
+                "unit": (xa or xb)["unit"],
+                "a": ma,
+                "b": mb,
+                "verdict_a": (xa or {}).get("verdict"),
+                "verdict_b": (xb or {}).get("verdict"),
+                "change": (mb / ma - 1.0) if ma and mb is not None else None,
+            }
+        )
     return {"schema": "guardrail.web.compare/v1", "a": left["run"], "b": right["run"], "rows": rows}
 
 
@@ -446,18 +662,36 @@ def compare_runs(session: Session, a: int, b: int) -> dict[str, Any]:
 
 def pr_checks(session: Session, pr: int, *, limit: int = 20) -> dict[str, Any]:
     """The checks of the PR's runs (its pushes), newest first, each with its verdicts document."""
-    q = (select(m.Check, m.Run).join(m.Run, m.Check.run_id == m.Run.id).where(m.Run.pr == pr)
-         .order_by(m.Check.created_at.desc(), m.Check.id.desc()).limit(limit))
+    q = (
+        select(m.Check, m.Run)
+        .join(m.Run, m.Check.run_id == m.Run.id)
+        .where(m.Run.pr == pr)
+        .order_by(m.Check.created_at.desc(), m.Check.id.desc())
+        .limit(limit)
+    )
     pushes = []
     for check, run in session.execute(q):
-        pushes.append({"check_id": check.id, "status": check.status, "created_at": iso(check.created_at),
-                       "run": _run_dict(run), "summary": check.summary, "doc": check.doc or {}})
+        pushes.append(
+            {
+                "check_id": check.id,
+                "status": check.status,
+                "created_at": iso(check.created_at),
+                "run": _run_dict(run),
+                "summary": check.summary,
+                "doc": check.doc or {},
+            }
+        )
     if not pushes and session.scalar(select(m.Run.id).where(m.Run.pr == pr).limit(1)) is None:
         raise NotFound(f"no run for PR {pr}")
     return {"schema": "guardrail.web.pr/v1", "pr": pr, "pushes": pushes}
 
 
 def prs(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
-    q = (select(m.Run.pr, func.count(m.Run.id), func.max(m.Run.started_at)).where(m.Run.pr.is_not(None))
-         .group_by(m.Run.pr).order_by(func.max(m.Run.started_at).desc()).limit(limit))
+    q = (
+        select(m.Run.pr, func.count(m.Run.id), func.max(m.Run.started_at))
+        .where(m.Run.pr.is_not(None))
+        .group_by(m.Run.pr)
+        .order_by(func.max(m.Run.started_at).desc())
+        .limit(limit)
+    )
     return [{"pr": pr, "runs": n, "last_run": iso(t)} for pr, n, t in session.execute(q)]

@@ -31,8 +31,7 @@ def serve_cmd(
         # Workers import the app by name and read their settings from the environment.
         os.environ["GUARDRAIL_DB"] = url
         os.environ["GUARDRAIL_READ_TOKEN"] = "1" if read_token else ""
-        uvicorn.run("web.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+        uvicorn.run("web.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
     else:
         from web.app import create_app
 
