@@ -29,9 +29,7 @@ FIX = Path(__file__).parent / "fixtures" / "junit"
 def hv(
     test: str, verdict: str, days_ago: float, *, run: str | None = None, commit: str = "c", sigs=()
 ) -> HistoricVerdict:
-    return HistoricVerdict(
-        test, verdict, NOW - timedelta(days=days_ago), commit, run, tuple(sigs), test_id=test
-    )
+    return HistoricVerdict(test, verdict, NOW - timedelta(days=days_ago), commit, run, tuple(sigs), test_id=test)
 
 
 def one(stats, test):
@@ -77,9 +75,7 @@ def test_infrastructure_failed_runs_are_excluded() -> None:
     tests = [f"t{i}" for i in range(20)]
     good = [hv(t, "pass", 1, run="r1") for t in tests]
     # run r2: 5 of 20 failed or flaked (25% > 20%): the device was lost, not the tests
-    bad = [
-        hv(t, "flaky" if i < 3 else "fail" if i < 5 else "pass", 0.5, run="r2") for i, t in enumerate(tests)
-    ]
+    bad = [hv(t, "flaky" if i < 3 else "fail" if i < 5 else "pass", 0.5, run="r2") for i, t in enumerate(tests)]
     # run r3: 4 of 20 (20%, not above): counts
     ok = [hv(t, "flaky" if i < 4 else "pass", 0.2, run="r3") for i, t in enumerate(tests)]
     excluded = infra_failed_runs(good + bad + ok)
@@ -116,10 +112,7 @@ def test_flaky_report_document_from_real_junit_runs() -> None:
     hist = []
     for i, commit in enumerate(("c1", "c2", "c3")):
         verdicts = group_verdicts(iter_junit(FIX / "pytest_rerunfailures.xml"), head_commit=commit)
-        hist += [
-            HistoricVerdict.from_verdict(v, at=NOW - timedelta(days=3 - i), run_id=f"run{i}")
-            for v in verdicts
-        ]
+        hist += [HistoricVerdict.from_verdict(v, at=NOW - timedelta(days=3 - i), run_id=f"run{i}") for v in verdicts]
     doc = flaky_report(assess(hist, now=NOW))
     json.dumps(doc)
     assert doc["schema"] == "guardrail.flaky/v1"
@@ -161,3 +154,24 @@ def test_ci_health_figures_per_lane_hardware_day() -> None:
     assert total["tests"] == 14 and total["infra_errors"] == {"device_lost": 2, "oom": 1}
     assert total["day"] == "2026-11-20..2026-11-21"
     assert ci_health([]) == {"schema": "guardrail.ci-health/v1", "figures": [], "totals": []}
+
+
+def test_sql_aggregated_counts_classify_like_the_history() -> None:
+    """The lead's store may aggregate WindowCounts in SQL; classify() must agree with assess()."""
+    from guardrail.analysis.flaky import WindowCounts, classify
+
+    hist = [hv("t", "flaky", 3), hv("t", "pass", 2.5), hv("t", "flaky", 2), hv("t", "fail", 1), hv("t", "fail", 0.5)]
+    via_history = one(assess(hist, now=NOW), "t")
+    counts = WindowCounts("t", verdicts=5, flaky_verdicts=2, failed_verdicts=2, trailing_fails=2, last_at=hist[-1].at)
+    assert classify(counts) == via_history
+    assert via_history.state == "broken"
+
+
+def test_one_real_run_judged_as_infrastructure_failure() -> None:
+    from guardrail.analysis.flaky import run_infra_failure
+
+    verdicts = group_verdicts(iter_junit(FIX / "pytest_rerunfailures.xml"))
+    # 4 of 8 tests that ran had a failed attempt, but 8 tests are below infra_min_tests (10)
+    assert run_infra_failure(verdicts) is None
+    reason = run_infra_failure(verdicts, FlakinessPolicy(infra_min_tests=5))
+    assert reason is not None and reason.startswith("4 of 8 tests failed (50% > 20%)")

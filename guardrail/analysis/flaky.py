@@ -143,35 +143,43 @@ def flakiness_score(flaky_verdicts: int, verdicts: int) -> float:
     return (flaky_verdicts + 0.5) / (verdicts + 1)
 
 
+def run_infra_failure(verdicts: Iterable[Any], policy: FlakinessPolicy = FlakinessPolicy()) -> str | None:
+    """Why one run's verdicts (anything with ``.verdict``) count as an infrastructure failure, or None.
+
+    A test counts as failed when any attempt failed (verdict fail or flaky): a lost device mid-run
+    fails many tests, and reruns that pass afterwards would otherwise paint them all flaky.
+    """
+    n = failed = 0
+    for v in verdicts:
+        if v.verdict == "skip":
+            continue
+        n += 1
+        failed += v.verdict in ("fail", "flaky")
+    if n < policy.infra_min_tests or failed / n <= policy.infra_failed_share:
+        return None
+    return (
+        f"{failed} of {n} tests failed ({failed / n:.0%} > {policy.infra_failed_share:.0%}): "
+        "infrastructure failure, excluded from flakiness"
+    )
+
+
 def infra_failed_runs(
     history: Iterable[HistoricVerdict], policy: FlakinessPolicy = FlakinessPolicy()
 ) -> dict[str, str]:
-    """Runs where more than ``infra_failed_share`` of the tests failed: {run_id: reason}.
-
-    A test counts as failed in a run when any attempt failed (verdict fail or flaky): a lost device
-    mid-run fails many tests, and reruns that pass afterwards would otherwise paint them all flaky.
-    """
-    ran: dict[str, int] = defaultdict(int)
-    failed: dict[str, int] = defaultdict(int)
+    """Runs of ``history`` that :func:`run_infra_failure` calls infrastructure failures: {run_id: reason}."""
+    runs: dict[str, list[HistoricVerdict]] = defaultdict(list)
     for v in history:
-        if v.run_id is None or v.verdict == "skip":
-            continue
-        ran[v.run_id] += 1
-        failed[v.run_id] += v.verdict in ("fail", "flaky")
+        if v.run_id is not None:
+            runs[v.run_id].append(v)
     out = {}
-    for run, n in ran.items():
-        share = failed[run] / n
-        if n >= policy.infra_min_tests and share > policy.infra_failed_share:
-            out[run] = (
-                f"{failed[run]} of {n} tests failed ({share:.0%} > {policy.infra_failed_share:.0%}): "
-                "infrastructure failure, excluded from flakiness"
-            )
+    for run, vs in runs.items():
+        reason = run_infra_failure(vs, policy)
+        if reason:
+            out[run] = reason
     return out
 
 
-def _window(
-    vs: Sequence[HistoricVerdict], now: datetime, policy: FlakinessPolicy
-) -> Sequence[HistoricVerdict]:
+def _window(vs: Sequence[HistoricVerdict], now: datetime, policy: FlakinessPolicy) -> Sequence[HistoricVerdict]:
     """The last ``window_days`` days or the last ``window_verdicts`` verdicts, whichever holds more.
 
     Both are suffixes of the time-ordered history, so the longer one is their union: in SQL,
@@ -250,9 +258,7 @@ def classify(
     )
 
 
-def window_counts(
-    test: str, vs: Sequence[HistoricVerdict], now: datetime, policy: FlakinessPolicy
-) -> WindowCounts:
+def window_counts(test: str, vs: Sequence[HistoricVerdict], now: datetime, policy: FlakinessPolicy) -> WindowCounts:
     """Counts over the window of one test's time-ordered, already filtered verdicts."""
     win = _window(vs, now, policy)
     kinds = [v.verdict for v in win]
@@ -388,8 +394,7 @@ def _decide_release(
     clean_since = max([current.since, *bad])
     clean_days = (now - clean_since).total_seconds() / 86400
     status = (
-        f"{passes}/{policy.release_passes} consecutive passes, "
-        f"{clean_days:.1f}/{policy.release_clean_days} clean days"
+        f"{passes}/{policy.release_passes} consecutive passes, {clean_days:.1f}/{policy.release_clean_days} clean days"
     )
     if passes >= policy.release_passes and clean_days >= policy.release_clean_days:
         return QuarantineDecision(test, "release", f"released: {status}")
@@ -468,9 +473,7 @@ def ci_health(rows: Iterable[HealthRow], infra: Iterable[InfraEvent] = ()) -> di
 
     def slot(lane: str, hw: str | None, at: datetime) -> dict[str, Any]:
         key = (lane, hw, at.date().isoformat())
-        return acc.setdefault(
-            key, {"tests": 0, "pass": 0, "fail": 0, "flaky": 0, "rerun_s": 0.0, "infra": {}}
-        )
+        return acc.setdefault(key, {"tests": 0, "pass": 0, "fail": 0, "flaky": 0, "rerun_s": 0.0, "infra": {}})
 
     for r in rows:
         s = slot(r.lane, r.hardware, r.at)
