@@ -9,9 +9,7 @@ from guardrail.analysis.compare import compare_metric
 
 
 def _run(rng, level, repeats=2, steps=20, between=0.005, within=0.005):
-    return [
-        list(level * np.exp(rng.normal(0, between) + rng.normal(0, within, steps))) for _ in range(repeats)
-    ]
+    return [list(level * np.exp(rng.normal(0, between) + rng.normal(0, within, steps))) for _ in range(repeats)]
 
 
 def _history(rng, runs=10, **kw):
@@ -46,8 +44,7 @@ def test_known_shift_detected_at_target_power(shift, min_rate):
     rng = np.random.default_rng(2)
     trials = 300
     hits = sum(
-        compare_metric(_history(rng), _run(rng, 100.0 * (1 + shift))).verdict == "regression"
-        for _ in range(trials)
+        compare_metric(_history(rng), _run(rng, 100.0 * (1 + shift))).verdict == "regression" for _ in range(trials)
     )
     assert hits / trials >= min_rate
 

@@ -35,10 +35,7 @@ def test_high_between_noise_is_noisy_with_repeats_needed():
 
 def test_bimodal_steps_are_flagged():
     rng = np.random.default_rng(2)
-    runs = [
-        [list(np.where(rng.random(50) < 0.5, 100.0, 130.0) * np.exp(rng.normal(0, 0.002, 50)))]
-        for _ in range(10)
-    ]
+    runs = [[list(np.where(rng.random(50) < 0.5, 100.0, 130.0) * np.exp(rng.normal(0, 0.002, 50)))] for _ in range(10)]
     r = noise_report(runs)
     assert r.bimodal and r.noisy
 

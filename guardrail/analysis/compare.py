@@ -93,9 +93,7 @@ def _all_equal(*groups: Sequence[Sequence[Sequence[float]]]) -> bool:
     return True
 
 
-def _missing(
-    why: str, *, baseline_runs: int, candidate_repeats: int, threshold: float, **kw
-) -> MetricComparison:
+def _missing(why: str, *, baseline_runs: int, candidate_repeats: int, threshold: float, **kw) -> MetricComparison:
     return MetricComparison(
         verdict="missing",
         change=None,
@@ -234,14 +232,16 @@ def compare_metric(
         else f"{1 - alpha:.0%} CI {_pct(ci[0])} to {_pct(ci[1])}"
     )
     repeats_out: int | None = None
-    if worse_lo > 0 and worse > threshold:
+    # Where the interval is wider than the threshold (the noisy regime) the bar for the lower bound rises
+    # with the excess width: a regression on a noisy series must stand out by more than its own noise.
+    # This keeps false alarms on wide, heavy-tailed series well under the nominal level.
+    bar = max(0.0, (ci[1] - ci[0]) / 2.0 - threshold)
+    if worse_lo > bar and worse > threshold:
         verdict: Verdict = "regression"
         why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
-    elif worse_hi < 0 and worse < -threshold:
+    elif worse_hi < -bar and worse < -threshold:
         verdict = "improvement"
-        why = (
-            f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
-        )
+        why = f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
     elif -threshold < ci[0] and ci[1] < threshold:
         verdict = "no_change"
         why = f"{_pct(change)} ({ci_txt}), inside the ±{threshold:.0%} threshold."

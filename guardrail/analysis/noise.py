@@ -118,9 +118,7 @@ def noise_report(
     )
     reasons = []
     if need > MAX_PRACTICAL_REPEATS:
-        reasons.append(
-            f"resolving {threshold:.0%} needs {need if need < REPEATS_UNREACHABLE else 'unbounded'} repeats"
-        )
+        reasons.append(f"resolving {threshold:.0%} needs {need if need < REPEATS_UNREACHABLE else 'unbounded'} repeats")
     if bimodal:
         reasons.append(f"bimodal (coefficient {bc:.2f})")
     if outliers > MAX_OUTLIER_RATE:

@@ -24,8 +24,8 @@ import numpy as np
 # degrees of freedom. Short history therefore widens intervals (inconclusive/noisy), never raises alarms.
 PRIOR_BETWEEN_CV = 0.02
 PRIOR_DF = 4.0
-# Below this many degrees of freedom for the repeat variance the prior is blended in.
-MIN_OWN_DF = 6.0
+# Below this many degrees of freedom (about 8 single-value runs, or 4 runs of 2 repeats) the prior is blended in.
+MIN_OWN_DF = 4.0
 # Successive differences larger than this many robust sigmas are winsorised (one bad night).
 WINSOR_SIGMAS = 2.5
 # Relative efficiency of the winsorised successive-difference variance (for degrees of freedom).
@@ -54,9 +54,7 @@ class SeriesData:
         return int(self.repeat_means.size)
 
 
-def flatten(
-    runs: Sequence[Sequence[Sequence[float]]], *, log_scale: bool = True, scale: float = 1.0
-) -> SeriesData:
+def flatten(runs: Sequence[Sequence[Sequence[float]]], *, log_scale: bool = True, scale: float = 1.0) -> SeriesData:
     """Runs -> repeats -> samples into per-repeat means (log of values when log_scale, else value/scale)."""
     sizes: list[int] = []
     counts: list[int] = []
@@ -73,9 +71,7 @@ def flatten(
             sizes.append(n_rep)
     if not chunks:
         empty = np.empty(0)
-        return SeriesData(
-            empty, np.empty(0, dtype=int), empty, np.empty(0, dtype=int), 0.0, 0.0, 0.0, log_scale
-        )
+        return SeriesData(empty, np.empty(0, dtype=int), empty, np.empty(0, dtype=int), 0.0, 0.0, 0.0, log_scale)
     values = np.fromiter(chain.from_iterable(chunks), dtype=float, count=sum(counts))
     if not np.all(np.isfinite(values)):
         raise ValueError("non-finite value in series")

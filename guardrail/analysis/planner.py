@@ -20,9 +20,7 @@ from scipy.special import ndtri
 REPEATS_UNREACHABLE = 1_000_000
 
 
-def se_budget(
-    target_change: float, *, alpha: float = 0.05, power: float = 0.8, threshold: float = 0.0
-) -> float:
+def se_budget(target_change: float, *, alpha: float = 0.05, power: float = 0.8, threshold: float = 0.0) -> float:
     """The largest standard error (log scale) at which `target_change` is detected with `power`."""
     target = math.log1p(abs(target_change))
     z_a = float(ndtri(1.0 - alpha / 2.0))

@@ -62,9 +62,7 @@ def read_series_csv(path: Path) -> list[SeriesRow]:
                         f"value {raw!r} is not a number", file=name, field=f"row {lineno}, column value"
                     ) from None
                 if not math.isfinite(value):
-                    raise InputError(
-                        f"value {raw!r} is not finite", file=name, field=f"row {lineno}, column value"
-                    )
+                    raise InputError(f"value {raw!r} is not finite", file=name, field=f"row {lineno}, column value")
                 rows.append(SeriesRow(rec[col["time"]].strip(), rec[col["commit"]].strip(), value))
     except FileNotFoundError:
         raise InputError("no such file", file=name) from None
@@ -77,9 +75,7 @@ def read_series_csv(path: Path) -> list[SeriesRow]:
 
 def change_points_json(rows: list[SeriesRow], *, window: int, p_value: float, min_magnitude: float) -> dict:
     """The `guardrail.changepoints/v1` document for a series."""
-    cps = detect_change_points(
-        [r.value for r in rows], window=window, p_value=p_value, min_magnitude=min_magnitude
-    )
+    cps = detect_change_points([r.value for r in rows], window=window, p_value=p_value, min_magnitude=min_magnitude)
     out = []
     for cp in cps:
         row, prev = rows[cp.index], rows[cp.index - 1]
@@ -117,9 +113,7 @@ def detect(
     series: Annotated[Path, typer.Argument(help="CSV with header time,commit,value (oldest first).")],
     format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
     window: Annotated[int, typer.Option("--window", help="Sliding window length (points).")] = 50,
-    p_value: Annotated[
-        float, typer.Option("--p-value", help="Significance level of a change point.")
-    ] = 0.001,
+    p_value: Annotated[float, typer.Option("--p-value", help="Significance level of a change point.")] = 0.001,
     min_magnitude: Annotated[
         float, typer.Option("--min-magnitude", help="Smallest relative change reported (0.01 = 1%).")
     ] = 0.01,
