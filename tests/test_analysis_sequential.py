@@ -49,3 +49,24 @@ def test_real_regression_is_confirmed_and_last_look_is_final():
     assert "alpha-spending" in d.comparison.explanation
     last = sequential_decision(hist, _run(rng, 100.4), 3, 3)
     assert last.action == "stop"
+
+
+def test_judge_look_holds_false_alarms_across_a_check():
+    from guardrail.analysis.sequential import judge_look
+
+    rng = np.random.default_rng(2)
+    checks, any_alarm = 40, 0
+    for _ in range(checks):
+        hists = [[_run(rng, 100.0) for _ in range(10)] for _ in range(10)]
+        cands: list[list] = [[] for _ in range(10)]
+        active = list(range(10))
+        alarmed = False
+        for look in range(1, 4):
+            for i in active:
+                cands[i] += _run(rng, 100.0)
+            ds = judge_look([sequential_decision(hists[i], cands[i], look, 3, threshold=0.003) for i in active])
+            alarmed |= any(d.action == "stop" and d.verdict in ("regression", "improvement") for d in ds)
+            active = [i for i, d in zip(active, ds, strict=True) if d.action == "continue"]
+        any_alarm += alarmed
+    assert any_alarm / checks <= 0.05
+    assert judge_look([]) == []

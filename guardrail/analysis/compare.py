@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
-from guardrail.analysis.noise_model import SeriesData, estimate_noise, flatten
+from guardrail.analysis.noise_model import PRIOR_BETWEEN_CV, SeriesData, estimate_noise, flatten
 from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed
 
 Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing"]
@@ -221,11 +221,15 @@ def compare_metric(
         alpha=alpha,
         fixed_var=comp_run + noise.repeat_var / (kbar_b * r_b),
     )
-    need_txt = (
-        f"needs {need} repeats to resolve {threshold:.0%}"
-        if need < REPEATS_UNREACHABLE
-        else f"no number of repeats resolves {threshold:.0%}: the run-to-run noise is too high"
-    )
+    if need < REPEATS_UNREACHABLE:
+        need_txt = f"needs {need} repeats to resolve {threshold:.0%}"
+    elif noise.prior_used:
+        need_txt = (
+            f"only {noise.runs} baseline run{'s' if noise.runs != 1 else ''}: a conservative "
+            f"{PRIOR_BETWEEN_CV:.0%} noise prior applies until more baseline runs are recorded"
+        )
+    else:
+        need_txt = f"no number of repeats resolves {threshold:.0%}: the run-to-run noise is too high"
     ci_txt = (
         f"95% CI {_pct(ci[0])} to {_pct(ci[1])}"
         if alpha == 0.05

@@ -91,3 +91,25 @@ def sequential_decision(
         comp = replace(comp, explanation=comp.explanation.rstrip(".") + note + ".")
         return SequentialDecision("stop", comp, look_index, max_looks, level, spent)
     return SequentialDecision("continue", comp, look_index, max_looks, level, spent)
+
+
+def judge_look(decisions: Sequence[SequentialDecision]) -> list[SequentialDecision]:
+    """False-discovery control across the metrics of one check at one look.
+
+    Benjamini-Hochberg (judge_check) at this look's level: under the global null the chance of any false
+    alarm at look k is at most level(k), so over all looks and all metrics it stays at most alpha. A
+    regression or improvement that BH downgrades keeps going (more repeats) unless this is the last look.
+    """
+    from guardrail.analysis.fdr import judge_check
+
+    if not decisions:
+        return []
+    level = decisions[0].look_alpha
+    judged = judge_check([d.comparison for d in decisions], fdr=level).comparisons
+    out = []
+    for d, c in zip(decisions, judged, strict=True):
+        if c.verdict != d.comparison.verdict and d.look_index < d.max_looks:
+            out.append(replace(d, action="continue", comparison=c))
+        else:
+            out.append(replace(d, comparison=c))
+    return out
