@@ -316,3 +316,13 @@ def test_memory_stays_flat_on_a_larger_file(tmp_path: Path) -> None:
     assert (tmp_path / "15000.xml").stat().st_size > 8 * (tmp_path / "1500.xml").stat().st_size
     assert peaks[1] < peaks[0] + 8, peaks
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_testcases_straight_under_testsuites(tmp_path: Path) -> None:
+    p = tmp_path / "flat.xml"
+    p.write_text(
+        '<testsuites><testcase classname="tests.test_y" name="a"/><testcase name="b"><skipped/></testcase></testsuites>'
+    )
+    recs = {r.identity.name: r for r in iter_junit(p, hardware="cpu")}
+    assert recs["a"].identity.suite == "" and recs["a"].identity.file == "tests/test_y.py"
+    assert recs["b"].outcome == "skip" and recs["b"].identity.id == "b" and recs["b"].identity.hardware == "cpu"

@@ -366,6 +366,7 @@ def iter_junit(
     p = str(path)
     reader = _Reader(p, job_attempt=job_attempt, process_attempt=process_attempt, hardware=hardware)
     suites: list[_Suite] = []
+    root: Element | None = None
     depth = 0
     try:
         it = iterparse(p, events=("start", "end"), forbid_dtd=True, forbid_entities=True, forbid_external=True)
@@ -373,10 +374,12 @@ def iter_junit(
             tag = el.tag
             if event == "start":
                 depth += 1
-                if depth == 1 and tag not in ("testsuites", "testsuite"):
-                    raise InputError(
-                        f"root element is <{tag}>, expected <testsuites> or <testsuite>", file=p, field="root"
-                    )
+                if depth == 1:
+                    if tag not in ("testsuites", "testsuite"):
+                        raise InputError(
+                            f"root element is <{tag}>, expected <testsuites> or <testsuite>", file=p, field="root"
+                        )
+                    root = el
                 if tag == "testsuite":
                     outer = suites[-1] if suites else None
                     name = el.get("name") or (outer.name if outer else "")
@@ -387,8 +390,11 @@ def iter_junit(
             if tag == "testcase":
                 yield from reader.testcase(el, suite.name if suite else "", suite.hardware if suite else None)
                 el.clear()
+                # detach, so that the parent keeps no 100k empty shells
                 if suite is not None and depth == suite.depth:
-                    suite.element.remove(el)  # detach, so the suite keeps no 100k empty shells
+                    suite.element.remove(el)
+                elif depth == 1 and root is not None:
+                    root.remove(el)  # a <testcase> straight under <testsuites>
             elif tag == "testsuite":
                 suites.pop()
                 el.clear()
