@@ -30,9 +30,7 @@ def tv(name: str, verdict: str, *, attempts=1, failed=None, final=None, processe
     failed = failed if failed is not None else {"pass": 0, "fail": attempts, "flaky": 1, "skip": 0}[verdict]
     final = final or {"pass": "pass", "fail": "fail", "flaky": "pass", "skip": "skip"}[verdict]
     ident = TestIdentity("pytest", "tests/test_x.py", None, name, None, "Ascend910B3")
-    return TestVerdict(
-        ident, verdict, "h", "b", final, attempts, failed, duration_s=dur, process_attempts=processes
-    )
+    return TestVerdict(ident, verdict, "h", "b", final, attempts, failed, duration_s=dur, process_attempts=processes)
 
 
 def key(name: str) -> str:
@@ -106,15 +104,16 @@ def test_no_reruns_when_more_than_five_percent_failed() -> None:
 def test_job_cap_changed_and_quarantined_tests() -> None:
     verdicts = [tv(f"ok{i}", "pass") for i in range(200)] + [tv(f"f{i}", "fail", dur=i) for i in range(6)]
     policy = RerunPolicy(tests=TestRerunPolicy(max_tests_per_job=2))
-    plan, _ = plan_test_reruns(
-        verdicts, policy=policy, changed_tests=["tests/test_x.py::f0"], quarantined=[key("f1")]
-    )
+    plan, _ = plan_test_reruns(verdicts, policy=policy, changed_tests=["tests/test_x.py::f0"], quarantined=[key("f1")])
     by = {d.test: d for d in plan}
     assert not by[key("f0")].rerun and "the PR changed this test" in by[key("f0")].reason
     assert not by[key("f1")].rerun and "quarantined" in by[key("f1")].reason
     assert [by[key(f"f{i}")].rerun for i in range(2, 6)] == [True, True, False, False]
     assert "job cap reached: 2" in by[key("f4")].reason
     assert plan_test_reruns([tv("ok", "pass"), tv("s", "skip")]) == ([], "nothing failed")
+    # the PR's changed paths work too: every test of a changed file counts as changed
+    plan, _ = plan_test_reruns(verdicts, changed_tests=["tests/test_x.py"])
+    assert not any(d.rerun for d in plan) and all("PR changed" in d.reason for d in plan)
 
 
 def test_plan_from_a_real_rerunfailures_file() -> None:
@@ -165,10 +164,7 @@ def test_job_conclusion_from_real_fixture() -> None:
     verdicts = group_verdicts(iter_junit(FIX / "surefire_reruns.xml"))
     finals = [final_verdict(v, quarantined=v.identity.name == "testBrokenNpe") for v in verdicts]
     conclusion, reason = job_conclusion(finals)
-    assert (
-        conclusion == "fail"
-        and reason == "1 failing test(s): com.example.serving.PipelineTest::testBrokenAssert"
-    )
+    assert conclusion == "fail" and reason == "1 failing test(s): com.example.serving.PipelineTest::testBrokenAssert"
     by = {f.id.split("::")[1]: f for f in finals}
     assert by["testFlakyConnect"].gate == "neutral"  # healthy test flaked once: flagged, not blocking
     assert job_conclusion([f for f in finals if f.gate != "fail"]) == ("pass", "no test gates the job")
@@ -199,9 +195,7 @@ def test_perf_regression_rerun_only_when_first_seen() -> None:
         3,
         False,
     ) and "first-seen regression" in d.reason
-    d = plan_perf_reruns([pc("regression", need=5)], seen_regressions=[("wan22", "latency", "Ascend910B3")])[
-        0
-    ]
+    d = plan_perf_reruns([pc("regression", need=5)], seen_regressions=[("wan22", "latency", "Ascend910B3")])[0]
     assert (d.action, d.blocking) == ("none", True) and "confirmed" in d.reason
 
 
@@ -217,9 +211,7 @@ def test_perf_noisy_is_flagged_never_blocking_with_repeats_shown() -> None:
 
 
 def test_perf_workload_cap_counts_workloads_not_metrics() -> None:
-    cands = [
-        pc("inconclusive", need=4, workload=f"w{i}", metric=m) for i in range(10) for m in ("latency", "peak")
-    ]
+    cands = [pc("inconclusive", need=4, workload=f"w{i}", metric=m) for i in range(10) for m in ("latency", "peak")]
     out = plan_perf_reruns(cands)
     rerun = {d.workload for d in out if d.action == "rerun"}
     assert rerun == {f"w{i}" for i in range(8)}

@@ -87,9 +87,7 @@ def load_policy(path: str | Path | None = None) -> RerunPolicy:
                     raise InputError("expected a list of names", file=str(p), field=f"{name}.{key}")
                 v = tuple(v)
             elif isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                raise InputError(
-                    f"expected a non-negative number, got {v!r}", file=str(p), field=f"{name}.{key}"
-                )
+                raise InputError(f"expected a non-negative number, got {v!r}", file=str(p), field=f"{name}.{key}")
             elif isinstance(default, int) and not isinstance(v, int):
                 raise InputError(f"expected a whole number, got {v!r}", file=str(p), field=f"{name}.{key}")
             kwargs[key] = v
@@ -183,7 +181,8 @@ def plan_test_reruns(
     """Which failed tests of one job to rerun now, each in a fresh process.
 
     ``verdicts``: the job's :class:`TestVerdict` list so far. ``known_flaky`` / ``quarantined`` /
-    ``changed_tests`` hold test keys (or plain ids: a test matches by key or id). Returns the decisions
+    ``changed_tests`` hold test keys (or plain ids: a test matches by key or id); ``changed_tests`` may
+    also hold the file paths the PR changed. Returns the decisions
     for the failed tests and the job-level reason.
     """
     tp = policy.tests
@@ -203,6 +202,9 @@ def plan_test_reruns(
     def has(s: set[str], v: Any) -> bool:
         return v.identity.key in s or v.identity.id in s
 
+    def changed(v: Any) -> bool:  # by test key, node id, or the test's file (a PR's changed paths)
+        return has(changed_set, v) or (v.identity.file is not None and v.identity.file in changed_set)
+
     # known-flaky first (most likely to pass), then the cheapest
     failed.sort(key=lambda v: (not has(flaky_set, v), v.duration_s, v.identity.key))
     out: list[TestRerun] = []
@@ -211,10 +213,8 @@ def plan_test_reruns(
         key, nid = v.identity.key, v.identity.id
         done = max(0, v.process_attempts - 1)
         left = tp.max_reruns_per_test - done
-        if has(changed_set, v):
-            out.append(
-                TestRerun(key, nid, False, 0, "the PR changed this test: a pass on rerun would not count")
-            )
+        if changed(v):
+            out.append(TestRerun(key, nid, False, 0, "the PR changed this test: a pass on rerun would not count"))
         elif has(quarantined_set, v):
             out.append(TestRerun(key, nid, False, 0, "quarantined: it does not gate, so no rerun is needed"))
         elif left <= 0:
@@ -228,16 +228,12 @@ def plan_test_reruns(
                 )
             )
         elif planned >= tp.max_tests_per_job:
-            out.append(
-                TestRerun(key, nid, False, 0, f"job cap reached: {tp.max_tests_per_job} tests rerun already")
-            )
+            out.append(TestRerun(key, nid, False, 0, f"job cap reached: {tp.max_tests_per_job} tests rerun already"))
         else:
             planned += 1
             kind = "known flaky" if has(flaky_set, v) else "failed"
             out.append(
-                TestRerun(
-                    key, nid, True, left, f"{kind}: rerun in a fresh process, up to {left} more attempt(s)"
-                )
+                TestRerun(key, nid, True, left, f"{kind}: rerun in a fresh process, up to {left} more attempt(s)")
             )
     return out, f"{planned} of {len(failed)} failed tests to rerun ({share:.1%} of {len(ran)} failed)"
 
@@ -301,9 +297,7 @@ def final_verdict(
             )
         if known_flaky or quarantined:
             return fv("pass", "flaky", False, f"{n} then passed; a known flaky test: pass, recorded flaky")
-        return fv(
-            "neutral", "flaky", True, f"{n} then passed; first flake of a healthy test: not blocking, flagged"
-        )
+        return fv("neutral", "flaky", True, f"{n} then passed; first flake of a healthy test: not blocking, flagged")
     # fails every attempt
     n = f"failed all {v.attempts} attempts"
     if quarantined:
@@ -371,15 +365,9 @@ def plan_perf_reruns(
     out: list[PerfRerun] = []
     for c in candidates:
         need = c.repeats_needed
-        base = dict(
-            workload=c.workload, metric=c.metric, hardware=c.hardware, verdict=c.verdict, repeats_needed=need
-        )
+        base = dict(workload=c.workload, metric=c.metric, hardware=c.hardware, verdict=c.verdict, repeats_needed=need)
         if c.informational:
-            out.append(
-                PerfRerun(
-                    **base, action="none", extra_repeats=0, blocking=False, reason="informational metric"
-                )
-            )
+            out.append(PerfRerun(**base, action="none", extra_repeats=0, blocking=False, reason="informational metric"))
             continue
         if c.verdict == "noisy":
             how = (
