@@ -156,6 +156,7 @@ def test_final_verdict_rules() -> None:
 
     late_fail = tv("t", "flaky", attempts=2, failed=1, final="fail")  # passed first, failed last
     assert final_verdict(late_fail, known_flaky=True).gate == "fail"
+    assert final_verdict(late_fail, failing_on_base=True).gate == "neutral"
     assert final_verdict(tv("t", "pass")).gate == "pass"
     assert final_verdict(tv("t", "skip")).gate == "skip"
 

@@ -287,6 +287,8 @@ def final_verdict(
                 return fv("fail", "flaky", True, f"{n}, last attempt failed, and the PR changed this test")
             if quarantined:
                 return fv("neutral", "flaky", True, f"{n}, last attempt failed; quarantined, so not gating")
+            if failing_on_base:
+                return fv("neutral", "flaky", True, f"{n}, last attempt failed; fails on the base commit too")
             return fv("fail", "flaky", True, f"{n}, last attempt failed")
         if changed_by_pr:
             return fv(
