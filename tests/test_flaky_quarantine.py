@@ -19,9 +19,7 @@ T = "tests/test_pipe.py::test_denoise[bf16]@Ascend910B3"
 SIG = "aaaa1111bbbb2222"
 
 
-def hv(
-    verdict: str, days_ago: float, commit: str = "c1", sigs=(SIG,), run: str | None = None
-) -> HistoricVerdict:
+def hv(verdict: str, days_ago: float, commit: str = "c1", sigs=(SIG,), run: str | None = None) -> HistoricVerdict:
     sigs = sigs if verdict in ("fail", "flaky") else ()
     return HistoricVerdict(T, verdict, NOW - timedelta(days=days_ago), commit, run, tuple(sigs), test_id=T)
 
@@ -42,16 +40,13 @@ def test_enters_by_rule_with_its_reason() -> None:
     d = decide_quarantine(T, flaky_history(), now=NOW)
     assert d.action == "enter"
     assert "3 flaky verdicts on 2 commits in 7 days" in d.reason and "signature seen before" in d.reason
-    assert (
-        d.entry is not None and d.entry.by == "rule" and d.entry.since == NOW and d.entry.signatures == (SIG,)
-    )
+    assert d.entry is not None and d.entry.by == "rule" and d.entry.since == NOW and d.entry.signatures == (SIG,)
 
 
 def test_needs_three_flaky_verdicts_on_two_commits_within_seven_days() -> None:
     # same three flaky verdicts all on one commit: not enough distinct commits
     one_commit = [
-        v if v.verdict != "flaky" or v.commit == "c0" else hv("flaky", (NOW - v.at).days, "c9")
-        for v in flaky_history()
+        v if v.verdict != "flaky" or v.commit == "c0" else hv("flaky", (NOW - v.at).days, "c9") for v in flaky_history()
     ]
     d = decide_quarantine(T, one_commit, now=NOW)
     assert d.action == "none" and "3 flaky verdicts on 1 commits" in d.reason
