@@ -447,7 +447,9 @@ def verdict_table(title: str, results: dict[float, Rates]) -> str:
     first = next(iter(results.values()))
     looks = [float(np.mean(r.confirm_looks)) for r in results.values()]
     note = (
-        f"{len(first.flags['guardrail'])} trials per row ({len(first.flags['Otava'])} for Otava); guardrail's "
+        f"{len(first.flags['guardrail'])} A/A trials ({len(first.flags['guardrail']) // 30} checks of 30), "
+        f"{len(list(results.values())[-1].flags['guardrail'])} per effect row ({len(first.flags['Otava'])} for Otava); "
+        "guardrail's "
         f"single-look verdicts pass through BH in checks of 30; +confirm used {min(looks):.1f}-{max(looks):.1f} "
         "looks on average."
     )
@@ -490,15 +492,19 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # (a1) GPU steps, two-level model, the target scenario; (a2) nightly summaries fitted to the corpus
+    # A/A rows get 3x the trials: check-level rates need many checks to be read against a 5% target.
+    def n_for(eff: float) -> int:
+        return 3 * n_trials if eff == 0 else n_trials
+
     res_gpu = {
         eff: judge_trials(
-            [gpu_trial(rng, noise, eff) for _ in range(n_trials)], otava, threshold=0.01, otava_limit=n_otava
+            [gpu_trial(rng, noise, eff) for _ in range(n_for(eff))], otava, threshold=0.01, otava_limit=n_otava
         )
         for eff in EFFECTS
     }
     res_night = {
         eff: judge_trials(
-            [nightly_trial(rng, noise, eff) for _ in range(n_trials)], otava, threshold=0.01, otava_limit=n_otava
+            [nightly_trial(rng, noise, eff) for _ in range(n_for(eff))], otava, threshold=0.01, otava_limit=n_otava
         )
         for eff in EFFECTS
     }

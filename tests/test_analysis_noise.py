@@ -74,3 +74,10 @@ def test_renderers():
     assert doc["schema"] == "guardrail.noise/v1"
     assert doc["series"][0]["series"] == "wan22/denoise_step_latency/H100"
     assert {"within_cv", "between_cv", "bimodal", "outlier_rate", "noisy"} <= set(doc["series"][0])
+
+
+def test_short_history_is_not_called_noisy():
+    rng = np.random.default_rng(7)
+    r = noise_report(_runs(rng, runs=2, repeats=1))
+    assert r.prior_used and not r.noisy
+    assert "short history" in r.reason

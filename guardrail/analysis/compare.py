@@ -32,6 +32,10 @@ VERDICTS: tuple[str, ...] = ("regression", "improvement", "no_change", "inconclu
 DIRECTIONS = ("lower_is_better", "higher_is_better")
 # A baseline run whose level sits this many standard deviations from the others is left out of the level.
 BAD_RUN_SIGMAS = 5.0
+# Huber's k (in noise SDs) for the candidate level, and the standard-error inflation applied when it bites
+# (the Huber estimator's efficiency at the normal is ~95% at k=1.5).
+HUBER_K = 1.5
+HUBER_SE_FACTOR = 1.0 / math.sqrt(0.95)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,28 @@ def _missing(why: str, *, baseline_runs: int, candidate_repeats: int, threshold:
         threshold=threshold,
         explanation=why,
     )
+
+
+def _robust_level(values: np.ndarray, scale: float) -> tuple[float, bool]:
+    """Huber location of >= 3 candidate repeats with a known scale: one wild repeat cannot carry the verdict.
+
+    Returns (level, whether any repeat was down-weighted). With fewer than 3 repeats an outlier cannot be
+    told from the rest, so the plain mean is used.
+    """
+    mean = float(values.mean())
+    if values.size < 3 or scale <= 0:
+        return mean, False
+    mu = float(np.median(values))
+    w = np.ones_like(values)
+    for _ in range(20):
+        r = np.abs(values - mu) / scale
+        w = np.minimum(1.0, HUBER_K / np.maximum(r, 1e-12))
+        new = float((w * values).sum() / w.sum())
+        if abs(new - mu) < 1e-9 * scale:
+            mu = new
+            break
+        mu = new
+    return mu, bool(np.any(w < 1.0))
 
 
 def _baseline_level(base: SeriesData, run_var: float, repeat_var: float) -> tuple[float, int]:
@@ -192,7 +218,9 @@ def compare_metric(
     )
     df = max(var * var / denom, 1.0) if denom > 0 else 1e6
 
-    cand_level = float(cand.repeat_means.mean())
+    cand_level, downweighted = _robust_level(cand.repeat_means, math.sqrt(noise.repeat_var + noise.run_var))
+    if downweighted:
+        se *= HUBER_SE_FACTOR
     d = cand_level - level
     worse_d = d if direction == "lower_is_better" else -d
     if se > 0:

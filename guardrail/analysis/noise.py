@@ -117,15 +117,16 @@ def noise_report(
         fixed_var=est.run_var + est.repeat_var / max(data.repeats, 1),
     )
     reasons = []
-    if need > MAX_PRACTICAL_REPEATS:
+    # A short history is not instability: with the prior in use, only the shape of the data can make it noisy.
+    if need > MAX_PRACTICAL_REPEATS and not est.prior_used:
         reasons.append(f"resolving {threshold:.0%} needs {need if need < REPEATS_UNREACHABLE else 'unbounded'} repeats")
     if bimodal:
         reasons.append(f"bimodal (coefficient {bc:.2f})")
     if outliers > MAX_OUTLIER_RATE:
         reasons.append(f"{outliers:.0%} outliers")
+    noisy = bool(reasons)
     if est.prior_used:
-        reasons.append("short history: conservative prior in use")
-    noisy = bool(reasons and not (len(reasons) == 1 and est.prior_used))
+        reasons.append(f"short history ({data.runs} runs): conservative prior in use")
     return NoiseReport(
         runs=data.runs,
         repeats=data.repeats,
