@@ -385,3 +385,29 @@ def test_openapi_lists_every_api_route(client):
         "/api/v1/flaky",
     ):
         assert p in paths
+
+
+def test_alerts_auto_resolve_when_the_series_returns(client, store):
+    """Runs last in this module: three more nightlies back at the old level close the open alerts."""
+    _, ids, _ = store
+    rng = np.random.default_rng(11)
+    before = client.get("/api/v1/alerts", params={"state": ["untriaged", "acknowledged", "confirmed"]}).json()
+    assert before["total"] >= 1
+    docs = []
+    for night in range(14, 17):
+        doc = result_doc(
+            workload=MARKUP_WORKLOAD,
+            commit=f"{night:02d}" + "ab" * 19,
+            started_at=f"2026-11-{night + 1:02d}T05:00:00Z",
+            run_id=f"n{night}",
+            metrics={"denoise_step_latency": noisy_repeats(1100.0, repeats=3, rng=rng)},
+        )
+        doc["environment"]["software"]["triton"] = "3.5.0"
+        docs.append({"name": f"nightly-{night}.json", "content": doc})
+    r = client.post("/api/v1/ingest", json={"documents": docs}, headers=auth(ids["token"]))
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["resolved_alerts"]) == sorted(a["id"] for a in before["alerts"])
+    for a in before["alerts"]:
+        detail = client.get(f"/api/v1/alerts/{a['id']}").json()
+        assert detail["state"] == "fixed" and detail["resolved_at"]
+        assert detail["events"][0]["author"] == "guardrail (auto-resolve)"

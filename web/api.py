@@ -42,8 +42,16 @@ def _get(fn, *args, **kw):
 
 
 @reads.get("/overview", summary="Latest nightly status per workload x hardware, open alerts, CI health")
-def get_overview(request: Request, lane: Text = "nightly", session=Depends(db)) -> dict[str, Any]:
-    return q.overview(session, lane=lane)
+def get_overview(request: Request, lane: Text = "nightly") -> dict[str, Any]:
+    return cached_overview(request, lane)
+
+
+def cached_overview(request: Request, lane: str) -> dict[str, Any]:
+    def compute() -> dict[str, Any]:
+        with session_scope(request.app.state.db_url) as session:
+            return q.overview(session, lane=lane)
+
+    return request.app.state.cache.get(("overview", lane), compute)
 
 
 @reads.get("/alerts", summary="Alerts, filterable by triage state, kind, hardware, lane and workload")
@@ -221,7 +229,21 @@ def post_ingest(body: IngestRequest, request: Request, author: str = Depends(req
     docs = [dataclasses.replace(doc, path=names.get(doc.path, doc.path)) for doc in docs]
     with session_scope(request.app.state.db_url, write=True) as session:
         report = store_documents(session, docs)
-    return {**report.to_dict(), "by": author}
+        resolved = q.resolve_returned(session) if report.stored else []
+    request.app.state.cache.clear()
+    return {**report.to_dict(), "by": author, "resolved_alerts": resolved}
+
+
+@router.post(
+    "/alerts/auto-resolve",
+    summary="Close open alerts whose series returned to the earlier level "
+    "(token required; ingest through the API does this by itself)",
+)
+def post_auto_resolve(request: Request, author: str = Depends(require_writer)) -> dict[str, Any]:
+    with session_scope(request.app.state.db_url, write=True) as session:
+        resolved = q.resolve_returned(session)
+    request.app.state.cache.clear()
+    return {"resolved_alerts": resolved, "by": author}
 
 
 router.include_router(reads)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError
 
 from guardrail.errors import InfraError, InputError
 from web import charts
+from web.cache import TTLCache
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +42,7 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def create_app(db_url: str, *, read_token_required: bool = False) -> FastAPI:
+def create_app(db_url: str, *, read_token_required: bool = False, cache_ttl: float = 10.0) -> FastAPI:
     from web.api import router as api_router
     from web.pages import router as page_router
 
@@ -58,6 +59,7 @@ def create_app(db_url: str, *, read_token_required: bool = False) -> FastAPI:
     app.state.db_url = db_url
     app.state.read_token_required = read_token_required
     app.state.templates = _templates()
+    app.state.cache = TTLCache(ttl=cache_ttl)
     # The PR comment is our own markdown whose untrusted parts are escaped by render_markdown; its few HTML
     # tags (<sub>, <details>) are ours. markdown-it refuses javascript: links.
     app.state.markdown = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")

@@ -42,9 +42,16 @@ def _or_404(fn, *args, **kw):
 
 @pages.get("/", response_class=HTMLResponse)
 def overview_page(request: Request, lane: Opt = None):
-    with _session(request) as s:
-        data = q.overview(s, lane=lane or "nightly")
-    return render(request, "overview.html", data=data)
+    from web.api import cached_overview
+
+    lane = lane or "nightly"
+    signed_in = request.cookies.get(COOKIE) is not None
+
+    def page() -> str:  # everyone sees the same overview: render it once per cache period
+        template = request.app.state.templates.get_template("overview.html")
+        return template.render(request=request, data=cached_overview(request, lane), signed_in=signed_in)
+
+    return HTMLResponse(request.app.state.cache.get(("overview.html", lane, signed_in), page))
 
 
 @pages.get("/alerts", response_class=HTMLResponse)
@@ -125,6 +132,7 @@ def _form_triage(request: Request, ids: list[int], state: str, note: str, issue_
         )
     with _session(request, write=True) as s:
         _or_404(q.triage, s, ids, state=state, note=note.strip() or None, issue_url=issue or None, author=author)
+    request.app.state.cache.clear()
     safe_next = next_url if next_url.startswith("/") and not next_url.startswith("//") else "/alerts"
     return RedirectResponse(safe_next, status_code=303)
 

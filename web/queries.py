@@ -7,6 +7,7 @@ what a page shows is exactly what the API returns.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,6 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from guardrail.history import series_points
 from guardrail.store import models as m
 
 TRIAGE_STATES = ("untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra")
@@ -23,6 +23,86 @@ VERDICT_RANK = {"regression": 5, "missing": 4, "noisy": 3, "inconclusive": 2, "i
 STAGE_METRICS = ("text_encode_latency", "denoise_latency", "vae_decode_latency")
 STAGE_PREFIX = "stage_mean."
 MAX_POINTS = 400  # newest points drawn on a series chart
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a series (as guardrail.history.Point), with the commit message for hover text."""
+
+    run_id: int
+    result_id: int
+    time: datetime
+    commit: str | None
+    message: str | None
+    value: float
+    low: float
+    high: float
+    repeats: int
+    environment_id: int
+
+
+def series_points(
+    session: Session,
+    series_id: int,
+    *,
+    lanes: list[str] | None = None,
+    branch: str | None = None,
+    limit: int | None = None,
+    lanes_seen: set[str] | None = None,
+) -> list[Point]:
+    """The same points as guardrail.history.series_points, in two index lookups instead of one four-way join
+    (PostgreSQL plans that join as a scan of all results, which dominates the series page at scale)."""
+    medians: dict[int, list[float]] = defaultdict(list)
+    for result_id, median in session.execute(
+        select(m.Measurement.result_id, m.Measurement.median)
+        .where(m.Measurement.series_id == series_id)
+        .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
+    ):
+        medians[result_id].append(median)
+    if not medians:
+        return []
+    q = (
+        select(
+            m.Result.id,
+            m.Result.environment_id,
+            m.Run.id,
+            m.Run.started_at,
+            m.Commit.sha,
+            m.Commit.message,
+            m.Run.lane,
+            m.Run.branch,
+        )
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
+        .where(m.Result.id.in_(list(medians)), m.Result.status == "ok")
+    )
+    rows = session.execute(q).all()
+    if lanes_seen is not None:
+        lanes_seen.update(r[6] for r in rows)
+    # Lane and branch are filtered here rather than in SQL, so the same rows also tell which lanes exist.
+    rows = sorted(
+        (r for r in rows if (not lanes or r[6] in lanes) and (not branch or r[7] == branch)), key=lambda r: (r[3], r[0])
+    )
+    if limit:
+        rows = rows[-limit:]
+    out = []
+    for result_id, env_id, run_id, started, sha, message, _, _ in rows:
+        arr = np.asarray(medians[result_id])
+        out.append(
+            Point(
+                run_id,
+                result_id,
+                started,
+                sha,
+                message,
+                float(np.median(arr)),
+                float(arr.min()),
+                float(arr.max()),
+                arr.size,
+                env_id,
+            )
+        )
+    return out
 
 
 class NotFound(LookupError):
@@ -122,29 +202,27 @@ def _worst_verdicts(session: Session, run_ids: set[int]) -> dict[tuple[int, str]
 
 
 def ci_health(session: Session, *, days: int = 14) -> dict[str, Any]:
-    """Per day (the newest `days` days with data): runs, results, pass rate and infra errors."""
+    """Per day (the newest `days` days with data): runs, results by status, pass rate."""
     newest = session.scalar(select(func.max(m.Run.started_at)))
     if newest is None:
         return {"days": [], "flaky_rate": None}
-    since = newest - timedelta(days=days)
+    day = func.date(m.Run.started_at)
     q = (
-        select(m.Run.started_at, m.Result.status, m.Run.id)
+        select(day, m.Result.status, func.count(m.Result.id), func.count(func.distinct(m.Run.id)))
         .join(m.Result, m.Result.run_id == m.Run.id)
-        .where(m.Run.started_at > since)
+        .where(m.Run.started_at > newest - timedelta(days=days))
+        .group_by(day, m.Result.status)
     )
     per_day: dict[str, dict[str, Any]] = {}
-    for started, status, run_id in session.execute(q):
-        day = started.astimezone(UTC).date().isoformat()
-        d = per_day.setdefault(
-            day, {"day": day, "runs": set(), "results": 0, "ok": 0, "failed": 0, "infra_error": 0, "timeout": 0}
+    for d, status, n, n_runs in session.execute(q):
+        key = str(d)[:10]
+        row = per_day.setdefault(
+            key, {"day": key, "runs": 0, "results": 0, "ok": 0, "failed": 0, "infra_error": 0, "timeout": 0}
         )
-        d["runs"].add(run_id)
-        d["results"] += 1
-        d[status if status in ("ok", "failed", "infra_error", "timeout") else "failed"] += 1
-    out = []
-    for day in sorted(per_day):
-        d = per_day[day]
-        out.append({**d, "runs": len(d["runs"]), "pass_rate": round(d["ok"] / d["results"], 4)})
+        row["runs"] = max(row["runs"], n_runs)  # a run's results may differ in status; count it once
+        row["results"] += n
+        row[status if status in ("ok", "failed", "infra_error", "timeout") else "failed"] += n
+    out = [{**per_day[k], "pass_rate": round(per_day[k]["ok"] / per_day[k]["results"], 4)} for k in sorted(per_day)]
     # Flaky rate and test durations come from JUnit results, which are not stored yet.
     return {"days": out, "flaky_rate": None}
 
@@ -290,15 +368,17 @@ def series_detail(
     s = session.get(m.Series, series_id)
     if s is None:
         raise NotFound(f"no series {series_id}")
-    pts = series_points(session, series_id, lanes=[lane] if lane else None, branch=branch, limit=limit)
-    messages = _commit_messages(session, {p.commit for p in pts if p.commit})
+    lanes_seen: set[str] = set()
+    pts = series_points(
+        session, series_id, lanes=[lane] if lane else None, branch=branch, limit=limit, lanes_seen=lanes_seen
+    )
     points = [
         {
             "run_id": p.run_id,
             "result_id": p.result_id,
             "time": iso(p.time),
             "commit": p.commit,
-            "message": messages.get(p.commit),
+            "message": p.message,
             "value": p.value,
             "low": p.low,
             "high": p.high,
@@ -322,7 +402,7 @@ def series_detail(
         "baseline": _baseline_band(session, s, pts),
         "change_points": detected + _changepoint_alerts(session, s, pts),
         "environment_changes": _environment_changes(session, pts),
-        "lanes": _series_lanes(session, series_id),
+        "lanes": sorted(lanes_seen),
         "siblings": [
             _series_dict(x)
             for x in session.scalars(
@@ -332,30 +412,6 @@ def series_detail(
             )
         ],
     }
-
-
-def _series_lanes(session: Session, series_id: int) -> list[str]:
-    # Lanes of the newest 200 results of this series; enough to offer the switch without a full scan.
-    recent = (
-        select(m.Measurement.result_id)
-        .where(m.Measurement.series_id == series_id)
-        .order_by(m.Measurement.result_id.desc())
-        .limit(200)
-        .subquery()
-    )
-    q = (
-        select(m.Run.lane)
-        .join(m.Result, m.Result.run_id == m.Run.id)
-        .where(m.Result.id.in_(select(recent.c.result_id)))
-        .distinct()
-    )
-    return sorted(session.scalars(q))
-
-
-def _commit_messages(session: Session, shas: set[str]) -> dict[str, str | None]:
-    if not shas:
-        return {}
-    return dict(session.execute(select(m.Commit.sha, m.Commit.message).where(m.Commit.sha.in_(shas))).all())
 
 
 def _baseline_band(session: Session, s: m.Series, pts: list) -> dict[str, Any] | None:
@@ -695,3 +751,50 @@ def prs(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
         .limit(limit)
     )
     return [{"pr": pr, "runs": n, "last_run": iso(t)} for pr, n, t in session.execute(q)]
+
+
+# ---------------------------------------------------------------- auto-resolve
+
+AUTO_AUTHOR = "guardrail (auto-resolve)"
+
+
+def resolve_returned(session: Session, *, recent: int = 3, before: int = 10, tolerance: float = 0.01) -> list[int]:
+    """Close open alerts whose series came back: for every metric of the alert, the median of its newest
+    `recent` points (after the alert's commit) is within `tolerance` (or a third of the alert's change, if
+    larger) of the median of the `before` points preceding it. Writes an AlertEvent for each; returns ids."""
+    closed = []
+    open_alerts = session.scalars(
+        select(m.Alert).where(m.Alert.state.in_(OPEN_STATES), m.Alert.resolved_at.is_(None))
+    ).all()
+    for a in open_alerts:
+        entries = [e for e in (a.metrics or []) if isinstance(e, dict) and e.get("series_id")]
+        if not entries or not a.to_commit:
+            continue
+        tol = max(tolerance, abs(a.change or 0.0) / 3)
+        returned = True
+        for e in entries:
+            pts = series_points(session, int(e["series_id"]), lanes=[a.lane])
+            idx = next((i for i, p in enumerate(pts) if p.commit == a.to_commit), None)
+            if idx is None or len(pts) - idx - 1 < recent or idx == 0:
+                returned = False
+                break
+            old = float(np.median([p.value for p in pts[max(0, idx - before) : idx]]))
+            new = float(np.median([p.value for p in pts[-recent:]]))
+            if old == 0 or abs(new / old - 1.0) > tol:
+                returned = False
+                break
+        if returned:
+            now = datetime.now(UTC)
+            a.state, a.resolved_at, a.updated_at, a.updated_by = "fixed", now, now, AUTO_AUTHOR
+            session.add(
+                m.AlertEvent(
+                    alert_id=a.id,
+                    state="fixed",
+                    author=AUTO_AUTHOR,
+                    created_at=now,
+                    note=f"the newest {recent} runs are back within {tol:.1%} of the earlier level",
+                )
+            )
+            closed.append(a.id)
+    session.flush()
+    return closed
