@@ -1,0 +1,208 @@
+"""`guardrail flaky`, `guardrail rerun-plan` and `guardrail ci-health`: flaky tests, reruns, CI health."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.errors import InputError
+
+FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
+PolicyOption = Annotated[
+    Path | None, typer.Option("--policy", help="Rerun policy YAML (default: baselines/rerun-policy.yaml).")
+]
+
+
+def _format(fmt: str) -> str:
+    if fmt not in ("text", "json"):
+        raise InputError(f"unknown format {fmt!r}; text or json", field="--format")
+    return fmt
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command("flaky")
+def flaky_cmd(
+    fmt: FormatOption = "text",
+    lane: Annotated[str | None, typer.Option(help="Only verdicts of this lane.")] = None,
+    hardware: Annotated[str | None, typer.Option(help="Only this hardware (the run's or the test's).")] = None,
+    all_tests: Annotated[bool, typer.Option("--all", help="Healthy tests too (JSON always has them).")] = False,
+    policy: PolicyOption = None,
+    db: DbOption = None,
+) -> None:
+    """Flaky-test report: score, state and reason per test variant (guardrail.flaky/v1)."""
+    from guardrail.analysis.flaky import flaky_report
+    from guardrail.analysis.rerun import load_policy
+    from guardrail.store.db import session_scope
+    from guardrail.store.test_queries import flaky_stats
+
+    fmt = _format(fmt)
+    pol = load_policy(policy)
+    with session_scope(resolve_db(db)) as s:
+        stats = flaky_stats(s, now=_now(), policy=pol.flakiness, lane=lane, hardware=hardware)
+    doc = flaky_report(stats, only_flagged=fmt == "text" and not all_tests)
+    if fmt == "json":
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    for t in doc["tests"]:
+        typer.echo(f"{t['state']:<11} {t['score']:.3f}  {t['key']}  ({t['reason']})")
+    sm = doc["summary"]
+    typer.echo(
+        f"{len(stats)} test variants: {sm['flaky']} flaky, {sm['broken']} broken, {sm['quarantined']} quarantined"
+    )
+
+
+def _find_run(s: Any, run: str):
+    from sqlalchemy import select
+
+    from guardrail.store import models as m
+
+    row = s.get(m.Run, int(run)) if run.isdigit() else None
+    if row is None:  # a CI run id: its newest attempt
+        row = s.scalar(
+            select(m.Run).where(m.Run.ci_run_id == run).order_by(m.Run.ci_attempt.desc(), m.Run.id.desc()).limit(1)
+        )
+    if row is None:
+        raise InputError(f"no stored run {run!r} (a run id from `guardrail ingest`, or a CI run id)", field="--run")
+    return row
+
+
+def _seen_regressions(s: Any, run: Any, check: Any) -> list[tuple[str, str, str]]:
+    """(workload, metric, hardware) with an earlier open regression alert: a regression seen again."""
+    from sqlalchemy import or_, select
+
+    from guardrail.check import OPEN_STATES
+    from guardrail.store import models as m
+
+    q = select(m.Alert).where(
+        m.Alert.kind == "regression",
+        m.Alert.state.in_(OPEN_STATES),
+        or_(m.Alert.run_id.is_(None), m.Alert.run_id != run.id),
+    )
+    if check is not None:
+        q = q.where(m.Alert.created_at <= check.created_at)
+    out = []
+    for a in s.scalars(q):
+        for x in a.metrics or []:
+            out.append((a.workload.name, x.get("metric", ""), a.hardware))
+    return out
+
+
+@app.command("rerun-plan")
+def rerun_plan_cmd(
+    run: Annotated[str, typer.Option("--run", help="Stored run id (or CI run id: its newest attempt).")],
+    fmt: FormatOption = "text",
+    changed: Annotated[
+        list[str] | None, typer.Option("--changed", help="A test id or file path the PR changed (repeatable).")
+    ] = None,
+    policy: PolicyOption = None,
+    db: DbOption = None,
+) -> None:
+    """Which failed tests and performance workloads to rerun now; every decision is stored with its reason."""
+    from sqlalchemy import select
+
+    from guardrail.analysis.rerun import PerfCandidate, load_policy, rerun_plan
+    from guardrail.store import models as m
+    from guardrail.store import test_models as tm
+    from guardrail.store.db import session_scope
+    from guardrail.store.test_queries import active_quarantine, flaky_stats, run_verdicts
+
+    fmt = _format(fmt)
+    pol = load_policy(policy)
+    with session_scope(resolve_db(db), write=True) as s:
+        row = _find_run(s, run)
+        verdicts = run_verdicts(s, row)
+        check = s.scalar(select(m.Check).where(m.Check.run_id == row.id).order_by(m.Check.id.desc()).limit(1))
+        entries = (check.doc or {}).get("verdicts", []) if check is not None else []
+        try:
+            perf = [PerfCandidate.from_entry(e) for e in entries]
+        except KeyError as exc:
+            raise InputError(f"check {check.id} of run {row.id}: verdict without {exc}", field="verdicts") from None
+        failed = {v.identity.key for v in verdicts if v.final_outcome in ("fail", "error")}
+        known_flaky = [st.test for st in flaky_stats(s, now=_now(), policy=pol.flakiness) if st.flaky] if failed else []
+        plan = rerun_plan(
+            str(row.id),
+            verdicts,
+            perf,
+            policy=pol,
+            known_flaky=known_flaky,
+            quarantined=list(active_quarantine(s)),
+            changed_tests=changed or [],
+            seen_regressions=_seen_regressions(s, row, check),
+        )
+        now = _now()
+        decisions = [
+            tm.RerunDecision(
+                run_id=row.id, kind="job", target=str(row.id), action="plan", attempts=0, blocking=False,
+                reason=plan.reason, detail={"failed_tests": plan.failed_tests, "ran_tests": plan.ran_tests},
+                created_at=now,
+            )
+        ]  # fmt: skip
+        decisions += [
+            tm.RerunDecision(
+                run_id=row.id, kind="test", target=t.test, action="rerun" if t.rerun else "none",
+                attempts=t.attempts, blocking=False, reason=t.reason, detail={"id": t.id}, created_at=now,
+            )
+            for t in plan.tests
+        ]  # fmt: skip
+        decisions += [
+            tm.RerunDecision(
+                run_id=row.id, kind="workload", target=f"{w.workload}/{w.metric}@{w.hardware}", action=w.action,
+                attempts=w.extra_repeats, blocking=w.blocking, reason=w.reason, detail=w.to_dict(), created_at=now,
+            )
+            for w in plan.workloads
+        ]  # fmt: skip
+        s.add_all(decisions)
+        doc = plan.to_dict()
+        doc["stored_decisions"] = len(decisions)
+    if fmt == "json":
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    typer.echo(f"run {doc['run_id']}: {doc['reason']}")
+    for t in doc["tests"]:
+        typer.echo(f"  {'rerun' if t['rerun'] else 'keep '} {t['id']}  x{t['attempts']}  ({t['reason']})")
+    for w in doc["workloads"]:
+        typer.echo(f"  {w['action']:<5} {w['workload']}/{w['metric']} on {w['hardware']}  +{w['extra_repeats']}"
+                   f"  ({w['reason']})")  # fmt: skip
+    sm = doc["summary"]
+    typer.echo(
+        f"{sm['tests_to_rerun']} tests and {sm['workloads_to_rerun']} workloads to rerun, "
+        f"{sm['workloads_flagged']} flagged; {doc['stored_decisions']} decisions stored"
+    )
+
+
+@app.command("ci-health")
+def ci_health_cmd(
+    fmt: FormatOption = "text",
+    days: Annotated[int, typer.Option(help="Days back from now.", min=1)] = 14,
+    lane: Annotated[str | None, typer.Option(help="Only this lane.")] = None,
+    hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Pass rate, flaky rate, CI minutes lost to reruns, infrastructure errors by kind (guardrail.ci-health/v1)."""
+    from guardrail.store.db import session_scope
+    from guardrail.store.test_queries import ci_health_doc
+
+    fmt = _format(fmt)
+    with session_scope(resolve_db(db)) as s:
+        doc = ci_health_doc(s, now=_now(), days=days, lane=lane, hardware=hardware)
+    if fmt == "json":
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    if not doc["totals"]:
+        typer.echo(f"no test verdicts in the last {days} days")
+    for t in doc["totals"]:
+        rate = "-" if t["pass_rate"] is None else f"{t['pass_rate']:.1%}"
+        flaky = "-" if t["flaky_rate"] is None else f"{t['flaky_rate']:.1%}"
+        infra = ", ".join(f"{k} {n}" for k, n in t["infra_errors"].items()) or "none"
+        typer.echo(
+            f"{t['lane']} on {t['hardware']}: {t['tests']} verdicts, pass {rate}, flaky {flaky}, "
+            f"{t['rerun_minutes']:.1f} CI minutes on reruns, infra errors: {infra}"
+        )
