@@ -302,7 +302,12 @@ async def drive(
             while time.monotonic() < stop:
                 kind = r.choice(list(pages))
                 t = time.perf_counter()
-                resp = await http.get(pages[kind](r))
+                try:
+                    resp = await http.get(pages[kind](r))
+                except httpx.TransportError as exc:  # a dropped connection counts as an error, not a crash
+                    errors += 1
+                    print(f"transport error on {kind}: {exc!r}", flush=True)
+                    continue
                 lat[kind].append(time.perf_counter() - t)
                 if resp.status_code != 200:
                     errors += 1
@@ -387,6 +392,9 @@ def main() -> None:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                # On a loaded machine a busy worker can miss the default 5 s health check and be killed.
+                "--timeout-worker-healthcheck",
+                "60",
             ],
             cwd=REPO,
             env=env,
