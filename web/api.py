@@ -229,21 +229,8 @@ def post_ingest(body: IngestRequest, request: Request, author: str = Depends(req
     docs = [dataclasses.replace(doc, path=names.get(doc.path, doc.path)) for doc in docs]
     with session_scope(request.app.state.db_url, write=True) as session:
         report = store_documents(session, docs)
-        resolved = q.resolve_returned(session) if report.stored else []
     request.app.state.cache.clear()
-    return {**report.to_dict(), "by": author, "resolved_alerts": resolved}
-
-
-@router.post(
-    "/alerts/auto-resolve",
-    summary="Close open alerts whose series returned to the earlier level "
-    "(token required; ingest through the API does this by itself)",
-)
-def post_auto_resolve(request: Request, author: str = Depends(require_writer)) -> dict[str, Any]:
-    with session_scope(request.app.state.db_url, write=True) as session:
-        resolved = q.resolve_returned(session)
-    request.app.state.cache.clear()
-    return {"resolved_alerts": resolved, "by": author}
+    return {**report.to_dict(), "by": author}
 
 
 router.include_router(reads)
