@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from guardrail.store.models import Base, Run, utcnow
@@ -91,6 +91,17 @@ class TestVerdictRow(Base):
     __table_args__ = (
         UniqueConstraint("test_pk", "pair_key"),
         Index("ix_test_verdicts_test_at", "test_pk", "at"),
+        # the flaky window (newest first per test, skips and infra-excluded runs out): PostgreSQL reads it
+        # in order from this index, so the window function needs no sort of a million rows
+        Index(
+            "ix_test_verdicts_window",
+            "test_pk",
+            text("at DESC"),
+            text("id DESC"),
+            postgresql_include=["verdict"],
+            postgresql_where=text("NOT infra_excluded AND verdict <> 'skip'"),
+            sqlite_where=text("NOT infra_excluded AND verdict <> 'skip'"),
+        ),
         Index("ix_test_verdicts_at", "at"),
         Index("ix_test_verdicts_pair", "pair_key"),
     )

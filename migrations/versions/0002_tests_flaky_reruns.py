@@ -117,6 +117,14 @@ def upgrade() -> None:
         batch_op.create_index("ix_test_verdicts_pair", ["pair_key"], unique=False)
         batch_op.create_index(batch_op.f("ix_test_verdicts_run_id"), ["run_id"], unique=False)
         batch_op.create_index("ix_test_verdicts_test_at", ["test_pk", "at"], unique=False)
+        batch_op.create_index(
+            "ix_test_verdicts_window",
+            ["test_pk", sa.text("at DESC"), sa.text("id DESC")],
+            unique=False,
+            postgresql_include=["verdict"],
+            postgresql_where=sa.text("NOT infra_excluded AND verdict <> 'skip'"),
+            sqlite_where=sa.text("NOT infra_excluded AND verdict <> 'skip'"),
+        )
 
     op.create_table(
         "test_executions",
@@ -161,6 +169,7 @@ def downgrade() -> None:
 
     op.drop_table("test_executions")
     with op.batch_alter_table("test_verdicts", schema=None) as batch_op:
+        batch_op.drop_index("ix_test_verdicts_window")
         batch_op.drop_index("ix_test_verdicts_test_at")
         batch_op.drop_index(batch_op.f("ix_test_verdicts_run_id"))
         batch_op.drop_index("ix_test_verdicts_pair")

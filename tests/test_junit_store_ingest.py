@@ -1,0 +1,200 @@
+"""Storing JUnit files: every fixture variant, rerun attempts grouped, idempotent re-ingest, hostile XML
+writes nothing, fresh-process rerun rounds, infrastructure failures, and migration 0002 up and down.
+Runs on SQLite and PostgreSQL (the ``db_url`` fixture)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from guardrail.errors import InputError
+from guardrail.ingest.junit import group_verdicts, iter_junit
+from guardrail.ingest.tests import ingest_junit
+from guardrail.schema import CIInfo, Source
+from guardrail.store import models as m
+from guardrail.store import test_models as tm
+from guardrail.store.db import session_scope
+
+FIX = Path(__file__).parent / "fixtures" / "junit"
+T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+VARIANTS = ["pytest_xunit1", "pytest_xunit2", "pytest_rerunfailures", "surefire_reruns", "pytorch_reruns"]
+
+
+def src(commit: str = "c0ffee1", run_id: str | None = "900", attempt: int = 1, base: str | None = None) -> Source:
+    ci = CIInfo(provider="github-actions", run_id=run_id, attempt=attempt) if run_id else None
+    return Source(repo="org/p", commit=commit, base_commit=base, ci=ci)
+
+
+def count(url: str, model) -> int:
+    with session_scope(url) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def verdicts(url: str) -> dict[str, tm.TestVerdictRow]:
+    with session_scope(url) as s:
+        return {v.test.key: v for v in s.scalars(select(tm.TestVerdictRow))}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_each_fixture_ingests_and_matches_the_pure_grouping(db_url, name):
+    path = FIX / f"{name}.xml"
+    report = ingest_junit(db_url, [path], source=src(), lane=None, hardware=None, started_at=T0)
+    (entry,) = report.stored
+    records = list(iter_junit(path))
+    expected = {v.identity.key: v for v in group_verdicts(records, head_commit="c0ffee1")}
+    assert entry["executions"] == len(records) == count(db_url, tm.TestExecution)
+    assert entry["run_id"] in report.run_ids and entry["file"] == str(path)
+    kinds = Counter(v.verdict for v in expected.values())
+    assert entry["status"].startswith(f"{kinds['pass']} passed, {kinds['fail']} failed, {kinds['flaky']} flaky")
+    stored = verdicts(db_url)
+    assert set(stored) == set(expected)
+    for key, v in expected.items():
+        row = stored[key]
+        assert (row.verdict, row.attempts, row.failed_attempts, row.final_outcome) == (
+            v.verdict,
+            v.attempts,
+            v.failed_attempts,
+            v.final_outcome,
+        ), key
+        assert tuple(row.signatures) == v.signatures
+        assert row.at == T0 and row.lane == "tests" and row.hardware == "any"
+    with session_scope(db_url) as s:
+        run = s.get(m.Run, entry["run_id"])
+        assert (run.lane, run.hardware, run.commit.sha, run.ci_run_id, run.ci_attempt) == (
+            "tests",
+            "any",
+            "c0ffee1",
+            "900",
+            1,
+        )
+
+
+def test_rerunfailures_attempts_are_stored_and_grouped(db_url):
+    """The bare <testcase/> of a failed pytest-rerunfailures attempt is stored as a failure, not a pass."""
+    ingest_junit(db_url, [FIX / "pytest_rerunfailures.xml"], source=src(), lane="npu", hardware="Ascend910B3")
+    with session_scope(db_url) as s:
+        rows = s.execute(
+            select(tm.TestCase.key, tm.TestExecution.outcome, tm.TestExecution.source, tm.TestExecution.final)
+            .join(tm.TestCase, tm.TestCase.id == tm.TestExecution.test_pk)
+            .order_by(tm.TestExecution.inprocess_attempt)
+        ).all()
+    flaky = [r for r in rows if r.key == "tests/test_io.py::test_flaky_then_pass@Ascend910B3"]
+    assert [(r.outcome, r.source, r.final) for r in flaky] == [
+        ("fail", "rerun-testcase", False),
+        ("pass", "testcase", True),
+    ]
+    always = [r.outcome for r in rows if r.key == "tests/test_io.py::test_always_fails@Ascend910B3"]
+    assert always == ["fail", "fail", "fail"]
+    v = verdicts(db_url)
+    assert v["tests/test_io.py::test_flaky_then_pass@Ascend910B3"].verdict == "flaky"
+    assert v["tests/test_io.py::test_always_fails@Ascend910B3"].verdict == "fail"
+    assert v["tests/test_io.py::test_always_fails@Ascend910B3"].attempts == 3
+    assert {r.hardware for r in v.values()} == {"Ascend910B3"}
+
+
+def test_reingest_is_a_noop_that_says_so(db_url):
+    path = FIX / "pytest_xunit2.xml"
+    first = ingest_junit(db_url, [path], source=src(), lane=None, hardware=None)
+    n = count(db_url, tm.TestExecution)
+    again = ingest_junit(db_url, [path, path], source=src(), lane=None, hardware=None)
+    assert again.stored == [] and len(again.skipped) == 2
+    assert again.skipped[0]["run_id"] == first.stored[0]["run_id"]
+    assert "already stored" in again.skipped[0]["reason"]
+    assert count(db_url, tm.TestExecution) == n and count(db_url, m.Run) == 1
+    # a local ingest (no CI run id) of the same file for the same commit is a no-op too
+    ingest_junit(db_url, [path], source=src(run_id=None), lane=None, hardware=None)
+    local = ingest_junit(db_url, [path], source=src(run_id=None), lane=None, hardware=None)
+    assert local.stored == [] and count(db_url, m.Run) == 2
+
+
+def test_a_second_job_attempt_regroups_the_commit_pair(db_url, tmp_path):
+    """Attempt 1 fails a test, attempt 2 (a re-run of the workflow) passes it: one verdict, flaky."""
+    fail = _write(tmp_path, "attempt1", [("test_x", "fail"), ("test_y", "pass")])
+    ok = _write(tmp_path, "attempt2", [("test_x", "pass"), ("test_y", "pass")])
+    ingest_junit(db_url, [fail], source=src(attempt=1), lane=None, hardware=None, started_at=T0)
+    later = T0 + timedelta(hours=1)
+    ingest_junit(db_url, [ok], source=src(attempt=2), lane=None, hardware=None, started_at=later)
+    x = verdicts(db_url)["tests/test_s.py::test_x"]
+    assert (x.verdict, x.attempts, x.failed_attempts, x.process_attempts) == ("flaky", 2, 1, 2)
+    assert x.at == later and count(db_url, m.Run) == 2
+    assert count(db_url, tm.TestVerdictRow) == 2  # replaced, not duplicated
+
+
+def test_a_rerun_round_in_the_same_run_is_a_fresh_process_attempt(db_url, tmp_path):
+    first = _write(tmp_path, "round1", [("test_x", "fail"), ("test_y", "pass")])
+    rerun = _write(tmp_path, "round2", [("test_x", "pass")])
+    ingest_junit(db_url, [first], source=src(), lane=None, hardware=None)
+    ingest_junit(db_url, [rerun], source=src(), lane=None, hardware=None)
+    x = verdicts(db_url)["tests/test_s.py::test_x"]
+    assert (x.verdict, x.process_attempts, x.final_outcome, x.rerun_duration_s) == ("flaky", 2, "pass", 0.25)
+    assert count(db_url, m.Run) == 1
+
+
+@pytest.mark.parametrize("bad", ["hostile_billion_laughs", "hostile_external_entity", "malformed_truncated"])
+def test_a_hostile_or_broken_file_writes_nothing(db_url, bad, tmp_path):
+    good = tmp_path / "good.xml"
+    shutil.copy(FIX / "pytest_xunit2.xml", good)
+    with pytest.raises(InputError) as err:
+        ingest_junit(db_url, [good, FIX / f"{bad}.xml"], source=src(), lane=None, hardware=None)
+    assert f"{bad}.xml" in str(err.value)
+    for model in (m.Run, m.Commit, tm.TestCase, tm.TestExecution, tm.TestVerdictRow, tm.TestReport):
+        assert count(db_url, model) == 0, model.__tablename__
+
+
+def test_a_run_with_more_than_20_percent_failed_is_infra_excluded(db_url, tmp_path):
+    cases = [(f"test_{i}", "fail" if i < 3 else "pass") for i in range(10)]  # 30% failed
+    report = ingest_junit(db_url, [_write(tmp_path, "mass", cases)], source=src(), lane=None, hardware=None)
+    assert "infrastructure failure" in report.stored[0]["infra_failure"]
+    assert all(v.infra_excluded for v in verdicts(db_url).values())
+    ok = [(f"test_{i}", "fail" if i < 2 else "pass") for i in range(10)]  # 20%: not more than 20%
+    ingest_junit(db_url, [_write(tmp_path, "ok", ok)], source=src(commit="beef"), lane=None, hardware=None)
+    with session_scope(db_url) as s:
+        rows = s.scalars(select(tm.TestVerdictRow).where(tm.TestVerdictRow.head_commit == "beef")).all()
+    assert rows and not any(v.infra_excluded for v in rows)
+
+
+def test_migration_0002_downgrade_drops_what_it_created(sqlite_url):
+    from guardrail.store.db import downgrade, get_engine, upgrade
+
+    upgrade(sqlite_url)
+    ours = {"tests", "test_reports", "test_executions", "test_verdicts", "quarantine", "rerun_decisions"}
+    assert ours <= set(inspect(get_engine(sqlite_url)).get_table_names())
+    downgrade(sqlite_url, "0001")
+    names = set(inspect(get_engine(sqlite_url)).get_table_names())
+    assert not ours & names and "runs" in names
+    upgrade(sqlite_url)
+    assert ours <= set(inspect(get_engine(sqlite_url)).get_table_names())
+
+
+def test_cli_ingest_junit_exit_codes(tmp_path):
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    ok = subprocess.run(
+        [sys.executable, "-m", "guardrail", "ingest", "--format", "junit", str(FIX / "pytorch_reruns.xml"),
+         "--db", db, "--run-id", "77", "--commit", "abc1234"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "2 passed, 1 failed, 1 flaky" in ok.stdout and "1 stored" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "guardrail", "ingest", "--format", "junit", str(FIX / "hostile_dtd.xml"), "--db", db],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "hostile_dtd.xml" in bad.stderr
+
+
+def _write(where: Path, name: str, cases: list[tuple[str, str]]) -> Path:
+    """A small pytest-style JUnit file: (test name, pass|fail), 0.25 s each, in tests/test_s.py."""
+    body = []
+    for test, outcome in cases:
+        inner = '<failure message="AssertionError: got 3 want 4">boom</failure>' if outcome == "fail" else ""
+        body.append(f'<testcase classname="tests.test_s" name="{test}" time="0.25">{inner}</testcase>')
+    path = where / f"{name}.xml"
+    path.write_text(f'<testsuites><testsuite name="pytest">{"".join(body)}</testsuite></testsuites>')
+    return path
