@@ -108,3 +108,13 @@ def test_installed_command_in_a_subprocess(tmp_path: Path):
     res = subprocess.run([*CLI, "detect", str(path)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.startswith(f"error: {path}: row 2, column value")
+
+
+def test_change_from_zero_is_valid_json(tmp_path: Path, detect):
+    path = tmp_path / "zero.csv"
+    path.write_text("time,commit,value\n" + "".join(f"{i},c{i},{0 if i < 10 else 1}\n" for i in range(20)))
+    res = detect(str(path), "--format", "json")
+    assert res.returncode == 0
+    [cp] = json.loads(res.stdout)["change_points"]
+    assert cp["index"] == 10 and cp["change"] is None
+    assert "n/a" in detect(str(path)).stdout

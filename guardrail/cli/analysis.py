@@ -79,9 +79,10 @@ def change_points_json(rows: list[SeriesRow], *, window: int, p_value: float, mi
     out = []
     for cp in cps:
         row, prev = rows[cp.index], rows[cp.index - 1]
+        fields = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in cp.to_dict().items()}
         out.append(
             {
-                **cp.to_dict(),
+                **fields,  # a change from a zero level has no relative size: null
                 "commit": row.commit,
                 "time": row.time,
                 "commit_range": [prev.commit, row.commit],
@@ -103,7 +104,8 @@ def render_change_points(doc: dict, name: str) -> str:
     for cp in cps:
         lines.append(
             f"  row {cp['index']:>6}  {cp['time']}  {cp['commit_range'][0]}..{cp['commit_range'][1]}  "
-            f"{cp['before']:.6g} -> {cp['after']:.6g}  ({cp['change'] * 100:+.2f}%, p={cp['p_value']:.2g})"
+            f"{cp['before']:.6g} -> {cp['after']:.6g}  "
+            f"({'n/a' if cp['change'] is None else format(cp['change'] * 100, '+.2f') + '%'}, p={cp['p_value']:.2g})"
         )
     return "\n".join(lines)
 
