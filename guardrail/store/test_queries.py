@@ -197,6 +197,7 @@ def flaky_top(
                 "key": key,
                 "hardware": hw,
                 "rerun_minutes": round(float(seconds) / 60, 2),
+                "rerun_seconds": round(float(seconds), 1),
                 "reruns_in": int(n),
                 "state": s.state if s else "healthy",
                 "score": round(s.score, 4) if s else None,
