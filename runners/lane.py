@@ -186,6 +186,8 @@ def build_result(
         "transformer_forward_ms_per_step": [r.get("forward_ms_per_step") for r in ok],
         "outputs_per_generation": ok[0].get("outputs") if ok else None,
     }
+    if any("overhead" in r for r in ok):
+        extra["overhead_check"] = [r.get("overhead") for r in ok]
     return Result(
         schema="guardrail.result/v1",
         run=RunInfo(lane=lane, started_at=started, source=source),

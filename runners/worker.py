@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from runners.spec import load_workload
 
         spec = load_workload(args.workload)
-        result = run(spec, args.scale, Device(args.device), progress=say, seed=args.seed)
+        import os
+
+        check = os.environ.get("GUARDRAIL_OVERHEAD_CHECK") == "1"
+        result = run(spec, args.scale, Device(args.device), progress=say, seed=args.seed, keep_inputs=check)
     except BaseException as exc:  # everything, so that the parent gets a classified result
         tb = traceback.format_exc(limit=8)
         print(tb, file=sys.stderr, flush=True)

@@ -297,10 +297,38 @@ def run(
         "wall_e2e_s": wall_s,
         "outputs": n_out,
     }
-    if keep_inputs:
-        out["_pipe"] = pipe
-        out["_captured"] = probe.captured
+    if keep_inputs and probe.captured:
+        out["overhead"] = bare_forward_check(device, probe, steps_ms[warm_steps:] or steps_ms)
     return out
+
+
+def bare_forward_check(device: Device, probe: Probe, steps_ms: list[float], reps: int = 5) -> dict[str, Any]:
+    """Replay the transformer forwards of one steady-state step with nothing around them: the
+    runner's per-step latency minus this sum is the harness overhead (scheduler step, CFG combine,
+    hooks, callback)."""
+    import statistics
+
+    import torch
+
+    captured, probe.keep_inputs = list(probe.captured), False
+    bare = []
+    with torch.inference_mode():
+        for _ in range(reps):
+            start = device.event()
+            for module, args, kwargs in captured:
+                module(*args, **kwargs)
+            end = device.event()
+            device.synchronize()
+            bare.append(start.ms_until(end))
+    step_med = statistics.median(steps_ms)
+    bare_med = statistics.median(bare)
+    return {
+        "forwards_per_step": len(captured),
+        "bare_step_ms": bare,
+        "runner_step_median_ms": step_med,
+        "bare_step_median_ms": bare_med,
+        "overhead_fraction": step_med / bare_med - 1.0 if bare_med > 0 else None,
+    }
 
 
 def _count_outputs(output: Any) -> int:
