@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from guardrail.analysis.changepoints import detect_change_points
 from guardrail.cli.app import app
 from guardrail.errors import InputError
 
@@ -75,6 +74,8 @@ def read_series_csv(path: Path) -> list[SeriesRow]:
 
 def change_points_json(rows: list[SeriesRow], *, window: int, p_value: float, min_magnitude: float) -> dict:
     """The `guardrail.changepoints/v1` document for a series."""
+    from guardrail.analysis.changepoints import detect_change_points
+
     cps = detect_change_points([r.value for r in rows], window=window, p_value=p_value, min_magnitude=min_magnitude)
     out = []
     for cp in cps:

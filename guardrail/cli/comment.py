@@ -11,8 +11,6 @@ import typer
 
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InfraError, InputError
-from guardrail.reports.github import DEFAULT_API_URL, GitHub, marker_for
-from guardrail.reports.markdown import doc_status, render_markdown, summary_text
 
 
 def load_verdicts(path: Path) -> dict[str, Any]:
@@ -141,6 +139,9 @@ def comment(
         doc = _verdicts_from_db(resolve_db(db), repo, pr, sha)
     doc = doc or {}
     run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+    from guardrail.reports.github import DEFAULT_API_URL, GitHub, marker_for
+    from guardrail.reports.markdown import doc_status, render_markdown, summary_text
+
     state = doc_status(doc) if doc else "pending"
     lane = lane or run.get("lane") or "presubmit"
     key = key or lane
