@@ -3,6 +3,7 @@ change-point scan that turns new change points on main into alerts."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,6 +172,9 @@ def scan_change_points(
             last_run[key] = pts[-1].run_id
     known = set(session.scalars(select(m.Alert.dedup_key).where(m.Alert.kind == "changepoint")))
     by_id = {s.id: s for s in series_all}
+    def finite(x: float) -> float | None:  # a change from a zero level has no ratio
+        return x if math.isfinite(x) else None
+
     created = []
     for alert in attribute_and_dedup(
         points_by_key,
@@ -185,7 +189,7 @@ def scan_change_points(
             workload_id=int(workload_id),
             hardware=hw,
             lane=lane,
-            change=alert.worst_change,
+            change=finite(alert.worst_change),
             from_commit=alert.commit_range[0],
             to_commit=alert.commit_range[1],
             run_id=max(last_run[k] for k, _ in alert.members),
@@ -194,7 +198,7 @@ def scan_change_points(
                 {
                     "metric": by_id[k[2]].metric,
                     "series_id": k[2],
-                    "change": cp.change_point.change,
+                    "change": finite(cp.change_point.change),
                     "p_value": cp.change_point.p_value,
                     "index": cp.change_point.index,
                     "direction": directions[k],
