@@ -26,7 +26,7 @@ def _history(url, tmp_path, levels):
                 result_doc(
                     lane="nightly",
                     commit=f"c{i:03d}",
-                    started_at=f"2026-10-01T03:00:00Z".replace("01T", f"{1 + i:02d}T"),
+                    started_at=f"2026-10-{1 + i:02d}T03:00:00Z",
                     run_id=f"n{i}",
                     metrics={
                         "denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng),
