@@ -400,7 +400,7 @@ def series_detail(
         "branch": branch,
         "points": points,
         "baseline": _baseline_band(session, s, pts),
-        "change_points": detected + _changepoint_alerts(session, s, pts),
+        "change_points": _merge_change_points(detected, _changepoint_alerts(session, s, pts)),
         "environment_changes": _environment_changes(session, pts),
         "lanes": sorted(lanes_seen),
         "siblings": [
@@ -438,6 +438,12 @@ def _baseline_band(session: Session, s: m.Series, pts: list) -> dict[str, Any] |
     med = float(np.median(vals))
     sd = 1.4826 * float(np.median(np.abs(vals - med)))
     return {"source": "history", "median": med, "low": med - 2 * sd, "high": med + 2 * sd, "threshold": None}
+
+
+def _merge_change_points(detected: list[dict[str, Any]], alerted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts first; a detected change point at the same place as an alert is the same change, shown once."""
+    at = {c["index"] for c in alerted}
+    return alerted + [c for c in detected if c["index"] not in at]
 
 
 def _changepoint_alerts(session: Session, s: m.Series, pts: list) -> list[dict[str, Any]]:
