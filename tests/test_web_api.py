@@ -281,6 +281,7 @@ def test_run_page_verdicts_stages_drift(client, store):
     assert d["check"]["status"] in ("success", "failure")
     page = client.get(f"/runs/{ids['last_nightly']}").text
     assert "Stage breakdown" in page and "Output drift" in page
+    assert f'href="https://github.com/org/project/commit/13{"ab" * 19}"' in page
 
 
 def test_compare_two_runs(client, store):

@@ -6,6 +6,7 @@ what a page shows is exactly what the API returns.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -511,6 +512,17 @@ def run_samples(session: Session, series_id: int, run_id: int) -> dict[str, Any]
 # ---------------------------------------------------------------- runs
 
 
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+
+def _commit_url(repo: str | None, sha: str | None) -> str | None:
+    """A link to the commit on GitHub when the repository is an owner/name and the commit a hex sha."""
+    if repo and sha and _REPO.match(repo) and _SHA.match(sha):
+        return f"https://github.com/{repo}/commit/{sha}"
+    return None
+
+
 def _run_dict(r: m.Run) -> dict[str, Any]:
     return {
         "id": r.id,
@@ -520,6 +532,7 @@ def _run_dict(r: m.Run) -> dict[str, Any]:
         "commit": r.commit.sha if r.commit else None,
         "message": r.commit.message if r.commit else None,
         "repo": r.commit.repo if r.commit else None,
+        "commit_url": _commit_url(r.commit.repo, r.commit.sha) if r.commit else None,
         "branch": r.branch,
         "pr": r.pr,
         "base_commit": r.base_commit,
