@@ -184,6 +184,30 @@ def _reference(workload: m.Workload, series: m.Series) -> float | None:
     return None
 
 
+def _look(baseline: list[Samples], cand: Samples, look: int, max_looks: int, kwargs: dict[str, Any]) -> Any:
+    """Sequential confirmation: at look `look` of `max_looks` the test runs at its alpha-spending level, so the
+    error rate holds however many looks are taken. A result that should look again is `inconclusive` and
+    says how many repeats the next look needs."""
+    from dataclasses import replace
+
+    from guardrail.analysis.sequential import sequential_decision
+
+    decision = sequential_decision(baseline, cand, look, max_looks, **kwargs)
+    if decision.action == "stop":
+        return decision.comparison
+    c = decision.comparison
+    more = max(c.repeats_needed or 0, c.candidate_repeats) if c.repeats_needed else c.candidate_repeats
+    was = {"regression": "looks like a regression", "improvement": "looks like an improvement"}.get(c.verdict)
+    why = f"{was} but must be confirmed" if was else "unresolved"
+    return replace(
+        c,
+        verdict="inconclusive",
+        repeats_needed=more,
+        explanation=f"{c.explanation.rstrip('.')}; {why}: rerun with {more} more repeats "
+        f"(look {look + 1} of {max_looks}).",
+    )
+
+
 def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
     ok = [r for r in run.results if r.status == "ok"]
     errors = [
@@ -197,45 +221,56 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
         for r in run.results
         if r.status != "ok"
     ]
-    baselines: dict[int, tuple[list[m.Result], str]] = {r.id: _baseline_results(session, run, r, policy) for r in ok}
+    # Results of one workload in one run are looks of one judgement: a rerun that adds repeats (the rerun
+    # policy's confirmation) appends a result, and the candidate pools the repeats of all of them.
+    groups: dict[int, list[m.Result]] = defaultdict(list)
+    for r in ok:
+        groups[r.workload_id].append(r)
+    baselines = {wid: _baseline_results(session, run, rs[0], policy) for wid, rs in groups.items()}
     all_ids = [r.id for r in ok] + [b.id for rows, _ in baselines.values() for b in rows]
     samples = _samples_by_result(session, all_ids)
-    series_ids = {sid for (rid, sid) in samples if rid in {r.id for r in ok}}
+    ok_ids = {r.id for r in ok}
+    series_ids = {sid for (rid, sid) in samples if rid in ok_ids}
     series = {s.id: s for s in session.scalars(select(m.Series).where(m.Series.id.in_(series_ids)))}
 
     judged: list[SeriesJudged] = []
     descriptions: set[str] = set()
     window, history_n = policy.baseline.window, policy.baseline.noise_history
-    for result in ok:
-        rows, how = baselines[result.id]
+    sequential = policy.max_looks > 1
+    for wid, results in groups.items():
+        rows, how = baselines[wid]
         descriptions.add(how)
+        workload = results[0].workload
         # Group baseline results by run (a run may hold several results of one workload), newest first.
         by_run: dict[int, list[m.Result]] = defaultdict(list)
         for b in rows:
             by_run[b.run_id].append(b)
-        for sid in sorted(s for (rid, s) in samples if rid == result.id):
+        look = min(len(results), policy.max_looks)
+        for sid in sorted({s for (rid, s) in samples if rid in {r.id for r in results}}):
             s = series[sid]
-            cand = samples[(result.id, sid)]
+            cand = [rep for r in results for rep in samples.get((r.id, sid), [])]
             runs = [sum((samples.get((b.id, sid), []) for b in group), []) for group in by_run.values()]
             runs = [r for r in runs if r][:history_n]
             summary = s.summary is not None
             if not runs and policy.baseline.cold_start == "reference":
-                ref = _reference(result.workload, s)
+                ref = _reference(workload, s)
                 if ref is not None:
                     runs, summary = [[[ref]]], True
                     descriptions.add("pinned reference values (cold start)")
-            comparison = compare_metric(
-                runs[:window],
-                cand,
+            kwargs = dict(
                 direction=s.direction,
                 threshold=policy.threshold(s.metric),
                 history=runs,
                 summary=summary,
                 alpha=policy.alpha,
             )
+            if sequential:
+                comparison = _look(runs[:window], cand, look, policy.max_looks, kwargs)
+            else:
+                comparison = compare_metric(runs[:window], cand, **kwargs)
             judged.append(
                 SeriesJudged(
-                    result.workload.name,
+                    workload.name,
                     s.metric,
                     s.hardware,
                     s.unit,

@@ -45,6 +45,9 @@ class Policy(_Strict):
     informational: list[str] = Field(default_factory=list)  # reported, never gate
     fdr: float = Field(default=0.05, gt=0, lt=1)
     alpha: float = Field(default=0.05, gt=0, lt=1)
+    # Looks of sequential confirmation: with more than one, an unclear or first-seen result is judged at an
+    # alpha-spending level and asks for more repeats (the rerun plan) instead of deciding at once.
+    max_looks: int = Field(default=1, ge=1, le=10)
     raise_alerts: bool = False  # regressions of this lane become alerts (lanes that watch main)
 
     def threshold(self, metric: str) -> float:

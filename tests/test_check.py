@@ -311,3 +311,28 @@ def test_latest_verdicts_doc_for_a_commit_and_a_pr(db_url, tmp_path):
     assert by_commit["run"]["id"] == run_id and by_commit["summary"]["regression"] == 1
     assert by_pr["check_id"] == by_commit["check_id"]
     assert latest_verdicts_doc(db_url, repo="org/project", pr=8, commit=None) is None
+
+
+def test_first_seen_small_regression_is_confirmed_by_a_rerun(sqlite_url, tmp_path):
+    """Presubmit allows 3 looks: a 2% slowdown with 2 repeats asks for more repeats; the rerun's result, appended
+    to the same run, is pooled with the first and settles it at the second look's level."""
+    _nightlies(sqlite_url, tmp_path)
+    run_id = _presubmit(sqlite_url, tmp_path, 1020.0, seed=4)
+    first = _verdict(_check(sqlite_url, run_id))
+    assert first["verdict"] == "inconclusive" and "(look 2 of 3)" in first["explanation"], first
+    assert first["repeats_needed"] >= 2
+    rng = np.random.default_rng(8)
+    doc = result_doc(
+        lane="presubmit",
+        commit="feature1",
+        branch="feature",
+        pr=7,
+        started_at="2026-11-20T12:00:00Z",
+        run_id="pr-pr.json",
+        metrics={"denoise_step_latency": noisy_repeats(1020.0, repeats=4, rng=rng)},
+    )
+    doc["run"]["source"]["base_commit"] = "main09"
+    assert ingest(sqlite_url, [write(tmp_path / "rerun.json", doc)]).run_ids == [run_id]
+    second = _verdict(_check(sqlite_url, run_id))
+    assert second["candidate"]["repeats"] == 6
+    assert second["verdict"] == "regression" and "look 2 of 3" in second["explanation"], second
