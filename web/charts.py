@@ -47,7 +47,7 @@ def series_chart(detail: dict[str, Any], *, width: int = 900, height: int = 320)
     pts = detail["points"]
     if not pts:
         return None
-    left, right, top, bottom = 70, 20, 20, 40
+    left, right, top, bottom = 70, 45, 20, 40  # room for the last date label
     band = detail.get("baseline")
     ys = [p["low"] for p in pts] + [p["high"] for p in pts]
     if band:
@@ -111,7 +111,7 @@ def series_chart(detail: dict[str, Any], *, width: int = 900, height: int = 320)
         if 0 < i < n:
             what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in e["changed"].items()) or "environment"
             envs.append({"x": round((points[i]["cx"] + points[i - 1]["cx"]) / 2, 1), "title": what, "label": what[:40]})
-    yticks = [{"y": y(t), "label": fmt(t)} for t in _nice_ticks(lo - pad, hi + pad)]
+    yticks = [{"y": y(t), "label": fmt(t)} for t in _nice_ticks(lo - pad, hi + pad, 7)]
     step = max(1, math.ceil(n / 7))
     xticks = [{"x": points[i]["cx"], "label": pts[i]["time"][:10]} for i in range(0, n, step)]
     return {
