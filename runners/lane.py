@@ -222,16 +222,10 @@ def run_lane(
     if repeats is not None and repeats < 1:
         raise InputError("must be at least 1", field="--repeats")
     chosen = select(lane, names, workloads_dir)
-    for path, spec in chosen:
-        if spec.engine != "diffusers":
-            raise InputError(
-                "the command engine runs through runners.engines.command, not run_lane yet",
-                file=str(path),
-                field="engine",
-            )
     from runners.device import resolve
 
-    dev = resolve(device)
+    needs_device = any(spec.engine == "diffusers" for _, spec in chosen)
+    dev = resolve(device) if needs_device else device
     if source is None:
         from guardrail.ci_env import source_from_env
 
@@ -239,11 +233,20 @@ def run_lane(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    env = environment(dev)
+    env = environment(dev) if needs_device else None
     ui = _Progress(progress)
-    ui.line(f"lane {lane}: {len(chosen)} workload(s) on {dev} ({env.hardware}), scale {scale}")
+    ui.line(f"lane {lane}: {len(chosen)} workload(s) on {dev} ({env.hardware if env else 'external'}), scale {scale}")
     written = []
     for wi, (path, spec) in enumerate(chosen, 1):
+        if spec.engine == "command":
+            from runners.engines import command
+
+            with ui.status(f"[{wi}/{len(chosen)}] {spec.name}: {' '.join(spec.command.argv)[:80]}"):
+                files = command.run(spec, lane, source, out, hardware=env.hardware if env else None)
+            ui.line(f"[{wi}/{len(chosen)}] {spec.name}: {len(files)} result file(s)")
+            written.extend(files)
+            continue
+        assert env is not None
         n = repeats or spec.repeats_for(lane)
         started = datetime.now(UTC)
         runs, walls = [], []

@@ -182,7 +182,13 @@ class WorkloadSpec(_Strict):
     def _engine_fields(self) -> WorkloadSpec:
         if self.engine == "command":
             if self.command is None:
-                raise ValueError("engine 'command' needs a 'command' section")
+                raise _FieldError("command", "engine 'command' needs a 'command' section")
+            from guardrail.ingest.adapters import FORMATS
+
+            if self.command.adapter not in FORMATS:
+                raise _FieldError(
+                    "command.adapter", f"unknown adapter {self.command.adapter!r}; known: {', '.join(FORMATS)}"
+                )
             return self
         for key in ("pipeline", "model", "generation"):
             if getattr(self, key) is None:
