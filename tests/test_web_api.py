@@ -354,6 +354,13 @@ def test_ingest_endpoint_contract(client, store, tmp_path):
     detail = r3.json()["detail"]
     assert "bad.json" in detail and "repeats" in detail and "\n" not in detail and "/tmp" not in detail
     assert client.get("/api/v1/series", params={"workload": "never"}).json() == []  # nothing half-written
+    for odd in ("..", ".", "../../etc/passwd", "a\x00b.json", "é" * 120):
+        r = client.post(
+            "/api/v1/ingest",
+            headers=auth(ids["token"]),
+            json={"documents": [{"name": odd, "content": {"schema": "nope"}}]},
+        )
+        assert r.status_code == 422, (odd, r.text)
     r4 = client.post(
         "/api/v1/ingest", headers=auth(ids["token"]), json={"documents": [{"name": "x.xml", "content": "<testsuite/>"}]}
     )

@@ -213,19 +213,25 @@ def post_ingest(body: IngestRequest, request: Request, author: str = Depends(req
         # under its own (sanitised) name; errors are mapped back to the document's name.
         paths, names = [], {}
         for i, d in enumerate(body.documents):
-            name = PurePath(d.name.replace("\\", "/")).name.replace("\x00", "") or f"document-{i}.json"
+            name = PurePath(d.name.replace("\\", "/").replace("\x00", "")).name
+            if name in ("", ".", "..") or len(name.encode()) > 200:
+                name = f"document-{i}.json"
             path = Path(tmp) / str(i) / name
             path.parent.mkdir()
             path.write_text(json.dumps(d.content))
             paths.append(path)
             names[str(path)] = d.name
-        try:
-            docs = load_documents(paths, body.format)
-        except InputError as exc:
-            msg = str(exc)
-            for p, n in names.items():
-                msg = msg.replace(p, n)
-            raise InputError(msg) from None
+        docs = []
+        for path in paths:  # one at a time, so that any failure names its document
+            try:
+                docs.extend(load_documents([path], body.format))
+            except InputError as exc:
+                raise InputError(str(exc).replace(str(path), names[str(path)])) from None
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                # An adapter tripped over a shape it does not expect: still the document's fault, not a 500.
+                raise InputError(
+                    f"not a valid {body.format} document ({type(exc).__name__})", file=names[str(path)]
+                ) from None
     docs = [dataclasses.replace(doc, path=names.get(doc.path, doc.path)) for doc in docs]
     with session_scope(request.app.state.db_url, write=True) as session:
         report = store_documents(session, docs)
