@@ -3,6 +3,7 @@ served by the real app (FastAPI's TestClient speaks ASGI to it; the browser test
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -354,6 +355,13 @@ def test_ingest_endpoint_contract(client, store, tmp_path):
     detail = r3.json()["detail"]
     assert "bad.json" in detail and "repeats" in detail and "\n" not in detail and "/tmp" not in detail
     assert client.get("/api/v1/series", params={"workload": "never"}).json() == []  # nothing half-written
+    from tests.conftest import corpus_dir
+
+    if corpus_dir() is not None:  # an adapter format travels the same way (detected from name and content)
+        src = sorted((corpus_dir() / "vllm-omni-nightly" / "local_nightly_raw").rglob("*.json"))[0]
+        doc = {"name": src.name, "content": json.loads(src.read_text())}
+        r = client.post("/api/v1/ingest", json={"documents": [doc]}, headers=auth(ids["token"]))
+        assert r.status_code == 200 and r.json()["stored"] and r.json()["stored"][0]["file"] == src.name, r.text
     for odd in ("..", ".", "../../etc/passwd", "a\x00b.json", "é" * 120):
         r = client.post(
             "/api/v1/ingest",
