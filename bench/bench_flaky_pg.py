@@ -113,30 +113,90 @@ def fill(url: str, n_tests: int, n_runs: int, seed: int = 7) -> dict[str, int]:
     return counts
 
 
+def measure_ingest(url: str, path: str) -> None:
+    """Time ``ingest_junit`` of one file into ``url`` in this (fresh) process; print time and peak RSS."""
+    import resource
+
+    from guardrail.ingest.tests import ingest_junit
+    from guardrail.schema import CIInfo, Source
+    from guardrail.store.db import session_scope, upgrade
+
+    upgrade(url)
+    with session_scope(url):
+        pass
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    src = Source(repo="org/p", commit="a" * 40, ci=CIInfo(provider="github-actions", run_id="1", attempt=1))
+    t0, c0 = time.perf_counter(), time.process_time()
+    report = ingest_junit(url, [path], source=src, lane="tests", hardware="Ascend910B3")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (entry,) = report.stored
+    print(f"ingest {os.path.getsize(path) / 2**20:.1f} MiB ({entry['executions']:,} executions, "
+          f"{entry['verdicts']:,} verdicts; {entry['status']}): {wall:.2f} s wall, {cpu:.2f} s CPU "
+          f"(this process), peak RSS {peak:.0f} MiB ({base_rss:.0f} MiB before)")  # fmt: skip
+
+
+def bench_ingest(pg: str, path: str) -> None:
+    """The 50 MB file into a fresh SQLite file and a fresh PostgreSQL schema, each in a fresh process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        targets = [("SQLite", f"sqlite:///{d}/g.db", None)]
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        targets.append(("PostgreSQL", f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}", schema))
+        admin = sa.create_engine(pg)
+        with admin.begin() as c:
+            c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        try:
+            for name, url, _ in targets:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child-ingest", path, "--url", url],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                print(f"{name}: {out.stdout.strip()}")
+        finally:
+            with admin.begin() as c:
+                c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--ingest", metavar="JUNIT.xml", help="time ingest_junit of this file (SQLite and PostgreSQL)")
+    ap.add_argument("--child-ingest", help=argparse.SUPPRESS)
     ap.add_argument("--url", default=os.environ.get("GUARDRAIL_TEST_PG_URL", DEFAULT_URL))
     ap.add_argument("--tests", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="do not drop the schema (prints its URL)")
+    ap.add_argument("--reuse", metavar="SCHEMA", help="time over a schema kept by an earlier --keep run (no fill)")
     a = ap.parse_args()
+    if a.child_ingest:
+        return measure_ingest(a.url, a.child_ingest)
+    if a.ingest:
+        return bench_ingest(a.url, a.ingest)
 
     from guardrail.analysis.flaky import assess
     from guardrail.store.db import get_engine, session_scope, upgrade
     from guardrail.store.test_queries import flaky_stats, history
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    schema = a.reuse or f"bench_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(a.url)
-    with admin.begin() as c:
-        c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    if not a.reuse:
+        with admin.begin() as c:
+            c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     url = f"{a.url}{'&' if '?' in a.url else '?'}options=-csearch_path%3D{schema}"
     try:
         upgrade(url)
-        t0 = time.perf_counter()
-        counts = fill(url, a.tests, a.runs)
-        print(f"filled {counts['executions']:,} executions, {counts['verdicts']:,} verdicts "
-              f"({a.tests} tests x {a.runs} runs) in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        if not a.reuse:
+            t0 = time.perf_counter()
+            counts = fill(url, a.tests, a.runs)
+            print(f"filled {counts['executions']:,} executions, {counts['verdicts']:,} verdicts "
+                  f"({a.tests} tests x {a.runs} runs) in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        with get_engine(url).connect() as c:
+            n_exec = c.exec_driver_sql("SELECT count(*) FROM test_executions").scalar()
+            n_verd = c.exec_driver_sql("SELECT count(*) FROM test_verdicts").scalar()
+        print(f"store: {n_exec:,} executions, {n_verd:,} verdicts")
 
         for i in range(a.repeat):
             t0 = time.perf_counter()
@@ -161,18 +221,19 @@ def main() -> None:
         ]
         states = Counter(x.state for x in stats)
         print(f"SQL aggregate == pure assess: {same}; {states['flaky']} flaky, {states['broken']} broken")
+        from guardrail.store.test_queries import _PG_WINDOW_SQL
+
         with get_engine(url).connect() as c:
-            plan = c.exec_driver_sql(
-                "EXPLAIN (ANALYZE, BUFFERS) SELECT test_pk, row_number() OVER "
-                "(PARTITION BY test_pk ORDER BY at DESC, id DESC) "
-                "FROM test_verdicts WHERE NOT infra_excluded AND verdict <> 'skip'"
+            plan = c.execute(
+                sa.text("EXPLAIN (ANALYZE) " + _PG_WINDOW_SQL.format(vfilter="", tfilter="")),
+                {"now": NOW, "since": NOW - timedelta(days=14), "k": 100},
             ).all()
-            print("\n".join(r[0] for r in plan[:6]))
+            print("\n".join(r[0] for r in plan if "Execution Time" in r[0] or "Index" in r[0]))
     finally:
         from guardrail.store.db import get_engine as ge
 
         ge(url).dispose()
-        if not a.keep:
+        if not a.keep and not a.reuse:
             with admin.begin() as c:
                 c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         else:

@@ -111,7 +111,9 @@ class _TestIds:
                 from sqlalchemy.dialects.postgresql import insert as dialect_insert
             else:
                 from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            self.s.execute(dialect_insert(tm.TestCase).on_conflict_do_nothing(index_elements=["key_hash"]), new)
+            self.s.execute(
+                dialect_insert(tm.TestCase.__table__).on_conflict_do_nothing(index_elements=["key_hash"]), new
+            )
             self._read({r["key_hash"]: r["key"] for r in new})
 
     def _read(self, by_hash: dict[str, str]) -> None:
@@ -211,7 +213,7 @@ def _store_file(
                     "system_out": r.system_out,
                 }
             )
-        session.execute(insert(tm.TestExecution), rows)
+        session.execute(insert(tm.TestExecution.__table__), rows)  # Core executemany, not ORM bulk
         n += len(rows)
     counts = {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0}
     for bits in seen.values():
@@ -296,7 +298,7 @@ def regroup_pair(session: Session, run: m.Run, policy: FlakinessPolicy | None = 
     def flush() -> None:
         nonlocal total
         if rows:
-            session.execute(insert(tm.TestVerdictRow), rows)
+            session.execute(insert(tm.TestVerdictRow.__table__), rows)
             total += len(rows)
             rows.clear()
 
