@@ -79,6 +79,20 @@ def build_synthetic(spec: WorkloadSpec, scale: str, device: str, seed: int = 0) 
     return out
 
 
+def import_classes(spec: WorkloadSpec, scale: str) -> None:
+    """Resolve the (lazily imported) classes up front, so that load_time measures building only."""
+    import diffusers
+    import transformers
+
+    getattr(diffusers, spec.pipeline or "")
+    for comp in spec.components_at(scale).values():
+        if comp.kind == "diffusers":
+            getattr(diffusers, comp.cls or "")
+        elif comp.kind == "transformers":
+            getattr(transformers, comp.cls or "")
+            getattr(transformers, comp.config_class or "")
+
+
 def local_weights_path(spec: WorkloadSpec) -> str | None:
     import os
 

@@ -84,6 +84,8 @@ class Device:
     def _mod(self) -> Any:
         import torch
 
+        if self.type == "npu":
+            import torch_npu  # noqa: F401  (registers torch.npu)
         return getattr(torch, self.type) if self.type in ("cuda", "npu") else None
 
     def name(self) -> str:

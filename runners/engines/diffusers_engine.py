@@ -226,6 +226,9 @@ def run(
     import diffusers  # noqa: F401  (imported before the clock starts: load_time is building, not importing)
     import transformers  # noqa: F401
 
+    from runners.components import import_classes
+
+    import_classes(spec, scale)
     shrunk = shrink_edit_targets(spec, scale)
     say("building pipeline")
     device.reset_peak()
