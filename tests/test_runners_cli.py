@@ -64,3 +64,15 @@ def test_bad_workload_file_exits_2_before_anything_runs(tmp_path):
     assert r.returncode == 2
     assert "wan22-ti2v-5b-720p.yaml: options.cache:" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_auto_device_falls_back_to_cpu_here():
+    pytest.importorskip("torch")
+    import torch
+
+    from runners.device import resolve
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert resolve("auto") == "cpu"
+    assert resolve("cpu") == "cpu"
