@@ -198,3 +198,33 @@ def _write(where: Path, name: str, cases: list[tuple[str, str]]) -> Path:
     path = where / f"{name}.xml"
     path.write_text(f'<testsuites><testsuite name="pytest">{"".join(body)}</testsuite></testsuites>')
     return path
+
+
+def test_shards_ingested_one_by_one_keep_each_others_verdicts(db_url, tmp_path):
+    a = _write(tmp_path, "shard_a", [(f"test_a{i}", "pass") for i in range(6)])
+    b = _write(tmp_path, "shard_b", [(f"test_b{i}", "fail" if i < 2 else "pass") for i in range(6)])
+    ingest_junit(db_url, [a], source=src(), lane=None, hardware=None)
+    report = ingest_junit(db_url, [b], source=src(), lane=None, hardware=None)
+    assert report.stored[0]["verdicts"] == 6  # only shard b's tests were regrouped
+    v = verdicts(db_url)
+    assert len(v) == 12 and v["tests/test_s.py::test_a0"].verdict == "pass"
+    # 2 of 12 failed: under 20%, so the run is no infrastructure failure (shard b alone would be 33%)
+    assert not any(x.infra_excluded for x in v.values())
+    with session_scope(db_url) as s:
+        assert s.scalar(select(func.max(tm.TestExecution.process_attempt))) == 1  # shards, not reruns
+
+
+@pytest.mark.parametrize("batch", [100, 5000])
+def test_a_test_far_apart_in_one_file_still_gets_one_verdict(db_url, tmp_path, monkeypatch, batch):
+    """Beyond the reader's rerun window the attempts of a test are not contiguous: with small write
+    batches the ingest notices and regroups from the store; the verdict is the pure function's."""
+    import guardrail.ingest.tests as ingest_tests
+
+    monkeypatch.setattr(ingest_tests, "BATCH", batch)
+    cases = [("test_x", "fail")] + [(f"test_{i}", "pass") for i in range(600)] + [("test_x", "pass")]
+    path = _write(tmp_path, "apart", cases)
+    report = ingest_junit(db_url, [path], source=src(), lane=None, hardware=None)
+    expected = {v.identity.key: v.verdict for v in group_verdicts(list(iter_junit(path)))}
+    stored = {k: v.verdict for k, v in verdicts(db_url).items()}
+    assert stored == expected and stored["tests/test_s.py::test_x"] == "flaky"
+    assert report.stored[0]["verdicts"] == 601

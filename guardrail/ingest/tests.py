@@ -11,6 +11,7 @@ of that pair (all job attempts, all fresh-process reruns) and replaced.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from guardrail.analysis.flaky import FlakinessPolicy, run_infra_failure
@@ -72,58 +73,70 @@ def _batched(it: Iterable[TestCaseRecord], n: int) -> Iterator[list[TestCaseReco
         yield chunk
 
 
+class _Bulk:
+    """Plain DBAPI ``executemany`` of tuples: SQLAlchemy's per-row parameter processing cost more than the
+    database did (measured: ~3 s of 10 for 35k rows). Values arrive already in storage form: JSON as text,
+    datetimes through the column type's own bind processor (the UTC rule of ``UTCDateTime``)."""
+
+    def __init__(self, session: Session, table: Any, columns: Sequence[str], suffix: str = ""):
+        self.conn = session.connection()
+        dialect = self.conn.dialect
+        ph = "?" if dialect.paramstyle == "qmark" else "%s"
+        quote = dialect.identifier_preparer.quote
+        cols = ", ".join(quote(c) for c in columns)
+        self.sql = f"INSERT INTO {quote(table.name)} ({cols}) VALUES ({', '.join([ph] * len(columns))}){suffix}"
+
+    def __call__(self, rows: list[tuple]) -> None:
+        if rows:
+            self.conn.exec_driver_sql(self.sql, rows)
+
+
+def _datetime_bind(session: Session, column: Any):
+    dialect = session.get_bind().dialect
+    proc = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return proc or (lambda v: v)
+
+
 class _TestIds:
-    """test key -> ``tests.id``, created on first sight (concurrent ingests: insert-if-absent, then read)."""
+    """test identity -> ``tests.id``, created on first sight: insert-if-absent (a concurrent ingest may
+    have created the same test a moment ago), then read the ids back."""
 
     def __init__(self, session: Session):
         self.s = session
-        self.ids: dict[str, int] = {}
-        self.dialect = session.get_bind().dialect.name
+        self.ids: dict[str, int] = {}  # by key
+        self.by_ident: dict[TestIdentity, int] = {}  # hashing an identity is cheaper than building its key
+        self.conn = session.connection()
+        self.ph = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
 
-    def resolve(self, idents: Iterable[TestIdentity]) -> None:
+    def resolve(self, idents: Iterable[TestIdentity]) -> list[int]:
+        """The ids of ``idents``, in order."""
+        idents = list(idents)
         missing: dict[str, TestIdentity] = {}
         for ident in idents:
-            k = ident.key
-            if k not in self.ids and k not in missing:
-                missing[k] = ident
-        if not missing:
-            return
-        by_hash = {key_hash(k): k for k in missing}
-        self._read(by_hash)
-        new = [
-            {
-                "key_hash": h,
-                "key": k,
-                "test_id": missing[k].id,
-                "suite": missing[k].suite,
-                "file": missing[k].file,
-                "classname": missing[k].classname,
-                "name": missing[k].name,
-                "params": missing[k].params,
-                "hardware": missing[k].hardware,
-                "first_seen_at": m.utcnow(),
-            }
-            for h, k in by_hash.items()
-            if k not in self.ids
-        ]
-        if new:
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            self.s.execute(
-                dialect_insert(tm.TestCase.__table__).on_conflict_do_nothing(index_elements=["key_hash"]), new
-            )
-            self._read({r["key_hash"]: r["key"] for r in new})
-
-    def _read(self, by_hash: dict[str, str]) -> None:
-        hashes = list(by_hash)
-        for i in range(0, len(hashes), _LOOKUP_CHUNK):
-            chunk = hashes[i : i + _LOOKUP_CHUNK]
-            for pk, h in self.s.execute(
-                select(tm.TestCase.id, tm.TestCase.key_hash).where(tm.TestCase.key_hash.in_(chunk))
-            ):
-                self.ids[by_hash[h]] = pk
+            if ident not in self.by_ident:
+                k = ident.key
+                if k in self.ids:
+                    self.by_ident[ident] = self.ids[k]
+                elif k not in missing:
+                    missing[k] = ident
+        if missing:
+            now = _datetime_bind(self.s, tm.TestCase.__table__.c.first_seen_at)(m.utcnow())
+            new = [
+                (key_hash(k), k, i.id, i.suite, i.file, i.classname, i.name, i.params, i.hardware, now)
+                for k, i in missing.items()
+            ]
+            cols = ("key_hash", "key", "test_id", "suite", "file", "classname", "name", "params", "hardware")
+            _Bulk(self.s, tm.TestCase.__table__, (*cols, "first_seen_at"), " ON CONFLICT (key_hash) DO NOTHING")(new)
+            by_hash = {r[0]: r[1] for r in new}
+            hashes = list(by_hash)
+            for i in range(0, len(hashes), _LOOKUP_CHUNK):
+                chunk = hashes[i : i + _LOOKUP_CHUNK]
+                sql = f"SELECT id, key_hash FROM tests WHERE key_hash IN ({', '.join([self.ph] * len(chunk))})"
+                for pk, h in self.conn.exec_driver_sql(sql, tuple(chunk)):
+                    k = by_hash[h]
+                    self.ids[k] = pk
+                    self.by_ident[missing[k]] = pk
+        return [self.by_ident[i] for i in idents]
 
 
 def _existing_report(session: Session, run_doc: _RunDoc, key: str, content: str) -> tuple[int, int] | None:
@@ -152,6 +165,73 @@ def _existing_report(session: Session, run_doc: _RunDoc, key: str, content: str)
     return (row[0], row[1]) if row else None
 
 
+class _FreshVerdicts:
+    """Verdicts straight from the parsed records, for the common case -- one new file, the only run of its
+    commit pair -- so that nothing is read back. A test's group is complete at its ``final`` attempt; a
+    test seen again after its group was written (beyond the reader's rerun window) sets ``broken``, and
+    the caller then regroups from the store instead."""
+
+    def __init__(self, session: Session, run: m.Run, ids: _TestIds, pk: str, head: str | None, base: str | None):
+        self.ids, self.pk, self.head, self.base = ids, pk, head, base
+        self.run = (
+            run.id,
+            run.lane,
+            run.hardware,
+            _datetime_bind(session, tm.TestVerdictRow.__table__.c.at)(run.started_at),
+        )
+        self.insert_rows = _Bulk(session, tm.TestVerdictRow.__table__, _VERDICT_INSERT_COLS)
+        self.pending: list[TestCaseRecord] = []
+        self.open: dict[TestIdentity, list[TestCaseRecord]] = {}
+        self.written: set[int] = set()
+        self.broken = False
+        self.total = 0
+
+    def add(self, batch: list[TestCaseRecord]) -> None:
+        if self.broken:
+            return
+        # a test's earlier attempts leave the reader before its final one (up to its rerun window
+        # later): hold them until the final attempt arrives
+        for r in batch:
+            group = self.open.get(r.identity)
+            if group is None:
+                group = self.open[r.identity] = []
+            group.append(r)
+            if r.final:
+                self.pending.extend(self.open.pop(r.identity))
+        if len(self.pending) >= BATCH:
+            self._write(self.pending)
+            self.pending.clear()
+
+    def finish(self) -> None:
+        if not self.broken:
+            for group in self.open.values():
+                self.pending.extend(group)
+            self._write(self.pending)
+        self.pending.clear()
+        self.open.clear()
+
+    def _write(self, records: list[TestCaseRecord]) -> None:
+        if not records:
+            return
+        run_id, lane, hw, at = self.run
+        rows = []
+        for v in group_verdicts(records, head_commit=self.head, base_commit=self.base):
+            test_pk = self.ids.by_ident[v.identity]
+            if test_pk in self.written:
+                self.broken = True
+                return
+            self.written.add(test_pk)
+            rows.append(
+                (
+                    test_pk, self.pk, self.head, self.base, run_id, lane, hw, at, v.verdict, v.final_outcome,
+                    v.attempts, v.failed_attempts, json.dumps(list(v.signatures)), v.duration_s,
+                    v.rerun_duration_s, v.process_attempts, False,
+                )
+            )  # fmt: skip
+        self.insert_rows(rows)
+        self.total += len(rows)
+
+
 def _store_file(
     session: Session,
     path: Path,
@@ -162,15 +242,20 @@ def _store_file(
     job_attempt: int,
     hardware: str | None,
     run_is_new: bool,
+    fresh: _FreshVerdicts | None = None,
 ) -> tuple[int, dict[str, int], set[str]]:
-    """Stream one file into ``test_executions``; returns (executions, verdict counts, suite names)."""
+    """Stream one file into ``test_executions``; returns (executions, verdict counts, suite names).
+
+    The ``<system-out>`` tail is kept for failed attempts only (where "device lost" shows up): in a
+    realistic 50 MB file half the passing cases carry a log, 30 MB the store would never show.
+    """
     # per test: bit 1 an attempt passed, 2 an attempt failed, 4 skipped -- enough for the file's summary
     seen: dict[int, int] = {}
     suites: set[str] = set()
     n = 0
+    insert_rows = _Bulk(session, tm.TestExecution.__table__, _EXEC_INSERT_COLS)
     for batch in _batched(iter_junit(path, job_attempt=job_attempt, hardware=hardware), BATCH):
-        ids.resolve(r.identity for r in batch)
-        pks = [ids.ids[r.identity.key] for r in batch]
+        pks = ids.resolve(r.identity for r in batch)
         earlier: dict[int, int] = {}
         if not run_is_new:
             # A test seen again in the same run and job attempt (another file: a rerun round) ran in a fresh
@@ -189,32 +274,24 @@ def _store_file(
                 )
                 earlier.update(dict(session.execute(q).all()))
         rows = []
+        run_id, report_id = run.id, report.id
         for r, pk in zip(batch, pks, strict=True):
             suites.add(r.identity.suite)
             bit = 4 if r.outcome == "skip" else 2 if r.outcome in FAILED else 1
             seen[pk] = seen.get(pk, 0) | bit
             rows.append(
-                {
-                    "test_pk": pk,
-                    "run_id": run.id,
-                    "report_id": report.id,
-                    "job_attempt": r.job_attempt,
-                    "process_attempt": earlier[pk] + r.process_attempt if pk in earlier else r.process_attempt,
-                    "inprocess_attempt": r.inprocess_attempt,
-                    "outcome": r.outcome,
-                    "duration_s": r.duration_s,
-                    "phase": r.phase,
-                    "failure_type": r.failure_type,
-                    "message": r.message,
-                    "signature": r.signature,
-                    "source": r.source,
-                    "final": r.final,
-                    "properties": dict(r.properties) if r.properties else None,
-                    "system_out": r.system_out,
-                }
-            )
-        session.execute(insert(tm.TestExecution.__table__), rows)  # Core executemany, not ORM bulk
+                (
+                    pk, run_id, report_id, r.job_attempt,
+                    earlier[pk] + r.process_attempt if pk in earlier else r.process_attempt,
+                    r.inprocess_attempt, r.outcome, r.duration_s, r.phase, r.failure_type, r.message,
+                    r.signature, r.source, r.final, json.dumps(dict(r.properties)) if r.properties else None,
+                    r.system_out if r.outcome in FAILED else None,
+                )
+            )  # fmt: skip
+        insert_rows(rows)
         n += len(rows)
+        if fresh is not None:
+            fresh.add(batch)
     counts = {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0}
     for bits in seen.values():
         ran = bits & 3
@@ -222,6 +299,15 @@ def _store_file(
     return n, counts, suites
 
 
+_EXEC_INSERT_COLS = (
+    "test_pk", "run_id", "report_id", "job_attempt", "process_attempt", "inprocess_attempt", "outcome",
+    "duration_s", "phase", "failure_type", "message", "signature", "source", "final", "properties", "system_out",
+)  # fmt: skip
+_VERDICT_INSERT_COLS = (
+    "test_pk", "pair_key", "head_commit", "base_commit", "run_id", "lane", "hardware", "at", "verdict",
+    "final_outcome", "attempts", "failed_attempts", "signatures", "duration_s", "rerun_duration_s",
+    "process_attempts", "infra_excluded",
+)  # fmt: skip
 _EXEC_COLS = (
     tm.TestExecution.test_pk,
     tm.TestExecution.run_id,
@@ -235,86 +321,80 @@ _EXEC_COLS = (
 )
 
 
-def regroup_pair(session: Session, run: m.Run, policy: FlakinessPolicy | None = None) -> dict[str, Any]:
+def regroup_pair(
+    session: Session, run: m.Run, policy: FlakinessPolicy | None = None, *, reports: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Replace the verdicts of ``run``'s (head, base) pair, regrouped over every attempt of the pair.
 
-    Streams the pair's executions ordered by test, groups one test at a time with
-    :func:`group_verdicts`, inserts in batches; then marks the runs that :func:`run_infra_failure` calls
-    infrastructure failures. Returns {"verdicts": n, "infra": {run_id: reason}}.
+    Only the tests in ``reports`` (this ingest's files) are regrouped when given: a verdict depends on its
+    own test's executions only, so a sharded job ingested file by file stays linear. Streams the pair's
+    executions ordered by test, groups one test at a time with :func:`group_verdicts`, inserts in
+    batches; then re-marks the runs that :func:`run_infra_failure` calls infrastructure failures.
+    Returns {"verdicts": n regrouped, "infra": {run_id: reason}}.
     """
     policy = policy or FlakinessPolicy()
-    head = run.commit.sha if run.commit is not None else None
-    base = run.base_commit
-    pk = pair_key(head, base, run.id)
-    runs_q = select(m.Run.id, m.Run.started_at, m.Run.lane, m.Run.hardware)
-    if head:
-        runs_q = runs_q.join(m.Commit, m.Commit.id == m.Run.commit_id).where(m.Commit.sha == head)
-        runs_q = runs_q.where(m.Run.base_commit.is_(None) if base is None else m.Run.base_commit == base)
-    else:
-        runs_q = runs_q.where(m.Run.id == run.id)
-    runs = {r.id: r for r in session.execute(runs_q)}
-    session.execute(delete(tm.TestVerdictRow).where(tm.TestVerdictRow.pair_key == pk))
-
-    q = (
-        select(*_EXEC_COLS)
-        .where(tm.TestExecution.run_id.in_(list(runs)))
-        .order_by(
-            tm.TestExecution.test_pk,
-            tm.TestExecution.job_attempt,
-            tm.TestExecution.process_attempt,
-            tm.TestExecution.inprocess_attempt,
-            tm.TestExecution.id,
-        )
-        .execution_options(yield_per=BATCH)
-    )
-    rows: list[dict[str, Any]] = []
+    head, base, pk, runs = _pair_runs(session, run)
+    stale = delete(tm.TestVerdictRow).where(tm.TestVerdictRow.pair_key == pk)
+    q = select(*_EXEC_COLS).where(tm.TestExecution.run_id.in_(list(runs)))
+    if reports is not None:
+        touched = select(tm.TestExecution.test_pk).where(tm.TestExecution.report_id.in_(list(reports))).distinct()
+        stale = stale.where(tm.TestVerdictRow.test_pk.in_(touched))
+        q = q.where(tm.TestExecution.test_pk.in_(touched))
+    session.execute(stale)
+    q = q.order_by(
+        tm.TestExecution.test_pk,
+        tm.TestExecution.job_attempt,
+        tm.TestExecution.process_attempt,
+        tm.TestExecution.inprocess_attempt,
+        tm.TestExecution.id,
+    ).execution_options(yield_per=BATCH)
     total = 0
+    insert_rows = _Bulk(session, tm.TestVerdictRow.__table__, _VERDICT_INSERT_COLS)
+    at_bind = _datetime_bind(session, tm.TestVerdictRow.__table__.c.at)
+    # the newest run of a set of runs, and its stored timestamp (one bind per run, not per row)
+    newest_of: dict[frozenset[int], tuple[Any, Any]] = {}
 
-    def emit(test_pk: int, recs: list[TestCaseRecord], run_ids: set[int]) -> None:
-        (v,) = group_verdicts(recs, head_commit=head, base_commit=base)
-        newest = max((runs[i] for i in run_ids), key=lambda r: (r.started_at, r.id))
-        rows.append(
-            {
-                "test_pk": test_pk,
-                "pair_key": pk,
-                "head_commit": head,
-                "base_commit": base,
-                "run_id": newest.id,
-                "lane": newest.lane,
-                "hardware": newest.hardware,
-                "at": newest.started_at,
-                "verdict": v.verdict,
-                "final_outcome": v.final_outcome,
-                "attempts": v.attempts,
-                "failed_attempts": v.failed_attempts,
-                "signatures": list(v.signatures),
-                "duration_s": v.duration_s,
-                "rerun_duration_s": v.rerun_duration_s,
-                "process_attempts": v.process_attempts,
-                "infra_excluded": False,
-            }
-        )
+    def newest(run_ids: frozenset[int]) -> tuple[Any, Any]:
+        if run_ids not in newest_of:
+            r = max((runs[i] for i in run_ids), key=lambda r: (r.started_at, r.id))
+            newest_of[run_ids] = (r, at_bind(r.started_at))
+        return newest_of[run_ids]
+
+    # group_verdicts runs over many tests at once (one identity per test, its pk as the name)
+    pending: list[TestCaseRecord] = []
+    pending_runs: dict[int, frozenset[int]] = {}
 
     def flush() -> None:
         nonlocal total
-        if rows:
-            session.execute(insert(tm.TestVerdictRow.__table__), rows)
-            total += len(rows)
-            rows.clear()
+        rows = []
+        for v in group_verdicts(pending, head_commit=head, base_commit=base):
+            test_pk = int(v.identity.name)
+            r, at = newest(pending_runs[test_pk])
+            rows.append(
+                (
+                    test_pk, pk, head, base, r.id, r.lane, r.hardware, at, v.verdict, v.final_outcome,
+                    v.attempts, v.failed_attempts, json.dumps(list(v.signatures)), v.duration_s,
+                    v.rerun_duration_s, v.process_attempts, False,
+                )
+            )  # fmt: skip
+        insert_rows(rows)
+        total += len(rows)
+        pending.clear()
+        pending_runs.clear()
 
     current: int | None = None
-    recs: list[TestCaseRecord] = []
+    ident = TestIdentity("", None, None, "")
     run_ids: set[int] = set()
-    ident = TestIdentity("", None, None, "")  # grouping is per test already: one identity will do
     for e in session.execute(q):
         if e.test_pk != current:
-            if recs:
-                emit(current, recs, run_ids)  # type: ignore[arg-type]
-                if len(rows) >= BATCH:
+            if current is not None:
+                pending_runs[current] = frozenset(run_ids)
+                if len(pending) >= BATCH:
                     flush()
-            current, recs, run_ids = e.test_pk, [], set()
+            current, run_ids = e.test_pk, set()
+            ident = TestIdentity("", None, None, str(e.test_pk))
         run_ids.add(e.run_id)
-        recs.append(
+        pending.append(
             TestCaseRecord(
                 identity=ident,
                 outcome=e.outcome,
@@ -326,10 +406,31 @@ def regroup_pair(session: Session, run: m.Run, policy: FlakinessPolicy | None = 
                 signature=e.signature,
             )
         )
-    if recs:
-        emit(current, recs, run_ids)  # type: ignore[arg-type]
-    flush()
+    if current is not None:
+        pending_runs[current] = frozenset(run_ids)
+    if pending:
+        flush()
 
+    return {"verdicts": total, "infra": _mark_infra(session, pk, runs, policy)}
+
+
+def _pair_runs(session: Session, run: m.Run) -> tuple[str | None, str | None, str, dict[int, Any]]:
+    """(head, base, pair key, {run id: (id, started_at, lane, hardware)}) of every run of ``run``'s pair."""
+    head = run.commit.sha if run.commit is not None else None
+    base = run.base_commit
+    runs_q = select(m.Run.id, m.Run.started_at, m.Run.lane, m.Run.hardware)
+    if head:
+        runs_q = runs_q.join(m.Commit, m.Commit.id == m.Run.commit_id).where(m.Commit.sha == head)
+        runs_q = runs_q.where(m.Run.base_commit.is_(None) if base is None else m.Run.base_commit == base)
+    else:
+        runs_q = runs_q.where(m.Run.id == run.id)
+    return head, base, pair_key(head, base, run.id), {r.id: r for r in session.execute(runs_q)}
+
+
+def _mark_infra(session: Session, pk: str, runs: dict[int, Any], policy: FlakinessPolicy) -> dict[int, str]:
+    """Flag the verdicts of runs that :func:`run_infra_failure` calls infrastructure failures."""
+    # a verdict may have moved to a newer run: judge every run of the pair afresh
+    session.execute(update(tm.TestVerdictRow).where(tm.TestVerdictRow.pair_key == pk).values(infra_excluded=False))
     infra: dict[int, str] = {}
     for rid in runs:
         verdicts = session.execute(
@@ -343,7 +444,7 @@ def regroup_pair(session: Session, run: m.Run, policy: FlakinessPolicy | None = 
                 .where(tm.TestVerdictRow.pair_key == pk, tm.TestVerdictRow.run_id == rid)
                 .values(infra_excluded=True)
             )
-    return {"verdicts": total, "infra": infra}
+    return infra
 
 
 def ingest_junit(
@@ -377,54 +478,69 @@ def ingest_junit(
     with session_scope(db_url, write=True) as session:
         cache = _Cache(session)
         ids = _TestIds(session)
-        run: m.Run | None = None
-        run_is_new = False
-        done: set[str] = set()
+        to_store: list[tuple[Path, str]] = []
         for path, content in hashes:
-            entry = {"file": str(path), "workload": path.name, "hardware": run_doc.environment.hardware}
             found = _existing_report(session, run_doc, key, content)
-            if found or content in done:
-                rid = found[1] if found else run.id  # type: ignore[union-attr]
-                report.skipped.append(
-                    {**entry, "status": "already stored", "run_id": rid,
-                     "reason": "already stored (same file content for the same run)"}
-                )  # fmt: skip
+            if found is None and content not in {c for _, c in to_store}:
+                to_store.append((path, content))
                 continue
-            if run is None:
-                run, run_is_new = cache.run(run_doc)  # type: ignore[arg-type]
-                session.flush()
-            done.add(content)
+            report.skipped.append(
+                {"file": str(path), "workload": path.name, "hardware": run_doc.environment.hardware,
+                 "status": "already stored", "run_id": found[1] if found else None,
+                 "reason": "already stored (same file content for the same run)"}
+            )  # fmt: skip
+        if not to_store:
+            return report
+        run, run_is_new = cache.run(run_doc)  # type: ignore[arg-type]
+        session.flush()
+        for s in report.skipped:
+            s["run_id"] = s["run_id"] or run.id
+        head, base, pk, runs = _pair_runs(session, run)
+        fresh = None
+        if run_is_new and len(to_store) == 1 and list(runs) == [run.id]:
+            fresh = _FreshVerdicts(session, run, ids, pk, head, base)
+        stored_reports: list[int] = []
+        for path, content in to_store:
             rep = tm.TestReport(run_id=run.id, content_hash=content, path=str(path))
             session.add(rep)
             session.flush()
+            stored_reports.append(rep.id)
             n, counts, suites = _store_file(
-                session, path, rep, run, ids, job_attempt=job_attempt, hardware=hardware, run_is_new=run_is_new
-            )
+                session, path, rep, run, ids, job_attempt=job_attempt, hardware=hardware, run_is_new=run_is_new,
+                fresh=fresh,
+            )  # fmt: skip
             run_is_new = False  # later files of this invocation may rerun tests of earlier ones
             rep.executions, rep.tests = n, sum(counts.values())
             status = f"{counts['passed']} passed, {counts['failed']} failed, {counts['flaky']} flaky"
             if counts["skipped"]:
                 status += f", {counts['skipped']} skipped"
-            names = sorted(s for s in suites if s)
+            names = sorted(x for x in suites if x)
             report.stored.append(
                 {
-                    **entry,
+                    "file": str(path),
                     "workload": ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
                     if names
                     else path.name,
                     "status": status,
+                    "hardware": run.hardware,
                     "run_id": run.id,
                     "lane": run.lane,
                     "tests": rep.tests,
                     "executions": n,
-                    **{k: v for k, v in counts.items()},
+                    **counts,
                 }
             )
-        if run is not None:
-            session.flush()
-            grouped = regroup_pair(session, run, policy)
-            for s in report.stored:
-                s["verdicts"] = grouped["verdicts"]
-                if run.id in grouped["infra"]:
-                    s["infra_failure"] = grouped["infra"][run.id]
+        session.flush()
+        if fresh is not None:
+            fresh.finish()
+        if fresh is not None and not fresh.broken:
+            grouped = {"verdicts": fresh.total, "infra": _mark_infra(session, pk, runs, policy or FlakinessPolicy())}
+        else:
+            if fresh is not None:  # a test's attempts were not contiguous: start over from the store
+                session.execute(delete(tm.TestVerdictRow).where(tm.TestVerdictRow.pair_key == pk))
+            grouped = regroup_pair(session, run, policy, reports=stored_reports)
+        for s in report.stored:
+            s["verdicts"] = grouped["verdicts"]
+            if run.id in grouped["infra"]:
+                s["infra_failure"] = grouped["infra"][run.id]
     return report
