@@ -27,9 +27,12 @@ def apply(pipe: Any, options: Options, device_type: str) -> dict[str, Any]:
             raise RuntimeError(
                 "workload asks for cache: cache_dit but the cache-dit package is not installed"
             ) from None
-        cache_dit.enable_cache(pipe, **options.cache_config)
+        # the workload's cache_config is cache-dit's DBCacheConfig (Fn/Bn compute blocks, thresholds, ...)
+        config = cache_dit.DBCacheConfig(**options.cache_config) if options.cache_config else None
+        cache_dit.enable_cache(pipe, cache_config=config)
         applied["cache"] = "cache_dit"
         applied["cache_config"] = options.cache_config
+        applied["cache_dit_version"] = getattr(cache_dit, "__version__", None)
     if options.compile == "inductor":
         for t in transformers_of(pipe):
             t.compile(mode=options.compile_mode) if options.compile_mode else t.compile()

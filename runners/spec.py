@@ -115,6 +115,7 @@ class Scaled(_Strict):
     generation: dict[str, Any] = {}
     warmup_generations: int | None = Field(default=None, ge=0)
     warmup_steps: int | None = Field(default=None, ge=0)
+    options: Options | None = None  # e.g. a cache config that fits the tiny transformer's 2 blocks
 
 
 class Model(_Strict):
@@ -223,6 +224,9 @@ class WorkloadSpec(_Strict):
         if scale == "full" or not self.tiny.generation:
             return self.generation
         return Generation(**{**self.generation.model_dump(), **self.tiny.generation})
+
+    def options_at(self, scale: str) -> Options:
+        return self.tiny.options if scale == "tiny" and self.tiny.options is not None else self.options
 
     def dtype_at(self, scale: str) -> str:
         return (self.tiny.dtype or self.dtype) if scale == "tiny" else self.dtype
@@ -386,6 +390,7 @@ def effective_spec(spec: WorkloadSpec, scale: str) -> dict[str, Any]:
         }
         d["generation"] = spec.generation_at(scale).model_dump(mode="json")
         d["dtype"] = spec.dtype_at(scale)
+        d["options"] = spec.options_at(scale).model_dump(mode="json")
         d["warmup_generations"], d["warmup_steps"] = spec.warmup_at(scale)
     d["scale"] = scale
     return d

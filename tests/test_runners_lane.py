@@ -133,3 +133,23 @@ def test_error_classification_on_real_exception_types():
     assert classify(RuntimeError("HCCL function error: hcclAllReduce, timed out")) == "collective_timeout"
     assert classify(RuntimeError("CUDA error: an illegal memory access was encountered")) == "device_error"
     assert classify(ValueError("height must be positive")) == "exception"
+
+
+@pytest.mark.slow
+def test_cache_dit_option_is_applied_through_the_library(tmp_path):
+    pytest.importorskip("cache_dit")
+    wdir = tmp_path / "w"
+    wdir.mkdir()
+    cfg = {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 1, "residual_diff_threshold": 0.5}
+    _copy(
+        wdir, "wan22-ti2v-5b-720p", "wan-cache", lambda d: d.update(options={"cache": "cache_dit", "cache_config": cfg})
+    )
+    from runners import run_lane
+
+    files = run_lane(
+        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "o", progress=False, workloads_dir=wdir
+    )
+    r = load_result(files[0])
+    assert r.status == "ok", r.error
+    assert r.extra["applied"]["cache"] == "cache_dit" and r.extra["applied"]["cache_config"] == cfg
+    assert r.workload.spec["options"]["cache"] == "cache_dit"

@@ -238,7 +238,7 @@ def run(
     device.synchronize()
     load_s = time.perf_counter() - t0
     pipe.set_progress_bar_config(disable=True)
-    applied = {**apply(pipe, spec.options, device.type), **shrunk}
+    applied = {**apply(pipe, spec.options_at(scale), device.type), **shrunk}
     probe = Probe(device)
     _instrument(pipe, probe)
 
