@@ -237,6 +237,9 @@ def run_lane(
     ui = _Progress(progress)
     ui.line(f"lane {lane}: {len(chosen)} workload(s) on {dev} ({env.hardware if env else 'external'}), scale {scale}")
     written = []
+    # One invocation is one run: every result carries the lane's start time, so that without a CI run id the
+    # store still groups them (guardrail.store.writer.run_key).
+    lane_started = datetime.now(UTC)
     for wi, (path, spec) in enumerate(chosen, 1):
         if spec.engine == "command":
             from runners.engines import command
@@ -268,7 +271,7 @@ def run_lane(
             )
             if data.get("status") == "timeout":
                 break  # the next process would time out the same way; the lane moves on
-        result = build_result(spec, scale, lane, started, source, env, runs, walls, n)
+        result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, n)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         f = out / f"{spec.name}.{scale}.{dev}.{stamp}.json"
         f.write_text(result.to_json())
