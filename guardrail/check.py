@@ -185,26 +185,30 @@ def _reference(workload: m.Workload, series: m.Series) -> float | None:
 
 
 def _look(baseline: list[Samples], cand: Samples, look: int, max_looks: int, kwargs: dict[str, Any]) -> Any:
-    """Sequential confirmation: at look `look` of `max_looks` the test runs at its alpha-spending level, so the
-    error rate holds however many looks are taken. A result that should look again is `inconclusive` and
-    says how many repeats the next look needs."""
+    """Sequential confirmation: the verdict at look `look` of `max_looks` is tested at its alpha-spending level,
+    so the error rate holds however many looks are taken; an unclear or not yet overwhelming result is
+    `inconclusive` and says how many repeats the next look needs. The interval shown stays the plain 95% one."""
     from dataclasses import replace
 
     from guardrail.analysis.sequential import sequential_decision
 
+    plain = compare_metric(baseline, cand, **kwargs)
     decision = sequential_decision(baseline, cand, look, max_looks, **kwargs)
+    note = f"look {look} of {max_looks}"
     if decision.action == "stop":
+        if decision.comparison.verdict == plain.verdict:
+            return replace(plain, explanation=f"{plain.explanation.rstrip('.')} ({note}).")
         return decision.comparison
-    c = decision.comparison
-    more = max(c.repeats_needed or 0, c.candidate_repeats) if c.repeats_needed else c.candidate_repeats
-    was = {"regression": "looks like a regression", "improvement": "looks like an improvement"}.get(c.verdict)
+    if plain.verdict == "noisy":  # more repeats of this kind cannot settle it: say so, don't ask for a rerun
+        return plain
+    more = max(plain.repeats_needed or 0, plain.candidate_repeats)
+    was = {"regression": "looks like a regression", "improvement": "looks like an improvement"}.get(plain.verdict)
     why = f"{was} but must be confirmed" if was else "unresolved"
     return replace(
-        c,
+        plain,
         verdict="inconclusive",
         repeats_needed=more,
-        explanation=f"{c.explanation.rstrip('.')}; {why}: rerun with {more} more repeats "
-        f"(look {look + 1} of {max_looks}).",
+        explanation=f"{plain.explanation.rstrip('.')}; {why} ({note}): rerun with {more} more repeats.",
     )
 
 

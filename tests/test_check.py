@@ -319,7 +319,7 @@ def test_first_seen_small_regression_is_confirmed_by_a_rerun(sqlite_url, tmp_pat
     _nightlies(sqlite_url, tmp_path)
     run_id = _presubmit(sqlite_url, tmp_path, 1020.0, seed=4)
     first = _verdict(_check(sqlite_url, run_id))
-    assert first["verdict"] == "inconclusive" and "(look 2 of 3)" in first["explanation"], first
+    assert first["verdict"] == "inconclusive" and "must be confirmed (look 1 of 3)" in first["explanation"], first
     assert first["repeats_needed"] >= 2
     rng = np.random.default_rng(8)
     doc = result_doc(
