@@ -282,6 +282,7 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> dict[str, Any]:
                     comparison,
                     s.metric in policy.informational,
                     sid,
+                    s.summary is not None,
                 )
             )
     judged, judgement = apply_fdr(judged, policy.fdr)
@@ -373,10 +374,14 @@ def store_check(session: Session, run: m.Run, policy: Policy, doc: dict[str, Any
 
 
 def raise_regression_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -> None:
-    """One alert per workload and hardware for the regressions of this run (its metrics grouped)."""
+    """One alert per workload and hardware for the regressions of this run (its metrics grouped).
+
+    Series of per-run summaries (one value per run, e.g. vLLM-Omni's latency_mean) raise no alert from a single
+    run: one value cannot tell an outlier night from a step, so those are left to the change-point scan, which
+    waits for the later points that confirm a step (docs/statistics.md measures why)."""
     by_workload: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for v in doc["verdicts"]:
-        if v["verdict"] == "regression" and not v["informational"]:
+        if v["verdict"] == "regression" and not v["informational"] and not v.get("summary"):
             by_workload[v["workload"]].append(v)
     workloads = {r.workload.name: r.workload for r in run.results}
     sha = run.commit.sha if run.commit else None

@@ -27,6 +27,7 @@ class SeriesJudged:
     comparison: Any
     informational: bool = False
     series_id: int | None = None
+    summary: bool = False  # values are per-run summaries (one sample per run), not per-process samples
 
 
 def apply_fdr(judged: Sequence[SeriesJudged], fdr: float) -> tuple[list[SeriesJudged], Any]:
@@ -61,6 +62,7 @@ def verdict_entry(s: SeriesJudged) -> dict[str, Any]:
         "baseline": {"runs": c.baseline_runs, "median": _round(c.baseline_median)},
         "candidate": {"repeats": c.candidate_repeats, "median": _round(c.candidate_median)},
         "informational": s.informational,
+        "summary": s.summary,
         "series_id": s.series_id,
         "explanation": c.explanation,
     }
