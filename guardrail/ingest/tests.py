@@ -85,16 +85,30 @@ class _Bulk:
         quote = dialect.identifier_preparer.quote
         cols = ", ".join(quote(c) for c in columns)
         self.sql = f"INSERT INTO {quote(table.name)} ({cols}) VALUES ({', '.join([ph] * len(columns))}){suffix}"
+        # PostgreSQL: COPY, inside the same transaction (a plain insert has no ON CONFLICT clause)
+        self.copy = (
+            f"COPY {quote(table.name)} ({cols}) FROM STDIN" if dialect.name == "postgresql" and not suffix else None
+        )
 
     def __call__(self, rows: list[tuple]) -> None:
-        if rows:
+        if not rows:
+            return
+        if self.copy is None:
             self.conn.exec_driver_sql(self.sql, rows)
+            return
+        raw = self.conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(self.copy) as cp:
+            for row in rows:
+                cp.write_row(row)
 
 
 def _datetime_bind(session: Session, column: Any):
     dialect = session.get_bind().dialect
     proc = column.type.dialect_impl(dialect).bind_processor(dialect)
     return proc or (lambda v: v)
+
+
+_TEST_COLS = ("key_hash", "key", "test_id", "suite", "file", "classname", "name", "params", "hardware")
 
 
 class _TestIds:
@@ -107,6 +121,7 @@ class _TestIds:
         self.by_ident: dict[TestIdentity, int] = {}  # hashing an identity is cheaper than building its key
         self.conn = session.connection()
         self.ph = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.scratch = False
 
     def resolve(self, idents: Iterable[TestIdentity]) -> list[int]:
         """The ids of ``idents``, in order."""
@@ -125,18 +140,43 @@ class _TestIds:
                 (key_hash(k), k, i.id, i.suite, i.file, i.classname, i.name, i.params, i.hardware, now)
                 for k, i in missing.items()
             ]
-            cols = ("key_hash", "key", "test_id", "suite", "file", "classname", "name", "params", "hardware")
-            _Bulk(self.s, tm.TestCase.__table__, (*cols, "first_seen_at"), " ON CONFLICT (key_hash) DO NOTHING")(new)
             by_hash = {r[0]: r[1] for r in new}
-            hashes = list(by_hash)
-            for i in range(0, len(hashes), _LOOKUP_CHUNK):
-                chunk = hashes[i : i + _LOOKUP_CHUNK]
-                sql = f"SELECT id, key_hash FROM tests WHERE key_hash IN ({', '.join([self.ph] * len(chunk))})"
-                for pk, h in self.conn.exec_driver_sql(sql, tuple(chunk)):
-                    k = by_hash[h]
-                    self.ids[k] = pk
-                    self.by_ident[missing[k]] = pk
+            if self.conn.dialect.name == "postgresql":
+                found = self._insert_pg(new)
+            else:
+                cols = (*_TEST_COLS, "first_seen_at")
+                _Bulk(self.s, tm.TestCase.__table__, cols, " ON CONFLICT (key_hash) DO NOTHING")(new)
+                found = []
+                hashes = list(by_hash)
+                for i in range(0, len(hashes), _LOOKUP_CHUNK):
+                    chunk = hashes[i : i + _LOOKUP_CHUNK]
+                    sql = f"SELECT id, key_hash FROM tests WHERE key_hash IN ({', '.join([self.ph] * len(chunk))})"
+                    found += self.conn.exec_driver_sql(sql, tuple(chunk)).all()
+            for pk, h in found:
+                k = by_hash[h]
+                self.ids[k] = pk
+                self.by_ident[missing[k]] = pk
         return [self.by_ident[i] for i in idents]
+
+    def _insert_pg(self, new: list[tuple]) -> list[tuple[int, str]]:
+        """COPY into a scratch table, insert-if-absent from it, read the ids back: three statements."""
+        cols = ", ".join(f'"{c}"' for c in (*_TEST_COLS, "first_seen_at"))
+        if not self.scratch:
+            self.conn.exec_driver_sql(
+                f"CREATE TEMP TABLE guardrail_new_tests ON COMMIT DROP AS SELECT {cols} FROM tests WITH NO DATA"
+            )
+            self.scratch = True
+        else:
+            self.conn.exec_driver_sql("TRUNCATE guardrail_new_tests")
+        raw = self.conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY guardrail_new_tests ({cols}) FROM STDIN") as cp:
+            for row in new:
+                cp.write_row(row)
+        self.conn.exec_driver_sql(
+            f"INSERT INTO tests ({cols}) SELECT {cols} FROM guardrail_new_tests ON CONFLICT (key_hash) DO NOTHING"
+        )
+        sql = "SELECT t.id, t.key_hash FROM tests t JOIN guardrail_new_tests n ON n.key_hash = t.key_hash"
+        return self.conn.exec_driver_sql(sql).all()
 
 
 def _existing_report(session: Session, run_doc: _RunDoc, key: str, content: str) -> tuple[int, int] | None:
@@ -430,7 +470,9 @@ def _pair_runs(session: Session, run: m.Run) -> tuple[str | None, str | None, st
 def _mark_infra(session: Session, pk: str, runs: dict[int, Any], policy: FlakinessPolicy) -> dict[int, str]:
     """Flag the verdicts of runs that :func:`run_infra_failure` calls infrastructure failures."""
     # a verdict may have moved to a newer run: judge every run of the pair afresh
-    session.execute(update(tm.TestVerdictRow).where(tm.TestVerdictRow.pair_key == pk).values(infra_excluded=False))
+    # (only rows that change: an UPDATE rewrites every row it touches on PostgreSQL)
+    V = tm.TestVerdictRow
+    session.execute(update(V).where(V.pair_key == pk, V.infra_excluded.is_(True)).values(infra_excluded=False))
     infra: dict[int, str] = {}
     for rid in runs:
         verdicts = session.execute(
