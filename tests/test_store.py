@@ -55,3 +55,18 @@ def test_postgres_out_of_date_schema_says_what_to_run(pg_url):
         text=True,
     )
     assert proc.returncode == 3 and "guardrail db upgrade" in proc.stderr
+
+
+def test_schema_revision_constant_is_alembics_head():
+    assert store_db.SCHEMA_REVISION == store_db.head_revision()
+
+
+def test_cli_start_up_loads_no_heavy_stack():
+    """Every command pays for what `import guardrail.cli` imports: keep torch, scipy, the web stack and the
+    database layer out of it (they load inside the commands that use them)."""
+    code = (
+        "import sys, guardrail.cli; heavy = {'torch', 'scipy', 'sqlalchemy', 'fastapi', 'diffusers', 'alembic'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

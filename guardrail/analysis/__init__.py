@@ -1,21 +1,29 @@
-"""The statistics layer: numbers in, verdicts out (numpy/scipy only; no database, no HTTP, no torch)."""
+"""The statistics layer: numbers in, verdicts out (numpy/scipy only; no database, no HTTP, no torch).
 
-from guardrail.analysis.changepoints import ChangePoint, detect_change_points
-from guardrail.analysis.compare import MetricComparison, Verdict, compare_metric
-from guardrail.analysis.fdr import CheckJudgement, judge_check
-from guardrail.analysis.noise import NoiseReport, noise_report, render_noise_table
-from guardrail.analysis.planner import repeats_needed
+Names are imported on first use (PEP 562), so that `import guardrail.analysis.flaky` (pure Python) does not pay
+for scipy.
+"""
 
-__all__ = [
-    "ChangePoint",
-    "CheckJudgement",
-    "MetricComparison",
-    "NoiseReport",
-    "Verdict",
-    "compare_metric",
-    "detect_change_points",
-    "judge_check",
-    "noise_report",
-    "render_noise_table",
-    "repeats_needed",
-]
+import importlib
+
+_WHERE = {
+    "ChangePoint": "changepoints",
+    "detect_change_points": "changepoints",
+    "MetricComparison": "compare",
+    "Verdict": "compare",
+    "compare_metric": "compare",
+    "CheckJudgement": "fdr",
+    "judge_check": "fdr",
+    "NoiseReport": "noise",
+    "noise_report": "noise",
+    "render_noise_table": "noise",
+    "repeats_needed": "planner",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"guardrail.analysis.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'guardrail.analysis' has no attribute {name!r}")

@@ -12,11 +12,12 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:  # the database layer loads inside the commands, not at CLI start-up
+    from sqlalchemy.orm import Session
 
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InputError
@@ -57,6 +58,8 @@ def _row_dict(r: Any) -> dict[str, Any]:
 
 
 def list_entries(session: Session, *, include_released: bool = False) -> list[dict[str, Any]]:
+    from sqlalchemy import func, select  # noqa: F401
+
     from guardrail.store import test_models as tm
 
     q = select(tm.QuarantineRow).order_by(tm.QuarantineRow.since.desc(), tm.QuarantineRow.id.desc())
@@ -67,6 +70,8 @@ def list_entries(session: Session, *, include_released: bool = False) -> list[di
 
 def add_entry(session: Session, test: str, *, reason: str, by: str, now: datetime) -> list[dict[str, Any]]:
     """Quarantine by hand every variant of ``test`` (a key, or a node id for all its hardware variants)."""
+    from sqlalchemy import func, select  # noqa: F401
+
     from guardrail.analysis.flaky import manual_quarantine
     from guardrail.store import test_models as tm
     from guardrail.store.test_queries import find_tests
@@ -95,6 +100,8 @@ def add_entry(session: Session, test: str, *, reason: str, by: str, now: datetim
 
 def remove_entry(session: Session, test: str, *, reason: str, by: str, now: datetime) -> list[dict[str, Any]]:
     """Release every active quarantine of ``test`` by hand, with a reason."""
+    from sqlalchemy import func, select  # noqa: F401
+
     from guardrail.store import test_models as tm
     from guardrail.store.test_queries import find_tests
 
@@ -121,6 +128,8 @@ def apply_rules(session: Session, *, now: datetime, policy: Any = None) -> list[
     """Run ``decide_quarantine`` over every test that could enter (enough flaky verdicts lately) and every
     active entry; store each enter/release (on ``quarantine`` and as a ``rerun_decisions`` row)."""
     from datetime import timedelta
+
+    from sqlalchemy import func, select  # noqa: F401
 
     from guardrail.analysis.flaky import QuarantineEntry, decide_quarantine
     from guardrail.analysis.rerun import load_policy
