@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guardrail.history import series_points
 from guardrail.store import models as m
 
 TRIAGE_STATES = ("untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra")
@@ -24,86 +24,6 @@ VERDICT_RANK = {"regression": 5, "missing": 4, "noisy": 3, "inconclusive": 2, "i
 STAGE_METRICS = ("text_encode_latency", "denoise_latency", "vae_decode_latency")
 STAGE_PREFIX = "stage_mean."
 MAX_POINTS = 400  # newest points drawn on a series chart
-
-
-@dataclass(frozen=True)
-class Point:
-    """One run of a series (as guardrail.history.Point), with the commit message for hover text."""
-
-    run_id: int
-    result_id: int
-    time: datetime
-    commit: str | None
-    message: str | None
-    value: float
-    low: float
-    high: float
-    repeats: int
-    environment_id: int
-
-
-def series_points(
-    session: Session,
-    series_id: int,
-    *,
-    lanes: list[str] | None = None,
-    branch: str | None = None,
-    limit: int | None = None,
-    lanes_seen: set[str] | None = None,
-) -> list[Point]:
-    """The same points as guardrail.history.series_points, in two index lookups instead of one four-way join
-    (PostgreSQL plans that join as a scan of all results, which dominates the series page at scale)."""
-    medians: dict[int, list[float]] = defaultdict(list)
-    for result_id, median in session.execute(
-        select(m.Measurement.result_id, m.Measurement.median)
-        .where(m.Measurement.series_id == series_id)
-        .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
-    ):
-        medians[result_id].append(median)
-    if not medians:
-        return []
-    q = (
-        select(
-            m.Result.id,
-            m.Result.environment_id,
-            m.Run.id,
-            m.Run.started_at,
-            m.Commit.sha,
-            m.Commit.message,
-            m.Run.lane,
-            m.Run.branch,
-        )
-        .join(m.Run, m.Result.run_id == m.Run.id)
-        .outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
-        .where(m.Result.id.in_(list(medians)), m.Result.status == "ok")
-    )
-    rows = session.execute(q).all()
-    if lanes_seen is not None:
-        lanes_seen.update(r[6] for r in rows)
-    # Lane and branch are filtered here rather than in SQL, so the same rows also tell which lanes exist.
-    rows = sorted(
-        (r for r in rows if (not lanes or r[6] in lanes) and (not branch or r[7] == branch)), key=lambda r: (r[3], r[0])
-    )
-    if limit:
-        rows = rows[-limit:]
-    out = []
-    for result_id, env_id, run_id, started, sha, message, _, _ in rows:
-        arr = np.asarray(medians[result_id])
-        out.append(
-            Point(
-                run_id,
-                result_id,
-                started,
-                sha,
-                message,
-                float(np.median(arr)),
-                float(arr.min()),
-                float(arr.max()),
-                arr.size,
-                env_id,
-            )
-        )
-    return out
 
 
 class NotFound(LookupError):
@@ -169,14 +89,39 @@ def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
         }
         grid.setdefault(r.name, {"workload": r.name, "cells": {}})["cells"][r.hardware] = cell
     open_alerts = alerts(session, states=list(OPEN_STATES), limit=20)["alerts"]
+    health = ci_health(session)
+    tests = _test_health(session)
+    if tests is not None:
+        # the per-day table gains the flaky rate of the test verdicts stored that day (all lanes)
+        per_day: dict[str, list[int]] = {}
+        for f in tests["figures"]:
+            acc = per_day.setdefault(f["day"], [0, 0])
+            acc[0] += f["flaky"]
+            acc[1] += f["tests"]
+        for d in health["days"]:
+            f, n = per_day.get(d["day"], (0, 0))
+            d["flaky_rate"] = round(f / n, 4) if n else None
+        flaky, total = sum(f for f, _ in per_day.values()), sum(n for _, n in per_day.values())
+        health["flaky_rate"] = round(flaky / total, 4) if total else None
     return {
         "schema": "guardrail.web.overview/v1",
         "lane": lane,
         "hardware": hardware,
         "workloads": list(grid.values()),
         "open_alerts": open_alerts,
-        "ci_health": ci_health(session),
+        "ci_health": health,
+        "test_health": tests,
     }
+
+
+def _test_health(session: Session, *, days: int = 14) -> dict[str, Any] | None:
+    """The JUnit side of CI health (pass/flaky rate, minutes lost to reruns, infra errors by kind) per lane x
+    hardware x day, or None while no test results are stored."""
+    from web import flaky as fq
+
+    if not fq.has_tests(session):
+        return None
+    return fq.ci_health(session, days=days)
 
 
 def _worst_verdicts(session: Session, run_ids: set[int]) -> dict[tuple[int, str], str]:
@@ -224,7 +169,7 @@ def ci_health(session: Session, *, days: int = 14) -> dict[str, Any]:
         row["results"] += n
         row[status if status in ("ok", "failed", "infra_error", "timeout") else "failed"] += n
     out = [{**per_day[k], "pass_rate": round(per_day[k]["ok"] / per_day[k]["results"], 4)} for k in sorted(per_day)]
-    # Flaky rate and test durations come from JUnit results, which are not stored yet.
+    # The flaky rate comes from JUnit results: overview() fills it in when tests are stored.
     return {"days": out, "flaky_rate": None}
 
 
