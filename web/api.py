@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from guardrail.errors import InputError
 from guardrail.store.db import session_scope
+from web import flaky as fq
 from web import queries as q
 from web.auth import require_reader, require_writer
 
@@ -137,14 +138,48 @@ def get_pr(pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)], session=Depends(db)) ->
     return _get(q.pr_checks, session, pr)
 
 
-@reads.get("/flaky", summary="Flaky tests (no test results are stored yet)")
-def get_flaky() -> dict[str, Any]:
-    return {"schema": "guardrail.flaky/v1", "tests": [], "note": "no test results ingested yet"}
+@reads.get("/flaky", summary="Top flaky tests by flakiness score (tests) and by CI minutes lost to reruns")
+def get_flaky(
+    lane: Annotated[str | None, Query(max_length=50)] = None,
+    hardware: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    session=Depends(db),
+) -> dict[str, Any]:
+    if not fq.has_tests(session):
+        return {
+            "schema": "guardrail.web.flaky/v1",
+            "tests": [],
+            "by_minutes": [],
+            "note": "no test results ingested yet",
+        }
+    return fq.flaky(session, lane=lane, hardware=hardware, limit=limit)
 
 
-@reads.get("/reruns", summary="Reruns (no test results are stored yet)")
-def get_reruns() -> dict[str, Any]:
-    return {"schema": "guardrail.web.reruns/v1", "reruns": [], "note": "no test results ingested yet"}
+@reads.get("/tests/{test_pk}", summary="One test: state, recent verdicts, executions, quarantine history")
+def get_test(test_pk: PathId, session=Depends(db)) -> dict[str, Any]:
+    return _get(fq.test_detail, session, test_pk)
+
+
+@reads.get("/reruns", summary="Rerun decisions with their reason and outcome, newest first, per run")
+def get_reruns(
+    run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    kind: Annotated[Literal["test", "workload", "job", "quarantine"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+    session=Depends(db),
+) -> dict[str, Any]:
+    return fq.reruns(session, run_id=run, kind=kind, limit=limit)
+
+
+@reads.get(
+    "/ci-health", summary="Pass rate, flaky rate, CI minutes lost to reruns, infra errors per lane x hardware x day"
+)
+def get_ci_health(
+    days: Annotated[int, Query(ge=1, le=366)] = 14,
+    lane: Annotated[str | None, Query(max_length=50)] = None,
+    hardware: Annotated[str | None, Query(max_length=200)] = None,
+    session=Depends(db),
+) -> dict[str, Any]:
+    return fq.ci_health(session, days=days, lane=lane, hardware=hardware)
 
 
 # ------------------------------------------------------------------ writes
@@ -188,6 +223,39 @@ def post_bulk_triage(
                 author=author,
             )
         }
+
+
+class QuarantineRequest(BaseModel):
+    test: str = Field(min_length=1, max_length=5000, description="node id (every hardware variant) or key id@hardware")
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+
+
+def _quarantine(request: Request, op: str, test: str, reason: str, author: str) -> dict[str, Any]:
+    from guardrail.cli.quarantine import add_entry, remove_entry
+    from guardrail.store.test_queries import find_tests
+
+    with session_scope(request.app.state.db_url, write=True) as session:
+        if not find_tests(session, test):
+            raise HTTPException(404, "no stored test with that node id or key")
+        fn = add_entry if op == "add" else remove_entry
+        entries = fn(session, test, reason=reason.strip(), by=author, now=fq.now())
+    request.app.state.cache.clear()
+    return {"schema": "guardrail.quarantine/v1", "entries": entries, "by": author}
+
+
+@router.post("/quarantine", summary="Quarantine a test with a reason (token required; who = the token's name)")
+def post_quarantine(request: Request, body: QuarantineRequest, author: str = Depends(require_writer)) -> dict[str, Any]:
+    return _quarantine(request, "add", body.test, body.reason, author)
+
+
+@router.delete("/quarantine", summary="Release a quarantined test with a reason (token required)")
+def delete_quarantine(
+    request: Request,
+    test: Annotated[str, Query(min_length=1, max_length=5000)],
+    reason: Annotated[str, Query(min_length=1, max_length=2000, pattern=r"\S")],
+    author: str = Depends(require_writer),
+) -> dict[str, Any]:
+    return _quarantine(request, "remove", test, reason, author)
 
 
 class IngestDocument(BaseModel):

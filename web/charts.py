@@ -217,3 +217,86 @@ def stage_bar(stages: list[dict[str, Any]], *, width: int = 600) -> dict[str, An
         )
         x0 += w
     return {"width": width, "segments": segs}
+
+
+# Test verdict colours (history strips): the legend on each page names them, and each cell has a title.
+VERDICT_COLORS = {"pass": "#2e7d32", "fail": "#c62828", "flaky": "#e69500", "skip": "#b8c0c8"}
+
+
+def history_strip(verdicts: list[dict[str, Any]], *, cell: int = 9, gap: int = 2, height: int = 16) -> dict[str, Any]:
+    """One cell per verdict, oldest left; runs left out as infrastructure failures are drawn hollow."""
+    cells = []
+    for i, v in enumerate(verdicts):
+        color = VERDICT_COLORS.get(v["verdict"], "#7f7f7f")
+        title = f"{v['verdict']} · {str(v.get('at') or '')[:16]} · {str(v.get('commit') or '')[:10]}"
+        if v.get("attempts", 1) > 1:
+            title += f" · {v['attempts']} attempts"
+        if v.get("infra_excluded"):
+            title += " · infra failure (not counted)"
+        cells.append(
+            {
+                "x": i * (cell + gap),
+                "color": color,
+                "hollow": bool(v.get("infra_excluded")),
+                "verdict": v["verdict"],
+                "title": title,
+                "run_id": v.get("run_id"),
+            }
+        )
+    return {"width": max(len(cells) * (cell + gap) - gap, 1), "height": height, "cell": cell, "cells": cells}
+
+
+def health_chart(
+    figures: list[dict[str, Any]], field: str, *, width: int = 440, height: int = 170, percent: bool = False
+) -> dict[str, Any] | None:
+    """One line per lane x hardware over the days of ``figures`` (``guardrail.ci-health/v1`` figures);
+    ``field`` is a figure key, or ``infra_errors`` (summed over kinds)."""
+    days = sorted({f["day"] for f in figures})
+    if not days:
+        return None
+
+    def value(f: dict[str, Any]) -> float | None:
+        v = sum(f["infra_errors"].values()) if field == "infra_errors" else f.get(field)
+        return None if v is None else float(v) * (100 if percent else 1)
+
+    groups: dict[str, dict[str, float]] = {}
+    for f in figures:
+        v = value(f)
+        if v is not None:
+            name = f"{f['lane']} · {f['hardware'] or 'any'}"
+            groups.setdefault(name, {})[f["day"]] = v
+    vals = [v for g in groups.values() for v in g.values()]
+    if not vals:
+        return None
+    left, right, top, bottom = 46, 12, 10, 28
+    lo, hi = (0.0, 100.0) if percent else (0.0, max(vals) * 1.1 or 1.0)
+    y = Scale(lo, hi, height - bottom, top)
+    x = Scale(0, max(len(days) - 1, 1), left, width - right)
+    lines = []
+    for i, (name, g) in enumerate(sorted(groups.items())):
+        pts = [
+            {"cx": x(days.index(d)), "cy": y(v), "title": f"{name} {d}: {fmt(v)}{'%' if percent else ''}"}
+            for d, v in sorted(g.items())
+        ]
+        lines.append(
+            {
+                "name": name,
+                "color": PALETTE[i % len(PALETTE)],
+                "points": pts,
+                "path": " ".join(f"{p['cx']},{p['cy']}" for p in pts),
+            }
+        )
+    step = max(1, len(days) // 6)
+    xticks = [{"x": x(i), "label": d[5:]} for i, d in enumerate(days) if i % step == 0]
+    yticks = [{"y": y(t), "label": fmt(t) + ("%" if percent else "")} for t in _nice_ticks(lo, hi, 4)]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "top": top,
+        "bottom": height - bottom,
+        "lines": lines,
+        "xticks": xticks,
+        "yticks": yticks,
+    }

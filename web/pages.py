@@ -13,6 +13,7 @@ from guardrail.api_tokens import verify_token
 from guardrail.reports.markdown import render_markdown
 from guardrail.store.db import session_scope
 from web import charts
+from web import flaky as fq
 from web import queries as q
 from web.auth import COOKIE, require_reader, token_name
 
@@ -49,9 +50,31 @@ def overview_page(request: Request, lane: Opt = None):
 
     def page() -> str:  # everyone sees the same overview: render it once per cache period
         template = request.app.state.templates.get_template("overview.html")
-        return template.render(request=request, data=cached_overview(request, lane), signed_in=signed_in)
+        data = cached_overview(request, lane)
+        return template.render(
+            request=request, data=data, signed_in=signed_in, health_charts=_health_charts(data.get("test_health"))
+        )
 
     return HTMLResponse(request.app.state.cache.get(("overview.html", lane, signed_in), page))
+
+
+HEALTH_PANELS = (
+    ("pass_rate", "pass rate", True),
+    ("flaky_rate", "flaky rate", True),
+    ("rerun_minutes", "CI minutes lost to reruns", False),
+    ("infra_errors", "infra errors", False),
+)
+
+
+def _health_charts(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not doc:
+        return []
+    out = []
+    for field, title, percent in HEALTH_PANELS:
+        chart = charts.health_chart(doc["figures"], field, percent=percent)
+        if chart:
+            out.append({"id": f"health-{field.replace('_', '-')}", "title": title, "chart": chart})
+    return out
 
 
 @pages.get("/alerts", response_class=HTMLResponse)
@@ -269,28 +292,110 @@ def pr_page(request: Request, pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)]):
     return render(request, "pr.html", d=data)
 
 
+def _strip(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        r["strip_svg"] = charts.history_strip(r["strip"])
+
+
 @pages.get("/flaky", response_class=HTMLResponse)
-def flaky_page(request: Request):
+def flaky_page(request: Request, lane: Opt = None, hardware: Opt = None):
+    with _session(request) as s:
+        if not fq.has_tests(s):
+            return render(
+                request,
+                "message.html",
+                title="Flaky tests",
+                message="No test results ingested yet. Once JUnit results are stored, this page ranks tests "
+                "by flakiness score and CI minutes lost.",
+                link="/",
+            )
+        data = fq.flaky(s, lane=lane or None, hardware=hardware or None)
+        choices = fq.filter_choices(s)
+    _strip(data["tests"])
+    _strip(data["by_minutes"])
     return render(
         request,
-        "message.html",
-        title="Flaky tests",
-        message="No test results ingested yet. Once JUnit results are stored, this page ranks tests "
-        "by flakiness score and CI minutes lost.",
-        link="/",
+        "flaky.html",
+        d=data,
+        choices=choices,
+        lane=lane or "",
+        hardware=hardware or "",
+        colors=charts.VERDICT_COLORS,
+        next_url=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
     )
+
+
+@pages.get("/tests/{test_pk}", response_class=HTMLResponse)
+def test_page(request: Request, test_pk: PathId):
+    with _session(request) as s:
+        data = _or_404(fq.test_detail, s, test_pk)
+    data["strip_svg"] = charts.history_strip(data["strip"])
+    return render(request, "test.html", d=data, colors=charts.VERDICT_COLORS, next_url=f"/tests/{test_pk}")
+
+
+@router.post("/flaky/quarantine", response_class=HTMLResponse)
+def quarantine_form(
+    request: Request,
+    test: Annotated[str, Form(min_length=1, max_length=5000)],
+    action: Annotated[str, Form(max_length=20)],
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/flaky",
+):
+    """Quarantine (with a reason) or release a test from the flaky and test pages: the sign-in cookie's token
+    names who did it, stored through the functions `guardrail quarantine add/remove` use."""
+    from guardrail.cli.quarantine import add_entry, remove_entry
+    from guardrail.errors import InputError
+
+    safe_next = next if next.startswith("/") and not next.startswith("//") else "/flaky"
+    author = token_name(request, cookie=True)
+    if author is None:
+        return render(
+            request,
+            "message.html",
+            status_code=401,
+            title="Sign in to quarantine",
+            message="Quarantining or releasing a test needs a token: sign in with one from `guardrail token create`.",
+            link="/login",
+        )
+    if action not in ("quarantine", "release") or not reason.strip():
+        return render(
+            request,
+            "message.html",
+            status_code=422,
+            title="Nothing changed",
+            message="Give a reason (it is kept with the entry) and pick quarantine or release.",
+            link=safe_next,
+        )
+    op = add_entry if action == "quarantine" else remove_entry
+    try:
+        with _session(request, write=True) as s:
+            op(s, test, reason=reason.strip(), by=author, now=fq.now())
+    except InputError as exc:
+        return render(
+            request, "message.html", status_code=422, title="Nothing changed", message=str(exc), link=safe_next
+        )
+    request.app.state.cache.clear()
+    return RedirectResponse(safe_next, status_code=303)
 
 
 @pages.get("/reruns", response_class=HTMLResponse)
-def reruns_page(request: Request):
-    return render(
-        request,
-        "message.html",
-        title="Reruns",
-        message="No test results ingested yet. Once reruns are recorded, this page shows what was "
-        "rerun, why, and what came of it.",
-        link="/",
-    )
+def reruns_page(
+    request: Request,
+    run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    kind: Opt = None,
+):
+    with _session(request) as s:
+        data = fq.reruns(s, run_id=run, kind=kind or None)
+    if not data["runs"] and run is None and not kind:
+        return render(
+            request,
+            "message.html",
+            title="Reruns",
+            message="No test results ingested yet. Once reruns are recorded, this page shows what was "
+            "rerun, why, and what came of it.",
+            link="/",
+        )
+    return render(request, "reruns.html", d=data, run=run or "", kind=kind or "")
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -1,0 +1,235 @@
+"""Read models of the test views (flaky tests, one test, reruns, CI health) over the JUnit tables.
+
+Built on :mod:`guardrail.store.test_queries` (the same figures as `guardrail flaky`, `guardrail ci-health`);
+this module only adds what a page needs: the test's row id for links, its recent verdicts for the strip,
+executions and quarantine history, and reruns grouped per run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from guardrail.store import models as m
+from guardrail.store import test_models as tm
+from guardrail.store import test_queries as tq
+from web.queries import NotFound, iso
+
+V = tm.TestVerdictRow
+T = tm.TestCase
+STRIP = 30  # verdicts in a history strip
+STATES = ("broken", "quarantined", "flaky", "healthy")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def has_tests(session: Session) -> bool:
+    return session.scalar(select(T.id).limit(1)) is not None
+
+
+def filter_choices(session: Session) -> dict[str, list[str]]:
+    """Lanes and hardware that test verdicts were stored under (the filter menus)."""
+    lanes = sorted(x for x in session.scalars(select(V.lane).distinct()) if x)
+    hw = set(session.scalars(select(V.hardware).distinct())) | set(session.scalars(select(T.hardware).distinct()))
+    return {"lanes": lanes, "hardware": sorted(x for x in hw if x)}
+
+
+def strips(session: Session, pks: list[int], *, n: int = STRIP) -> dict[int, list[dict[str, Any]]]:
+    """The newest ``n`` verdicts of each test row, oldest first (one window-function query)."""
+    if not pks:
+        return {}
+    rn = func.row_number().over(partition_by=V.test_pk, order_by=(V.at.desc(), V.id.desc())).label("rn")
+    sub = (
+        select(V.test_pk, V.verdict, V.at, V.head_commit, V.run_id, V.attempts, V.infra_excluded, rn)
+        .where(V.test_pk.in_(pks))
+        .subquery()
+    )
+    out: dict[int, list[dict[str, Any]]] = {pk: [] for pk in pks}
+    for r in session.execute(select(sub).where(sub.c.rn <= n).order_by(sub.c.test_pk, sub.c.rn.desc())):
+        out[r.test_pk].append(
+            {
+                "verdict": r.verdict,
+                "at": iso(r.at),
+                "commit": r.head_commit,
+                "run_id": r.run_id,
+                "attempts": r.attempts,
+                "infra_excluded": bool(r.infra_excluded),
+            }
+        )
+    return out
+
+
+def _pks(session: Session, keys: list[str]) -> dict[str, int]:
+    from guardrail.ingest.tests import key_hash
+
+    hashes = {key_hash(k): k for k in keys}
+    if not hashes:
+        return {}
+    rows = session.execute(select(T.key_hash, T.id).where(T.key_hash.in_(list(hashes))))
+    return {hashes[h]: pk for h, pk in rows}
+
+
+def flaky(
+    session: Session,
+    *,
+    lane: str | None = None,
+    hardware: str | None = None,
+    limit: int = 50,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """Top tests by flakiness score and by CI minutes lost to reruns, each with its history strip."""
+    when = at or now()
+    by_score = tq.flaky_top(session, now=when, by="score", limit=limit, lane=lane, hardware=hardware)
+    by_minutes = tq.flaky_top(session, now=when, by="minutes", limit=limit, lane=lane, hardware=hardware)
+    # flaky_top by minutes lists every test with reruns; healthy ones have no state change to act on
+    pks = _pks(session, [r["key"] for r in by_score + by_minutes])
+    active = tq.active_quarantine(session)
+    hist = strips(session, sorted(set(pks.values())))
+    for row in by_score + by_minutes:
+        pk = pks.get(row["key"])
+        row["test_pk"] = pk
+        row["strip"] = hist.get(pk, []) if pk else []
+        q = active.get(row["key"])
+        row["quarantine"] = {"since": iso(q.since), "reason": q.reason, "by": q.by} if q else None
+    return {
+        "schema": "guardrail.web.flaky/v1",
+        "lane": lane,
+        "hardware": hardware,
+        "tests": by_score,
+        "by_minutes": by_minutes,
+        "generated_at": iso(when),
+    }
+
+
+def test_detail(session: Session, pk: int, *, executions: int = 200, at: datetime | None = None) -> dict[str, Any]:
+    """One test row: state, history strip, recent verdicts, executions (attempts) and quarantine history."""
+    t = session.get(T, pk)
+    if t is None:
+        raise NotFound(f"no test {pk}")
+    when = at or now()
+    stats = next((s for s in tq.flaky_stats(session, now=when) if s.test == t.key), None)
+    verdicts = strips(session, [pk], n=100)[pk]
+    E = tm.TestExecution
+    ex = session.execute(
+        select(E, m.Run.lane, m.Run.hardware, m.Run.ci_run_id)
+        .join(m.Run, m.Run.id == E.run_id)
+        .where(E.test_pk == pk)
+        .order_by(E.run_id.desc(), E.job_attempt.desc(), E.process_attempt.desc(), E.inprocess_attempt.desc())
+        .limit(executions)
+    ).all()
+    quarantine = session.scalars(
+        select(tm.QuarantineRow).where(tm.QuarantineRow.test_pk == pk).order_by(tm.QuarantineRow.since.desc())
+    ).all()
+    return {
+        "schema": "guardrail.web.test/v1",
+        "id": t.id,
+        "key": t.key,
+        "test_id": t.test_id,
+        "suite": t.suite,
+        "file": t.file,
+        "classname": t.classname,
+        "name": t.name,
+        "params": t.params,
+        "hardware": t.hardware,
+        "first_seen_at": iso(t.first_seen_at),
+        "state": stats.state if stats else "healthy",
+        "stats": stats.to_dict() if stats else None,
+        "strip": verdicts[-STRIP:],
+        "verdicts": list(reversed(verdicts)),
+        "executions": [
+            {
+                "run_id": e.run_id,
+                "ci_run_id": ci_run_id,
+                "lane": lane,
+                "hardware": hw,
+                "job_attempt": e.job_attempt,
+                "process_attempt": e.process_attempt,
+                "inprocess_attempt": e.inprocess_attempt,
+                "outcome": e.outcome,
+                "final": e.final,
+                "phase": e.phase,
+                "duration_s": round(e.duration_s, 3),
+                "signature": e.signature,
+                "failure_type": e.failure_type,
+                "message": e.message,
+            }
+            for e, lane, hw, ci_run_id in ex
+        ],
+        "quarantine": [
+            {
+                "since": iso(r.since),
+                "reason": r.reason,
+                "by": r.by,
+                "released_at": iso(r.released_at),
+                "release_reason": r.release_reason,
+                "released_by": r.released_by,
+                "active": r.released_at is None,
+            }
+            for r in quarantine
+        ],
+    }
+
+
+test_detail.__test__ = False  # type: ignore[attr-defined]
+
+
+def _workload_outcome(session: Session, run_id: int, target: str) -> dict[str, Any] | None:
+    """A workload rerun's outcome so far: the verdict of the run's newest check for that workload/metric."""
+    workload, _, rest = target.partition("/")
+    metric = rest.rsplit("@", 1)[0] if rest else None
+    check = session.scalar(select(m.Check).where(m.Check.run_id == run_id).order_by(m.Check.id.desc()).limit(1))
+    if check is None:
+        return None
+    q = select(m.Verdict.verdict).where(m.Verdict.check_id == check.id, m.Verdict.workload == workload)
+    if metric:
+        q = q.where(m.Verdict.metric == metric)
+    verdict = session.scalar(q.limit(1))
+    return {"verdict": verdict, "check_id": check.id} if verdict else None
+
+
+def reruns(session: Session, *, run_id: int | None = None, kind: str | None = None, limit: int = 500) -> dict[str, Any]:
+    """Stored rerun decisions (tests, workloads' extra repeats, jobs, quarantine rules), newest first,
+    grouped per run, each with its reason and its outcome so far."""
+    items = tq.reruns(session, run_id=run_id, limit=limit)
+    if kind:
+        items = [d for d in items if d["kind"] == kind]
+    pks = _pks(session, [d["target"] for d in items if d["kind"] in ("test", "quarantine")])
+    groups: dict[int | None, dict[str, Any]] = {}
+    for d in items:
+        d["test_pk"] = pks.get(d["target"]) if d["kind"] in ("test", "quarantine") else None
+        if d["kind"] == "workload" and d["run_id"] is not None and d["outcome"] is None:
+            d["outcome"] = _workload_outcome(session, d["run_id"], d["target"])
+        g = groups.get(d["run_id"])
+        if g is None:
+            run = session.get(m.Run, d["run_id"]) if d["run_id"] is not None else None
+            g = groups[d["run_id"]] = {
+                "run_id": d["run_id"],
+                "lane": run.lane if run else None,
+                "hardware": run.hardware if run else None,
+                "commit": run.commit.sha if run and run.commit else None,
+                "ci_run_id": run.ci_run_id if run else None,
+                "started_at": iso(run.started_at) if run else None,
+                "newest": d["created_at"],
+                "decisions": [],
+            }
+        g["decisions"].append(d)
+    runs = sorted(groups.values(), key=lambda g: g["newest"], reverse=True)
+    return {"schema": "guardrail.web.reruns/v1", "runs": runs, "reruns": items}
+
+
+def ci_health(
+    session: Session,
+    *,
+    days: int = 14,
+    lane: str | None = None,
+    hardware: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """``guardrail.ci-health/v1`` (pass rate, flaky rate, CI minutes lost to reruns, infra errors by kind
+    per lane x hardware x day) over the newest ``days`` days."""
+    return tq.ci_health_doc(session, now=at or now(), days=days, lane=lane, hardware=hardware)
