@@ -172,6 +172,8 @@ def test_flaky_api_ranks_the_flaky_test_with_its_strip(client, store):
     assert top["test_pk"] == ids["flaky_pk"]
     assert len(top["strip"]) == 12 and {v["verdict"] for v in top["strip"]} == {"flaky"}
     assert [v["at"] for v in top["strip"]] == sorted(v["at"] for v in top["strip"])  # oldest first
+    scores = [t["score"] for t in data["tests"]]
+    assert scores == sorted(scores, reverse=True) and data["tests"][0]["key"] == ids["flaky_key"]
     broken = [t for t in data["tests"] if t["state"] == "broken"]
     assert any(t["id"].endswith("test_always_fails") for t in broken)
     assert data["by_minutes"] and data["by_minutes"][0]["rerun_minutes"] > 0

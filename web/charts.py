@@ -268,7 +268,7 @@ def health_chart(
     vals = [v for g in groups.values() for v in g.values()]
     if not vals:
         return None
-    left, right, top, bottom = 46, 12, 10, 28
+    left, right, top, bottom = 46, 22, 10, 28  # room for the last day label
     lo, hi = (0.0, 100.0) if percent else (0.0, max(vals) * 1.1 or 1.0)
     y = Scale(lo, hi, height - bottom, top)
     x = Scale(0, max(len(days) - 1, 1), left, width - right)

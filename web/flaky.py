@@ -84,7 +84,10 @@ def flaky(
 ) -> dict[str, Any]:
     """Top tests by flakiness score and by CI minutes lost to reruns, each with its history strip."""
     when = at or now()
-    by_score = tq.flaky_top(session, now=when, by="score", limit=limit, lane=lane, hardware=hardware)
+    # ranked by score alone (flaky_top puts broken tests first; their score is low by definition)
+    stats = [x for x in tq.flaky_stats(session, now=when, lane=lane, hardware=hardware) if x.state != "healthy"]
+    stats.sort(key=lambda x: (-x.score, x.test))
+    by_score = [x.to_dict() for x in stats[:limit]]
     by_minutes = tq.flaky_top(session, now=when, by="minutes", limit=limit, lane=lane, hardware=hardware)
     # flaky_top by minutes lists every test with reruns; healthy ones have no state change to act on
     pks = _pks(session, [r["key"] for r in by_score + by_minutes])
