@@ -318,3 +318,20 @@ def test_openapi_lists_the_test_endpoints(client):
     for p in ("/api/v1/flaky", "/api/v1/tests/{test_pk}", "/api/v1/reruns", "/api/v1/ci-health"):
         assert "get" in paths[p]
     assert {"post", "delete"} <= set(paths["/api/v1/quarantine"])
+
+
+def test_web_aggregates_equal_the_store_queries(client, store):
+    """The page-side shortcuts (per-day counts in SQL, one test's stats from its own history) give what
+    the store's queries give."""
+    from guardrail.store.test_queries import ci_health_doc, flaky_stats
+    from web import flaky as fq
+
+    url, ids = store
+    at = datetime.now(UTC)
+    with session_scope(url) as s:
+        for kw in ({}, {"lane": "gpu-tests"}, {"hardware": HW}, {"days": 3}):
+            assert fq.ci_health(s, at=at, **kw) == ci_health_doc(s, now=at, **kw)
+        stats = {x.test: x.to_dict() for x in flaky_stats(s, now=at)}
+        for pk in (ids["flaky_pk"], ids["markup_pk"]):
+            d = fq.test_detail(s, pk, at=at)
+            assert d["stats"] == stats[d["key"]]

@@ -7,7 +7,8 @@ executions and quarantine history, and reruns grouped per run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -84,11 +85,13 @@ def flaky(
 ) -> dict[str, Any]:
     """Top tests by flakiness score and by CI minutes lost to reruns, each with its history strip."""
     when = at or now()
+    # one flaky_stats pass serves both tables (flaky_top would run it three times: ~0.7 s each at 120k verdicts)
+    stats = tq.flaky_stats(session, now=when, lane=lane, hardware=hardware)
+    by_key = {x.test: x for x in stats}
     # ranked by score alone (flaky_top puts broken tests first; their score is low by definition)
-    stats = [x for x in tq.flaky_stats(session, now=when, lane=lane, hardware=hardware) if x.state != "healthy"]
-    stats.sort(key=lambda x: (-x.score, x.test))
-    by_score = [x.to_dict() for x in stats[:limit]]
-    by_minutes = tq.flaky_top(session, now=when, by="minutes", limit=limit, lane=lane, hardware=hardware)
+    ranked = sorted((x for x in stats if x.state != "healthy"), key=lambda x: (-x.score, x.test))
+    by_score = [x.to_dict() for x in ranked[:limit]]
+    by_minutes = _by_minutes(session, by_key, when=when, limit=limit, lane=lane, hardware=hardware)
     # flaky_top by minutes lists every test with reruns; healthy ones have no state change to act on
     pks = _pks(session, [r["key"] for r in by_score + by_minutes])
     active = tq.active_quarantine(session)
@@ -109,13 +112,60 @@ def flaky(
     }
 
 
+def _by_minutes(
+    session: Session, stats: dict[str, Any], *, when: datetime, limit: int, days: int = 14, **filters: Any
+) -> list[dict[str, Any]]:
+    """Tests by CI minutes lost to reruns in the last ``days`` days (what ``flaky_top(by="minutes")`` gives)."""
+    total = func.sum(V.rerun_duration_s)
+    q = (
+        select(V.test_pk, total, func.count())
+        .where(V.at >= when - timedelta(days=days), V.at <= when, V.rerun_duration_s > 0)
+        .group_by(V.test_pk)
+        .order_by(total.desc(), V.test_pk)
+        .limit(limit)
+    )
+    rows = session.execute(tq._filtered(q, lane=filters.get("lane"), hardware=filters.get("hardware"))).all()
+    names = {pk: (key, tid, hw) for pk, key, tid, hw in session.execute(
+        select(T.id, T.key, T.test_id, T.hardware).where(T.id.in_([r[0] for r in rows]))
+    )} if rows else {}  # fmt: skip
+    out = []
+    for pk, seconds, n in rows:
+        key, test_id, hw = names[pk]
+        x = stats.get(key)
+        out.append(
+            {
+                "id": test_id,
+                "key": key,
+                "hardware": hw,
+                "rerun_minutes": round(float(seconds) / 60, 2),
+                "rerun_seconds": round(float(seconds), 1),
+                "reruns_in": int(n),
+                "state": x.state if x else "healthy",
+                "score": round(x.score, 4) if x else None,
+            }
+        )
+    return out
+
+
+def _one_test_stats(session: Session, t: Any, when: datetime) -> Any:
+    """Score and state of one test from its own history (what flaky_stats gives for it, without scoring
+    every test): infra-excluded and skipped verdicts out, then the pure window and classification."""
+    from guardrail.analysis.flaky import FlakinessPolicy, classify, window_counts
+
+    vs = [v for v in tq.history(session, tests=[t.id], include_excluded=False) if v.verdict != "skip" and v.at <= when]
+    counts = window_counts(t.key, vs, when, FlakinessPolicy())
+    if counts.test_id is None:
+        counts = dataclasses.replace(counts, test_id=t.test_id, hardware=t.hardware)
+    return classify(counts, quarantine=tq.active_quarantine(session).get(t.key))
+
+
 def test_detail(session: Session, pk: int, *, executions: int = 200, at: datetime | None = None) -> dict[str, Any]:
     """One test row: state, history strip, recent verdicts, executions (attempts) and quarantine history."""
     t = session.get(T, pk)
     if t is None:
         raise NotFound(f"no test {pk}")
     when = at or now()
-    stats = next((s for s in tq.flaky_stats(session, now=when) if s.test == t.key), None)
+    stats = _one_test_stats(session, t, when)
     verdicts = strips(session, [pk], n=100)[pk]
     E = tm.TestExecution
     ex = session.execute(
@@ -234,5 +284,35 @@ def ci_health(
     at: datetime | None = None,
 ) -> dict[str, Any]:
     """``guardrail.ci-health/v1`` (pass rate, flaky rate, CI minutes lost to reruns, infra errors by kind
-    per lane x hardware x day) over the newest ``days`` days."""
-    return tq.ci_health_doc(session, now=at or now(), days=days, lane=lane, hardware=hardware)
+    per lane x hardware x day) over the newest ``days`` days: what ``test_queries.ci_health_doc`` gives
+    (tested equal), with the verdicts counted per day in SQL instead of read one by one (1.6 s -> see
+    docs/dashboard.md at 120k verdicts)."""
+    from itertools import chain, repeat
+
+    from guardrail.analysis.flaky import HealthRow
+    from guardrail.analysis.flaky import ci_health as health
+
+    when = at or now()
+    since = when - timedelta(days=days)
+    pg = session.get_bind().dialect.name == "postgresql"
+    day = func.date(func.timezone("UTC", V.at)) if pg else func.date(V.at)
+    q = (
+        select(day, V.lane, V.hardware, V.verdict, func.count(), func.coalesce(func.sum(V.rerun_duration_s), 0.0))
+        .where(V.at >= since, V.at <= when)
+        .group_by(day, V.lane, V.hardware, V.verdict)
+    )
+    groups = session.execute(tq._filtered(q, lane=lane, hardware=hardware)).all()
+
+    def rows(d: Any, ln: str, hw: str, verdict: str, n: int, rerun: float):
+        # the pure function counts rows: n rows of the group, the group's rerun time on the first
+        at_day = datetime.fromisoformat(str(d)[:10]).replace(tzinfo=UTC)
+        return chain(
+            [HealthRow(at_day, ln, hw, verdict, float(rerun))], repeat(HealthRow(at_day, ln, hw, verdict, 0.0), n - 1)
+        )
+
+    doc = health(
+        chain.from_iterable(rows(*g) for g in groups),
+        tq.infra_events(session, since=since, lane=lane, hardware=hardware),
+    )
+    doc["since"], doc["until"] = since.isoformat(), when.isoformat()
+    return doc
