@@ -70,6 +70,10 @@ def ingest_cmd(
     if fmt == "junit":
         from guardrail.ingest.tests import ingest_junit
 
+        # A JUnit file names no commit: like `guardrail run`, take it from the flags, the CI, or the checkout.
+        source = source_from_env(commit=commit, branch=branch, pr=pr, base_commit=base_commit, run_id=run_id,
+                                 attempt=attempt)
+
         report = ingest_junit(url, paths, source=source, lane=lane, hardware=hardware)
     else:
         from guardrail.ingest import ingest
