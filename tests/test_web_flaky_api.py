@@ -335,3 +335,34 @@ def test_web_aggregates_equal_the_store_queries(client, store):
         for pk in (ids["flaky_pk"], ids["markup_pk"]):
             d = fq.test_detail(s, pk, at=at)
             assert d["stats"] == stats[d["key"]]
+
+
+def test_test_views_on_postgresql(pg_url, tmp_path):
+    """The same views over PostgreSQL (its own day grouping in UTC, its window query): equal to the store's
+    queries, and the pages render."""
+    from guardrail.ingest.tests import ingest_junit
+    from guardrail.schema import CIInfo, Source
+    from guardrail.store.db import upgrade
+    from guardrail.store.test_queries import ci_health_doc, flaky_stats
+    from web import flaky as fq
+    from web.app import create_app
+
+    upgrade(pg_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    bulk = passing_suite(tmp_path / "bulk" / "pipeline.xml")
+    for day in range(5, -1, -1):
+        src = Source(repo="org/p", commit=f"{day:02d}" + "de" * 19, ci=CIInfo(provider="gha", run_id=f"d{day}"))
+        ingest_junit(pg_url, [JUNIT / "pytorch_reruns.xml", bulk], source=src, lane="tests", hardware=HW,
+                     started_at=now - timedelta(days=day, hours=23))  # fmt: skip
+    at = datetime.now(UTC)
+    with session_scope(pg_url) as s:
+        for kw in ({}, {"hardware": HW}, {"days": 2}):
+            assert fq.ci_health(s, at=at, **kw) == ci_health_doc(s, now=at, **kw)
+        stats = {x.test: x.to_dict() for x in flaky_stats(s, now=at)}
+        data = fq.flaky(s, at=at)
+        top = data["tests"][0]
+        assert top["id"] == FLAKY_ID and top["flaky_verdicts"] == 6 and len(top["strip"]) == 6
+        assert fq.test_detail(s, top["test_pk"], at=at)["stats"] == stats[top["key"]]
+    with TestClient(create_app(pg_url, cache_ttl=0)) as c:
+        for path in ("/flaky", f"/tests/{top['test_pk']}", "/", "/api/v1/ci-health"):
+            assert c.get(path).status_code == 200, path
