@@ -366,3 +366,23 @@ def test_test_views_on_postgresql(pg_url, tmp_path):
     with TestClient(create_app(pg_url, cache_ttl=0)) as c:
         for path in ("/flaky", f"/tests/{top['test_pk']}", "/", "/api/v1/ci-health"):
             assert c.get(path).status_code == 200, path
+
+
+def test_cached_flaky_report_follows_quarantine_writes(store):
+    """With the default 10 s cache, a quarantine write through the service shows at once."""
+    from web.app import create_app
+
+    url, ids = store
+    with TestClient(create_app(url)) as c:
+
+        def state() -> str:
+            rows = c.get("/api/v1/flaky").json()["tests"]
+            return next(t["state"] for t in rows if t["key"] == ids["flaky_key"])
+
+        assert state() == "flaky"
+        body = {"test": ids["flaky_key"], "reason": "cache check"}
+        assert c.post("/api/v1/quarantine", json=body, headers=auth(ids["token"])).status_code == 200
+        assert state() == "quarantined"
+        assert 'class="badge t-quarantined"' in c.get("/flaky").text
+        assert c.delete("/api/v1/quarantine", params=body, headers=auth(ids["token"])).status_code == 200
+        assert state() == "flaky"

@@ -140,6 +140,7 @@ def get_pr(pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)], session=Depends(db)) ->
 
 @reads.get("/flaky", summary="Top flaky tests by flakiness score (tests) and by CI minutes lost to reruns")
 def get_flaky(
+    request: Request,
     lane: Annotated[str | None, Query(max_length=50)] = None,
     hardware: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -152,7 +153,18 @@ def get_flaky(
             "by_minutes": [],
             "note": "no test results ingested yet",
         }
-    return fq.flaky(session, lane=lane, hardware=hardware, limit=limit)
+    return cached_flaky(request, lane, hardware, limit)
+
+
+def cached_flaky(request: Request, lane: str | None, hardware: str | None, limit: int = 50) -> dict[str, Any]:
+    """The flaky report scores every test (~1 s at 120k verdicts on SQLite): computed once per cache period
+    and filter; quarantine writes through this worker clear it."""
+
+    def compute() -> dict[str, Any]:
+        with session_scope(request.app.state.db_url) as session:
+            return fq.flaky(session, lane=lane, hardware=hardware, limit=limit)
+
+    return request.app.state.cache.get(("flaky", lane, hardware, limit), compute)
 
 
 @reads.get("/tests/{test_pk}", summary="One test: state, recent verdicts, executions, quarantine history")

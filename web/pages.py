@@ -292,9 +292,9 @@ def pr_page(request: Request, pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)]):
     return render(request, "pr.html", d=data)
 
 
-def _strip(rows: list[dict[str, Any]]) -> None:
-    for r in rows:
-        r["strip_svg"] = charts.history_strip(r["strip"])
+def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # copies: the rows may be the cached read model the API also returns
+    return [{**r, "strip_svg": charts.history_strip(r["strip"])} for r in rows]
 
 
 @pages.get("/flaky", response_class=HTMLResponse)
@@ -309,10 +309,11 @@ def flaky_page(request: Request, lane: Opt = None, hardware: Opt = None):
                 "by flakiness score and CI minutes lost.",
                 link="/",
             )
-        data = fq.flaky(s, lane=lane or None, hardware=hardware or None)
         choices = fq.filter_choices(s)
-    _strip(data["tests"])
-    _strip(data["by_minutes"])
+    from web.api import cached_flaky
+
+    data = cached_flaky(request, lane or None, hardware or None)
+    data = {**data, "tests": _strip(data["tests"]), "by_minutes": _strip(data["by_minutes"])}
     return render(
         request,
         "flaky.html",
