@@ -288,7 +288,10 @@ def health_chart(
         )
     step = max(1, len(days) // 6)
     xticks = [{"x": x(i), "label": d[5:]} for i, d in enumerate(days) if i % step == 0]
-    yticks = [{"y": y(t), "label": fmt(t) + ("%" if percent else "")} for t in _nice_ticks(lo, hi, 4)]
+    ticks = _nice_ticks(lo, hi, 4)
+    if field == "infra_errors":  # counts: whole numbers only
+        ticks = [t for t in ticks if float(t).is_integer()] or [0.0]
+    yticks = [{"y": y(t), "label": fmt(t) + ("%" if percent else "")} for t in ticks]
     return {
         "width": width,
         "height": height,
