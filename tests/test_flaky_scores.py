@@ -175,3 +175,12 @@ def test_one_real_run_judged_as_infrastructure_failure() -> None:
     assert run_infra_failure(verdicts) is None
     reason = run_infra_failure(verdicts, FlakinessPolicy(infra_min_tests=5))
     assert reason is not None and reason.startswith("4 of 8 tests failed (50% > 20%)")
+
+
+def test_mostly_failing_test_with_one_rerun_pass_is_broken_not_healthy():
+    from guardrail.analysis.flaky import WindowCounts, classify
+
+    stats = classify(WindowCounts(test="t", verdicts=11, flaky_verdicts=1, failed_verdicts=10, trailing_fails=0))
+    assert stats.state == "broken" and "10 of 11" in stats.reason
+    fine = classify(WindowCounts(test="t", verdicts=11, flaky_verdicts=1, failed_verdicts=1, trailing_fails=0))
+    assert fine.state == "healthy"

@@ -238,6 +238,9 @@ def classify(
         reason = f"quarantined since {quarantine.since:%Y-%m-%d} by {quarantine.by}: {quarantine.reason}"
     elif c.trailing_fails >= policy.broken_after:
         state, reason = "broken", f"failed every attempt in the last {c.trailing_fails} verdicts"
+    elif c.failed_verdicts >= policy.broken_after and c.failed_verdicts * 2 >= n:
+        # Mostly failing outright, with an occasional pass on rerun: that is a broken test, not a healthy one.
+        state, reason = "broken", f"failed every attempt in {c.failed_verdicts} of {n} verdicts"
     elif flaky:
         state = "flaky"
         reason = f"{why} (>= {policy.min_flaky_verdicts} flaky and >= {policy.min_score:.0%})"
