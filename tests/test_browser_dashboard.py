@@ -1,11 +1,13 @@
 """The dashboard in real Chromium (Debian's package, driven by Playwright) over a real uvicorn server on
 127.0.0.1 and a SQLite store filled by real ingest: triage an alert, open series and run pages, and save
-screenshots to docs/screenshots/."""
+screenshots (to docs/screenshots/ with GUARDRAIL_SCREENSHOTS=docs/screenshots)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,7 +25,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Screenshots go to a scratch folder, or to docs/screenshots/ when refreshing them on purpose:
+#   GUARDRAIL_SCREENSHOTS=docs/screenshots pytest tests/test_browser_*.py
+SHOTS = Path(os.environ.get("GUARDRAIL_SCREENSHOTS") or Path(tempfile.gettempdir()) / "guardrail-screenshots")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
