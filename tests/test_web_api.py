@@ -434,3 +434,47 @@ def test_returned_series_shows_alerts_resolved(client, store):
     assert regressions and regressions <= fixed
     page = client.get(f"/alerts/{min(regressions)}").text
     assert "series returned to its earlier level" in page
+
+
+def test_pinned_baselines_are_shown_with_reason_and_author(tmp_path):
+    """`guardrail baseline pin` is visible on the Baselines page, the run page and in the API (markup inert)."""
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from guardrail.ingest import ingest
+    from tests.factories import result_doc, write
+    from web.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'pins.db'}"
+    run_id = ingest(url, [write(tmp_path / "r.json", result_doc(lane="release", run_id="rc1"))]).run_ids[0]
+    pin = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guardrail",
+            "baseline",
+            "pin",
+            "--run",
+            str(run_id),
+            "--reason",
+            "v1.0 <b>GA</b>",
+            "--author",
+            "rel-eng",
+            "--db",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert pin.returncode == 0, pin.stderr
+    client = TestClient(create_app(url))
+    pins = client.get("/api/v1/baselines/pins").json()["pins"]
+    assert [(p["run_id"], p["reason"], p["author"], p["active"]) for p in pins] == [
+        (run_id, "v1.0 <b>GA</b>", "rel-eng", True)
+    ]
+    page = client.get("/baselines").text
+    assert "rel-eng" in page and "v1.0 &lt;b&gt;GA&lt;/b&gt;" in page and "<b>GA</b>" not in page
+    run_page = client.get(f"/runs/{run_id}").text
+    assert "pinned as the release baseline on H100 by rel-eng" in run_page

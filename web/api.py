@@ -121,6 +121,11 @@ def get_run(run_id: PathId, session=Depends(db)) -> dict[str, Any]:
     return _get(q.run_detail, session, run_id)
 
 
+@reads.get("/baselines/pins", summary="Pinned baselines with reason and author, active first")
+def get_pins(session=Depends(db)) -> dict[str, Any]:
+    return q.baseline_pins(session)
+
+
 @reads.get("/compare", summary="Two runs side by side")
 def get_compare(
     a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)], session=Depends(db)

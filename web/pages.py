@@ -265,6 +265,13 @@ def run_page(request: Request, run_id: PathId):
     return render(request, "run.html", d=data)
 
 
+@pages.get("/baselines", response_class=HTMLResponse)
+def baselines_page(request: Request):
+    with _session(request) as s:
+        data = q.baseline_pins(s)
+    return render(request, "baselines.html", d=data)
+
+
 @pages.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)]

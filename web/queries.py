@@ -514,6 +514,12 @@ def run_detail(session: Session, run_id: int) -> dict[str, Any]:
     run = session.get(m.Run, run_id)
     if run is None:
         raise NotFound(f"no run {run_id}")
+    detail = _run_detail(session, run, run_id)
+    detail["pins"] = baseline_pins(session, run_id=run_id)["pins"]
+    return detail
+
+
+def _run_detail(session: Session, run: m.Run, run_id: int) -> dict[str, Any]:
     results = session.scalars(select(m.Result).where(m.Result.run_id == run_id).order_by(m.Result.id)).all()
     check = session.scalar(select(m.Check).where(m.Check.run_id == run_id).order_by(m.Check.id.desc()).limit(1))
     verdicts: dict[int, m.Verdict] = {}
@@ -715,3 +721,30 @@ def prs(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
         .limit(limit)
     )
     return [{"pr": pr, "runs": n, "last_run": iso(t)} for pr, n, t in session.execute(q)]
+
+
+# ---------------------------------------------------------------- baseline pins
+
+
+def _pin_dict(p: m.BaselinePin) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "lane": p.lane,
+        "hardware": p.hardware,
+        "run_id": p.run_id,
+        "reason": p.reason,
+        "author": p.author,
+        "active": p.active,
+        "created_at": iso(p.created_at),
+        "removed_at": iso(p.removed_at),
+        "removed_by": p.removed_by,
+        "removed_reason": p.removed_reason,
+    }
+
+
+def baseline_pins(session: Session, *, run_id: int | None = None) -> dict[str, Any]:
+    """Pinned baselines (`guardrail baseline pin`), active first, each with its reason and author."""
+    q = select(m.BaselinePin).order_by(m.BaselinePin.active.desc(), m.BaselinePin.id.desc())
+    if run_id is not None:
+        q = q.where(m.BaselinePin.run_id == run_id)
+    return {"pins": [_pin_dict(p) for p in session.scalars(q)]}
