@@ -30,6 +30,25 @@ class TestIdentity:
     name: str
     params: str | None = None
     hardware: str | None = None
+    # computed once: identities key every dict of the ingest (~1M lookups for 100k test cases), and the
+    # generated __hash__ rebuilt the field tuple on each one
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_hash", hash((self.suite, self.file, self.classname, self.name, self.params, self.hardware))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __getstate__(self) -> tuple:  # a pickled identity rehashes where it is loaded (str hashes are per process)
+        return (self.suite, self.file, self.classname, self.name, self.params, self.hardware)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(("suite", "file", "classname", "name", "params", "hardware"), state, strict=True):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
 
     @property
     def id(self) -> str:

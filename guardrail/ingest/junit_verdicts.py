@@ -3,8 +3,61 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from guardrail.ingest.junit_model import FAILED, TestCaseRecord, TestIdentity, TestVerdict
+
+
+def _attempt(r: TestCaseRecord) -> tuple[int, int, int]:
+    return (r.job_attempt, r.process_attempt, r.inprocess_attempt)
+
+
+def verdict_fields(recs: list[TestCaseRecord]) -> tuple[Any, ...]:
+    """The verdict of one test's attempts (sorted in place, latest last), as the :class:`TestVerdict` fields
+    after the commits: (verdict, final_outcome, attempts, failed_attempts, signatures, duration_s,
+    rerun_duration_s, phases, process_attempts). Writers that only need the values skip the dataclass."""
+    if len(recs) == 1:  # the common case: one attempt
+        r = recs[0]
+        outcome = r.outcome
+        if outcome == "skip":
+            return ("skip", outcome, 0, 0, (), 0 + r.duration_s, 0, (), 1)
+        if outcome in FAILED:
+            sigs = (r.signature,) if r.signature else ()
+            return ("fail", outcome, 1, 1, sigs, 0 + r.duration_s, 0, (r.phase,), 1)
+        return ("pass", outcome, 1, 0, (), 0 + r.duration_s, 0, (), 1)
+    recs.sort(key=_attempt)
+    ran = [r for r in recs if r.outcome != "skip"]
+    failed = [r for r in ran if r.outcome in FAILED]
+    if not ran:
+        verdict = "skip"
+    elif not failed:
+        verdict = "pass"
+    elif len(failed) == len(ran):
+        verdict = "fail"
+    else:
+        verdict = "flaky"
+    return (
+        verdict,
+        recs[-1].outcome,
+        len(ran),
+        len(failed),
+        tuple(dict.fromkeys(r.signature for r in failed if r.signature)),
+        sum(r.duration_s for r in recs),
+        sum(r.duration_s for r in recs[1:]),
+        tuple(dict.fromkeys(r.phase for r in failed)),
+        len({(r.job_attempt, r.process_attempt) for r in recs}),
+    )
+
+
+def group_records(executions: Iterable[TestCaseRecord]) -> dict[TestIdentity, list[TestCaseRecord]]:
+    by_test: dict[TestIdentity, list[TestCaseRecord]] = {}
+    for r in executions:
+        group = by_test.get(r.identity)
+        if group is None:
+            by_test[r.identity] = [r]
+        else:
+            group.append(r)
+    return by_test
 
 
 def group_verdicts(
@@ -18,38 +71,23 @@ def group_verdicts(
     All ``executions`` must belong to the same (head commit, base commit) pair: the caller groups by
     that first (the store query does). Mixed pass and fail on the same code is ``flaky``.
     """
-    by_test: dict[TestIdentity, list[TestCaseRecord]] = {}
-    for r in executions:
-        by_test.setdefault(r.identity, []).append(r)
     out: list[TestVerdict] = []
-    for ident, recs in by_test.items():
-        recs.sort(key=lambda r: r.attempt)
-        ran = [r for r in recs if r.outcome != "skip"]
-        failed = [r for r in ran if r.outcome in FAILED]
-        if not ran:
-            verdict = "skip"
-        elif not failed:
-            verdict = "pass"
-        elif len(failed) == len(ran):
-            verdict = "fail"
-        else:
-            verdict = "flaky"
-        sigs = tuple(dict.fromkeys(r.signature for r in failed if r.signature))
-        phases = tuple(dict.fromkeys(r.phase for r in failed))
+    for ident, recs in group_records(executions).items():
+        verdict, final, attempts, failed, sigs, duration, rerun, phases, procs = verdict_fields(recs)
         out.append(
             TestVerdict(
                 identity=ident,
                 verdict=verdict,
                 head_commit=head_commit,
                 base_commit=base_commit,
-                final_outcome=recs[-1].outcome,
-                attempts=len(ran),
-                failed_attempts=len(failed),
+                final_outcome=final,
+                attempts=attempts,
+                failed_attempts=failed,
                 signatures=sigs,
-                duration_s=sum(r.duration_s for r in recs),
-                rerun_duration_s=sum(r.duration_s for r in recs[1:]),
+                duration_s=duration,
+                rerun_duration_s=rerun,
                 phases=phases,
-                process_attempts=len({(r.job_attempt, r.process_attempt) for r in recs}),
+                process_attempts=procs,
             )
         )
     return out

@@ -28,7 +28,7 @@ from guardrail.errors import InputError
 from guardrail.ingest import IngestReport, expand_paths
 from guardrail.ingest.junit import iter_junit
 from guardrail.ingest.junit_model import FAILED, TestCaseRecord, TestIdentity
-from guardrail.ingest.junit_verdicts import group_verdicts
+from guardrail.ingest.junit_verdicts import group_verdicts, verdict_fields
 from guardrail.schema import RunInfo, Source
 from guardrail.store import models as m
 from guardrail.store import test_models as tm
@@ -36,6 +36,7 @@ from guardrail.store import test_models as tm
 DEFAULT_LANE = "tests"
 DEFAULT_HARDWARE = "any"
 BATCH = 5000
+_SQLITE_CACHE_KIB = 64 * 1024  # page cache of the ingesting connection (bounded; grows only as used)
 _LOOKUP_CHUNK = 500  # keys per IN (...) lookup: well under SQLite's bound-parameter limit
 
 
@@ -127,17 +128,21 @@ class _TestIds:
         """The ids of ``idents``, in order."""
         idents = list(idents)
         missing: dict[str, TestIdentity] = {}
+        by_ident, ids = self.by_ident, self.ids
+        test_ids: dict[str, str] = {}  # key -> test id (built once: the key is the id plus the hardware)
         for ident in idents:
-            if ident not in self.by_ident:
-                k = ident.key
-                if k in self.ids:
-                    self.by_ident[ident] = self.ids[k]
+            if ident not in by_ident:
+                tid = ident.id
+                k = f"{tid}@{ident.hardware}" if ident.hardware else tid
+                if k in ids:
+                    by_ident[ident] = ids[k]
                 elif k not in missing:
                     missing[k] = ident
+                    test_ids[k] = tid
         if missing:
             now = _datetime_bind(self.s, tm.TestCase.__table__.c.first_seen_at)(m.utcnow())
             new = [
-                (key_hash(k), k, i.id, i.suite, i.file, i.classname, i.name, i.params, i.hardware, now)
+                (key_hash(k), k, test_ids[k], i.suite, i.file, i.classname, i.name, i.params, i.hardware, now)
                 for k, i in missing.items()
             ]
             by_hash = {r[0]: r[1] for r in new}
@@ -145,9 +150,13 @@ class _TestIds:
                 found = self._insert_pg(new)
             else:
                 cols = (*_TEST_COLS, "first_seen_at")
+                # the ingest holds SQLite's write lock (BEGIN IMMEDIATE): the rows past the largest id are ours,
+                # read back in one statement; only keys that already existed are looked up by hash
+                (top,) = self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM tests").one()
                 _Bulk(self.s, tm.TestCase.__table__, cols, " ON CONFLICT (key_hash) DO NOTHING")(new)
-                found = []
-                hashes = list(by_hash)
+                found = self.conn.exec_driver_sql("SELECT id, key_hash FROM tests WHERE id > ?", (top,)).all()
+                inserted = {h for _, h in found}
+                hashes = [h for h in by_hash if h not in inserted]
                 for i in range(0, len(hashes), _LOOKUP_CHUNK):
                     chunk = hashes[i : i + _LOOKUP_CHUNK]
                     sql = f"SELECT id, key_hash FROM tests WHERE key_hash IN ({', '.join([self.ph] * len(chunk))})"
@@ -156,7 +165,7 @@ class _TestIds:
                 k = by_hash[h]
                 self.ids[k] = pk
                 self.by_ident[missing[k]] = pk
-        return [self.by_ident[i] for i in idents]
+        return [by_ident[i] for i in idents]
 
     def _insert_pg(self, new: list[tuple]) -> list[tuple[int, str]]:
         """COPY into a scratch table, insert-if-absent from it, read the ids back: three statements."""
@@ -220,7 +229,9 @@ class _FreshVerdicts:
             _datetime_bind(session, tm.TestVerdictRow.__table__.c.at)(run.started_at),
         )
         self.insert_rows = _Bulk(session, tm.TestVerdictRow.__table__, _VERDICT_INSERT_COLS)
-        self.pending: list[TestCaseRecord] = []
+        # complete groups (a test's attempts, its final one last) waiting to be written, by test
+        self.pending: dict[TestIdentity, list[TestCaseRecord]] = {}
+        self.n_pending = 0
         self.open: dict[TestIdentity, list[TestCaseRecord]] = {}
         self.written: set[int] = set()
         self.broken = False
@@ -231,41 +242,61 @@ class _FreshVerdicts:
             return
         # a test's earlier attempts leave the reader before its final one (up to its rerun window
         # later): hold them until the final attempt arrives
+        open_, pending = self.open, self.pending
         for r in batch:
-            group = self.open.get(r.identity)
+            ident = r.identity
+            group = open_.pop(ident, None)
             if group is None:
-                group = self.open[r.identity] = []
-            group.append(r)
-            if r.final:
-                self.pending.extend(self.open.pop(r.identity))
-        if len(self.pending) >= BATCH:
-            self._write(self.pending)
-            self.pending.clear()
+                if r.final:
+                    group = [r]
+                else:
+                    open_[ident] = [r]
+                    continue
+            else:
+                group.append(r)
+                if not r.final:
+                    open_[ident] = group
+                    continue
+            done = pending.get(ident)
+            if done is None:
+                pending[ident] = group
+            else:
+                done.extend(group)
+            self.n_pending += len(group)
+        if self.n_pending >= BATCH:
+            self._write()
 
     def finish(self) -> None:
         if not self.broken:
-            for group in self.open.values():
-                self.pending.extend(group)
-            self._write(self.pending)
+            for ident, group in self.open.items():
+                done = self.pending.get(ident)
+                if done is None:
+                    self.pending[ident] = group
+                else:
+                    done.extend(group)
+            self._write()
         self.pending.clear()
         self.open.clear()
 
-    def _write(self, records: list[TestCaseRecord]) -> None:
-        if not records:
+    def _write(self) -> None:
+        groups, self.pending, self.n_pending = self.pending, {}, 0
+        if not groups:
             return
         run_id, lane, hw, at = self.run
+        head, base, pk = self.head, self.base, self.pk
+        by_ident, written = self.ids.by_ident, self.written
         rows = []
-        for v in group_verdicts(records, head_commit=self.head, base_commit=self.base):
-            test_pk = self.ids.by_ident[v.identity]
-            if test_pk in self.written:
+        for ident, recs in groups.items():
+            test_pk = by_ident[ident]
+            if test_pk in written:
                 self.broken = True
                 return
-            self.written.add(test_pk)
+            written.add(test_pk)
+            verdict, final, attempts, failed, sigs, duration, rerun, _, procs = verdict_fields(recs)
             rows.append(
                 (
-                    test_pk, self.pk, self.head, self.base, run_id, lane, hw, at, v.verdict, v.final_outcome,
-                    v.attempts, v.failed_attempts, json.dumps(list(v.signatures)), v.duration_s,
-                    v.rerun_duration_s, v.process_attempts, False,
+                    test_pk, pk, head, base, run_id, lane, hw, at, verdict, final, attempts, failed,
+                    json.dumps(list(sigs)) if sigs else "[]", duration, rerun, procs, False,
                 )
             )  # fmt: skip
         self.insert_rows(rows)
@@ -518,6 +549,10 @@ def ingest_junit(
     job_attempt = (src.ci.attempt if src.ci and src.ci.attempt else None) or 1
     report = IngestReport()
     with session_scope(db_url, write=True) as session:
+        if session.get_bind().dialect.name == "sqlite":
+            # 100k random-order index inserts: with the default 2 MB page cache, SQLite spills dirty pages to
+            # the WAL and reads them back over and over. This connection only; reset when the ingest ends.
+            session.connection().exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
         cache = _Cache(session)
         ids = _TestIds(session)
         to_store: list[tuple[Path, str]] = []
