@@ -116,35 +116,7 @@ def _by_minutes(
     session: Session, stats: dict[str, Any], *, when: datetime, limit: int, days: int = 14, **filters: Any
 ) -> list[dict[str, Any]]:
     """Tests by CI minutes lost to reruns in the last ``days`` days (what ``flaky_top(by="minutes")`` gives)."""
-    total = func.sum(V.rerun_duration_s)
-    q = (
-        select(V.test_pk, total, func.count())
-        .where(V.at >= when - timedelta(days=days), V.at <= when, V.rerun_duration_s > 0)
-        .group_by(V.test_pk)
-        .order_by(total.desc(), V.test_pk)
-        .limit(limit)
-    )
-    rows = session.execute(tq._filtered(q, lane=filters.get("lane"), hardware=filters.get("hardware"))).all()
-    names = {pk: (key, tid, hw) for pk, key, tid, hw in session.execute(
-        select(T.id, T.key, T.test_id, T.hardware).where(T.id.in_([r[0] for r in rows]))
-    )} if rows else {}  # fmt: skip
-    out = []
-    for pk, seconds, n in rows:
-        key, test_id, hw = names[pk]
-        x = stats.get(key)
-        out.append(
-            {
-                "id": test_id,
-                "key": key,
-                "hardware": hw,
-                "rerun_minutes": round(float(seconds) / 60, 2),
-                "rerun_seconds": round(float(seconds), 1),
-                "reruns_in": int(n),
-                "state": x.state if x else "healthy",
-                "score": round(x.score, 4) if x else None,
-            }
-        )
-    return out
+    return tq.minutes_lost(session, stats, now=when, limit=limit, days=days, **filters)
 
 
 def _one_test_stats(session: Session, t: Any, when: datetime) -> Any:

@@ -231,27 +231,35 @@ def flaky_top(
     session: Session, *, now: datetime, by: str = "score", limit: int = 20, days: int = 14, **filters: Any
 ) -> list[dict[str, Any]]:
     """The flaky top list: by score (flaky and broken first), or by CI minutes lost to reruns in ``days``."""
-    stats = [s for s in flaky_stats(session, now=now, **filters) if s.state != "healthy"]
+    stats = flaky_stats(session, now=now, **filters)
     if by == "score":
-        return [s.to_dict() for s in stats[:limit]]
+        return [s.to_dict() for s in stats if s.state != "healthy"][:limit]
     if by != "minutes":
         raise ValueError("by is 'score' or 'minutes'")
+    return minutes_lost(session, {s.test: s for s in stats}, now=now, limit=limit, days=days, **filters)
+
+
+def minutes_lost(
+    session: Session, stats: dict[str, Any], *, now: datetime, limit: int = 20, days: int = 14, **filters: Any
+) -> list[dict[str, Any]]:
+    """Tests by CI minutes lost to reruns in the last ``days`` days; `stats` (test key -> FlakyStats, from
+    :func:`flaky_stats`) gives each its state and score (a test not in it is healthy)."""
+    total = func.sum(V.rerun_duration_s)
     q = _filtered(
-        select(V.test_pk, func.sum(V.rerun_duration_s), func.count())
-        .where(V.at >= now - timedelta(days=days), V.rerun_duration_s > 0)
+        select(V.test_pk, total, func.count())
+        .where(V.at >= now - timedelta(days=days), V.at <= now, V.rerun_duration_s > 0)
         .group_by(V.test_pk)
-        .order_by(func.sum(V.rerun_duration_s).desc(), V.test_pk)
+        .order_by(total.desc(), V.test_pk)
         .limit(limit),
         lane=filters.get("lane"),
         hardware=filters.get("hardware"),
     )
     rows = session.execute(q).all()
     names = _test_names(session, [r[0] for r in rows])
-    by_key = {s.test: s for s in flaky_stats(session, now=now, **filters)}
     out = []
     for pk, seconds, n in rows:
         key, test_id, hw = names[pk]
-        s = by_key.get(key)
+        s = stats.get(key)
         out.append(
             {
                 "id": test_id,
