@@ -1,6 +1,7 @@
 """The test views in real Chromium (Debian's package, driven by Playwright) over a real uvicorn server on
 127.0.0.1 and a SQLite store filled by `guardrail ingest --format junit`: quarantine a test from the flaky
-page with a reason and see it shown, open a test and the reruns, and take screenshots (where: test_browser_dashboard.SHOTS)."""
+page with a reason and see it shown, open a test and the reruns, and take screenshots (where:
+test_browser_dashboard.SHOTS)."""
 
 from __future__ import annotations
 
