@@ -4,6 +4,7 @@ screenshots (to docs/screenshots/ with GUARDRAIL_SCREENSHOTS=docs/screenshots)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -42,19 +43,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def serving(app):
+    """A real uvicorn server for `app` on a free 127.0.0.1 port, in a thread; yields its base URL."""
     import uvicorn
 
-    from tests.conftest import corpus_dir
-    from tests.test_web_api import fill_db
-    from web.app import create_app
-
-    tmp = tmp_path_factory.mktemp("browser")
-    url = f"sqlite:///{tmp / 'guardrail.db'}"
-    ids = fill_db(url, tmp, corpus_dir())
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -62,9 +57,24 @@ def server(tmp_path_factory):
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start within 20 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", ids
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tests.conftest import corpus_dir
+    from tests.test_web_api import fill_db
+    from web.app import create_app
+
+    tmp = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{tmp / 'guardrail.db'}"
+    ids = fill_db(url, tmp, corpus_dir())
+    with serving(create_app(url)) as base:
+        yield base, ids
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,9 @@ test_browser_dashboard.SHOTS)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from tests.test_browser_dashboard import ARGS, CHROMIUM, _free_port, shot, sync_api  # noqa: F401  (skips as it does)
+from tests.test_browser_dashboard import ARGS, CHROMIUM, serving, shot, sync_api  # noqa: F401  (skips as it does)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,26 +16,14 @@ MARKUP_NAME = "test_<img src=x onerror=alert(9)>"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from tests.test_web_flaky_api import fill_flaky_db
     from web.app import create_app
 
     tmp = tmp_path_factory.mktemp("browserflaky")
     url = f"sqlite:///{tmp / 'guardrail.db'}"
     ids = fill_flaky_db(url, tmp)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(url, cache_ttl=0), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start within 20 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", ids
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(url, cache_ttl=0)) as base:
+        yield base, ids
 
 
 @pytest.fixture(scope="module")
