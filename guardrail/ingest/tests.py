@@ -36,7 +36,7 @@ from guardrail.store import test_models as tm
 DEFAULT_LANE = "tests"
 DEFAULT_HARDWARE = "any"
 BATCH = 5000
-_SQLITE_CACHE_KIB = 64 * 1024  # page cache of the ingesting connection (bounded; grows only as used)
+_SQLITE_CACHE_KIB = 16 * 1024  # page cache of the ingesting connection (bounded; grows only as used)
 _LOOKUP_CHUNK = 500  # keys per IN (...) lookup: well under SQLite's bound-parameter limit
 
 
