@@ -11,10 +11,12 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardrail.errors import InputError
-from guardrail.schema import MAX_RESULT_BYTES, RESULT_SCHEMA, Result, parse_result
+
+if TYPE_CHECKING:
+    from guardrail.schema import Result
 
 PERF_FORMATS = ("auto", "result", "vllm-omni-diffusion", "vllm-bench", "tts-bench", "pytest-benchmark")
 
@@ -77,6 +79,8 @@ def content_hash(result: Result) -> str:
 
 
 def _read_json(path: Path) -> Any:
+    from guardrail.schema import MAX_RESULT_BYTES
+
     try:
         size = path.stat().st_size
         if size > MAX_RESULT_BYTES:
@@ -104,6 +108,8 @@ def load_documents(
     A file found inside a directory that no format recognises is ignored (and listed in `ignored`); a file
     named explicitly must be a result.
     """
+    from guardrail.schema import parse_result
+
     if fmt not in PERF_FORMATS:
         raise InputError(f"unknown format {fmt!r}; one of {', '.join(PERF_FORMATS)} or junit", field="--format")
     docs: list[Document] = []
@@ -128,6 +134,8 @@ def load_documents(
 
 
 def _detect(path: Path, data: Any, *, required: bool = True) -> str | None:
+    from guardrail.schema import RESULT_SCHEMA, parse_result
+
     if isinstance(data, dict) and "schema" in data:
         if data["schema"] == RESULT_SCHEMA:
             return "result"

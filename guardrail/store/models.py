@@ -9,9 +9,8 @@ a *series* is (workload digest, metric, hardware); *checks* judge a run against 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -28,6 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def utcnow() -> datetime:
@@ -169,6 +171,8 @@ class Measurement(Base):
     samples: Mapped[bytes] = mapped_column(LargeBinary)
 
     def values(self) -> np.ndarray:
+        import numpy as np  # lazily: the CLI's store commands need no numpy
+
         return np.frombuffer(self.samples, dtype="<f8")
 
 
@@ -278,4 +282,6 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 from guardrail.store import test_models  # noqa: E402,F401
