@@ -4,8 +4,9 @@ latency and the spread between fresh processes.
 
     python bench/gpu_figures.py --out DIR --workload NAME [--workload NAME ...] [--steps 8] [--repeats 2]
 
-The pinned workloads are copied with fewer denoising steps (the only change), so that a full-size
-run fits the device budget; everything else (architecture, resolution, frames, guidance) is as pinned.
+The pinned workloads are copied with `--steps` denoising steps (the only change; `--steps 0` keeps the
+pinned count), so that a full-size run fits the device budget; everything else (architecture, resolution,
+frames, guidance) is as pinned.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gpu-figures-"))
     for name in args.workload:
         data = yaml.safe_load((src / f"{name}.yaml").read_text())
-        data["generation"]["num_inference_steps"] = args.steps
-        data.setdefault("tiny", {}).setdefault("generation", {})["num_inference_steps"] = args.steps
+        if args.steps:
+            data["generation"]["num_inference_steps"] = args.steps
+            data.setdefault("tiny", {}).setdefault("generation", {})["num_inference_steps"] = args.steps
         data["tiny"]["warmup_generations"], data["tiny"]["warmup_steps"] = 0, 2
         data["warmup_generations"] = 0  # warm-up = the first 2 steps of the measured generation
         data["warmup_steps"] = 2
