@@ -3,14 +3,16 @@ change-point scan that turns new change points on main into alerts."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import ARRAY, Integer, any_, bindparam, select
 from sqlalchemy.orm import Session
 
 from guardrail.store import models as m
@@ -44,31 +46,21 @@ def series_points(
     """Oldest first; only `ok` results; one point per result. Two index lookups rather than one four-way join
     (PostgreSQL plans that join as a scan of all results, which dominated the series page at scale).
     `lanes_seen`, when given, collects the lanes the series has, before the lane filter."""
+    # Core rows on the session's connection from statements built once (building and caching a statement costs
+    # more than running it here): this runs on every series page.
+    conn = session.connection()
+    q = _points_sql(conn.dialect.name)
     medians: dict[int, list[float]] = defaultdict(list)
-    for result_id, median in session.execute(
-        select(m.Measurement.result_id, m.Measurement.median)
-        .where(m.Measurement.series_id == series_id)
-        .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
-    ):
+    for result_id, median in conn.execute(q.medians, {"series_id": series_id}):
         medians[result_id].append(median)
     if not medians:
         return []
-    q = (
-        select(
-            m.Result.id,
-            m.Result.environment_id,
-            m.Run.id,
-            m.Run.started_at,
-            m.Commit.sha,
-            m.Commit.message,
-            m.Run.lane,
-            m.Run.branch,
-        )
-        .join(m.Run, m.Result.run_id == m.Run.id)
-        .outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
-        .where(m.Result.id.in_(list(medians)), m.Result.status == "ok")
-    )
-    rows = session.execute(q).all()
+    # Results, then their runs and commits, each by primary key: joined in one statement, PostgreSQL's default
+    # costs (random_page_cost 4) pick a sequential scan of all runs for a 50-id list (1.5 ms vs 0.2 ms).
+    results = conn.execute(q.results, {"ids": list(medians)}).all()
+    runs = {r[0]: r for r in conn.execute(q.runs, {"ids": list({r[2] for r in results})})} if results else {}
+    # (result id, environment id, run id, started, sha, message, lane, branch), as the join gave them
+    rows = [(rid, env, run_id, *runs[run_id][1:]) for rid, env, run_id in results]
     if lanes_seen is not None:
         lanes_seen.update(r[6] for r in rows)
     # Lane and branch are filtered here rather than in SQL, so the same rows also tell which lanes exist.
@@ -79,22 +71,45 @@ def series_points(
         rows = rows[-limit:]
     out = []
     for result_id, env_id, run_id, started, sha, message, _, _ in rows:
-        arr = np.asarray(medians[result_id])
-        out.append(
-            Point(
-                run_id,
-                result_id,
-                started,
-                sha,
-                message,
-                float(np.median(arr)),
-                float(arr.min()),
-                float(arr.max()),
-                arr.size,
-                env_id,
-            )
-        )
+        vals = sorted(medians[result_id])
+        out.append(Point(run_id, result_id, started, sha, message, _median(vals), vals[0], vals[-1], len(vals), env_id))
     return out
+
+
+def id_list(dialect: str, name: str = "ids") -> Any:
+    """A bind parameter for a list of ids, used as `col == any_(p)` on PostgreSQL (one array parameter: the same
+    statement text for every list, so psycopg prepares it once) or `col.in_(p)` elsewhere (expanding)."""
+    if dialect == "postgresql":
+        return bindparam(name, type_=ARRAY(Integer))
+    return bindparam(name, expanding=True)
+
+
+def id_in(dialect: str, col: Any, name: str = "ids") -> Any:
+    """`col IN :name` for a list of ids (see id_list)."""
+    p = id_list(dialect, name)
+    return col == any_(p) if dialect == "postgresql" else col.in_(p)
+
+
+@functools.cache
+def _points_sql(dialect: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        medians=select(m.Measurement.result_id, m.Measurement.median)
+        .where(m.Measurement.series_id == bindparam("series_id"))
+        .order_by(m.Measurement.result_id, m.Measurement.repeat_index),
+        results=select(m.Result.id, m.Result.environment_id, m.Result.run_id).where(
+            id_in(dialect, m.Result.id), m.Result.status == "ok"
+        ),
+        runs=select(m.Run.id, m.Run.started_at, m.Commit.sha, m.Commit.message, m.Run.lane, m.Run.branch)
+        .outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
+        .where(id_in(dialect, m.Run.id)),
+    )
+
+
+def _median(s: list[float]) -> float:
+    """np.median of an already sorted short list, without numpy's per-call overhead: the same float (the middle
+    value, or the two middle values added and halved, as numpy's mean of two does)."""
+    k = len(s) // 2
+    return s[k] if len(s) % 2 else (s[k - 1] + s[k]) / 2
 
 
 def series_runs(

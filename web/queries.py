@@ -6,16 +6,18 @@ what a page shows is exactly what the API returns.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
-from guardrail.history import series_points
+from guardrail.history import id_in, series_points
 from guardrail.store import models as m
 
 TRIAGE_STATES = ("untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra")
@@ -309,11 +311,10 @@ def _series_dict(s: m.Series) -> dict[str, Any]:
 def series_detail(
     session: Session, series_id: int, *, lane: str | None = None, branch: str | None = None, limit: int = MAX_POINTS
 ) -> dict[str, Any]:
-    from guardrail.analysis.changepoints import detect_change_points
-
-    s = session.get(m.Series, series_id)
-    if s is None:
-        raise NotFound(f"no series {series_id}")
+    # Core selects of the columns shown, on the session's connection: the ORM's object loading cost more than
+    # the queries themselves on this page.
+    conn = session.connection()
+    s, siblings = _series_and_siblings(conn, series_id)
     lanes_seen: set[str] = set()
     pts = series_points(
         session, series_id, lanes=[lane] if lane else None, branch=branch, limit=limit, lanes_seen=lanes_seen
@@ -335,40 +336,100 @@ def series_detail(
     ]
     detected = []
     if len(pts) >= 4:
-        for cp in detect_change_points([p.value for p in pts]):
+        for cp in _change_points(tuple(p.value for p in pts)):
             detected.append(
                 {**cp.to_dict(), "commit": pts[cp.index].commit, "run_id": pts[cp.index].run_id, "source": "detected"}
             )
     return {
         "schema": "guardrail.web.series/v1",
-        "series": _series_dict(s),
+        "series": s,
         "lane": lane,
         "branch": branch,
         "points": points,
-        "baseline": _baseline_band(session, s, pts),
-        "change_points": _merge_change_points(detected, _changepoint_alerts(session, s, pts)),
-        "environment_changes": _environment_changes(session, pts),
+        "baseline": _baseline_band(conn, s, pts),
+        "change_points": _merge_change_points(detected, _changepoint_alerts(conn, s, pts)),
+        "environment_changes": _environment_changes(conn, pts),
         "lanes": sorted(lanes_seen),
-        "siblings": [
-            _series_dict(x)
-            for x in session.scalars(
-                select(m.Series)
-                .where(m.Series.workload_id == s.workload_id, m.Series.metric == s.metric, m.Series.id != s.id)
-                .order_by(m.Series.hardware)
-            )
-        ],
+        "siblings": siblings,
     }
 
 
-def _baseline_band(session: Session, s: m.Series, pts: list) -> dict[str, Any] | None:
+@functools.lru_cache(maxsize=1024)
+def _change_points(values: tuple[float, ...]) -> tuple:
+    """Change points of a series' drawn values, memoised by the values themselves (the content key), so a
+    cached answer can never be stale: new results change the tuple."""
+    from guardrail.analysis.changepoints import detect_change_points
+
+    return tuple(detect_change_points(list(values)))
+
+
+_SERIES_COLS = (
+    m.Series.id,
+    m.Workload.name,
+    m.Series.workload_id,
+    m.Series.metric,
+    m.Series.hardware,
+    m.Series.unit,
+    m.Series.direction,
+)
+
+
+def _series_row_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "workload": r[1],
+        "workload_id": r[2],
+        "metric": r[3],
+        "hardware": r[4],
+        "unit": r[5],
+        "direction": r[6],
+    }
+
+
+def _series_and_siblings(conn: Any, series_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The series and its siblings (same workload and metric, other hardware, by hardware) in one query."""
+    rows = conn.execute(_sql(conn.dialect.name).series, {"series_id": series_id}).all()
+    this = next((r for r in rows if r[0] == series_id), None)
+    if this is None:
+        raise NotFound(f"no series {series_id}")
+    return _series_row_dict(this), [_series_row_dict(r) for r in rows if r[0] != series_id]
+
+
+@functools.cache
+def _sql(dialect: str) -> SimpleNamespace:
+    """The series and run pages' statements, built once per dialect: building and cache-keying a fresh statement
+    cost SQLAlchemy more CPU than PostgreSQL spent running it."""
+    me = aliased(m.Series)
+    return SimpleNamespace(
+        series=select(*_SERIES_COLS)
+        .select_from(me)
+        .join(m.Series, (m.Series.workload_id == me.workload_id) & (m.Series.metric == me.metric))
+        .join(m.Workload, m.Workload.id == m.Series.workload_id)
+        .where(me.id == bindparam("series_id"))
+        .order_by(m.Series.hardware),
+        band=select(m.Verdict.check_id, m.Verdict.baseline_median, m.Verdict.threshold)
+        .where(m.Verdict.series_id == bindparam("series_id"), m.Verdict.baseline_median.is_not(None))
+        .order_by(m.Verdict.id.desc())
+        .limit(1),
+        cp_alerts=select(m.Alert.id, m.Alert.to_commit, m.Alert.state, m.Alert.metrics).where(
+            m.Alert.workload_id == bindparam("workload_id"),
+            m.Alert.hardware == bindparam("hardware"),
+            m.Alert.kind == "changepoint",
+        ),
+        envs=select(
+            m.Environment.id, m.Environment.software, m.Environment.device_type, m.Environment.device_count
+        ).where(id_in(dialect, m.Environment.id)),
+        samples=select(m.Measurement.result_id, m.Measurement.repeat_index, m.Measurement.samples)
+        .join(m.Result, m.Measurement.result_id == m.Result.id)
+        .where(m.Measurement.series_id == bindparam("series_id"), m.Result.run_id == bindparam("run_id"))
+        .order_by(m.Measurement.result_id, m.Measurement.repeat_index),
+    )
+
+
+def _baseline_band(conn: Any, s: dict[str, Any], pts: list) -> dict[str, Any] | None:
     """The band the newest check judged against: baseline median +- its practical threshold; without a
     check, the median of the newest 20 points +- 2 robust standard deviations."""
-    v = session.scalar(
-        select(m.Verdict)
-        .where(m.Verdict.series_id == s.id, m.Verdict.baseline_median.is_not(None))
-        .order_by(m.Verdict.id.desc())
-        .limit(1)
-    )
+    v = conn.execute(_sql(conn.dialect.name).band, {"series_id": s["id"]}).first()
     if v is not None and v.baseline_median:
         t = v.threshold or 0.0
         return {
@@ -392,16 +453,14 @@ def _merge_change_points(detected: list[dict[str, Any]], alerted: list[dict[str,
     return alerted + [c for c in detected if c["index"] not in at]
 
 
-def _changepoint_alerts(session: Session, s: m.Series, pts: list) -> list[dict[str, Any]]:
+def _changepoint_alerts(conn: Any, s: dict[str, Any], pts: list) -> list[dict[str, Any]]:
     index_of = {p.commit: i for i, p in enumerate(pts) if p.commit}
     out = []
-    for a in session.scalars(
-        select(m.Alert).where(
-            m.Alert.workload_id == s.workload_id, m.Alert.hardware == s.hardware, m.Alert.kind == "changepoint"
-        )
+    for a in conn.execute(
+        _sql(conn.dialect.name).cp_alerts, {"workload_id": s["workload_id"], "hardware": s["hardware"]}
     ):
         for entry in a.metrics or []:
-            if isinstance(entry, dict) and entry.get("series_id") == s.id and a.to_commit in index_of:
+            if isinstance(entry, dict) and entry.get("series_id") == s["id"] and a.to_commit in index_of:
                 i = index_of[a.to_commit]
                 out.append(
                     {
@@ -418,11 +477,11 @@ def _changepoint_alerts(session: Session, s: m.Series, pts: list) -> list[dict[s
     return out
 
 
-def _environment_changes(session: Session, pts: list) -> list[dict[str, Any]]:
+def _environment_changes(conn: Any, pts: list) -> list[dict[str, Any]]:
     ids = {p.environment_id for p in pts}
     if len(ids) < 2:
         return []
-    envs = {e.id: e for e in session.scalars(select(m.Environment).where(m.Environment.id.in_(ids)))}
+    envs = {e.id: e for e in conn.execute(_sql(conn.dialect.name).envs, {"ids": list(ids)})}
     out = []
     for i in range(1, len(pts)):
         a, b = envs[pts[i - 1].environment_id], envs[pts[i].environment_id]
@@ -439,12 +498,16 @@ def _environment_changes(session: Session, pts: list) -> list[dict[str, Any]]:
 
 def run_samples(session: Session, series_id: int, run_id: int) -> dict[str, Any]:
     """Every repeat's samples of one series in one run (the distribution view)."""
-    rows = session.execute(
-        select(m.Measurement.result_id, m.Measurement.repeat_index, m.Measurement.samples)
-        .join(m.Result, m.Measurement.result_id == m.Result.id)
-        .where(m.Measurement.series_id == series_id, m.Result.run_id == run_id)
-        .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            select(m.Measurement.result_id, m.Measurement.repeat_index, m.Measurement.samples)
+            .join(m.Result, m.Measurement.result_id == m.Result.id)
+            .where(m.Measurement.series_id == series_id, m.Result.run_id == run_id)
+            .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
+        )
+        .all()
+    )
     if not rows:
         raise NotFound(f"series {series_id} has no samples in run {run_id}")
     return {
@@ -511,52 +574,176 @@ def runs(
 
 
 def run_detail(session: Session, run_id: int) -> dict[str, Any]:
-    run = session.get(m.Run, run_id)
+    # Core selects of the columns shown, from statements built once (see _sql): five small queries.
+    conn = session.connection()
+    sql = _run_sql(conn.dialect.name)
+    run = conn.execute(sql.run, {"run_id": run_id}).first()
     if run is None:
         raise NotFound(f"no run {run_id}")
-    detail = _run_detail(session, run, run_id)
-    detail["pins"] = baseline_pins(session, run_id=run_id)["pins"]
+    detail = _run_detail(conn, sql, run, run_id)
+    pins = conn.execute(sql.pins, {"run_id": run_id})
+    detail["pins"] = [_pin_dict(p) for p in pins]
     return detail
 
 
-def _run_detail(session: Session, run: m.Run, run_id: int) -> dict[str, Any]:
-    results = session.scalars(select(m.Result).where(m.Result.run_id == run_id).order_by(m.Result.id)).all()
-    check = session.scalar(select(m.Check).where(m.Check.run_id == run_id).order_by(m.Check.id.desc()).limit(1))
-    verdicts: dict[int, m.Verdict] = {}
-    if check is not None:
-        for v in session.scalars(select(m.Verdict).where(m.Verdict.check_id == check.id)):
-            if v.series_id is not None:
-                verdicts[v.series_id] = v
-    meas = session.execute(
-        select(
+_PIN_COLS = (
+    m.BaselinePin.id,
+    m.BaselinePin.lane,
+    m.BaselinePin.hardware,
+    m.BaselinePin.run_id,
+    m.BaselinePin.reason,
+    m.BaselinePin.author,
+    m.BaselinePin.active,
+    m.BaselinePin.created_at,
+    m.BaselinePin.removed_at,
+    m.BaselinePin.removed_by,
+    m.BaselinePin.removed_reason,
+)
+
+
+@functools.cache
+def _run_sql(dialect: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        run=select(
+            m.Run.id,
+            m.Run.lane,
+            m.Run.hardware,
+            m.Run.started_at,
+            m.Run.branch,
+            m.Run.pr,
+            m.Run.base_commit,
+            m.Run.ci_provider,
+            m.Run.ci_run_id,
+            m.Run.ci_attempt,
+            m.Run.ci_url,
+            m.Commit.id.label("commit_pk"),
+            m.Commit.sha,
+            m.Commit.message,
+            m.Commit.repo,
+        )
+        .outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
+        .where(m.Run.id == bindparam("run_id")),
+        results=select(
+            m.Result.id,
+            m.Result.workload_id,
+            m.Result.status,
+            m.Result.error_kind,
+            m.Result.error_message,
+            m.Result.source_format,
+            m.Result.extra,
+            m.Workload.name,
+            m.Environment.id.label("env_id"),
+            m.Environment.hardware,
+            m.Environment.device_type,
+            m.Environment.device_count,
+            m.Environment.software,
+        )
+        .join(m.Workload, m.Result.workload_id == m.Workload.id)
+        .join(m.Environment, m.Result.environment_id == m.Environment.id)
+        .where(m.Result.run_id == bindparam("run_id"))
+        .order_by(m.Result.id),
+        check=select(
+            m.Check.id,
+            m.Check.policy,
+            m.Check.status,
+            m.Check.summary,
+            m.Check.created_at,
+            m.Check.expected_false_alarms,
+        )
+        .where(m.Check.run_id == bindparam("run_id"))
+        .order_by(m.Check.id.desc())
+        .limit(1),
+        verdicts=select(
+            m.Verdict.series_id,
+            m.Verdict.verdict,
+            m.Verdict.change,
+            m.Verdict.ci_low,
+            m.Verdict.ci_high,
+            m.Verdict.explanation,
+        ).where(m.Verdict.check_id == bindparam("check_id")),
+        measurements=select(
             m.Measurement.result_id,
             m.Measurement.series_id,
-            m.Measurement.repeat_index,
-            m.Measurement.median,
             m.Measurement.samples,
+            m.Series.metric,
+            m.Series.unit,
+            m.Series.direction,
         )
-        .where(m.Measurement.result_id.in_([r.id for r in results]))
-        .order_by(m.Measurement.result_id, m.Measurement.series_id, m.Measurement.repeat_index)
-    ).all()
-    series = {s.id: s for s in session.scalars(select(m.Series).where(m.Series.id.in_({x.series_id for x in meas})))}
+        .join(m.Series, m.Measurement.series_id == m.Series.id)
+        .where(id_in(dialect, m.Measurement.result_id))
+        .order_by(m.Measurement.result_id, m.Measurement.series_id, m.Measurement.repeat_index),
+        previous=select(m.Result.run_id, m.Result.extra)
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .where(
+            m.Result.workload_id == bindparam("workload_id"),
+            m.Run.hardware == bindparam("hardware"),
+            m.Run.lane == bindparam("lane"),
+            m.Run.started_at < bindparam("started_at"),
+            m.Result.status == "ok",
+        )
+        .order_by(m.Run.started_at.desc())
+        .limit(1),
+        pins=select(*_PIN_COLS)
+        .where(m.BaselinePin.run_id == bindparam("run_id"))
+        .order_by(m.BaselinePin.active.desc(), m.BaselinePin.id.desc()),
+    )
+
+
+def _run_row_dict(r: Any) -> dict[str, Any]:
+    """_run_dict for a row of _run_sql().run (the same keys and values)."""
+    has_commit = r.commit_pk is not None
+    return {
+        "id": r.id,
+        "lane": r.lane,
+        "hardware": r.hardware,
+        "started_at": iso(r.started_at),
+        "commit": r.sha if has_commit else None,
+        "message": r.message if has_commit else None,
+        "repo": r.repo if has_commit else None,
+        "commit_url": _commit_url(r.repo, r.sha) if has_commit else None,
+        "branch": r.branch,
+        "pr": r.pr,
+        "base_commit": r.base_commit,
+        "ci": {"provider": r.ci_provider, "run_id": r.ci_run_id, "attempt": r.ci_attempt, "url": _safe_url(r.ci_url)},
+    }
+
+
+def _median(vals: list[float]) -> float:
+    """np.median of a short list of floats without numpy's per-call overhead: the same float (the middle value,
+    or the two middle values added and halved, as numpy's mean of two does)."""
+    s = sorted(vals)
+    k = len(s) // 2
+    return s[k] if len(s) % 2 else (s[k - 1] + s[k]) / 2
+
+
+def _run_detail(conn: Any, sql: SimpleNamespace, run: Any, run_id: int) -> dict[str, Any]:
+    results = conn.execute(sql.results, {"run_id": run_id}).all()
+    check = conn.execute(sql.check, {"run_id": run_id}).first()
+    verdicts: dict[int, Any] = {}
+    if check is not None:
+        for v in conn.execute(sql.verdicts, {"check_id": check.id}):
+            if v.series_id is not None:
+                verdicts[v.series_id] = v
+    meas = conn.execute(sql.measurements, {"ids": [r.id for r in results]}).all() if results else []
+    series = {x.series_id: x for x in meas}  # metric, unit and direction of each series
     by_result: dict[int, dict[int, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     for x in meas:
         by_result[x.result_id][x.series_id].append(np.frombuffer(x.samples, dtype="<f8").tolist())
-    previous = _previous_fingerprints(session, run, results)
+    previous = _previous_fingerprints(conn, sql, run, results)
     out_results = []
     for r in results:
         metrics = []
         for sid, repeats in sorted(by_result[r.id].items(), key=lambda kv: series[kv[0]].metric):
             s = series[sid]
             v = verdicts.get(sid)
-            medians = [float(np.median(rep)) for rep in repeats if rep]
+            medians = [_median(rep) for rep in repeats if rep]
             metrics.append(
                 {
                     "series_id": sid,
                     "metric": s.metric,
                     "unit": s.unit,
                     "direction": s.direction,
-                    "median": float(np.median(medians)) if medians else None,
+                    "median": _median(medians) if medians else None,
                     "repeats": repeats,
                     "verdict": v.verdict if v else None,
                     "change": v.change if v else None,
@@ -574,7 +761,7 @@ def _run_detail(session: Session, run: m.Run, run_id: int) -> dict[str, Any]:
         out_results.append(
             {
                 "id": r.id,
-                "workload": r.workload.name,
+                "workload": r.name,
                 "workload_id": r.workload_id,
                 "status": r.status,
                 "error": {"kind": r.error_kind, "message": r.error_message} if r.status != "ok" else None,
@@ -582,18 +769,18 @@ def _run_detail(session: Session, run: m.Run, run_id: int) -> dict[str, Any]:
                 "metrics": metrics,
                 "stages": stages,
                 "environment": {
-                    "id": r.environment.id,
-                    "hardware": r.environment.hardware,
-                    "device_type": r.environment.device_type,
-                    "device_count": r.environment.device_count,
-                    "software": r.environment.software,
+                    "id": r.env_id,
+                    "hardware": r.hardware,
+                    "device_type": r.device_type,
+                    "device_count": r.device_count,
+                    "software": r.software,
                 },
                 "output_drift": _drift(fp, previous.get(r.workload_id)),
             }
         )
     return {
         "schema": "guardrail.web.run/v1",
-        "run": _run_dict(run),
+        "run": _run_row_dict(run),
         "results": out_results,
         "check": None
         if check is None
@@ -608,25 +795,16 @@ def _run_detail(session: Session, run: m.Run, run_id: int) -> dict[str, Any]:
     }
 
 
-def _previous_fingerprints(session: Session, run: m.Run, results: list[m.Result]) -> dict[int, Any]:
+def _previous_fingerprints(conn: Any, sql: SimpleNamespace, run: Any, results: list) -> dict[int, Any]:
     """Per workload: the output fingerprint of the newest earlier result on the same hardware and lane."""
     out: dict[int, Any] = {}
     for r in results:
         if not (r.extra or {}).get("output_fingerprint"):
             continue
-        prev = session.scalar(
-            select(m.Result)
-            .join(m.Run, m.Result.run_id == m.Run.id)
-            .where(
-                m.Result.workload_id == r.workload_id,
-                m.Run.hardware == run.hardware,
-                m.Run.lane == run.lane,
-                m.Run.started_at < run.started_at,
-                m.Result.status == "ok",
-            )
-            .order_by(m.Run.started_at.desc())
-            .limit(1)
-        )
+        prev = conn.execute(
+            sql.previous,
+            {"workload_id": r.workload_id, "hardware": run.hardware, "lane": run.lane, "started_at": run.started_at},
+        ).first()
         if prev is not None:
             out[r.workload_id] = {"run_id": prev.run_id, "fingerprint": (prev.extra or {}).get("output_fingerprint")}
     return out
