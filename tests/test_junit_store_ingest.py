@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, inspect, select
 
-from guardrail.errors import InputError
+from guardrail.errors import InfraError, InputError
 from guardrail.ingest.junit import group_verdicts, iter_junit
 from guardrail.ingest.tests import ingest_junit
 from guardrail.schema import CIInfo, Source
@@ -42,8 +42,18 @@ def verdicts(url: str) -> dict[str, tm.TestVerdictRow]:
         return {v.test.key: v for v in s.scalars(select(tm.TestVerdictRow))}
 
 
+@pytest.fixture(params=["in-process", "child"])
+def reader(request, monkeypatch) -> str:
+    """Each file parsed in the ingesting process, or in a child process (what a large file gets)."""
+    import guardrail.ingest.tests as ingest_tests
+
+    if request.param == "child":
+        monkeypatch.setattr(ingest_tests, "CHILD_MIN_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("name", VARIANTS)
-def test_each_fixture_ingests_and_matches_the_pure_grouping(db_url, name):
+def test_each_fixture_ingests_and_matches_the_pure_grouping(db_url, name, reader):
     path = FIX / f"{name}.xml"
     report = ingest_junit(db_url, [path], source=src(), lane=None, hardware=None, started_at=T0)
     (entry,) = report.stored
@@ -138,7 +148,7 @@ def test_a_rerun_round_in_the_same_run_is_a_fresh_process_attempt(db_url, tmp_pa
 
 
 @pytest.mark.parametrize("bad", ["hostile_billion_laughs", "hostile_external_entity", "malformed_truncated"])
-def test_a_hostile_or_broken_file_writes_nothing(db_url, bad, tmp_path):
+def test_a_hostile_or_broken_file_writes_nothing(db_url, bad, tmp_path, reader):
     good = tmp_path / "good.xml"
     shutil.copy(FIX / "pytest_xunit2.xml", good)
     with pytest.raises(InputError) as err:
@@ -215,7 +225,7 @@ def test_shards_ingested_one_by_one_keep_each_others_verdicts(db_url, tmp_path):
 
 
 @pytest.mark.parametrize("batch", [100, 5000])
-def test_a_test_far_apart_in_one_file_still_gets_one_verdict(db_url, tmp_path, monkeypatch, batch):
+def test_a_test_far_apart_in_one_file_still_gets_one_verdict(db_url, tmp_path, monkeypatch, batch, reader):
     """Beyond the reader's rerun window the attempts of a test are not contiguous: with small write
     batches the ingest notices and regroups from the store; the verdict is the pure function's."""
     import guardrail.ingest.tests as ingest_tests
@@ -228,6 +238,26 @@ def test_a_test_far_apart_in_one_file_still_gets_one_verdict(db_url, tmp_path, m
     stored = {k: v.verdict for k, v in verdicts(db_url).items()}
     assert stored == expected and stored["tests/test_s.py::test_x"] == "flaky"
     assert report.stored[0]["verdicts"] == 601
+
+
+def test_a_reader_process_that_dies_midway_writes_nothing_and_says_so(db_url, tmp_path, monkeypatch):
+    """The child reader is killed after a few batches (its output cut mid-message): the ingest fails with
+    the file named and the exit code, and rolls back the rows already written from the earlier batches."""
+    import guardrail.ingest.tests as ingest_tests
+
+    monkeypatch.setattr(ingest_tests, "CHILD_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest_tests, "BATCH", 50)
+    path = _write(tmp_path, "big", [(f"test_{i}", "fail" if i % 7 == 0 else "pass") for i in range(2000)])
+    crash = tmp_path / "python-that-crashes"
+    crash.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 20000\necho "reader lost its device" >&2\nexit 9\n')
+    crash.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crash))
+    with pytest.raises(InfraError) as err:
+        ingest_junit(db_url, [path], source=src(), lane=None, hardware=None)
+    msg = str(err.value)
+    assert "big.xml" in msg and "exit code 9" in msg and "reader lost its device" in msg, msg
+    for model in (m.Run, m.Commit, tm.TestCase, tm.TestExecution, tm.TestVerdictRow, tm.TestReport):
+        assert count(db_url, model) == 0, model.__tablename__
 
 
 def test_migration_0002_matches_the_models(db_url):

@@ -12,7 +12,11 @@ memory stays flat.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +36,9 @@ from guardrail.ingest.junit_model import (
     TestIdentity,
     TestVerdict,
     failure_signature,
+    node_id,
 )
-from guardrail.ingest.junit_verdicts import group_verdicts
+from guardrail.ingest.junit_verdicts import AttemptView, group_verdicts, single_verdict, verdict_fields
 
 __all__ = [
     "CIIdentity",
@@ -43,6 +48,9 @@ __all__ = [
     "ci_identity",
     "group_verdicts",
     "iter_junit",
+    "iter_raw",
+    "junit_batches",
+    "key_hash",
     "HARDWARE_PROPERTIES",
 ]
 
@@ -213,24 +221,13 @@ class _Reader:
         self.job_attempt = job_attempt
         self.process_attempt = process_attempt
         self.hardware = hardware
-        self._common: dict[str, Any] = {
-            "job_attempt": job_attempt,
-            "process_attempt": process_attempt,
-            "outcome": "pass",
-            "phase": "call",
-            "failure_type": None,
-            "message": None,
-            "signature": None,
-            "source": "testcase",
-            "properties": (),
-            "system_out": None,
-        }
         self._idcache: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         # identity -> (records of its latest <testcase>, attempts so far); insertion-ordered window
-        self._pending: OrderedDict[TestIdentity, tuple[list[dict[str, Any]], int]] = OrderedDict()
+        self._pending: OrderedDict[tuple, tuple[list[list[Any]], int]] = OrderedDict()
 
-    def testcase(self, el: Element, suite: str, suite_hw: str | None) -> list[TestCaseRecord]:
-        """The records that leave the rerun window because of this <testcase> (usually zero or one)."""
+    def testcase(self, el: Element, suite: str, suite_hw: str | None) -> list[list[Any]]:
+        """The raw records (see ``_RAW``) that leave the rerun window because of this <testcase>: usually zero or
+        one."""
         a = el.attrib
         raw_name = a.get("name")
         if raw_name is None:
@@ -243,8 +240,12 @@ class _Reader:
         name, params = _split_params(raw_name)
         duration = _float(a.get("time"), file=self.path, field=f"testcase[{raw_name}].time")
         if len(el) == 0:  # the common case, a plain pass: no child to look at
-            ident = TestIdentity(suite, fc[0], fc[1], name, params, suite_hw or self.hardware)
-            return self._through_window(ident, [{**self._common, "identity": ident, "duration_s": duration}])
+            ident = (suite, fc[0], fc[1], name, params, suite_hw or self.hardware)
+            return self._through_window(
+                ident,
+                [[ident, "pass", duration, self.job_attempt, self.process_attempt, 1, True, "call",
+                  None, None, None, "testcase", (), None]],
+            )  # fmt: skip
 
         props: list[tuple[str, str]] = []
         main: Element | None = None  # the final outcome's element: failure / error / skipped
@@ -270,13 +271,13 @@ class _Reader:
                 out = _text(child, SYSTEM_OUT_CHARS, tail=True)
 
         hw = next((v for k, v in props if k in HARDWARE_PROPERTIES and v), None) or suite_hw or self.hardware
-        ident = TestIdentity(suite, fc[0], fc[1], name, params, hw)
-        common = {"identity": ident, "job_attempt": self.job_attempt, "process_attempt": self.process_attempt}
+        ident = (suite, fc[0], fc[1], name, params, hw)
+        job, proc = self.job_attempt, self.process_attempt
         tprops = tuple(props)
 
-        # Attempts stay plain dicts until their finality is known: one dataclass construction per
-        # record (dataclasses.replace() was a third of the parse time).
-        def rec(outcome: Outcome, dur: float, src: str, node: Element | None) -> dict[str, Any]:
+        # Attempts stay plain lists (the TestCaseRecord field order) until the store or iter_junit's caller:
+        # a dataclass per attempt cost more than the rest of the per-testcase work.
+        def rec(outcome: Outcome, dur: float, src: str, node: Element | None) -> list[Any]:
             ftype = msg = sig = None
             phase: Phase = "call"
             if node is not None and outcome != "pass":
@@ -286,23 +287,12 @@ class _Reader:
                 m = _SETUP_TEARDOWN.match(node.get("message") or "")
                 if m:
                     phase = m.group(1)  # type: ignore[assignment]
-            return {
-                **common,
-                "outcome": outcome,
-                "duration_s": dur,
-                "phase": phase,
-                "failure_type": ftype,
-                "message": msg,
-                "signature": sig,
-                "source": src,
-                "properties": tprops,
-                "system_out": out,
-            }
+            return [ident, outcome, dur, job, proc, 1, True, phase, ftype, msg, sig, src, tprops, out]
 
         def attempt_time(node: Element) -> float:
             return _float(node.get("time"), file=self.path, field=f"testcase[{raw_name}].{node.tag}.time")
 
-        attempts: list[dict[str, Any]] = []
+        attempts: list[list[Any]] = []
         final_outcome: Outcome = "pass"
         if main is not None:
             final_outcome = {"failure": "fail", "error": "error", "skipped": "skip"}[main.tag]  # type: ignore[assignment]
@@ -319,8 +309,8 @@ class _Reader:
             attempts.append(rec(final_outcome, duration, "testcase", main))
         return self._through_window(ident, attempts)
 
-    def _through_window(self, ident: TestIdentity, attempts: list[dict[str, Any]]) -> list[TestCaseRecord]:
-        out: list[TestCaseRecord] = []
+    def _through_window(self, ident: tuple, attempts: list[list[Any]]) -> list[list[Any]]:
+        out: list[list[Any]] = []
         prev = self._pending.pop(ident, None)
         done = 0
         if prev is not None:
@@ -328,24 +318,27 @@ class _Reader:
             # Seen again: the earlier <testcase> was rerun. pytest-rerunfailures reruns only after a
             # failure, and writes that failed attempt as a bare <testcase> -- which reads as a pass.
             last = prev_attempts[-1]
-            if last["outcome"] == "pass" and last["source"] == "testcase":
-                last["outcome"], last["source"] = "fail", "rerun-testcase"
-            out.extend(TestCaseRecord(**a, final=False) for a in prev_attempts)
-        for i, a in enumerate(attempts, start=done + 1):
-            a["inprocess_attempt"] = i
+            if last[1] == "pass" and last[11] == "testcase":
+                last[1], last[11] = "fail", "rerun-testcase"
+            for a in prev_attempts:
+                a[6] = False
+            out.extend(prev_attempts)
+        if done or len(attempts) > 1:
+            for i, a in enumerate(attempts, start=done + 1):
+                a[5] = i
         self._pending[ident] = (attempts, done + len(attempts))
         while len(self._pending) > RERUN_WINDOW:
             self._flush_one(out)
         return out
 
-    def _flush_one(self, out: list[TestCaseRecord]) -> None:
+    def _flush_one(self, out: list[list[Any]]) -> None:
         _, (attempts, _) = self._pending.popitem(last=False)
         for a in attempts[:-1]:
-            out.append(TestCaseRecord(**a, final=False))
-        out.append(TestCaseRecord(**attempts[-1], final=True))
+            a[6] = False
+        out.extend(attempts)  # the last one keeps final=True
 
-    def flush(self) -> list[TestCaseRecord]:
-        out: list[TestCaseRecord] = []
+    def flush(self) -> list[list[Any]]:
+        out: list[list[Any]] = []
         while self._pending:
             self._flush_one(out)
         return out
@@ -365,6 +358,23 @@ def iter_junit(
     malformed or non-JUnit XML; records already yielded before such an error must be discarded (the
     ingest is one transaction).
     """
+    last: tuple | None = None
+    ident: TestIdentity | None = None
+    for a in iter_raw(path, job_attempt=job_attempt, process_attempt=process_attempt, hardware=hardware):
+        if a[0] is not last:  # a test's attempts share one identity
+            last, ident = a[0], TestIdentity(*a[0])
+        yield TestCaseRecord(ident, *a[1:])  # type: ignore[arg-type]
+
+
+def iter_raw(
+    path: str | Path,
+    *,
+    job_attempt: int = 1,
+    process_attempt: int = 1,
+    hardware: str | None = None,
+) -> Iterator[list[Any]]:
+    """:func:`iter_junit` without the dataclasses: one list per attempt in :class:`TestCaseRecord`'s field
+    order, its identity a plain tuple in :class:`TestIdentity`'s field order (for the ingest's hot path)."""
     p = str(path)
     reader = _Reader(p, job_attempt=job_attempt, process_attempt=process_attempt, hardware=hardware)
     suites: list[_Suite] = []
@@ -429,3 +439,165 @@ def iter_junit(
         raise InputError("file not found", file=p) from None
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=p) from None
+
+
+# --- the ingest's view: batches of plain tuples ----------------------------------------------------
+# What guardrail.ingest.tests stores, computed here so that it can run in a process of its own (the parse and
+# the database writes then use two cores; threads could not, the GIL): plain tuples pickle cheaply.
+# A test row:      (key_hash, key, test_id, suite, file, classname, name, params, hardware)
+# An execution:    (key, job_attempt, process_attempt, inprocess_attempt, outcome, duration_s, phase,
+#                   failure_type, message, signature, source, final, properties JSON, system_out of a failure)
+# A verdict:       (key, verdict, final_outcome, attempts, failed_attempts, signatures JSON, duration_s,
+#                   rerun_duration_s, process_attempts)
+
+
+def key_hash(key: str) -> str:
+    """The fixed-size hash of a test key that carries the unique index of ``tests``."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+class _Groups:
+    """A file's verdicts straight from its attempts, by test key, for the common case -- one new file, the only
+    run of its commit pair -- so that the store reads nothing back. A test's group is complete at its ``final``
+    attempt; complete groups are emitted every ``batch`` attempts. A test seen again after its group was
+    emitted (beyond the reader's rerun window) sets ``broken``: the store then regroups from its rows."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+        self.open: dict[str, list[tuple]] = {}  # a test's earlier attempts, waiting for its final one
+        self.pending: dict[str, list[tuple]] = {}  # complete groups not emitted yet
+        self.n_pending = 0
+        self.emitted: set[str] = set()
+        self.broken = False
+
+    def add(self, execs: list[tuple]) -> list[tuple]:
+        if self.broken:
+            return []
+        open_, pending = self.open, self.pending
+        for e in execs:
+            key = e[0]
+            group = open_.pop(key, None)
+            if group is None:
+                if e[11]:
+                    group = [e]
+                else:
+                    open_[key] = [e]
+                    continue
+            else:
+                group.append(e)
+                if not e[11]:
+                    open_[key] = group
+                    continue
+            done = pending.get(key)
+            if done is None:
+                pending[key] = group
+            else:
+                done.extend(group)
+            self.n_pending += len(group)
+        return self._emit() if self.n_pending >= self.batch else []
+
+    def finish(self) -> list[tuple]:
+        if self.broken:
+            return []
+        for key, group in self.open.items():
+            done = self.pending.get(key)
+            if done is None:
+                self.pending[key] = group
+            else:
+                done.extend(group)
+        self.open = {}
+        return self._emit()
+
+    def _emit(self) -> list[tuple]:
+        groups, self.pending, self.n_pending = self.pending, {}, 0
+        rows = []
+        emitted = self.emitted
+        for key, g in groups.items():
+            if key in emitted:
+                self.broken = True
+                return []
+            emitted.add(key)
+            if len(g) == 1:
+                e = g[0]
+                v = single_verdict(e[4], e[5], e[9], e[6])
+            else:
+                v = verdict_fields([AttemptView(e[4], e[5], e[1], e[2], e[3], e[6], e[9]) for e in g])
+            sigs = v[4]
+            rows.append((key, v[0], v[1], v[2], v[3], json.dumps(list(sigs)) if sigs else "[]", v[5], v[6], v[8]))
+        return rows
+
+
+def junit_batches(
+    path: str | Path,
+    *,
+    job_attempt: int = 1,
+    hardware: str | None = None,
+    batch: int = 5000,
+    verdicts: bool = True,
+) -> Iterator[tuple]:
+    """One JUnit file as the store wants it, streaming: ``("rows", tests, executions, verdicts)`` messages
+    (each about ``batch`` executions; a test's row comes with or before its first execution, a verdict after
+    its test's last), then ``("done", counts, suites, verdicts_complete)``. The tuples are described above.
+
+    ``counts`` are the file's summary by test (passed / failed / flaky / skipped); ``verdicts_complete`` is
+    false when ``verdicts`` was not asked for or a test's attempts were too far apart to group here.
+    The ``<system-out>`` tail is kept for failed attempts only (where "device lost" shows up): in a realistic
+    50 MB file half the passing cases carry a log, 30 MB the store would never show.
+    Raises :class:`InputError` like :func:`iter_junit`.
+    """
+    seen: set[str] = set()
+    bits: dict[str, int] = {}  # per test: 1 an attempt passed, 2 one failed, 4 skipped
+    suites: set[str] = set()
+    groups = _Groups(batch) if verdicts else None
+    tests: list[tuple] = []
+    execs: list[tuple] = []
+    last: tuple | None = None
+    key = ""
+    dumps = json.dumps
+    for a in iter_raw(path, job_attempt=job_attempt, hardware=hardware):
+        ident = a[0]
+        if ident is not last:  # a test's attempts share one identity tuple
+            last = ident
+            suite, file, cls, name, params, hw = ident
+            suites.add(suite)
+            tid = node_id(file, cls, name, params)
+            key = f"{tid}@{hw}" if hw else tid
+            if key not in seen:
+                seen.add(key)
+                tests.append((key_hash(key), key, tid, suite, file, cls, name, params, hw))
+        outcome = a[1]
+        failed = outcome in FAILED
+        bits[key] = bits.get(key, 0) | (4 if outcome == "skip" else 2 if failed else 1)
+        execs.append(
+            (key, a[3], a[4], a[5], outcome, a[2], a[7], a[8], a[9], a[10], a[11], a[6],
+             dumps(dict(a[12])) if a[12] else None, a[13] if failed else None)
+        )  # fmt: skip
+        if len(execs) >= batch:
+            yield ("rows", tests, execs, groups.add(execs) if groups else [])
+            tests, execs = [], []
+    if tests or execs:
+        yield ("rows", tests, execs, groups.add(execs) if groups else [])
+    if groups is not None:
+        rest = groups.finish()
+        if rest:
+            yield ("rows", [], [], rest)
+    counts = {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0}
+    for b in bits.values():
+        ran = b & 3
+        counts["flaky" if ran == 3 else "failed" if ran == 2 else "passed" if ran == 1 else "skipped"] += 1
+    yield ("done", counts, sorted(suites), groups is not None and not groups.broken)
+
+
+def _child_main() -> None:
+    """The reader process of a large file (``guardrail.ingest.tests``): ``junit_batches`` with the JSON
+    arguments in argv[1], each message pickled to stdout; bad input becomes an ``("error", message, file,
+    field)`` message. Anything else is a crash: traceback on stderr, non-zero exit."""
+    path, job_attempt, hardware, batch, verdicts = json.loads(sys.argv[1])
+    out = sys.stdout.buffer
+    try:
+        for msg in junit_batches(path, job_attempt=job_attempt, hardware=hardware, batch=batch, verdicts=verdicts):
+            pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()  # the parent starts writing as soon as the first batch is parsed
+    except InputError as exc:
+        pickle.dump(("error", exc.detail, exc.file, exc.field), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()

@@ -53,9 +53,7 @@ class TestIdentity:
     @property
     def id(self) -> str:
         """A pytest-style node id: ``tests/test_io.py::TestX::test_a[p]`` (``pkg.Class::name`` for Java)."""
-        parts = [p for p in (self.file, self.classname) if p]
-        base = "::".join([*parts, self.name])
-        return f"{base}[{self.params}]" if self.params is not None else base
+        return node_id(self.file, self.classname, self.name, self.params)
 
     @property
     def key(self) -> str:
@@ -73,6 +71,12 @@ class TestIdentity:
             "params": self.params,
             "hardware": self.hardware,
         }
+
+
+def node_id(file: str | None, classname: str | None, name: str, params: str | None) -> str:
+    """:attr:`TestIdentity.id` from the fields (the ingest keys plain tuples with it)."""
+    base = "::".join([p for p in (file, classname) if p] + [name])
+    return f"{base}[{params}]" if params is not None else base
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from guardrail.ingest.junit_model import FAILED, TestCaseRecord, TestIdentity, TestVerdict
 
@@ -12,19 +12,35 @@ def _attempt(r: TestCaseRecord) -> tuple[int, int, int]:
     return (r.job_attempt, r.process_attempt, r.inprocess_attempt)
 
 
-def verdict_fields(recs: list[TestCaseRecord]) -> tuple[Any, ...]:
-    """The verdict of one test's attempts (sorted in place, latest last), as the :class:`TestVerdict` fields
-    after the commits: (verdict, final_outcome, attempts, failed_attempts, signatures, duration_s,
-    rerun_duration_s, phases, process_attempts). Writers that only need the values skip the dataclass."""
-    if len(recs) == 1:  # the common case: one attempt
+class AttemptView(NamedTuple):
+    """What :func:`verdict_fields` reads of an attempt, for callers that hold plain tuples."""
+
+    outcome: str
+    duration_s: float
+    job_attempt: int
+    process_attempt: int
+    inprocess_attempt: int
+    phase: str
+    signature: str | None
+
+
+def single_verdict(outcome: str, duration_s: float, signature: str | None, phase: str) -> tuple[Any, ...]:
+    """:func:`verdict_fields` of a test with one attempt (the common case), from the attempt's values."""
+    if outcome == "skip":
+        return ("skip", outcome, 0, 0, (), 0 + duration_s, 0, (), 1)
+    if outcome in FAILED:
+        return ("fail", outcome, 1, 1, (signature,) if signature else (), 0 + duration_s, 0, (phase,), 1)
+    return ("pass", outcome, 1, 0, (), 0 + duration_s, 0, (), 1)
+
+
+def verdict_fields(recs: list[Any]) -> tuple[Any, ...]:
+    """The verdict of one test's attempts (:class:`TestCaseRecord` or :class:`AttemptView`; sorted in place,
+    latest last), as the :class:`TestVerdict` fields after the commits: (verdict, final_outcome, attempts,
+    failed_attempts, signatures, duration_s, rerun_duration_s, phases, process_attempts). Writers that only
+    need the values skip the dataclass."""
+    if len(recs) == 1:
         r = recs[0]
-        outcome = r.outcome
-        if outcome == "skip":
-            return ("skip", outcome, 0, 0, (), 0 + r.duration_s, 0, (), 1)
-        if outcome in FAILED:
-            sigs = (r.signature,) if r.signature else ()
-            return ("fail", outcome, 1, 1, sigs, 0 + r.duration_s, 0, (r.phase,), 1)
-        return ("pass", outcome, 1, 0, (), 0 + r.duration_s, 0, (), 1)
+        return single_verdict(r.outcome, r.duration_s, r.signature, r.phase)
     recs.sort(key=_attempt)
     ran = [r for r in recs if r.outcome != "skip"]
     failed = [r for r in ran if r.outcome in FAILED]

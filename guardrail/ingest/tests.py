@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,12 +27,13 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+import guardrail
 from guardrail.analysis.flaky import FlakinessPolicy, run_infra_failure
-from guardrail.errors import InputError
+from guardrail.errors import InfraError, InputError
 from guardrail.ingest import IngestReport, expand_paths
-from guardrail.ingest.junit import iter_junit
-from guardrail.ingest.junit_model import FAILED, TestCaseRecord, TestIdentity
-from guardrail.ingest.junit_verdicts import group_verdicts, verdict_fields
+from guardrail.ingest.junit import junit_batches, key_hash
+from guardrail.ingest.junit_model import TestCaseRecord, TestIdentity
+from guardrail.ingest.junit_verdicts import group_verdicts
 from guardrail.schema import RunInfo, Source
 from guardrail.store import models as m
 from guardrail.store import test_models as tm
@@ -38,10 +43,11 @@ DEFAULT_HARDWARE = "any"
 BATCH = 5000
 _SQLITE_CACHE_KIB = 16 * 1024  # page cache of the ingesting connection (bounded; grows only as used)
 _LOOKUP_CHUNK = 500  # keys per IN (...) lookup: well under SQLite's bound-parameter limit
+# Files at least this large are parsed in a child process while this one writes; below it, a process start
+# (~0.1 s) would cost more than the overlap saves.
+CHILD_MIN_BYTES = 2 << 20
 
-
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+__all__ = ["ingest_junit", "key_hash", "pair_key", "regroup_pair"]
 
 
 def file_hash(path: Path) -> str:
@@ -68,10 +74,72 @@ class _RunDoc:
     environment: SimpleNamespace
 
 
-def _batched(it: Iterable[TestCaseRecord], n: int) -> Iterator[list[TestCaseRecord]]:
-    it = iter(it)
-    while chunk := list(islice(it, n)):
-        yield chunk
+class _Parsed:
+    """One file's :func:`junit_batches` messages. A large file is parsed in a child process that pickles
+    them to a pipe (which bounds how far it runs ahead), so that parsing and the database writes overlap
+    on two cores; a small one is parsed here. Bad input in the child arrives as an ``InputError``; a child
+    that dies without finishing raises :class:`InfraError` -- either way inside the ingest's transaction,
+    so nothing is written."""
+
+    def __init__(self, path: Path, *, job_attempt: int, hardware: str | None, verdicts: bool):
+        self.path = path
+        self.args = {"job_attempt": job_attempt, "hardware": hardware, "batch": BATCH, "verdicts": verdicts}
+        self.proc: subprocess.Popen | None = None
+        try:
+            big = path.stat().st_size >= CHILD_MIN_BYTES
+        except OSError:
+            big = False  # the parse in this process names the problem
+        if big:
+            self.stderr = tempfile.TemporaryFile()
+            root = str(Path(guardrail.__file__).resolve().parent.parent)
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+            arg = json.dumps([str(path), job_attempt, hardware, BATCH, verdicts])
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from guardrail.ingest.junit import _child_main; _child_main()", arg],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
+            )  # fmt: skip
+
+    def messages(self) -> Iterator[tuple]:
+        if self.proc is None:
+            yield from junit_batches(self.path, **self.args)
+            return
+        assert self.proc.stdout is not None
+        while True:
+            try:
+                msg = pickle.load(self.proc.stdout)
+            except (EOFError, pickle.UnpicklingError, OSError):
+                self._died()
+            if msg[0] == "error":
+                raise InputError(msg[1], file=msg[2], field=msg[3])
+            yield msg
+            if msg[0] == "done":
+                return
+
+    def _died(self) -> None:
+        assert self.proc is not None
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        self.stderr.seek(0, os.SEEK_END)
+        self.stderr.seek(max(0, self.stderr.tell() - 4000))
+        lines = [ln for ln in self.stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        why = f": {lines[-1].strip()}" if lines else ""
+        raise InfraError(
+            f"{self.path}: the JUnit reader process ended before the end of the file (exit code {rc}){why}; "
+            "nothing was stored"
+        )
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()  # the ingest failed while the child was still reading
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.stderr.close()
+        self.proc = None
 
 
 class _Bulk:
@@ -113,79 +181,73 @@ _TEST_COLS = ("key_hash", "key", "test_id", "suite", "file", "classname", "name"
 
 
 class _TestIds:
-    """test identity -> ``tests.id``, created on first sight: insert-if-absent (a concurrent ingest may
-    have created the same test a moment ago), then read the ids back."""
+    """test key -> ``tests.id``, created on first sight: insert-if-absent (a concurrent ingest may have created
+    the same test a moment ago), then read the ids back."""
 
     def __init__(self, session: Session):
         self.s = session
         self.ids: dict[str, int] = {}  # by key
-        self.by_ident: dict[TestIdentity, int] = {}  # hashing an identity is cheaper than building its key
         self.conn = session.connection()
         self.ph = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        self.scratch = False
+        self.now = _datetime_bind(session, tm.TestCase.__table__.c.first_seen_at)(m.utcnow())
 
-    def resolve(self, idents: Iterable[TestIdentity]) -> list[int]:
-        """The ids of ``idents``, in order."""
-        idents = list(idents)
-        missing: dict[str, TestIdentity] = {}
-        by_ident, ids = self.by_ident, self.ids
-        test_ids: dict[str, str] = {}  # key -> test id (built once: the key is the id plus the hardware)
-        for ident in idents:
-            if ident not in by_ident:
-                tid = ident.id
-                k = f"{tid}@{ident.hardware}" if ident.hardware else tid
-                if k in ids:
-                    by_ident[ident] = ids[k]
-                elif k not in missing:
-                    missing[k] = ident
-                    test_ids[k] = tid
-        if missing:
-            now = _datetime_bind(self.s, tm.TestCase.__table__.c.first_seen_at)(m.utcnow())
-            new = [
-                (key_hash(k), k, test_ids[k], i.suite, i.file, i.classname, i.name, i.params, i.hardware, now)
-                for k, i in missing.items()
-            ]
-            by_hash = {r[0]: r[1] for r in new}
-            if self.conn.dialect.name == "postgresql":
-                found = self._insert_pg(new)
-            else:
-                cols = (*_TEST_COLS, "first_seen_at")
-                # the ingest holds SQLite's write lock (BEGIN IMMEDIATE): the rows past the largest id are ours,
-                # read back in one statement; only keys that already existed are looked up by hash
-                (top,) = self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM tests").one()
-                _Bulk(self.s, tm.TestCase.__table__, cols, " ON CONFLICT (key_hash) DO NOTHING")(new)
-                found = self.conn.exec_driver_sql("SELECT id, key_hash FROM tests WHERE id > ?", (top,)).all()
-                inserted = {h for _, h in found}
-                hashes = [h for h in by_hash if h not in inserted]
-                for i in range(0, len(hashes), _LOOKUP_CHUNK):
-                    chunk = hashes[i : i + _LOOKUP_CHUNK]
-                    sql = f"SELECT id, key_hash FROM tests WHERE key_hash IN ({', '.join([self.ph] * len(chunk))})"
-                    found += self.conn.exec_driver_sql(sql, tuple(chunk)).all()
-            for pk, h in found:
-                k = by_hash[h]
-                self.ids[k] = pk
-                self.by_ident[missing[k]] = pk
-        return [by_ident[i] for i in idents]
+    def add(self, tests: list[tuple]) -> None:
+        """Give every test row of ``tests`` (``_TEST_COLS``, distinct keys) its id in ``self.ids``."""
+        ids = self.ids
+        new = [t for t in tests if t[1] not in ids]
+        if not new:
+            return
+        by_hash = {t[0]: t[1] for t in new}
+        if self.conn.dialect.name == "postgresql":
+            found = self._insert_pg(new)
+        else:
+            # the ingest holds SQLite's write lock (BEGIN IMMEDIATE): the rows past the largest id are ours,
+            # read back in one statement; only keys that already existed are looked up by hash
+            (top,) = self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM tests").one()
+            now = self.now
+            _Bulk(self.s, tm.TestCase.__table__, (*_TEST_COLS, "first_seen_at"), " ON CONFLICT (key_hash) DO NOTHING")(
+                [(*t, now) for t in new]
+            )
+            found = self.conn.exec_driver_sql("SELECT id, key_hash FROM tests WHERE id > ?", (top,)).all()
+            inserted = {h for _, h in found}
+            found += self._by_hash([h for h in by_hash if h not in inserted])
+        for pk, h in found:
+            ids[by_hash[h]] = pk
+
+    def _by_hash(self, hashes: list[str]) -> list[tuple[int, str]]:
+        found: list[tuple[int, str]] = []
+        for i in range(0, len(hashes), _LOOKUP_CHUNK):
+            chunk = hashes[i : i + _LOOKUP_CHUNK]
+            sql = f"SELECT id, key_hash FROM tests WHERE key_hash IN ({', '.join([self.ph] * len(chunk))})"
+            found += self.conn.exec_driver_sql(sql, tuple(chunk)).all()
+        return found
 
     def _insert_pg(self, new: list[tuple]) -> list[tuple[int, str]]:
-        """COPY into a scratch table, insert-if-absent from it, read the ids back: three statements."""
-        cols = ", ".join(f'"{c}"' for c in (*_TEST_COLS, "first_seen_at"))
-        if not self.scratch:
-            self.conn.exec_driver_sql(
-                f"CREATE TEMP TABLE guardrail_new_tests ON COMMIT DROP AS SELECT {cols} FROM tests WITH NO DATA"
-            )
-            self.scratch = True
-        else:
-            self.conn.exec_driver_sql("TRUNCATE guardrail_new_tests")
+        """Two round trips at most: the ids of the keys already stored (a steady CI run: nearly all), then the
+        rest inserted from arrays with ``ON CONFLICT DO NOTHING RETURNING`` (a fresh store: nearly all). A key
+        that a concurrent ingest inserted in between is read back after."""
         raw = self.conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY guardrail_new_tests ({cols}) FROM STDIN") as cp:
-            for row in new:
-                cp.write_row(row)
-        self.conn.exec_driver_sql(
-            f"INSERT INTO tests ({cols}) SELECT {cols} FROM guardrail_new_tests ON CONFLICT (key_hash) DO NOTHING"
-        )
-        sql = "SELECT t.id, t.key_hash FROM tests t JOIN guardrail_new_tests n ON n.key_hash = t.key_hash"
-        return self.conn.exec_driver_sql(sql).all()
+        with raw.cursor() as cur:
+            hashes = [t[0] for t in new]
+            cur.execute("SELECT id, key_hash FROM tests WHERE key_hash = ANY(%s)", (hashes,))
+            found: list[tuple[int, str]] = cur.fetchall()
+            if len(found) == len(new):
+                return found
+            have = {h for _, h in found}
+            rest = [t for t in new if t[0] not in have]
+            cols = ", ".join(f'"{c}"' for c in (*_TEST_COLS, "first_seen_at"))
+            cur.execute(
+                f"INSERT INTO tests ({cols}) SELECT u.*, %s FROM unnest("
+                "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::text[]) AS u ON CONFLICT (key_hash) DO NOTHING RETURNING id, key_hash",
+                (self.now, *([t[i] for t in rest] for i in range(len(_TEST_COLS)))),
+            )
+            got = cur.fetchall()
+            found += got
+            if len(got) < len(rest):
+                ins = {h for _, h in got}
+                found += self._by_hash([t[0] for t in rest if t[0] not in ins])
+        return found
 
 
 def _existing_report(session: Session, run_doc: _RunDoc, key: str, content: str) -> tuple[int, int] | None:
@@ -215,122 +277,52 @@ def _existing_report(session: Session, run_doc: _RunDoc, key: str, content: str)
 
 
 class _FreshVerdicts:
-    """Verdicts straight from the parsed records, for the common case -- one new file, the only run of its
-    commit pair -- so that nothing is read back. A test's group is complete at its ``final`` attempt; a
-    test seen again after its group was written (beyond the reader's rerun window) sets ``broken``, and
-    the caller then regroups from the store instead."""
+    """Writes the verdicts that :func:`junit_batches` grouped straight from the file's attempts, for the common
+    case -- one new file, the only run of its commit pair -- so that nothing is read back."""
 
     def __init__(self, session: Session, run: m.Run, ids: _TestIds, pk: str, head: str | None, base: str | None):
-        self.ids, self.pk, self.head, self.base = ids, pk, head, base
-        self.run = (
-            run.id,
-            run.lane,
-            run.hardware,
-            _datetime_bind(session, tm.TestVerdictRow.__table__.c.at)(run.started_at),
-        )
+        self.ids = ids
+        at = _datetime_bind(session, tm.TestVerdictRow.__table__.c.at)(run.started_at)
+        self.common = (pk, head, base, run.id, run.lane, run.hardware, at)
         self.insert_rows = _Bulk(session, tm.TestVerdictRow.__table__, _VERDICT_INSERT_COLS)
-        # complete groups (a test's attempts, its final one last) waiting to be written, by test
-        self.pending: dict[TestIdentity, list[TestCaseRecord]] = {}
-        self.n_pending = 0
-        self.open: dict[TestIdentity, list[TestCaseRecord]] = {}
-        self.written: set[int] = set()
-        self.broken = False
         self.total = 0
 
-    def add(self, batch: list[TestCaseRecord]) -> None:
-        if self.broken:
-            return
-        # a test's earlier attempts leave the reader before its final one (up to its rerun window
-        # later): hold them until the final attempt arrives
-        open_, pending = self.open, self.pending
-        for r in batch:
-            ident = r.identity
-            group = open_.pop(ident, None)
-            if group is None:
-                if r.final:
-                    group = [r]
-                else:
-                    open_[ident] = [r]
-                    continue
-            else:
-                group.append(r)
-                if not r.final:
-                    open_[ident] = group
-                    continue
-            done = pending.get(ident)
-            if done is None:
-                pending[ident] = group
-            else:
-                done.extend(group)
-            self.n_pending += len(group)
-        if self.n_pending >= BATCH:
-            self._write()
-
-    def finish(self) -> None:
-        if not self.broken:
-            for ident, group in self.open.items():
-                done = self.pending.get(ident)
-                if done is None:
-                    self.pending[ident] = group
-                else:
-                    done.extend(group)
-            self._write()
-        self.pending.clear()
-        self.open.clear()
-
-    def _write(self) -> None:
-        groups, self.pending, self.n_pending = self.pending, {}, 0
-        if not groups:
-            return
-        run_id, lane, hw, at = self.run
-        head, base, pk = self.head, self.base, self.pk
-        by_ident, written = self.ids.by_ident, self.written
-        rows = []
-        for ident, recs in groups.items():
-            test_pk = by_ident[ident]
-            if test_pk in written:
-                self.broken = True
-                return
-            written.add(test_pk)
-            verdict, final, attempts, failed, sigs, duration, rerun, _, procs = verdict_fields(recs)
-            rows.append(
-                (
-                    test_pk, pk, head, base, run_id, lane, hw, at, verdict, final, attempts, failed,
-                    json.dumps(list(sigs)) if sigs else "[]", duration, rerun, procs, False,
-                )
-            )  # fmt: skip
-        self.insert_rows(rows)
-        self.total += len(rows)
+    def write(self, verdicts: list[tuple]) -> None:
+        id_of, common = self.ids.ids, self.common
+        self.insert_rows([(id_of[v[0]], *common, *v[1:], False) for v in verdicts])
+        self.total += len(verdicts)
 
 
 def _store_file(
     session: Session,
-    path: Path,
+    parsed: _Parsed,
     report: tm.TestReport,
     run: m.Run,
     ids: _TestIds,
     *,
     job_attempt: int,
-    hardware: str | None,
     run_is_new: bool,
     fresh: _FreshVerdicts | None = None,
-) -> tuple[int, dict[str, int], set[str]]:
-    """Stream one file into ``test_executions``; returns (executions, verdict counts, suite names).
-
-    The ``<system-out>`` tail is kept for failed attempts only (where "device lost" shows up): in a
-    realistic 50 MB file half the passing cases carry a log, 30 MB the store would never show.
-    """
-    # per test: bit 1 an attempt passed, 2 an attempt failed, 4 skipped -- enough for the file's summary
-    seen: dict[int, int] = {}
-    suites: set[str] = set()
+) -> tuple[int, dict[str, int], list[str], bool]:
+    """Stream one file into ``test_executions`` (and its verdicts through ``fresh``); returns (executions,
+    verdict counts, suite names, whether ``fresh`` got every verdict)."""
     n = 0
     insert_rows = _Bulk(session, tm.TestExecution.__table__, _EXEC_INSERT_COLS)
-    for batch in _batched(iter_junit(path, job_attempt=job_attempt, hardware=hardware), BATCH):
-        pks = ids.resolve(r.identity for r in batch)
-        earlier: dict[int, int] = {}
-        if not run_is_new:
+    run_id, report_id = run.id, report.id
+    id_of = ids.ids
+    for msg in parsed.messages():
+        if msg[0] == "done":
+            _, counts, suites, complete = msg
+            return n, counts, suites, complete
+        _, tests, execs, verdicts = msg
+        ids.add(tests)
+        if run_is_new:
+            rows = [(id_of[e[0]], run_id, report_id, *e[1:]) for e in execs]
+        else:
             # A test seen again in the same run and job attempt (another file: a rerun round) ran in a fresh
             # process: number its process attempt after the ones stored.
+            pks = [id_of[e[0]] for e in execs]
+            earlier: dict[int, int] = {}
             uniq = sorted(set(pks))
             for i in range(0, len(uniq), _LOOKUP_CHUNK):
                 q = (
@@ -344,30 +336,15 @@ def _store_file(
                     .group_by(tm.TestExecution.test_pk)
                 )
                 earlier.update(dict(session.execute(q).all()))
-        rows = []
-        run_id, report_id = run.id, report.id
-        for r, pk in zip(batch, pks, strict=True):
-            suites.add(r.identity.suite)
-            bit = 4 if r.outcome == "skip" else 2 if r.outcome in FAILED else 1
-            seen[pk] = seen.get(pk, 0) | bit
-            rows.append(
-                (
-                    pk, run_id, report_id, r.job_attempt,
-                    earlier[pk] + r.process_attempt if pk in earlier else r.process_attempt,
-                    r.inprocess_attempt, r.outcome, r.duration_s, r.phase, r.failure_type, r.message,
-                    r.signature, r.source, r.final, json.dumps(dict(r.properties)) if r.properties else None,
-                    r.system_out if r.outcome in FAILED else None,
-                )
-            )  # fmt: skip
+            rows = [
+                (pk, run_id, report_id, e[1], earlier[pk] + e[2] if pk in earlier else e[2], *e[3:])
+                for pk, e in zip(pks, execs, strict=True)
+            ]
         insert_rows(rows)
         n += len(rows)
-        if fresh is not None:
-            fresh.add(batch)
-    counts = {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0}
-    for bits in seen.values():
-        ran = bits & 3
-        counts["flaky" if ran == 3 else "failed" if ran == 2 else "passed" if ran == 1 else "skipped"] += 1
-    return n, counts, suites
+        if fresh is not None and verdicts:
+            fresh.write(verdicts)
+    raise AssertionError("junit_batches ends with a done message")  # pragma: no cover
 
 
 _EXEC_INSERT_COLS = (
@@ -535,18 +512,43 @@ def ingest_junit(
     ``hardware`` is also the default hardware variant of each test (a ``hardware`` property in the file
     wins). ``started_at`` (default: now) dates the run and so its verdicts.
     """
+
+    files = expand_paths(paths, (".xml",))
+    src = source or Source()
+    job_attempt = (src.ci.attempt if src.ci and src.ci.attempt else None) or 1
+    # a single file's verdicts are grouped as it is read (used when it turns out to be the pair's only run)
+    verdicts = len(files) == 1
+    parsers: dict[Path, _Parsed] = {}
+    if files:  # started first: the parse overlaps the hashing and the database set-up below
+        parsers[files[0]] = _Parsed(files[0], job_attempt=job_attempt, hardware=hardware, verdicts=verdicts)
+    try:
+        return _ingest(db_url, files, parsers, src, job_attempt, verdicts, lane, hardware, started_at, policy)
+    finally:
+        for p in parsers.values():
+            p.close()
+
+
+def _ingest(
+    db_url: str,
+    files: list[Path],
+    parsers: dict[Path, _Parsed],
+    src: Source,
+    job_attempt: int,
+    verdicts: bool,
+    lane: str | None,
+    hardware: str | None,
+    started_at: datetime | None,
+    policy: FlakinessPolicy | None,
+) -> IngestReport:
     from guardrail.store.db import session_scope
     from guardrail.store.writer import _Cache, run_key
 
-    files = expand_paths(paths, (".xml",))
     hashes = [(f, file_hash(f)) for f in files]
-    src = source or Source()
     run_doc = _RunDoc(
         run=RunInfo(lane=lane or DEFAULT_LANE, started_at=started_at or m.utcnow(), source=src),
         environment=SimpleNamespace(hardware=hardware or DEFAULT_HARDWARE),
     )
     key = run_key(run_doc)  # type: ignore[arg-type]  # duck-typed: reads .run and .environment.hardware
-    job_attempt = (src.ci.attempt if src.ci and src.ci.attempt else None) or 1
     report = IngestReport()
     with session_scope(db_url, write=True) as session:
         if session.get_bind().dialect.name == "sqlite":
@@ -577,21 +579,25 @@ def ingest_junit(
         if run_is_new and len(to_store) == 1 and list(runs) == [run.id]:
             fresh = _FreshVerdicts(session, run, ids, pk, head, base)
         stored_reports: list[int] = []
+        complete = False
         for path, content in to_store:
             rep = tm.TestReport(run_id=run.id, content_hash=content, path=str(path))
             session.add(rep)
             session.flush()
             stored_reports.append(rep.id)
-            n, counts, suites = _store_file(
-                session, path, rep, run, ids, job_attempt=job_attempt, hardware=hardware, run_is_new=run_is_new,
-                fresh=fresh,
-            )  # fmt: skip
+            parsed = parsers.get(path)
+            if parsed is None:
+                parsed = parsers[path] = _Parsed(path, job_attempt=job_attempt, hardware=hardware, verdicts=verdicts)
+            n, counts, suites, complete = _store_file(
+                session, parsed, rep, run, ids, job_attempt=job_attempt, run_is_new=run_is_new, fresh=fresh
+            )
+            parsed.close()
             run_is_new = False  # later files of this invocation may rerun tests of earlier ones
             rep.executions, rep.tests = n, sum(counts.values())
             status = f"{counts['passed']} passed, {counts['failed']} failed, {counts['flaky']} flaky"
             if counts["skipped"]:
                 status += f", {counts['skipped']} skipped"
-            names = sorted(x for x in suites if x)
+            names = [x for x in suites if x]
             report.stored.append(
                 {
                     "file": str(path),
@@ -608,9 +614,7 @@ def ingest_junit(
                 }
             )
         session.flush()
-        if fresh is not None:
-            fresh.finish()
-        if fresh is not None and not fresh.broken:
+        if fresh is not None and complete:
             grouped = {"verdicts": fresh.total, "infra": _mark_infra(session, pk, runs, policy or FlakinessPolicy())}
         else:
             if fresh is not None:  # a test's attempts were not contiguous: start over from the store
