@@ -1,8 +1,10 @@
 """Load test of the dashboard on PostgreSQL: 1,000,000 samples, 5,000 runs, 1,000 series.
 
 Fills a fresh schema (bulk inserts through SQLAlchemy Core, not the ingest path), starts `uvicorn` with a few
-workers on 127.0.0.1, drives the overview, series and run pages with N concurrent httpx clients for a bounded
-time, and prints p50/p95 per page and the server's resident memory over time. The schema is dropped after.
+workers on 127.0.0.1, drives the overview, series and run pages with N concurrent keep-alive clients (one
+asyncio process, a minimal HTTP/1.1 client: the load generator shares the machine's cores with the server, so
+it must be cheap) for a bounded time, and prints p50/p95 per page, the server's and the load generator's CPU
+per request, and the server's resident memory over time. The schema is dropped after.
 
     python bench/load_web.py [--pg URL] [--clients 20] [--seconds 60] [--workers 2]
 """
@@ -280,16 +282,86 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-async def drive(
-    base: str, clients: int, seconds: float, run_ids: list[int], series_ids: list[int], server_pid: int
-) -> dict:
-    import httpx
+class _Http:
+    """A minimal HTTP/1.1 keep-alive client over asyncio streams, for the load generator only.
 
+    It shares the 2 cores with the server under test, and httpx spent ~1.5 ms of CPU per request there; this one
+    sends the same GET and reads the whole response (status line, headers, every byte of the body by
+    Content-Length or chunked encoding), several times cheaper."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        for attempt in (0, 1):  # the server may close an idle keep-alive connection: reconnect once
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                self.writer.write(
+                    f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: */*\r\n\r\n".encode()
+                )
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                break
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()
+                if attempt:
+                    raise
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+        if "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                parts.append(await self.reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            body = b"".join(p[:-2] for p in parts)
+        else:
+            body = await self.reader.read()
+            await self.close()
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+def pg_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each PostgreSQL backend process (same machine)."""
+    out = {}
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            out[p] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+async def drive(
+    base: str,
+    clients: int,
+    seconds: float,
+    run_ids: list[int],
+    series_ids: list[int],
+    server_pid: int,
+    pg_backends=lambda: [],
+) -> dict:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
     pages = {
         "overview": lambda r: "/",
         "series": lambda r: f"/series/{r.choice(series_ids)}",
         "run": lambda r: f"/runs/{r.choice(run_ids)}",
     }
+    kinds = list(pages)
     lat: dict[str, list[float]] = {k: [] for k in pages}
     errors = 0
     stop = time.monotonic() + seconds
@@ -298,21 +370,27 @@ async def drive(
     async def client(seed: int) -> None:
         nonlocal errors
         r = random.Random(seed)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        http = _Http(host, int(port))
+        try:
             while time.monotonic() < stop:
-                kind = r.choice(list(pages))
+                kind = r.choice(kinds)
+                path = pages[kind](r)
                 t = time.perf_counter()
                 try:
-                    resp = await http.get(pages[kind](r))
-                except httpx.TransportError as exc:  # a dropped connection counts as an error, not a crash
+                    status, body = await http.get(path)
+                except (OSError, asyncio.IncompleteReadError) as exc:  # a dropped connection is an error, not a crash
                     errors += 1
                     print(f"transport error on {kind}: {exc!r}", flush=True)
+                    await http.close()
                     continue
                 lat[kind].append(time.perf_counter() - t)
-                if resp.status_code != 200:
+                # A full page, not an error page or a cut-off body.
+                if status != 200 or not body.rstrip().endswith(b"</html>"):
                     errors += 1
                     if errors <= 3:
-                        print(f"HTTP {resp.status_code} on {resp.request.url.path}: {resp.text[:200]}", flush=True)
+                        print(f"HTTP {status} on {path}: {body[:200]!r}", flush=True)
+        finally:
+            await http.close()
 
     async def sampler() -> None:
         t0 = time.monotonic()
@@ -322,16 +400,19 @@ async def drive(
 
     import resource
 
-    cpu0, self0 = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF)
+    cpu0, self0, pg0 = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF), pg_cpu(pg_backends())
     t0 = time.monotonic()
     await asyncio.gather(sampler(), *(client(i) for i in range(clients)))
     wall = time.monotonic() - t0
-    cpu1, self1 = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF)
+    cpu1, self1, pg1 = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF), pg_cpu(pg_backends())
     n = sum(len(v) for v in lat.values())
     out = {
         "errors": errors,
         "requests_per_s": round(n / wall, 1),
         "server_cpu_ms_per_request": round((cpu1 - cpu0) / max(n, 1) * 1000, 1),
+        # PostgreSQL backends serving the app (found by application_name; a backend new since the start counts
+        # from zero)
+        "pg_cpu_ms_per_request": round(sum(v - pg0.get(k, 0.0) for k, v in pg1.items()) / max(n, 1) * 1000, 1),
         "loadgen_cpu_ms_per_request": round(
             (self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime) / max(n, 1) * 1000, 1
         ),
@@ -361,13 +442,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="requests a worker runs at once (0: the app's default)")
     args = ap.parse_args()
 
     schema = f"bench_web_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.pg)
     with admin.begin() as c:
         c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}"
+    app_name = f"guardrail_load_{schema}"  # finds the server's PostgreSQL backends, for their CPU time
+    url = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}&application_name={app_name}"
     proc = None
     try:
         info = fill(url)
@@ -376,6 +459,8 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {**os.environ, "GUARDRAIL_DB": url, "GUARDRAIL_READ_TOKEN": ""}
+        if args.threads:
+            env["GUARDRAIL_WEB_THREADS"] = str(args.threads)
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -409,10 +494,28 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         sample_runs, sample_series = info["run_ids"], info["series_ids"]
-        asyncio.run(drive(base, args.clients, args.warmup, sample_runs, sample_series, proc.pid))  # warm caches
-        result = asyncio.run(drive(base, args.clients, args.seconds, sample_runs, sample_series, proc.pid))
+
+        def backends() -> list[int]:
+            with admin.connect() as c:
+                q = "SELECT pid FROM pg_stat_activity WHERE application_name = %(n)s"
+                return [r[0] for r in c.exec_driver_sql(q, {"n": app_name})]
+
+        try:  # the load generator's own event loop: uvloop when installed (uvicorn[standard] brings it)
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            pass
+        # warm-up: connections, caches
+        asyncio.run(drive(base, args.clients, args.warmup, sample_runs, sample_series, proc.pid, backends))
+        result = asyncio.run(drive(base, args.clients, args.seconds, sample_runs, sample_series, proc.pid, backends))
         rss = result.pop("rss_mib")
-        print(json.dumps({"clients": args.clients, "seconds": args.seconds, "workers": args.workers, **result}))
+        print(
+            json.dumps(
+                {"clients": args.clients, "seconds": args.seconds, "workers": args.workers, "threads": args.threads}
+                | result
+            )
+        )
         print("server RSS (s, MiB): " + " ".join(f"{t}:{v}" for t, v in rss))
     finally:
         if proc is not None:

@@ -7,8 +7,10 @@ which reads GUARDRAIL_DB and GUARDRAIL_READ_TOKEN.
 from __future__ import annotations
 
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
@@ -42,9 +44,25 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def create_app(db_url: str, *, read_token_required: bool = False, cache_ttl: float = 10.0) -> FastAPI:
+def create_app(
+    db_url: str, *, read_token_required: bool = False, cache_ttl: float = 10.0, threads: int | None = None
+) -> FastAPI:
+    """`threads`: how many requests one worker process runs at once in its thread pool (default: the
+    GUARDRAIL_WEB_THREADS environment variable, else AnyIO's 40)."""
     from web.api import router as api_router
     from web.pages import router as page_router
+
+    if threads is None:
+        threads = int(os.environ.get("GUARDRAIL_WEB_THREADS") or 0) or None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Page handlers are plain functions (blocking database calls) run in AnyIO's thread pool. On a small
+        # machine many threads of one process fight over the GIL, and a thread back from a database round trip
+        # waits behind them for it; a few threads per worker and more worker processes serve more per second.
+        if threads:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
 
     # FastAPI's own /docs pages load their scripts from a CDN; ours is a plain local page instead.
     app = FastAPI(
@@ -52,6 +70,7 @@ def create_app(db_url: str, *, read_token_required: bool = False, cache_ttl: flo
         version="1",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
         description="Performance guardrail dashboard and JSON API. Reads are public unless the "
         "service requires a token; writes need `Authorization: Bearer <token>` "
         "(`guardrail token create NAME`).",

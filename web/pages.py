@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi import Path as ApiPath
 from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup, escape
 
 from guardrail.api_tokens import verify_token
 from guardrail.reports.markdown import render_markdown
@@ -227,21 +228,58 @@ def series_page(
     dist = None
     if samples:
         flat = [v for r in samples["repeats"] for v in r]
+        strip, hist = charts.strip_chart(samples["repeats"], unit=unit), charts.histogram(flat)
         dist = {
             "run_id": run_id,
-            "strip": charts.strip_chart(samples["repeats"], unit=unit),
-            "hist": charts.histogram(flat),
+            "strip": strip,
+            "strip_svg": charts.strip_svg(strip) if strip else None,
+            "hist": hist,
+            "hist_svg": charts.hist_svg(hist) if hist else None,
             "n": len(flat),
             "repeats": len(samples["repeats"]),
         }
+    chart = charts.series_chart(detail)
     return render(
         request,
         "series.html",
         d=detail,
-        chart=charts.series_chart(detail),
+        chart=chart,
+        point_rows=_point_rows(pts),
+        run_options=_run_options(pts, dist["run_id"]) if dist else None,
+        chart_svg=charts.series_svg(chart, detail["series"]["metric"]) if chart else None,
         dist=dist,
         lane=lane or "",
         branch=branch or "",
+    )
+
+
+def _short(v: Any, n: int) -> str:
+    return "" if v is None else str(v)[:n]
+
+
+def _point_rows(points: list[dict[str, Any]]) -> Markup:
+    """The series page's points table body, newest first: built here rather than by a Jinja2 loop over every
+    point (several times cheaper); texts escaped as autoescape does, the same markup as the loop drew."""
+    fmt = charts.fmt
+    return Markup(
+        "".join(
+            f'<tr><td><a href="/runs/{p["run_id"]}">{p["run_id"]}</a></td><td>{escape(_short(p["time"], 16))}</td>\n'
+            f'<td><code title="{escape(p["message"] or "")}">{escape(_short(p["commit"], 10))}</code></td>\n'
+            f'<td class="num">{escape(fmt(p["value"]))}</td><td class="num">{escape(fmt(p["low"]))}–'
+            f'{escape(fmt(p["high"]))}</td><td class="num">{p["repeats"]}</td></tr>\n'
+            for p in reversed(points)
+        )
+    )
+
+
+def _run_options(points: list[dict[str, Any]], selected: int) -> Markup:
+    """The series page's run picker options, newest first (see _point_rows)."""
+    return Markup(
+        "".join(
+            f'<option value="{p["run_id"]}" {"selected" if p["run_id"] == selected else ""}>run {p["run_id"]} · '
+            f"{escape(_short(p['time'], 10))} · {escape(_short(p['commit'], 8))}</option>"
+            for p in reversed(points)
+        )
     )
 
 
@@ -262,6 +300,7 @@ def run_page(request: Request, run_id: PathId):
         r["stage_bar"] = charts.stage_bar(r["stages"])
         for x in r["metrics"]:
             x["strip"] = charts.strip_chart(x["repeats"], width=260, row_h=10, max_dots=100, unit=x["unit"])
+            x["strip_svg"] = charts.mini_strip_svg(x["strip"]) if x["strip"] else None
     return render(request, "run.html", d=data)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from guardrail.history import id_in, series_points
 from guardrail.store import models as m
+from web.charts import median
 
 TRIAGE_STATES = ("untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra")
 OPEN_STATES = ("untriaged", "acknowledged", "confirmed")
@@ -708,14 +709,6 @@ def _run_row_dict(r: Any) -> dict[str, Any]:
     }
 
 
-def _median(vals: list[float]) -> float:
-    """np.median of a short list of floats without numpy's per-call overhead: the same float (the middle value,
-    or the two middle values added and halved, as numpy's mean of two does)."""
-    s = sorted(vals)
-    k = len(s) // 2
-    return s[k] if len(s) % 2 else (s[k - 1] + s[k]) / 2
-
-
 def _run_detail(conn: Any, sql: SimpleNamespace, run: Any, run_id: int) -> dict[str, Any]:
     results = conn.execute(sql.results, {"run_id": run_id}).all()
     check = conn.execute(sql.check, {"run_id": run_id}).first()
@@ -736,14 +729,14 @@ def _run_detail(conn: Any, sql: SimpleNamespace, run: Any, run_id: int) -> dict[
         for sid, repeats in sorted(by_result[r.id].items(), key=lambda kv: series[kv[0]].metric):
             s = series[sid]
             v = verdicts.get(sid)
-            medians = [_median(rep) for rep in repeats if rep]
+            medians = [median(rep) for rep in repeats if rep]
             metrics.append(
                 {
                     "series_id": sid,
                     "metric": s.metric,
                     "unit": s.unit,
                     "direction": s.direction,
-                    "median": _median(medians) if medians else None,
+                    "median": median(medians) if medians else None,
                     "repeats": repeats,
                     "verdict": v.verdict if v else None,
                     "change": v.change if v else None,
