@@ -4,6 +4,7 @@ dashboard's sign-in cookie (HttpOnly, SameSite=Strict, so other sites cannot pos
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from guardrail.api_tokens import verify_token
 from guardrail.store.db import session_scope
@@ -37,9 +38,10 @@ def require_writer(request: Request) -> str:
     return name
 
 
-def require_reader(request: Request) -> None:
-    """For reads, only when the app was created with read_token_required."""
-    if request.app.state.read_token_required and token_name(request, cookie=True) is None:
+async def require_reader(request: Request) -> None:
+    """For reads, only when the app was created with read_token_required. A coroutine, so the usual case (public
+    reads) costs no trip through the thread pool; the token lookup, a database query, still runs in it."""
+    if request.app.state.read_token_required and await run_in_threadpool(token_name, request, cookie=True) is None:
         raise HTTPException(
             401,
             "this dashboard requires a token to read (sign in or send a Bearer token)",
