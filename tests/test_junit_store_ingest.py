@@ -260,6 +260,23 @@ def test_a_reader_process_that_dies_midway_writes_nothing_and_says_so(db_url, tm
         assert count(db_url, model) == 0, model.__tablename__
 
 
+def test_migration_0003_drops_two_indexes_and_its_downgrade_restores_them(db_url):
+    from guardrail.store.db import downgrade, get_engine, upgrade
+
+    def indexes() -> set[str]:
+        insp = inspect(get_engine(db_url))
+        return {i["name"] for t in ("test_executions", "test_verdicts") for i in insp.get_indexes(t)}
+
+    dropped = {"ix_test_executions_signature", "ix_test_verdicts_test_at"}
+    upgrade(db_url)
+    after = indexes()
+    assert not dropped & after and {"ix_test_executions_run_test", "ix_test_verdicts_window"} <= after
+    downgrade(db_url, "0002")
+    assert indexes() == after | dropped
+    upgrade(db_url)
+    assert indexes() == after
+
+
 def test_migration_0002_matches_the_models(db_url):
     """Autogenerate finds nothing to add for the JUnit tables (Alembic cannot compare the DESC
     expression index, so that one is left out)."""

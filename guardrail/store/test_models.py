@@ -2,7 +2,8 @@
 pair, quarantine entries and rerun decisions (docs/flaky.md, "What the store should keep").
 
 Declared on :class:`guardrail.store.models.Base`; a JUnit ingest reuses the ``runs`` table (lane, hardware,
-commit, PR, base commit, CI run id and attempt). Migration: ``migrations/versions/0002_tests_flaky_reruns.py``.
+commit, PR, base commit, CI run id and attempt). Migrations: ``migrations/versions/0002_tests_flaky_reruns.py``,
+``0003_junit_ingest_indexes.py``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class TestExecution(Base):
     phase: Mapped[str] = mapped_column(String(10), default="call")
     failure_type: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str | None] = mapped_column(Text)  # at most 1,000 characters (the reader cuts it)
-    signature: Mapped[str | None] = mapped_column(String(16), index=True)
+    # not indexed: no query filters executions by signature (migration 0003)
+    signature: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(30), default="testcase")
     final: Mapped[bool] = mapped_column(Boolean, default=True)
     properties: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -89,8 +91,9 @@ class TestVerdictRow(Base):
     __test__ = False
     __tablename__ = "test_verdicts"
     __table_args__ = (
+        # also serves every per-test read (a test's few verdicts are sorted after): no (test_pk, at) index,
+        # one less per inserted row (migration 0003)
         UniqueConstraint("test_pk", "pair_key"),
-        Index("ix_test_verdicts_test_at", "test_pk", "at"),
         # the flaky window (newest first per test, skips and infra-excluded runs out): PostgreSQL reads it
         # in order from this index, so the window function needs no sort of a million rows
         Index(
