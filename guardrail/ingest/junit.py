@@ -444,11 +444,16 @@ def iter_raw(
 # --- the ingest's view: batches of plain tuples ----------------------------------------------------
 # What guardrail.ingest.tests stores, computed here so that it can run in a process of its own (the parse and
 # the database writes then use two cores; threads could not, the GIL): plain tuples pickle cheaply.
-# A test row:      (key_hash, key, test_id, suite, file, classname, name, params, hardware)
-# An execution:    (key, job_attempt, process_attempt, inprocess_attempt, outcome, duration_s, phase,
+# A test row:      (key_hash, key, test_id, suite, file, classname, name, params, hardware); the n-th test row
+#                   of a file is its test number n (from 0): executions and verdicts name their test by it,
+#                   so that neither process keeps a dict of 100k key strings, nor pickles them again
+# An execution:    (test number, job_attempt, process_attempt, inprocess_attempt, outcome, duration_s, phase,
 #                   failure_type, message, signature, source, final, properties JSON, system_out of a failure)
-# A verdict:       (key, verdict, final_outcome, attempts, failed_attempts, signatures JSON, duration_s,
+# A verdict:       (test number, verdict, final_outcome, attempts, failed_attempts, signatures JSON, duration_s,
 #                   rerun_duration_s, process_attempts)
+
+
+_EMITTED = 8
 
 
 def key_hash(key: str) -> str:
@@ -457,17 +462,17 @@ def key_hash(key: str) -> str:
 
 
 class _Groups:
-    """A file's verdicts straight from its attempts, by test key, for the common case -- one new file, the only
+    """A file's verdicts straight from its attempts, by test number, for the common case -- one new file, the only
     run of its commit pair -- so that the store reads nothing back. A test's group is complete at its ``final``
     attempt; complete groups are emitted every ``batch`` attempts. A test seen again after its group was
     emitted (beyond the reader's rerun window) sets ``broken``: the store then regroups from its rows."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, flags: bytearray):
         self.batch = batch
-        self.open: dict[str, list[tuple]] = {}  # a test's earlier attempts, waiting for its final one
-        self.pending: dict[str, list[tuple]] = {}  # complete groups not emitted yet
+        self.open: dict[int, list[tuple]] = {}  # a test's earlier attempts, waiting for its final one
+        self.pending: dict[int, list[tuple]] = {}  # complete groups not emitted yet
         self.n_pending = 0
-        self.emitted: set[str] = set()
+        self.flags = flags  # per test number; EMITTED is set once its verdict has left
         self.broken = False
 
     def add(self, execs: list[tuple]) -> list[tuple]:
@@ -511,12 +516,12 @@ class _Groups:
     def _emit(self) -> list[tuple]:
         groups, self.pending, self.n_pending = self.pending, {}, 0
         rows = []
-        emitted = self.emitted
+        flags = self.flags
         for key, g in groups.items():
-            if key in emitted:
+            if flags[key] & _EMITTED:
                 self.broken = True
                 return []
-            emitted.add(key)
+            flags[key] |= _EMITTED
             if len(g) == 1:
                 e = g[0]
                 v = single_verdict(e[4], e[5], e[9], e[6])
@@ -545,14 +550,14 @@ def junit_batches(
     50 MB file half the passing cases carry a log, 30 MB the store would never show.
     Raises :class:`InputError` like :func:`iter_junit`.
     """
-    seen: set[str] = set()
-    bits: dict[str, int] = {}  # per test: 1 an attempt passed, 2 one failed, 4 skipped
+    numbers: dict[str, int] = {}  # test key -> test number
+    bits = bytearray()  # per test number: 1 an attempt passed, 2 one failed, 4 skipped (and _Groups' flag)
     suites: set[str] = set()
-    groups = _Groups(batch) if verdicts else None
+    groups = _Groups(batch, bits) if verdicts else None
     tests: list[tuple] = []
     execs: list[tuple] = []
     last: tuple | None = None
-    key = ""
+    n = 0
     dumps = json.dumps
     for a in iter_raw(path, job_attempt=job_attempt, hardware=hardware):
         ident = a[0]
@@ -562,14 +567,16 @@ def junit_batches(
             suites.add(suite)
             tid = node_id(file, cls, name, params)
             key = f"{tid}@{hw}" if hw else tid
-            if key not in seen:
-                seen.add(key)
+            n = numbers.get(key, -1)
+            if n < 0:
+                n = numbers[key] = len(numbers)
+                bits.append(0)
                 tests.append((key_hash(key), key, tid, suite, file, cls, name, params, hw))
         outcome = a[1]
         failed = outcome in FAILED
-        bits[key] = bits.get(key, 0) | (4 if outcome == "skip" else 2 if failed else 1)
+        bits[n] |= 4 if outcome == "skip" else 2 if failed else 1
         execs.append(
-            (key, a[3], a[4], a[5], outcome, a[2], a[7], a[8], a[9], a[10], a[11], a[6],
+            (n, a[3], a[4], a[5], outcome, a[2], a[7], a[8], a[9], a[10], a[11], a[6],
              dumps(dict(a[12])) if a[12] else None, a[13] if failed else None)
         )  # fmt: skip
         if len(execs) >= batch:
@@ -582,7 +589,7 @@ def junit_batches(
         if rest:
             yield ("rows", [], [], rest)
     counts = {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0}
-    for b in bits.values():
+    for b in bits:
         ran = b & 3
         counts["flaky" if ran == 3 else "failed" if ran == 2 else "passed" if ran == 1 else "skipped"] += 1
     yield ("done", counts, sorted(suites), groups is not None and not groups.broken)

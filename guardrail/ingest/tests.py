@@ -181,39 +181,37 @@ _TEST_COLS = ("key_hash", "key", "test_id", "suite", "file", "classname", "name"
 
 
 class _TestIds:
-    """test key -> ``tests.id``, created on first sight: insert-if-absent (a concurrent ingest may have created
-    the same test a moment ago), then read the ids back."""
+    """Test rows -> ``tests.id``: insert-if-absent (the test may be stored already, or a concurrent ingest may
+    have created it a moment ago), then read the ids back. Nothing is kept between batches: a file's rows name
+    each test once, and a dict of every key of a 100k-test file cost ~15 MiB."""
 
     def __init__(self, session: Session):
         self.s = session
-        self.ids: dict[str, int] = {}  # by key
         self.conn = session.connection()
         self.ph = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         self.now = _datetime_bind(session, tm.TestCase.__table__.c.first_seen_at)(m.utcnow())
         self.scratch = False
 
-    def add(self, tests: list[tuple]) -> None:
-        """Give every test row of ``tests`` (``_TEST_COLS``, distinct keys) its id in ``self.ids``."""
-        ids = self.ids
-        new = [t for t in tests if t[1] not in ids]
-        if not new:
-            return
-        by_hash = {t[0]: t[1] for t in new}
+    def add(self, tests: list[tuple]) -> list[int]:
+        """The ids of the test rows ``tests`` (``_TEST_COLS``, distinct keys), in order."""
+        if not tests:
+            return []
         if self.conn.dialect.name == "postgresql":
-            found = self._insert_pg(new)
+            found = self._insert_pg(tests)
         else:
             # the ingest holds SQLite's write lock (BEGIN IMMEDIATE): the rows past the largest id are ours,
             # read back in one statement; only keys that already existed are looked up by hash
             (top,) = self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM tests").one()
             now = self.now
             _Bulk(self.s, tm.TestCase.__table__, (*_TEST_COLS, "first_seen_at"), " ON CONFLICT (key_hash) DO NOTHING")(
-                [(*t, now) for t in new]
+                [(*t, now) for t in tests]
             )
             found = self.conn.exec_driver_sql("SELECT id, key_hash FROM tests WHERE id > ?", (top,)).all()
-            inserted = {h for _, h in found}
-            found += self._by_hash([h for h in by_hash if h not in inserted])
-        for pk, h in found:
-            ids[by_hash[h]] = pk
+            if len(found) < len(tests):
+                inserted = {h for _, h in found}
+                found += self._by_hash([t[0] for t in tests if t[0] not in inserted])
+        by_hash = {h: pk for pk, h in found}
+        return [by_hash[t[0]] for t in tests]
 
     def _by_hash(self, hashes: list[str]) -> list[tuple[int, str]]:
         found: list[tuple[int, str]] = []
@@ -284,16 +282,16 @@ class _FreshVerdicts:
     """Writes the verdicts that :func:`junit_batches` grouped straight from the file's attempts, for the common
     case -- one new file, the only run of its commit pair -- so that nothing is read back."""
 
-    def __init__(self, session: Session, run: m.Run, ids: _TestIds, pk: str, head: str | None, base: str | None):
-        self.ids = ids
+    def __init__(self, session: Session, run: m.Run, pk: str, head: str | None, base: str | None):
         at = _datetime_bind(session, tm.TestVerdictRow.__table__.c.at)(run.started_at)
         self.common = (pk, head, base, run.id, run.lane, run.hardware, at)
         self.insert_rows = _Bulk(session, tm.TestVerdictRow.__table__, _VERDICT_INSERT_COLS)
         self.total = 0
 
-    def write(self, verdicts: list[tuple]) -> None:
-        id_of, common = self.ids.ids, self.common
-        self.insert_rows([(id_of[v[0]], *common, *v[1:], False) for v in verdicts])
+    def write(self, verdicts: list[tuple], pks: list[int]) -> None:
+        """``verdicts`` name their test by its number in the file; ``pks`` are the file's test ids by number."""
+        common = self.common
+        self.insert_rows([(pks[v[0]], *common, *v[1:], False) for v in verdicts])
         self.total += len(verdicts)
 
 
@@ -313,13 +311,13 @@ def _store_file(
     n = 0
     insert_rows = _Bulk(session, tm.TestExecution.__table__, _EXEC_INSERT_COLS)
     run_id, report_id = run.id, report.id
-    id_of = ids.ids
+    id_of: list[int] = []  # the file's test ids, by test number
     for msg in parsed.messages():
         if msg[0] == "done":
             _, counts, suites, complete = msg
             return n, counts, suites, complete
         _, tests, execs, verdicts = msg
-        ids.add(tests)
+        id_of += ids.add(tests)
         if run_is_new:
             rows = [(id_of[e[0]], run_id, report_id, *e[1:]) for e in execs]
         else:
@@ -347,7 +345,7 @@ def _store_file(
         insert_rows(rows)
         n += len(rows)
         if fresh is not None and verdicts:
-            fresh.write(verdicts)
+            fresh.write(verdicts, id_of)
     raise AssertionError("junit_batches ends with a done message")  # pragma: no cover
 
 
@@ -581,7 +579,7 @@ def _ingest(
         head, base, pk, runs = _pair_runs(session, run)
         fresh = None
         if run_is_new and len(to_store) == 1 and list(runs) == [run.id]:
-            fresh = _FreshVerdicts(session, run, ids, pk, head, base)
+            fresh = _FreshVerdicts(session, run, pk, head, base)
         stored_reports: list[int] = []
         complete = False
         for path, content in to_store:
