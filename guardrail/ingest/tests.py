@@ -17,12 +17,13 @@ import pickle
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -287,11 +288,14 @@ class _FreshVerdicts:
         self.common = (pk, head, base, run.id, run.lane, run.hardware, at)
         self.insert_rows = _Bulk(session, tm.TestVerdictRow.__table__, _VERDICT_INSERT_COLS)
         self.total = 0
+        self.kinds: Counter[str] = Counter()  # verdicts written, by kind (the infrastructure-failure rule's input)
 
     def write(self, verdicts: list[tuple], pks: list[int]) -> None:
         """``verdicts`` name their test by its number in the file; ``pks`` are the file's test ids by number."""
-        common = self.common
+        common, kinds = self.common, self.kinds
         self.insert_rows([(pks[v[0]], *common, *v[1:], False) for v in verdicts])
+        for v in verdicts:
+            kinds[v[1]] += 1
         self.total += len(verdicts)
 
 
@@ -477,17 +481,26 @@ def _pair_runs(session: Session, run: m.Run) -> tuple[str | None, str | None, st
     return head, base, pair_key(head, base, run.id), {r.id: r for r in session.execute(runs_q)}
 
 
-def _mark_infra(session: Session, pk: str, runs: dict[int, Any], policy: FlakinessPolicy) -> dict[int, str]:
-    """Flag the verdicts of runs that :func:`run_infra_failure` calls infrastructure failures."""
+class _Kind(NamedTuple):
+    verdict: str
+
+
+def _mark_infra(
+    session: Session, pk: str, runs: dict[int, Any], policy: FlakinessPolicy, fresh: _FreshVerdicts | None = None
+) -> dict[int, str]:
+    """Flag the verdicts of runs that :func:`run_infra_failure` calls infrastructure failures. ``fresh``: the
+    pair's only run was just written, none flagged, and its verdict kinds counted -- nothing to read back."""
     # a verdict may have moved to a newer run: judge every run of the pair afresh
     # (only rows that change: an UPDATE rewrites every row it touches on PostgreSQL)
     V = tm.TestVerdictRow
-    session.execute(update(V).where(V.pair_key == pk, V.infra_excluded.is_(True)).values(infra_excluded=False))
+    if fresh is None:
+        session.execute(update(V).where(V.pair_key == pk, V.infra_excluded.is_(True)).values(infra_excluded=False))
     infra: dict[int, str] = {}
     for rid in runs:
-        verdicts = session.execute(
-            select(tm.TestVerdictRow.verdict).where(tm.TestVerdictRow.pair_key == pk, tm.TestVerdictRow.run_id == rid)
-        )
+        if fresh is not None:
+            verdicts: Any = (_Kind(k) for k, n in fresh.kinds.items() for _ in range(n))
+        else:
+            verdicts = session.execute(select(V.verdict).where(V.pair_key == pk, V.run_id == rid))
         reason = run_infra_failure(verdicts, policy)
         if reason:
             infra[rid] = reason
@@ -617,7 +630,8 @@ def _ingest(
             )
         session.flush()
         if fresh is not None and complete:
-            grouped = {"verdicts": fresh.total, "infra": _mark_infra(session, pk, runs, policy or FlakinessPolicy())}
+            infra = _mark_infra(session, pk, runs, policy or FlakinessPolicy(), fresh)
+            grouped = {"verdicts": fresh.total, "infra": infra}
         else:
             if fresh is not None:  # a test's attempts were not contiguous: start over from the store
                 session.execute(delete(tm.TestVerdictRow).where(tm.TestVerdictRow.pair_key == pk))
