@@ -6,7 +6,7 @@ asyncio process, a minimal HTTP/1.1 client: the load generator shares the machin
 it must be cheap) for a bounded time, and prints p50/p95 per page, the server's and the load generator's CPU
 per request, and the server's resident memory over time. The schema is dropped after.
 
-    python bench/load_web.py [--pg URL] [--clients 20] [--seconds 60] [--workers 2]
+    python bench/load_web.py [--pg URL] [--clients 20] [--seconds 60] [--workers 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -285,8 +285,8 @@ def rss_kib(pid: int) -> int:
 class _Http:
     """A minimal HTTP/1.1 keep-alive client over asyncio streams, for the load generator only.
 
-    It shares the 2 cores with the server under test, and httpx spent ~1.5 ms of CPU per request there; this one
-    sends the same GET and reads the whole response (status line, headers, every byte of the body by
+    It shares the 2 cores with the server under test, and httpx spent ~1.8 ms of CPU per request there; this one
+    (~0.1 ms) sends the same GET and reads the whole response (status line, headers, every byte of the body by
     Content-Length or chunked encoding), several times cheaper."""
 
     def __init__(self, host: str, port: int):
@@ -442,7 +442,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="requests a worker runs at once (0: the app's default)")
+    # 2 workers x 2 threads: the best p95 on 2 cores (docs/dashboard.md); 0 leaves AnyIO's 40 threads per worker
+    ap.add_argument("--threads", type=int, default=2, help="requests a worker runs at once (GUARDRAIL_WEB_THREADS)")
     args = ap.parse_args()
 
     schema = f"bench_web_{uuid.uuid4().hex[:8]}"

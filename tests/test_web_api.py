@@ -478,3 +478,26 @@ def test_pinned_baselines_are_shown_with_reason_and_author(tmp_path):
     assert "rel-eng" in page and "v1.0 &lt;b&gt;GA&lt;/b&gt;" in page and "<b>GA</b>" not in page
     run_page = client.get(f"/runs/{run_id}").text
     assert "pinned as the release baseline on H100 by rel-eng" in run_page
+
+
+def test_series_page_markup_built_outside_jinja_is_escaped(client, store):
+    """The series chart, points table and run picker are built as strings (web.charts, web.pages): every text
+    in them is escaped as autoescape would."""
+    _, ids, _ = store
+    html = client.get(f"/series/{ids['series_id']}").text
+    escaped = "fix &lt;img src=x onerror=alert(2)&gt; speed"
+    assert f'<code title="{escaped}">' in html  # points table
+    assert f": {escaped}</title>" in html  # chart point titles
+    assert html.count('<a href="/runs/') >= 14 and '<svg id="history"' in html
+    assert '<svg class="strip"' in html and '<svg class="hist"' in html and "<option value=" in html
+    assert "<img src=x" not in html
+
+
+def test_median_equals_numpy():
+    from web.charts import median
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 25):
+        for _ in range(200):
+            v = list(rng.normal(1000, 50, n) * rng.uniform(1e-3, 1e6))
+            assert median(v) == float(np.median(v))

@@ -259,14 +259,15 @@ def _short(v: Any, n: int) -> str:
 
 def _point_rows(points: list[dict[str, Any]]) -> Markup:
     """The series page's points table body, newest first: built here rather than by a Jinja2 loop over every
-    point (several times cheaper); texts escaped as autoescape does, the same markup as the loop drew."""
+    point (several times cheaper), the same markup as the loop drew. Commit and message are escaped as
+    autoescape would; ids, ISO times and fmt's numbers cannot hold markup characters."""
     fmt = charts.fmt
     return Markup(
         "".join(
-            f'<tr><td><a href="/runs/{p["run_id"]}">{p["run_id"]}</a></td><td>{escape(_short(p["time"], 16))}</td>\n'
+            f'<tr><td><a href="/runs/{p["run_id"]}">{p["run_id"]}</a></td><td>{_short(p["time"], 16)}</td>\n'
             f'<td><code title="{escape(p["message"] or "")}">{escape(_short(p["commit"], 10))}</code></td>\n'
-            f'<td class="num">{escape(fmt(p["value"]))}</td><td class="num">{escape(fmt(p["low"]))}–'
-            f'{escape(fmt(p["high"]))}</td><td class="num">{p["repeats"]}</td></tr>\n'
+            f'<td class="num">{fmt(p["value"])}</td><td class="num">{fmt(p["low"])}–{fmt(p["high"])}</td>'
+            f'<td class="num">{p["repeats"]}</td></tr>\n'
             for p in reversed(points)
         )
     )
@@ -277,7 +278,7 @@ def _run_options(points: list[dict[str, Any]], selected: int) -> Markup:
     return Markup(
         "".join(
             f'<option value="{p["run_id"]}" {"selected" if p["run_id"] == selected else ""}>run {p["run_id"]} · '
-            f"{escape(_short(p['time'], 10))} · {escape(_short(p['commit'], 8))}</option>"
+            f"{_short(p['time'], 10)} · {escape(_short(p['commit'], 8))}</option>"
             for p in reversed(points)
         )
     )
