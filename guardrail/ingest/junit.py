@@ -597,14 +597,19 @@ def junit_batches(
 
 def _child_main() -> None:
     """The reader process of a large file (``guardrail.ingest.tests``): ``junit_batches`` with the JSON
-    arguments in argv[1], each message pickled to stdout; bad input becomes an ``("error", message, file,
-    field)`` message. Anything else is a crash: traceback on stderr, non-zero exit."""
+    arguments in argv[1], each message a length-prefixed pickle on stdout; bad input becomes an ``("error",
+    message, file, field)`` message. Anything else is a crash: traceback on stderr, non-zero exit."""
     path, job_attempt, hardware, batch, verdicts = json.loads(sys.argv[1])
     out = sys.stdout.buffer
+
+    def send(msg: tuple) -> None:  # a frame: 8-byte length, then the pickle
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(len(data).to_bytes(8, "little"))
+        out.write(data)
+        out.flush()  # the parent starts writing as soon as the first batch is parsed
+
     try:
         for msg in junit_batches(path, job_attempt=job_attempt, hardware=hardware, batch=batch, verdicts=verdicts):
-            pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()  # the parent starts writing as soon as the first batch is parsed
+            send(msg)
     except InputError as exc:
-        pickle.dump(("error", exc.detail, exc.file, exc.field), out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
+        send(("error", exc.detail, exc.file, exc.field))

@@ -14,9 +14,11 @@ import hashlib
 import json
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ _LOOKUP_CHUNK = 500  # keys per IN (...) lookup: well under SQLite's bound-param
 # Files at least this large are parsed in a child process while this one writes; below it, a process start
 # (~0.1 s) would cost more than the overlap saves.
 CHILD_MIN_BYTES = 2 << 20
+_AHEAD = 4  # pickled batches (~2 MB each) the reader process may be ahead of the writes
 
 __all__ = ["ingest_junit", "key_hash", "pair_key", "regroup_pair"]
 
@@ -76,11 +79,12 @@ class _RunDoc:
 
 
 class _Parsed:
-    """One file's :func:`junit_batches` messages. A large file is parsed in a child process that pickles
-    them to a pipe (which bounds how far it runs ahead), so that parsing and the database writes overlap
-    on two cores; a small one is parsed here. Bad input in the child arrives as an ``InputError``; a child
-    that dies without finishing raises :class:`InfraError` -- either way inside the ingest's transaction,
-    so nothing is written."""
+    """One file's :func:`junit_batches` messages. A large file is parsed in a child process that pickles them
+    to a pipe, so that parsing and the database writes overlap on two cores; a small one is parsed here. A
+    thread moves the child's frames from the pipe into a queue of up to ``_AHEAD`` (as bytes: compact), so that
+    the child keeps parsing while this process waits on the database -- the 64 KiB pipe alone made the two
+    take turns. Bad input in the child arrives as an ``InputError``; a child that dies without finishing
+    raises :class:`InfraError` -- either way inside the ingest's transaction, so nothing is written."""
 
     def __init__(self, path: Path, *, job_attempt: int, hardware: str | None, verdicts: bool):
         self.path = path
@@ -99,17 +103,36 @@ class _Parsed:
                 [sys.executable, "-c", "from guardrail.ingest.junit import _child_main; _child_main()", arg],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
             )  # fmt: skip
+            self.frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_AHEAD)
+            self.pump = threading.Thread(target=self._pump, name="junit-reader-pipe", daemon=True)
+            self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        f = self.proc.stdout
+        try:
+            while True:
+                head = f.read(8)  # a frame: its length, then one pickled message
+                if len(head) < 8:
+                    break
+                n = int.from_bytes(head, "little")
+                data = f.read(n)
+                if len(data) < n:
+                    break
+                self.frames.put(data)
+        except (OSError, ValueError):
+            pass
+        self.frames.put(None)  # the end of the pipe: after "done", or a crash
 
     def messages(self) -> Iterator[tuple]:
         if self.proc is None:
             yield from junit_batches(self.path, **self.args)
             return
-        assert self.proc.stdout is not None
         while True:
-            try:
-                msg = pickle.load(self.proc.stdout)
-            except (EOFError, pickle.UnpicklingError, OSError):
+            data = self.frames.get()
+            if data is None:
                 self._died()
+            msg = pickle.loads(data)
             if msg[0] == "error":
                 raise InputError(msg[1], file=msg[2], field=msg[3])
             yield msg
@@ -137,6 +160,11 @@ class _Parsed:
         if self.proc.poll() is None:
             self.proc.kill()  # the ingest failed while the child was still reading
         self.proc.wait()
+        while self.pump.is_alive():  # let the thread see the end of the pipe: make room for its last put
+            try:
+                self.frames.get(timeout=0.1)
+            except queue.Empty:
+                pass
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.stderr.close()
