@@ -5,6 +5,7 @@ test per run (each run its own commit), one execution per attempt (flaky verdict
 over 30 days; then times the SQL-aggregated flaky report (the query alone, and the whole CLI in a fresh
 process), and checks it against the pure ``assess`` over the same history.
 
+    python bench/bench_flaky_pg.py --ingest JUNIT.xml [--again]   # one 50 MB JUnit ingest, SQLite and PostgreSQL
     python bench/bench_flaky_pg.py [--tests 5000] [--runs 200] [--url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 
@@ -113,8 +114,9 @@ def fill(url: str, n_tests: int, n_runs: int, seed: int = 7) -> dict[str, int]:
     return counts
 
 
-def measure_ingest(url: str, path: str) -> None:
-    """Time ``ingest_junit`` of one file into ``url`` in this (fresh) process; print time and peak RSS."""
+def measure_ingest(url: str, path: str, again: bool = False) -> None:
+    """Time ``ingest_junit`` of one file into ``url`` in this (fresh) process; print time and peak RSS.
+    ``again``: then the same file as the next commit's run (every test already stored: a steady CI store)."""
     import resource
 
     from guardrail.ingest.tests import ingest_junit
@@ -137,16 +139,26 @@ def measure_ingest(url: str, path: str) -> None:
           f"{entry['verdicts']:,} verdicts; {entry['status']}): {wall:.2f} s wall, {cpu:.2f} s CPU "
           f"(this process) + {kids.ru_utime + kids.ru_stime:.2f} s CPU (reader process), peak RSS {peak:.0f} MiB "
           f"({base_rss:.0f} MiB before) + {reader_peak_mib(path)} MiB (reader process, run again alone)")  # fmt: skip
+    if again:
+        src = Source(repo="org/p", commit="b" * 40, ci=CIInfo(provider="github-actions", run_id="2", attempt=1))
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = ingest_junit(url, [path], source=src, lane="tests", hardware="Ascend910B3")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"  again, next commit (tests already stored): {wall:.2f} s wall, {cpu:.2f} s CPU (this process), "
+              f"{report.stored[0]['verdicts']:,} verdicts")  # fmt: skip
 
 
 def reader_peak_mib(path: str) -> str:
     """Peak RSS of the ingest's reader process on ``path``, run again on its own under GNU time: the
     ``ru_maxrss`` a parent sees of a child counts the parent's image copied before the child's exec."""
     import json
-    import shutil
 
-    if not shutil.which("time") and not os.path.exists("/usr/bin/time"):
+    if not os.path.exists("/usr/bin/time"):
         return "n/a"
+    try:
+        from guardrail.ingest.junit import _child_main  # noqa: F401
+    except ImportError:  # an older guardrail (no reader process)
+        return "0"
     arg = json.dumps([path, 1, "Ascend910B3", 5000, True])
     code = "from guardrail.ingest.junit import _child_main; _child_main()"
     out = subprocess.run(
@@ -156,7 +168,7 @@ def reader_peak_mib(path: str) -> str:
     return f"{int(out.stderr.strip().splitlines()[-1]) / 1024:.0f}"
 
 
-def bench_ingest(pg: str, path: str) -> None:
+def bench_ingest(pg: str, path: str, again: bool = False) -> None:
     """The 50 MB file into a fresh SQLite file and a fresh PostgreSQL schema, each in a fresh process."""
     import tempfile
 
@@ -170,7 +182,7 @@ def bench_ingest(pg: str, path: str) -> None:
         try:
             for name, url, _ in targets:
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child-ingest", path, "--url", url],
+                    [sys.executable, __file__, "--child-ingest", path, "--url", url, *(["--again"] if again else [])],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 print(f"{name}: {out.stdout.strip()}")
@@ -184,6 +196,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ingest", metavar="JUNIT.xml", help="time ingest_junit of this file (SQLite and PostgreSQL)")
     ap.add_argument("--child-ingest", help=argparse.SUPPRESS)
+    ap.add_argument("--again", action="store_true", help="with --ingest: then ingest it again as the next commit")
     ap.add_argument("--url", default=os.environ.get("GUARDRAIL_TEST_PG_URL", DEFAULT_URL))
     ap.add_argument("--tests", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=200)
@@ -192,9 +205,9 @@ def main() -> None:
     ap.add_argument("--reuse", metavar="SCHEMA", help="time over a schema kept by an earlier --keep run (no fill)")
     a = ap.parse_args()
     if a.child_ingest:
-        return measure_ingest(a.url, a.child_ingest)
+        return measure_ingest(a.url, a.child_ingest, a.again)
     if a.ingest:
-        return bench_ingest(a.url, a.ingest)
+        return bench_ingest(a.url, a.ingest, a.again)
 
     from guardrail.analysis.flaky import assess
     from guardrail.store.db import get_engine, session_scope, upgrade
