@@ -40,6 +40,9 @@ def _templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+DEFAULT_THREADS = 2
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
@@ -48,12 +51,13 @@ def create_app(
     db_url: str, *, read_token_required: bool = False, cache_ttl: float = 10.0, threads: int | None = None
 ) -> FastAPI:
     """`threads`: how many requests one worker process runs at once in its thread pool (default: the
-    GUARDRAIL_WEB_THREADS environment variable, else AnyIO's 40)."""
+    GUARDRAIL_WEB_THREADS environment variable, else 2; measured in docs/dashboard.md: 4 threads a worker
+    served half the requests per second of 2 on two cores, 40 worse still)."""
     from web.api import router as api_router
     from web.pages import router as page_router
 
     if threads is None:
-        threads = int(os.environ.get("GUARDRAIL_WEB_THREADS") or 0) or None
+        threads = int(os.environ.get("GUARDRAIL_WEB_THREADS") or 0) or DEFAULT_THREADS
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

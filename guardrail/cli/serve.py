@@ -14,6 +14,9 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (use >1 with PostgreSQL).")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="Requests one worker runs at once (default GUARDRAIL_WEB_THREADS, else 2).")
+    ] = None,
     read_token: Annotated[bool, typer.Option("--read-token", help="Require a token for reads too.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -27,6 +30,8 @@ def serve_cmd(
     url = resolve_db(db)
     _ready(url)  # migrate SQLite / refuse an out-of-date PostgreSQL before listening
     typer.echo(f"serving {redact(url)} on http://{host}:{port}/", err=True)
+    if threads:
+        os.environ["GUARDRAIL_WEB_THREADS"] = str(threads)
     if workers > 1:
         # Workers import the app by name and read their settings from the environment.
         os.environ["GUARDRAIL_DB"] = url
