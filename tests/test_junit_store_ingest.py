@@ -210,6 +210,35 @@ def _write(where: Path, name: str, cases: list[tuple[str, str]]) -> Path:
     return path
 
 
+def test_known_and_new_tests_mixed_in_batches_get_the_right_ids(db_url, tmp_path, monkeypatch):
+    """The next commit's file: batches of stored tests (looked up first), then batches with new ones mixed in,
+    then a batch of only new ones -- every execution and verdict names its own test."""
+    import guardrail.ingest.tests as ingest_tests
+
+    monkeypatch.setattr(ingest_tests, "BATCH", 10)
+    first = _write(tmp_path, "first", [(f"test_{i}", "pass") for i in range(30)])
+    ingest_junit(db_url, [first], source=src("aaaaaaa", "1"), lane=None, hardware=None)
+    cases = [(f"test_{i}", "pass") for i in range(25)] + [(f"test_new{i}", "fail") for i in range(20)]
+    second = _write(tmp_path, "second", cases)
+    ingest_junit(db_url, [second], source=src("bbbbbbb", "2"), lane=None, hardware=None)
+    with session_scope(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(tm.TestCase)) == 50
+        rows = s.execute(
+            select(tm.TestCase.name, tm.TestExecution.outcome)
+            .join(tm.TestExecution, tm.TestExecution.test_pk == tm.TestCase.id)
+            .join(m.Run, m.Run.id == tm.TestExecution.run_id)
+            .where(m.Run.ci_run_id == "2")
+        ).all()
+        verdict_rows = s.execute(
+            select(tm.TestCase.name, tm.TestVerdictRow.verdict)
+            .join(tm.TestVerdictRow, tm.TestVerdictRow.test_pk == tm.TestCase.id)
+            .where(tm.TestVerdictRow.head_commit == "bbbbbbb")
+        ).all()
+    want = {n: ("fail" if n.startswith("test_new") else "pass") for n, _ in cases}
+    assert dict(rows) == want and len(rows) == 45
+    assert dict(verdict_rows) == want and len(verdict_rows) == 45
+
+
 def test_shards_ingested_one_by_one_keep_each_others_verdicts(db_url, tmp_path):
     a = _write(tmp_path, "shard_a", [(f"test_a{i}", "pass") for i in range(6)])
     b = _write(tmp_path, "shard_b", [(f"test_b{i}", "fail" if i < 2 else "pass") for i in range(6)])
@@ -275,6 +304,27 @@ def test_migration_0003_drops_two_indexes_and_its_downgrade_restores_them(db_url
     assert indexes() == after | dropped
     upgrade(db_url)
     assert indexes() == after
+
+
+def test_migration_0004_drops_the_executions_run_fk_and_a_deleted_run_still_takes_its_executions(db_url):
+    """Without its own foreign key, an execution still goes with its run: through its report (cascade)."""
+    from guardrail.store.db import downgrade, get_engine, upgrade
+
+    def run_fks() -> list:
+        fks = inspect(get_engine(db_url)).get_foreign_keys("test_executions")
+        return [fk for fk in fks if fk["constrained_columns"] == ["run_id"]]
+
+    upgrade(db_url)
+    assert run_fks() == []
+    downgrade(db_url, "0003")
+    assert [fk["referred_table"] for fk in run_fks()] == ["runs"]
+    upgrade(db_url)
+    assert run_fks() == []
+    ingest_junit(db_url, [FIX / "pytest_rerunfailures.xml"], source=src(), lane=None, hardware=None, started_at=T0)
+    assert count(db_url, tm.TestExecution) > 0
+    with session_scope(db_url, write=True) as s:
+        s.execute(m.Run.__table__.delete())
+    assert count(db_url, tm.TestReport) == 0 and count(db_url, tm.TestExecution) == 0
 
 
 def test_migration_0002_matches_the_models(db_url):

@@ -22,7 +22,7 @@ from guardrail.errors import InfraError, InputError
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # The newest migration. Checked by reading alembic_version directly, so that a command's start-up does not load
 # Alembic; tests/test_store.py keeps it equal to Alembic's head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 def redact(url: str) -> str:

@@ -62,7 +62,9 @@ class TestExecution(Base):
     __table_args__ = (Index("ix_test_executions_run_test", "run_id", "test_pk"),)
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     test_pk: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), index=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    # the report's run, copied for per-run reads; no foreign key of its own: report_id already ties the row to
+    # its run, with ON DELETE CASCADE through test_reports (migration 0004)
+    run_id: Mapped[int] = mapped_column(Integer)
     report_id: Mapped[int] = mapped_column(ForeignKey("test_reports.id", ondelete="CASCADE"), index=True)
     job_attempt: Mapped[int] = mapped_column(Integer, default=1)
     process_attempt: Mapped[int] = mapped_column(Integer, default=1)
