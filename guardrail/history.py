@@ -43,8 +43,9 @@ def series_points(
     limit: int | None = None,
     lanes_seen: set[str] | None = None,
 ) -> list[Point]:
-    """Oldest first; only `ok` results; one point per result. Two index lookups rather than one four-way join
-    (PostgreSQL plans that join as a scan of all results, which dominated the series page at scale).
+    """Oldest first; only `ok` results; one point per result. Index lookups in three steps (measurements of the
+    series, their results, those results' runs and commits) rather than one four-way join (PostgreSQL plans that
+    join as a scan of all results, which dominated the series page at scale).
     `lanes_seen`, when given, collects the lanes the series has, before the lane filter."""
     # Core rows on the session's connection from statements built once (building and caching a statement costs
     # more than running it here): this runs on every series page.
