@@ -108,6 +108,28 @@ def local_weights_path(spec: WorkloadSpec) -> str | None:
     return None
 
 
+def weights_digest(path: str) -> str:
+    """A digest of a local model directory that changes when its weights or configs do, without reading
+    gigabytes: every file's relative path and size; the content of small files (configs, tokenizers); for a
+    ``.safetensors`` file its header (every tensor's name, dtype, shape and offsets). Symbolic links (a hub
+    cache's snapshot) are followed."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(root).as_posix()}\0{size}\0".encode())
+        with f.open("rb") as fh:
+            if size <= 4 << 20:
+                h.update(fh.read())
+            elif f.suffix == ".safetensors":
+                n = int.from_bytes(fh.read(8), "little")
+                h.update(fh.read(min(n, 100 << 20)))
+    return "sha256:" + h.hexdigest()
+
+
 def build_pipeline(spec: WorkloadSpec, scale: str, device: str, seed: int = 0) -> tuple[Any, str]:
     """(pipeline on device, weights source: 'synthetic' or the local path)."""
     import diffusers

@@ -182,6 +182,7 @@ def build_result(
         "output_fingerprint": [r.get("fingerprint") for r in ok],
         "applied": ok[0].get("applied") if ok else None,
         "weights": ok[0].get("weights") if ok else None,
+        "weights_digest": ok[0].get("weights_digest") if ok else None,
         "warmup": [r.get("warmup") for r in ok],
         "transformer_forward_ms_per_step": [r.get("forward_ms_per_step") for r in ok],
         "outputs_per_generation": ok[0].get("outputs") if ok else None,

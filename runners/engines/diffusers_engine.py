@@ -216,7 +216,7 @@ def run(
     """One process's measurements for one workload (see the module doc)."""
     import torch
 
-    from runners.components import build_pipeline
+    from runners.components import build_pipeline, weights_digest
     from runners.options import apply
 
     say = progress or (lambda msg: None)
@@ -295,6 +295,8 @@ def run(
         "warmup": warm,
         "applied": applied,
         "weights": weights,
+        # computed after the measured generation: it reads the small files of the model directory
+        "weights_digest": None if weights == "synthetic" else weights_digest(weights),
         "fingerprint": fingerprint(output),
         "forward_ms_per_step": probe.forward_ms_per_step(),
         "wall_e2e_s": wall_s,
