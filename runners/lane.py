@@ -155,6 +155,9 @@ def build_result(
     eff = effective_spec(spec, scale)
     ok = [r for r in runs if r.get("status") == "ok"]
     bad = [r for r in runs if r.get("status") != "ok"]
+    weights = ok[0].get("weights_digest") if ok else None
+    if weights:  # local weights are part of what was measured: a change of them shows like a software change
+        env = env.model_copy(update={"software": {**env.software, "model_weights": weights}})
     metrics = []
     if ok:
         names = [m for m in UNITS if all(m in r["metrics"] and r["metrics"][m] for r in ok)]
@@ -182,7 +185,7 @@ def build_result(
         "output_fingerprint": [r.get("fingerprint") for r in ok],
         "applied": ok[0].get("applied") if ok else None,
         "weights": ok[0].get("weights") if ok else None,
-        "weights_digest": ok[0].get("weights_digest") if ok else None,
+        "weights_digest": weights,
         "warmup": [r.get("warmup") for r in ok],
         "transformer_forward_ms_per_step": [r.get("forward_ms_per_step") for r in ok],
         "outputs_per_generation": ok[0].get("outputs") if ok else None,

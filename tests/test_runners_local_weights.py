@@ -1,6 +1,7 @@
 """Local weights: a real pipeline saved to disk (the tiny Wan2.2-TI2V-5B, built in code and written with
 diffusers' save_pretrained) is loaded by `--scale full` from $GUARDRAIL_MODEL_ROOT/<repo_id>, never the hub,
-and the result records the directory and a digest of it."""
+and the result records the directory and a digest of it (also in the environment, so that a change of the
+weights is annotated on the history like a software change)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def test_full_scale_loads_local_weights_from_the_model_root_and_records_them(tmp
     assert r.status == "ok", r.error
     assert r.extra["weights"] == str(saved)
     assert r.extra["weights_digest"] == weights_digest(str(saved))
+    assert r.environment.software["model_weights"] == r.extra["weights_digest"]  # beside the numbers
     assert {m.name for m in r.metrics} >= {"denoise_step_latency", "e2e_latency", "vae_decode_latency"}
 
 
