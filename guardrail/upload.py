@@ -23,9 +23,7 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            out.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES)
-            )
+            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES))
         elif path.is_file():
             out.append(path)
         else:
@@ -82,9 +80,7 @@ def upload(
     try:
         answer = resp.json()
     except ValueError:
-        raise InfraError(
-            f"ingest server POST {INGEST_PATH}: HTTP {resp.status_code} answer is not JSON"
-        ) from None
+        raise InfraError(f"ingest server POST {INGEST_PATH}: HTTP {resp.status_code} answer is not JSON") from None
     if not isinstance(answer, dict):
         raise InfraError(f"ingest server POST {INGEST_PATH}: expected a JSON object")
     return answer

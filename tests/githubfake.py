@@ -40,9 +40,7 @@ class Logged:
 
 
 class FakeGitHub:
-    def __init__(
-        self, *, per_page_max: int = 100, token: str = TOKEN, repos: tuple[str, ...] = ("org/project",)
-    ):
+    def __init__(self, *, per_page_max: int = 100, token: str = TOKEN, repos: tuple[str, ...] = ("org/project",)):
         self.token = token
         self.repos = set(repos)
         self.per_page_max = per_page_max
@@ -54,9 +52,7 @@ class FakeGitHub:
         self._next_id = 1000
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -74,9 +70,7 @@ class FakeGitHub:
     def fail(self, method: str, path: str, status: int, **kw: Any) -> None:
         self.script.append(Scripted(method, path, status, **kw))
 
-    def add_comment(
-        self, repo: str, pr: int, body: str, *, login: str = "someone", type_: str = "User"
-    ) -> int:
+    def add_comment(self, repo: str, pr: int, body: str, *, login: str = "someone", type_: str = "User") -> int:
         with self._lock:
             self._next_id += 1
             self.comments.setdefault((repo, pr), []).append(
@@ -151,9 +145,7 @@ class FakeGitHub:
             return scripted.status, scripted.headers, scripted.body
         return status, headers, payload
 
-    def _serve(
-        self, method: str, path: str, query: dict[str, list[str]], body: Any
-    ) -> tuple[int, dict[str, str], Any]:
+    def _serve(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, dict[str, str], Any]:
         m = re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", path)
         if m and method == "GET":
             repo, pr = m.group(1), int(m.group(2))

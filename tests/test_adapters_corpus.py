@@ -55,9 +55,7 @@ def test_counts_of_results_and_series(corpus):
     diffusion = [r for r in results if r.extra["adapter"] == "vllm-omni-diffusion"]
     assert len({r.workload.digest for r in diffusion}) == 25
     assert len({(r.workload.digest, r.environment.hardware) for r in results}) == 27
-    assert (
-        len({(r.workload.digest, m.name, r.environment.hardware) for r in results for m in r.metrics}) == 370
-    )
+    assert len({(r.workload.digest, m.name, r.environment.hardware) for r in results for m in r.metrics}) == 370
     assert Counter(r.environment.hardware for r in diffusion) == {"H100": 200, "H200": 76}
     assert {r.workload.family for r in diffusion} == {"wan2.2", "qwen-image-edit", "hunyuan-image-3"}
     # Every summary is one value from one run, and says which summary it is.
@@ -65,9 +63,7 @@ def test_counts_of_results_and_series(corpus):
 
 
 def test_spot_values_wan22_buildkite_11865(corpus):
-    results = _one(
-        corpus, "buildkite_nightly_raw/11865/diffusion_result_test_wan22_i2v_vllm_omni_20260628-185617.json"
-    )
+    results = _one(corpus, "buildkite_nightly_raw/11865/diffusion_result_test_wan22_i2v_vllm_omni_20260628-185617.json")
     assert len(results) == 3
     r = results[0]
     assert r.workload.name == "test_wan22_i2v_single_device/832x480_frames81_steps4"
@@ -181,18 +177,13 @@ def test_hardware_flag_fills_only_what_the_file_leaves_empty():
     _, (r,) = _adapt_file(tts, AdaptDefaults(hardware="H100", lane="extended"))
     assert r.environment.hardware == "H100" and r.environment.device_type == "cuda"
     assert r.run.lane == "extended"
-    local = (
-        NIGHTLY
-        / "local_nightly_raw/manual_20260620/diffusion_result_test_hunyuan_image_tp4_20260620-121319.json"
-    )
+    local = NIGHTLY / "local_nightly_raw/manual_20260620/diffusion_result_test_hunyuan_image_tp4_20260620-121319.json"
     _, (h,) = _adapt_file(local, AdaptDefaults(hardware="A3"))
     assert h.environment.hardware == "H200"  # the file says h200: the file wins
 
 
 def test_results_are_valid_documents_and_deterministic(corpus):
-    path = (
-        NIGHTLY / "buildkite_nightly_raw/10037/diffusion_result_test_wan22_i2v_vllm_omni_20260519-190531.json"
-    )
+    path = NIGHTLY / "buildkite_nightly_raw/10037/diffusion_result_test_wan22_i2v_vllm_omni_20260519-190531.json"
     _, first = corpus[path]
     _, again = _adapt_file(path)
     assert [content_hash(r) for r in first] == [content_hash(r) for r in again]

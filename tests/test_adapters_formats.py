@@ -102,20 +102,14 @@ def test_formats_constant_is_the_public_list():
 
 def test_diffusion_defaults_and_per_hardware_reference_block(tmp_path):
     path = tmp_path / "diffusion_result_toy_20260620-101500.json"
-    source = Source(
-        repo="org/fork", commit="b" * 40, branch="main", ci=CIInfo(provider="github-actions", run_id="7")
-    )
+    source = Source(repo="org/fork", commit="b" * 40, branch="main", ci=CIInfo(provider="github-actions", run_id="7"))
     (r,) = adapt(
         path,
         "vllm-omni-diffusion",
         [_diffusion_record()],
         defaults=AdaptDefaults(hardware="A3", source=source),
     )
-    assert (
-        r.environment.hardware == "A3"
-        and r.environment.device_type == "npu"
-        and r.environment.device_count == 2
-    )
+    assert r.environment.hardware == "A3" and r.environment.device_type == "npu" and r.environment.device_count == 2
     assert r.run.source.commit == "a" * 40  # the file's commit wins over the flag's
     assert r.run.source.repo == "org/fork" and r.run.source.branch == "main"
     assert r.run.source.ci.provider == "github-actions"  # the file has no CI: the environment's fills it
@@ -129,14 +123,8 @@ def test_diffusion_failed_requests_and_missing_results(tmp_path):
     partial["result"]["failed_requests"] = 1
     empty["result"] = {"completed_requests": 0, "failed_requests": 0, "latency_mean": 0}
     none["result"] = None
-    a, b, c = adapt(
-        path, "vllm-omni-diffusion", [partial, empty, none], defaults=AdaptDefaults(hardware="H100")
-    )
-    assert (
-        a.status == "failed"
-        and a.error.kind == "failed_requests"
-        and a.error.message == "1 of 5 requests failed"
-    )
+    a, b, c = adapt(path, "vllm-omni-diffusion", [partial, empty, none], defaults=AdaptDefaults(hardware="H100"))
+    assert a.status == "failed" and a.error.kind == "failed_requests" and a.error.message == "1 of 5 requests failed"
     assert a.metric("latency_mean").repeats == [[9.5]]  # kept, but a non-ok result is never judged
     assert b.status == "failed" and b.error.kind == "no_completed_requests" and b.metrics == []
     assert c.status == "failed" and c.error.kind == "no_result"
@@ -296,19 +284,12 @@ def test_tts_bench_without_a_time(tmp_path):
 
 def test_pytest_benchmark_raw_data_else_mean():
     raw, summary = _adapt("pytest_benchmark_saved_data.json")
-    assert (
-        raw.workload.name == "bench/test_stats.py::test_bootstrap_ci[1000]" and raw.workload.family == "stats"
-    )
+    assert raw.workload.name == "bench/test_stats.py::test_bootstrap_ci[1000]" and raw.workload.family == "stats"
     assert raw.metric("time").repeats == [[0.0121, 0.0128, 0.0124, 0.0139, 0.013]]
     assert raw.metric("time").summary is None and raw.metric("time").unit == "s"
     assert summary.metric("time").repeats == [[4.52e-05]] and summary.metric("time").summary == "mean"
-    assert (
-        raw.environment.hardware == "Intel(R) Xeon(R) Platinum 8480+" and raw.environment.device_type == "cpu"
-    )
-    assert (
-        raw.run.source.commit == "3f1c2a9be0d4c61f0b1e5a7d9c8b6a5f4e3d2c1b"
-        and raw.run.source.branch == "main"
-    )
+    assert raw.environment.hardware == "Intel(R) Xeon(R) Platinum 8480+" and raw.environment.device_type == "cpu"
+    assert raw.run.source.commit == "3f1c2a9be0d4c61f0b1e5a7d9c8b6a5f4e3d2c1b" and raw.run.source.branch == "main"
     assert raw.run.started_at == datetime(2026, 6, 20, 9, 5, 31, 118422, tzinfo=UTC)
     assert raw.environment.software["python"] == "3.11.9"
     assert raw.extra["stats"]["rounds"] == 5

@@ -63,9 +63,7 @@ def test_sweeps_flat_blocks_and_marks():
     single = [r for r in refs if r.workload == "test_toy_t2i_single/512x512_steps4"]
     assert {r.hardware for r in single} == {"H200"} and single[0].dims["Attn_backend"] == "SDPA"
     assert not any("disabled_case" in r.workload for r in refs)
-    tts = {
-        (r.workload, r.metric): (r.value, r.unit, r.direction) for r in refs if r.test_name == "test_toy_tts"
-    }
+    tts = {(r.workload, r.metric): (r.value, r.unit, r.direction) for r in refs if r.test_name == "test_toy_tts"}
     assert tts == {
         ("test_toy_tts_seed-tts_1_20_inna_outna", "median_audio_ttfp_ms"): (140.0, "ms", "lower_is_better"),
         ("test_toy_tts_seed-tts_1_20_inna_outna", "audio_throughput"): (5.5, "audio_s/s", "higher_is_better"),
@@ -132,9 +130,7 @@ def test_config_dims_reproduce_the_writers_report_columns_for_every_corpus_recor
         results = adapt(f, "vllm-omni-diffusion", records, defaults=AdaptDefaults(hardware="H100"))
         for rec, result in zip(records, results, strict=True):
             sp, bp = rec["server_params"], rec["benchmark_params"]
-            dims = config_dims(
-                rec["test_name"], sp["model"], sp.get("serve_args") or {}, bp, bp.get("max-concurrency")
-            )
+            dims = config_dims(rec["test_name"], sp["model"], sp.get("serve_args") or {}, bp, bp.get("max-concurrency"))
             assert dims == {k: v for k, v in result.workload.spec.items() if k in dims}, f.name
             assert set(result.workload.spec) - set(dims) == {"Attn_backend"}
             checked += 1
@@ -148,10 +144,7 @@ def test_corpus_baseline_blocks_when_the_repo_is_unreachable():
     single = {r.metric: r.value for r in refs if r.workload.startswith("test_wan22_i2v_single_device/")}
     assert single == {"throughput_qps": 0.0465, "latency_mean": 21.4354, "peak_memory_mb_mean": 72557.58}
     assert {r.hardware for r in refs} == {"H100"}  # Buildkite CUDA nightly
-    local = (
-        NIGHTLY
-        / "local_nightly_raw/manual_20260620/diffusion_result_test_hunyuan_image_tp4_20260620-121319.json"
-    )
+    local = NIGHTLY / "local_nightly_raw/manual_20260620/diffusion_result_test_hunyuan_image_tp4_20260620-121319.json"
     assert {r.hardware for r in load_reference_baselines(local)} == {"H200"}
     tts = (
         NIGHTLY
@@ -189,16 +182,11 @@ def test_committed_references_match_corpus_series_and_fail_closed_elsewhere():
     )
     results = adapt(f, "vllm-omni-diffusion", json.loads(f.read_bytes()), defaults=AdaptDefaults())
     single = next(
-        r
-        for r in results
-        if r.workload.name == "test_qwen_image_edit_2511_single_device/512x512_steps20_i2i_2img"
+        r for r in results if r.workload.name == "test_qwen_image_edit_2511_single_device/512x512_steps20_i2i_2img"
     )
     hits = {x.metric: x.value for x in refs if matches(x, single)}
     assert hits["latency_mean"] > 0 and hits.keys() >= {"latency_mean", "throughput_qps"}
-    local = (
-        NIGHTLY
-        / "local_nightly_raw/manual_20260620/diffusion_result_test_hunyuan_image_tp4_20260620-121319.json"
-    )
+    local = NIGHTLY / "local_nightly_raw/manual_20260620/diffusion_result_test_hunyuan_image_tp4_20260620-121319.json"
     (h200,) = adapt(local, "vllm-omni-diffusion", json.loads(local.read_bytes()), defaults=AdaptDefaults())
     assert not [x for x in refs if matches(x, h200)]  # the H100 reference never stands in for H200
     assert diffusion.workload_name("t", None) == "t"

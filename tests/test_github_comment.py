@@ -99,9 +99,7 @@ def comment_args(path: Path, *extra: str) -> list[str]:
 
 def test_comment_created_once_then_updated(gh, env, capsys, monkeypatch):
     first = write_doc(env, DOC, "first.json")
-    code, out, err = cli(
-        capsys, monkeypatch, *comment_args(first, "--dashboard-url", "https://perf.example.org")
-    )
+    code, out, err = cli(capsys, monkeypatch, *comment_args(first, "--dashboard-url", "https://perf.example.org"))
     assert code == 0, err
     assert "comment created" in out
 
@@ -110,9 +108,7 @@ def test_comment_created_once_then_updated(gh, env, capsys, monkeypatch):
     fixed["summary"] = {"no_change": 2}
     fixed["status"] = "success"
     second = write_doc(env, fixed, "second.json")
-    code, out, err = cli(
-        capsys, monkeypatch, *comment_args(second, "--dashboard-url", "https://perf.example.org")
-    )
+    code, out, err = cli(capsys, monkeypatch, *comment_args(second, "--dashboard-url", "https://perf.example.org"))
     assert code == 0, err
     assert "comment updated" in out
 
@@ -150,9 +146,7 @@ def test_finds_its_comment_on_a_later_page(gh, env, capsys, monkeypatch):
         gh.add_comment(REPO, 7, f"comment {i}")
     # A human quoting the marker mid-body, and our own bot comment on page 3.
     gh.add_comment(REPO, 7, f"quote: {marker_for('presubmit')}")
-    mine = gh.add_comment(
-        REPO, 7, marker_for("presubmit") + "\nold report", login="github-actions[bot]", type_="Bot"
-    )
+    mine = gh.add_comment(REPO, 7, marker_for("presubmit") + "\nold report", login="github-actions[bot]", type_="Bot")
     for i in range(20):
         gh.add_comment(REPO, 7, f"later {i}")
     code, out, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
@@ -234,9 +228,7 @@ def test_token_echoed_by_the_server_is_scrubbed(gh, env, capsys, monkeypatch):
 
 def test_unknown_repo_is_a_usage_error(gh, env, capsys, monkeypatch):
     path = write_doc(env, DOC)
-    code, _, err = cli(
-        capsys, monkeypatch, "comment", "--repo", "org/nope", "--pr", "7", "--verdicts", str(path)
-    )
+    code, _, err = cli(capsys, monkeypatch, "comment", "--repo", "org/nope", "--pr", "7", "--verdicts", str(path))
     assert code == 2
     assert "HTTP 404" in err and len(err.strip().splitlines()) == 1
 
@@ -250,9 +242,7 @@ def test_unprocessable_status_is_a_usage_error(gh, env, capsys, monkeypatch):
 
 def test_rate_limit_too_far_away_fails_without_waiting(gh, env, capsys, monkeypatch):
     reset = str(int(time.time()) + 3600)
-    gh.fail(
-        "GET", r"/comments$", 403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}, times=9
-    )
+    gh.fail("GET", r"/comments$", 403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}, times=9)
     start = time.monotonic()
     code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
     assert code == 3
@@ -262,9 +252,7 @@ def test_rate_limit_too_far_away_fails_without_waiting(gh, env, capsys, monkeypa
 
 
 def test_pending_sets_only_a_status(gh, env, capsys, monkeypatch):
-    code, out, err = cli(
-        capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", SHA, "--pending"
-    )
+    code, out, err = cli(capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", SHA, "--pending")
     assert code == 0, err
     assert gh.statuses[0]["state"] == "pending"
     assert not gh.comments.get((REPO, 7))
@@ -274,9 +262,7 @@ def test_pending_sets_only_a_status(gh, env, capsys, monkeypatch):
 def test_infra_errors_give_error_status(gh, env, capsys, monkeypatch):
     doc = copy.deepcopy(DOC)
     doc["verdicts"] = doc["verdicts"][1:]
-    doc["errors"] = [
-        {"workload": "wan22", "status": "infra_error", "kind": "oom", "message": "out of memory"}
-    ]
+    doc["errors"] = [{"workload": "wan22", "status": "infra_error", "kind": "oom", "message": "out of memory"}]
     doc.pop("status")
     code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, doc)))
     assert code == 0, err
@@ -317,9 +303,7 @@ def test_retries_are_bounded(gh):
 def test_create_gives_up_after_bounded_attempts(gh):
     gh.fail("POST", r"/issues/7/comments$", 503, times=100)
     waits: list[float] = []
-    with GitHub(
-        REPO, token=TOKEN, api_url=gh.url, policy=RetryPolicy(attempts=3), sleep=waits.append
-    ) as client:
+    with GitHub(REPO, token=TOKEN, api_url=gh.url, policy=RetryPolicy(attempts=3), sleep=waits.append) as client:
         with pytest.raises(ServerError):
             client.upsert_comment(7, marker_for("x"), "body")
     assert len(gh.requests("POST")) == 3

@@ -21,9 +21,7 @@ GOOD_SHA = "c" * 40
 SOFTWARE = {"torch": "2.9.0", "diffusers": "0.42.1"}
 
 
-def result(
-    *, lane: str, commit: str, when: datetime, level: float, seed: int, pr=None, base=None, branch="main"
-):
+def result(*, lane: str, commit: str, when: datetime, level: float, seed: int, pr=None, base=None, branch="main"):
     rng = random.Random(seed)
     proc = [level * (1 + rng.gauss(0, 0.002)) for _ in range(3)]  # between-process noise
     return {
@@ -145,9 +143,7 @@ def test_presubmit_flow_regression_then_fix(gh, tmp_path, capsys, monkeypatch):
         from guardrail.store.queries import latest_verdicts_doc  # noqa: F401
     except ImportError:
         return
-    code, out, err = cli(
-        capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", GOOD_SHA, "--db", db
-    )
+    code, out, err = cli(capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", GOOD_SHA, "--db", db)
     assert code == 0, err
     assert gh.statuses[-1]["state"] == "success"
     assert len(gh.comments[(REPO, 7)]) == 1

@@ -79,9 +79,7 @@ def test_wrong_token_is_one_line_and_secret_free(server, results):
 
 
 def test_rejected_payload_is_input_error(server, results):
-    server.fail(
-        "POST", r"/api/v1/ingest$", 422, body={"detail": [{"loc": ["body", "documents"], "msg": "bad"}]}
-    )
+    server.fail("POST", r"/api/v1/ingest$", 422, body={"detail": [{"loc": ["body", "documents"], "msg": "bad"}]})
     with pytest.raises(InputError, match="body.documents: bad"):
         upload(server.url, [results], token=TOKEN)
 

@@ -70,9 +70,7 @@ def test_header_table_and_links():
     assert "Performance regression" in md.splitlines()[2]
     assert "| workload | metric | baseline | candidate | change (95% CI) | verdict |" in md
     reg = next(r for r in _table_rows(md) if "wan22" in r)
-    assert (
-        "1,098.2 ms" in reg and "1,135.5 ms" in reg and "+3.4% (+2.1% … +4.7%)" in reg and "regression" in reg
-    )
+    assert "1,098.2 ms" in reg and "1,135.5 ms" in reg and "+3.4% (+2.1% … +4.7%)" in reg and "regression" in reg
     assert "https://perf.example.org/runs/12" in md
     assert "https://perf.example.org/series?workload=wan22-ti2v-5b-720p&metric=denoise_step_latency" in md
     assert "Expected false alarms in this check: 0.05" in md
@@ -139,9 +137,7 @@ def test_verdictless_rows_and_errors_are_listed_not_counted():
             "message": "hung",
         },
     ]
-    doc["errors"] = [
-        {"workload": "wan22", "status": "infra_error", "kind": "device_lost", "message": "NPU 3 lost"}
-    ]
+    doc["errors"] = [{"workload": "wan22", "status": "infra_error", "kind": "device_lost", "message": "NPU 3 lost"}]
     doc["summary"] = {"no_change": 1}
     md = render_markdown(doc)
     assert doc_status(doc) == "error"

@@ -84,9 +84,7 @@ def test_actions_pinned_to_commits_with_version_comment():
 
 
 def test_checkout_never_persists_credentials():
-    steps = [
-        s for p in FILES for s in _remote_uses(load(p.name)) if s["uses"].startswith("actions/checkout@")
-    ]
+    steps = [s for p in FILES for s in _remote_uses(load(p.name)) if s["uses"].startswith("actions/checkout@")]
     assert steps
     assert all(s.get("with", {}).get("persist-credentials") is False for s in steps)
 
@@ -142,9 +140,7 @@ def test_lanes_devices_and_triggers():
     assert lanes == {(lane, dev) for lane in ("presubmit", "extended", "nightly") for dev in ("npu", "cuda")}
     keys = [w["key"] for w in jobs.values()]
     assert len(keys) == len(set(keys)), "each lane/device needs its own comment and status context"
-    assert (
-        jobs[("perf-presubmit.yml", "npu")]["key"] == "presubmit"
-    )  # status context perf-guardrail/presubmit
+    assert jobs[("perf-presubmit.yml", "npu")]["key"] == "presubmit"  # status context perf-guardrail/presubmit
 
     nightly = load("perf-nightly.yml")
     assert nightly["on"]["schedule"] and "workflow_dispatch" in nightly["on"]
@@ -171,14 +167,10 @@ def test_lane_steps_run_the_guardrail_flow():
     assert uses == ["actions/checkout", "actions/upload-artifact"]
     # Secrets reach only the steps that need them.
     by_name = {s["name"]: s for s in job["steps"]}
-    assert by_name["Ingest into the guardrail service"]["env"] == {
-        "GUARDRAIL_TOKEN": "${{ secrets.GUARDRAIL_TOKEN }}"
-    }
+    assert by_name["Ingest into the guardrail service"]["env"] == {"GUARDRAIL_TOKEN": "${{ secrets.GUARDRAIL_TOKEN }}"}
     assert by_name["Check against the baseline"]["env"] == {"GUARDRAIL_DB": "${{ secrets.GUARDRAIL_DB_URL }}"}
     assert "inputs.lane == 'nightly'" in by_name["Change points and alerts (nightly)"]["if"]
-    assert not any(
-        "secrets." in json.dumps(s.get("env", {})) for s in job["steps"] if s["name"].startswith("Run")
-    )
+    assert not any("secrets." in json.dumps(s.get("env", {})) for s in job["steps"] if s["name"].startswith("Run"))
     assert "secrets." not in json.dumps(job.get("env", {}))
 
 

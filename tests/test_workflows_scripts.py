@@ -107,9 +107,7 @@ def test_report_step(gh, tmp_path, check_rc, state):
 
 
 def test_report_step_without_pr_sets_only_the_status(gh, tmp_path):
-    (tmp_path / "verdicts.json").write_text(
-        json.dumps({**DOC, "verdicts": [], "summary": {}, "status": "success"})
-    )
+    (tmp_path / "verdicts.json").write_text(json.dumps({**DOC, "verdicts": [], "summary": {}, "status": "success"}))
     env = {
         "GITHUB_API_URL": gh.url,
         "GITHUB_TOKEN": TOKEN,
@@ -130,9 +128,7 @@ def test_gate_step(tmp_path, check_rc, code):
 
 
 def test_pending_step(gh, tmp_path):
-    proc = run_step(
-        "Mark the commit status pending", tmp_path, {"GITHUB_API_URL": gh.url, "GITHUB_TOKEN": TOKEN}
-    )
+    proc = run_step("Mark the commit status pending", tmp_path, {"GITHUB_API_URL": gh.url, "GITHUB_TOKEN": TOKEN})
     assert proc.returncode == 0, proc.stderr
     assert [s["state"] for s in gh.statuses] == ["pending"]
     assert not gh.comments

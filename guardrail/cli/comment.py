@@ -34,9 +34,7 @@ def _verdicts_from_db(db_url: str, repo: str, pr: int | None, sha: str | None) -
     try:
         from guardrail.store.queries import latest_verdicts_doc
     except ImportError:
-        raise InputError(
-            "no --verdicts FILE given and this build cannot read verdicts from the database"
-        ) from None
+        raise InputError("no --verdicts FILE given and this build cannot read verdicts from the database") from None
     return latest_verdicts_doc(db_url, repo=repo, pr=pr, commit=sha)
 
 
@@ -68,17 +66,13 @@ def comment(
         str | None,
         typer.Option("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY).", show_default=False),
     ] = None,
-    pr: Annotated[
-        int | None, typer.Option("--pr", help="Pull request number; without it, no comment.")
-    ] = None,
+    pr: Annotated[int | None, typer.Option("--pr", help="Pull request number; without it, no comment.")] = None,
     sha: Annotated[
         str | None, typer.Option("--sha", help="Commit for the status (default: the checked run's commit).")
     ] = None,
     verdicts: Annotated[
         Path | None,
-        typer.Option(
-            "--verdicts", help="Output of guardrail check --format json (else: read from the database)."
-        ),
+        typer.Option("--verdicts", help="Output of guardrail check --format json (else: read from the database)."),
     ] = None,
     dashboard_url: Annotated[
         str | None,
@@ -105,9 +99,7 @@ def comment(
     ] = False,
     error: Annotated[
         str | None,
-        typer.Option(
-            "--error", help="Report an infrastructure error (the check could not run) with this message."
-        ),
+        typer.Option("--error", help="Report an infrastructure error (the check could not run) with this message."),
     ] = None,
     title: Annotated[str, typer.Option("--title", help="Heading of the comment.")] = "Performance guardrail",
     db: DbOption = None,

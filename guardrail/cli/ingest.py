@@ -71,8 +71,9 @@ def ingest_cmd(
         from guardrail.ingest.tests import ingest_junit
 
         # A JUnit file names no commit: like `guardrail run`, take it from the flags, the CI, or the checkout.
-        source = source_from_env(commit=commit, branch=branch, pr=pr, base_commit=base_commit, run_id=run_id,
-                                 attempt=attempt)
+        source = source_from_env(
+            commit=commit, branch=branch, pr=pr, base_commit=base_commit, run_id=run_id, attempt=attempt
+        )
 
         report = ingest_junit(url, paths, source=source, lane=lane, hardware=hardware)
     else:

@@ -74,9 +74,7 @@ def _errors(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "workload": v.get("workload"),
                     "status": v.get("status") or "error",
                     "kind": v.get("kind") or (v.get("error") or {}).get("kind"),
-                    "message": v.get("message")
-                    or (v.get("error") or {}).get("message")
-                    or v.get("explanation"),
+                    "message": v.get("message") or (v.get("error") or {}).get("message") or v.get("explanation"),
                 }
             )
     return out

@@ -137,9 +137,7 @@ def time_from_name(path: Path) -> datetime | None:
 # Device names as vLLM-Omni's runners label them (H100, H20, L40S, A100, MI300, 910B4, A2, A3, ...). NPU is
 # tried first: "A2"/"A3" are Ascend boxes, while "A10"/"A100" are NVIDIA parts.
 _NPU = re.compile(r"^(ascend.*|atlas.*|huawei.*|a[23]|910.*|310.*|npu.*)$", re.I)
-_CUDA = re.compile(
-    r"^(nvidia.*|[ahlv]\d{1,3}[a-z]*|h\d{2,3}[a-z]*|b[12]\d\d[a-z]*|gb\d+.*|rtx.*|cuda.*)$", re.I
-)
+_CUDA = re.compile(r"^(nvidia.*|[ahlv]\d{1,3}[a-z]*|h\d{2,3}[a-z]*|b[12]\d\d[a-z]*|gb\d+.*|rtx.*|cuda.*)$", re.I)
 _ROCM = re.compile(r"^(amd.*|mi\d+.*|rocm.*)$", re.I)
 _XPU = re.compile(r"^(intel.*(arc|gpu|max).*|b[5-7]\d|xpu.*)$", re.I)
 
@@ -160,9 +158,7 @@ def device_type_of(hardware: str) -> str:
         return "rocm"
     if _XPU.match(hardware):
         return "xpu"
-    if hardware.lower() == "cpu" or any(
-        w in hardware.lower() for w in ("intel", "xeon", "epyc", "ryzen", "arm")
-    ):
+    if hardware.lower() == "cpu" or any(w in hardware.lower() for w in ("intel", "xeon", "epyc", "ryzen", "arm")):
         return "cpu"
     return "unknown"
 
@@ -199,9 +195,7 @@ def buildkite_ci(build_url: str | None, build_id: str | None = None) -> CIInfo |
 # --- building the result --------------------------------------------------------------------------------
 
 
-def metric(
-    name: str, unit: str, value: float, *, summary: str | None, higher: bool = False
-) -> dict[str, Any]:
+def metric(name: str, unit: str, value: float, *, summary: str | None, higher: bool = False) -> dict[str, Any]:
     """One summary value from one run: one repeat holding one sample (DESIGN: a summary is a sample of the
     summary, never a raw observation)."""
     return {

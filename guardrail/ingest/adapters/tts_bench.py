@@ -85,9 +85,7 @@ def _ci_result(ctx: Ctx, data: dict[str, Any], defaults: AdaptDefaults) -> Resul
         dims = {"test_case": case}
         name = case
     else:
-        dims = {
-            k: ("" if data.get(k) is None else str(ctx.text(data.get(k), f"$.{k}"))) for k in vllm_bench.DIMS
-        }
+        dims = {k: ("" if data.get(k) is None else str(ctx.text(data.get(k), f"$.{k}"))) for k in vllm_bench.DIMS}
         name = f"{model or ctx.path.stem}/c{dims['max_concurrency']}/n{dims['num_prompts']}"
     extra: dict[str, Any] = {"model_id": model} if model else {}
     if isinstance(data.get("baseline"), dict):

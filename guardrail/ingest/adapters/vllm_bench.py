@@ -77,9 +77,7 @@ def run_metrics(ctx: Ctx, data: dict[str, Any], at: str = "$") -> list[dict[str,
     for key, unit, higher in RATES:
         v = ctx.num(data.get(key), f"{at}.{key}")
         if v:
-            out.append(
-                metric(key, unit, v, summary="rate" if not key.startswith("max_") else "max", higher=higher)
-            )
+            out.append(metric(key, unit, v, summary="rate" if not key.startswith("max_") else "max", higher=higher))
     for key in data:
         m = _STAT.match(key)
         if not m or m.group(2) in _NOT_PERF:
