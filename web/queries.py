@@ -499,16 +499,8 @@ def _environment_changes(conn: Any, pts: list) -> list[dict[str, Any]]:
 
 def run_samples(session: Session, series_id: int, run_id: int) -> dict[str, Any]:
     """Every repeat's samples of one series in one run (the distribution view)."""
-    rows = (
-        session.connection()
-        .execute(
-            select(m.Measurement.result_id, m.Measurement.repeat_index, m.Measurement.samples)
-            .join(m.Result, m.Measurement.result_id == m.Result.id)
-            .where(m.Measurement.series_id == series_id, m.Result.run_id == run_id)
-            .order_by(m.Measurement.result_id, m.Measurement.repeat_index)
-        )
-        .all()
-    )
+    conn = session.connection()
+    rows = conn.execute(_sql(conn.dialect.name).samples, {"series_id": series_id, "run_id": run_id}).all()
     if not rows:
         raise NotFound(f"series {series_id} has no samples in run {run_id}")
     return {
