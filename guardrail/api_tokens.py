@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from guardrail import clock
 from guardrail.errors import InputError
 from guardrail.store import models as m
 
@@ -41,7 +41,7 @@ def verify_token(session: Session, token: str | None, *, touch: bool = True) -> 
     if row is None or row.revoked or not hmac.compare_digest(row.token_hash, digest):
         return None
     if touch:
-        row.last_used_at = datetime.now(UTC)
+        row.last_used_at = clock.now()
     return row
 
 

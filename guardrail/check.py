@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guardrail import clock
 from guardrail.analysis.compare import compare_metric
 from guardrail.errors import InputError
 from guardrail.policy import BASELINES_DIR, Policy, load_policy
@@ -411,7 +412,7 @@ def raise_regression_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -
                 change=worst["change"],
                 to_commit=sha,
                 run_id=run.id,
-                updated_at=datetime.now(UTC),
+                updated_at=clock.now(),
             )
         )
 
@@ -444,7 +445,7 @@ def resolve_returned_alerts(session: Session, run: m.Run, doc: dict[str, Any]) -
 
         if all(returned(x) for x in metrics):
             note = f"series returned to its earlier level in run {run.id}"
-            alert.state, alert.resolved_at, alert.updated_at = "fixed", datetime.now(UTC), datetime.now(UTC)
+            alert.state, alert.resolved_at, alert.updated_at = "fixed", clock.now(), clock.now()
             alert.updated_by = "guardrail"
             session.add(m.AlertEvent(alert_id=alert.id, state="fixed", note=note, author="guardrail"))
 

@@ -7,7 +7,7 @@ import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import ARRAY, Integer, any_, bindparam, select
 from sqlalchemy.orm import Session
 
+from guardrail import clock
 from guardrail.store import models as m
 
 
@@ -223,7 +224,7 @@ def scan_change_points(
             from_commit=alert.commit_range[0],
             to_commit=alert.commit_range[1],
             run_id=max(last_run[k] for k, _ in alert.members),
-            updated_at=datetime.now(UTC),
+            updated_at=clock.now(),
             metrics=[
                 {
                     "metric": by_id[k[2]].metric,

@@ -11,10 +11,11 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from guardrail import clock
 from guardrail.errors import InputError
 from guardrail.schema import Environment, ErrorInfo, Metric, Result, RunInfo, Source, Workload
 from runners.spec import SCALES, WorkloadSpec, digest, effective_spec, select
@@ -243,7 +244,7 @@ def run_lane(
     written = []
     # One invocation is one run: every result carries the lane's start time, so that without a CI run id the
     # store still groups them (guardrail.store.writer.run_key).
-    lane_started = datetime.now(UTC)
+    lane_started = clock.now()
     for wi, (path, spec) in enumerate(chosen, 1):
         if spec.engine == "command":
             from runners.engines import command
@@ -255,7 +256,7 @@ def run_lane(
             continue
         assert env is not None
         n = repeats or spec.repeats_for(lane)
-        started = datetime.now(UTC)
+        started = clock.now()
         runs, walls = [], []
         for i in range(n):
             label = f"[{wi}/{len(chosen)}] {spec.name} process {i + 1}/{n}"

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.timeline import NOW
+
+# The product's clock starts at the suite's NOW in this process and in every subprocess it starts.
+os.environ["GUARDRAIL_NOW"] = NOW.isoformat()
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

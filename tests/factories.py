@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.timeline import iso
+
 
 def result_doc(
     *,
@@ -15,7 +17,7 @@ def result_doc(
     lane: str = "nightly",
     hardware: str = "H100",
     commit: str = "c0ffee",
-    started_at: str = "2026-11-20T05:00:00Z",
+    started_at: str | None = None,
     run_id: str | None = None,
     metrics: dict[str, Any] | None = None,
     status: str = "ok",
@@ -23,6 +25,7 @@ def result_doc(
     branch: str | None = "main",
     pr: int | None = None,
 ) -> dict[str, Any]:
+    started_at = started_at or iso(days=-2, hours=-7)
     metrics = metrics if metrics is not None else {"denoise_step_latency": [[1098.1, 1097.9, 1098.6]]}
     return {
         "schema": "guardrail.result/v1",

@@ -15,6 +15,7 @@ from guardrail.ingest import ingest
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
 from tests.factories import noisy_repeats, result_doc, write
+from tests.timeline import iso
 
 
 def _nightlies(url, tmp_path, n=10, level=1000.0, seed=0, hardware="H100"):
@@ -47,7 +48,7 @@ def _presubmit(url, tmp_path, level, *, seed=1, base="main09", name="pr.json", h
         commit="feature1",
         branch="feature",
         pr=7,
-        started_at="2026-11-20T12:00:00Z",
+        started_at=iso(days=-2),
         run_id=f"pr-{name}",
         metrics={
             "denoise_step_latency": noisy_repeats(level, repeats=2, rng=rng),
@@ -129,7 +130,7 @@ def test_nightly_regression_raises_one_alert_per_workload(db_url, tmp_path):
         result_doc(
             lane="nightly",
             commit="main10",
-            started_at="2026-11-21T03:00:00Z",
+            started_at=iso(days=-1, hours=-9),
             run_id="n10",
             metrics={
                 "denoise_step_latency": noisy_repeats(1100, repeats=3, rng=rng),
@@ -163,7 +164,7 @@ def test_release_uses_the_pinned_run(sqlite_url, tmp_path):
         result_doc(
             lane="release",
             commit="rc1",
-            started_at="2026-11-21T03:00:00Z",
+            started_at=iso(days=-1, hours=-9),
             run_id="rc",
             metrics={"denoise_step_latency": noisy_repeats(1000, repeats=3, rng=rng)},
         ),
@@ -274,7 +275,7 @@ def test_expected_change_rebaselines_the_series(sqlite_url, tmp_path):
         result_doc(
             lane="nightly",
             commit="main12",
-            started_at="2026-11-25T03:00:00Z",
+            started_at=iso(days=3, hours=-9),
             run_id="n12",
             metrics={"denoise_step_latency": noisy_repeats(1100.0, repeats=3, rng=rng)},
         ),
@@ -327,7 +328,7 @@ def test_first_seen_small_regression_is_confirmed_by_a_rerun(sqlite_url, tmp_pat
         commit="feature1",
         branch="feature",
         pr=7,
-        started_at="2026-11-20T12:00:00Z",
+        started_at=iso(days=-2),
         run_id="pr-pr.json",
         metrics={"denoise_step_latency": noisy_repeats(1020.0, repeats=4, rng=rng)},
     )

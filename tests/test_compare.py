@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.factories import noisy_repeats, result_doc, write
+from tests.timeline import iso
 
 
 def _files(tmp_path, candidate_level):
@@ -21,7 +22,7 @@ def _files(tmp_path, candidate_level):
     base = write(tmp_path / "base.json", result_doc(lane="presubmit", metrics=metrics(1000.0)))
     cand = write(
         tmp_path / "cand.json",
-        result_doc(lane="presubmit", started_at="2026-11-21T05:00:00Z", metrics=metrics(candidate_level)),
+        result_doc(lane="presubmit", started_at=iso(days=-1, hours=-7), metrics=metrics(candidate_level)),
     )
     return base, cand
 

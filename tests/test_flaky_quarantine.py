@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,8 +13,9 @@ from guardrail.analysis.flaky import (
     decide_quarantine,
     manual_quarantine,
 )
+from tests.timeline import at
 
-NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+NOW = at(hours=-6)
 T = "tests/test_pipe.py::test_denoise[bf16]@Ascend910B3"
 SIG = "aaaa1111bbbb2222"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,9 @@ from guardrail.analysis.flaky import (
     infra_failed_runs,
 )
 from guardrail.ingest.junit import group_verdicts, iter_junit
+from tests.timeline import at, day
 
-NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+NOW = at(hours=-6)
 FIX = Path(__file__).parent / "fixtures" / "junit"
 
 
@@ -127,7 +128,7 @@ def test_flaky_report_document_from_real_junit_runs() -> None:
 
 
 def test_ci_health_figures_per_lane_hardware_day() -> None:
-    d1 = datetime(2026, 11, 20, 3, tzinfo=UTC)
+    d1 = at(days=-2, hours=-9)
     d2 = d1 + timedelta(days=1)
     rows = (
         [HealthRow(d1, "presubmit", "Ascend910B3", "pass") for _ in range(8)]
@@ -145,14 +146,14 @@ def test_ci_health_figures_per_lane_hardware_day() -> None:
     doc = ci_health(rows, infra)
     assert doc["schema"] == "guardrail.ci-health/v1"
     figs = {(f["lane"], f["hardware"], f["day"]): f for f in doc["figures"]}
-    f = figs[("presubmit", "Ascend910B3", "2026-11-20")]
+    f = figs[("presubmit", "Ascend910B3", day(days=-2))]
     assert (f["tests"], f["passed"], f["failed"], f["flaky"]) == (10, 8, 1, 1)
     assert (f["pass_rate"], f["flaky_rate"], f["rerun_minutes"]) == (0.8, 0.1, 4.0)
     assert f["infra_errors"] == {"device_lost": 2}
-    assert figs[("presubmit", "Ascend910B3", "2026-11-21")]["infra_errors"] == {"oom": 1}
+    assert figs[("presubmit", "Ascend910B3", day(days=-1))]["infra_errors"] == {"oom": 1}
     total = next(t for t in doc["totals"] if t["lane"] == "presubmit")
     assert total["tests"] == 14 and total["infra_errors"] == {"device_lost": 2, "oom": 1}
-    assert total["day"] == "2026-11-20..2026-11-21"
+    assert total["day"] == f"{day(days=-2)}..{day(days=-1)}"
     assert ci_health([]) == {"schema": "guardrail.ci-health/v1", "figures": [], "totals": []}
 
 

@@ -10,10 +10,11 @@ from guardrail.errors import InfraError, InputError
 from guardrail.reports.github import RetryPolicy
 from guardrail.upload import upload
 from tests.githubfake import TOKEN, FakeGitHub
+from tests.timeline import iso
 
 RESULT = {
     "schema": "guardrail.result/v1",
-    "run": {"lane": "presubmit", "started_at": "2026-11-22T05:00:00Z", "source": {"repo": "org/project"}},
+    "run": {"lane": "presubmit", "started_at": iso(hours=-7), "source": {"repo": "org/project"}},
     "environment": {"hardware": "cpu", "device_type": "cpu", "device_count": 1, "software": {}},
     "workload": {"name": "tiny", "family": "wan2.2", "digest": "sha256:00", "spec": {}},
     "status": "ok",

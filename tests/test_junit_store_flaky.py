@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,9 @@ from guardrail.store import models as m
 from guardrail.store import test_models as tm
 from guardrail.store.db import session_scope
 from guardrail.store.test_queries import ci_health_doc, flaky_stats, flaky_top, history, reruns, test_strip
+from tests.timeline import at
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = at()
 MSG = "RuntimeError: HCCL timeout after 1800 s on rank 3"
 
 

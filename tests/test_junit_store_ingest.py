@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,10 @@ from guardrail.schema import CIInfo, Source
 from guardrail.store import models as m
 from guardrail.store import test_models as tm
 from guardrail.store.db import session_scope
+from tests.timeline import at
 
 FIX = Path(__file__).parent / "fixtures" / "junit"
-T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+T0 = at(days=-2, hours=-6)
 VARIANTS = ["pytest_xunit1", "pytest_xunit2", "pytest_rerunfailures", "surefire_reruns", "pytorch_reruns"]
 
 

@@ -16,6 +16,7 @@ from guardrail.api_tokens import create_token, hash_token
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
 from tests.factories import noisy_repeats, result_doc, write
+from tests.timeline import iso
 
 MARKUP_WORKLOAD = "wan22-<b>bold</b><script>alert(1)</script>"
 MARKUP_MESSAGE = "fix <img src=x onerror=alert(2)> speed"
@@ -38,7 +39,7 @@ def fill_db(url: str, tmp: Path, corpus: Path | None) -> dict:
         doc = result_doc(
             workload=MARKUP_WORKLOAD,
             commit=f"{night:02d}" + "ab" * 19,
-            started_at=f"2026-11-{night + 1:02d}T05:00:00Z",
+            started_at=iso(days=night - 21, hours=-7),
             run_id=f"n{night}",
             metrics={
                 "denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng),
@@ -66,7 +67,7 @@ def fill_db(url: str, tmp: Path, corpus: Path | None) -> dict:
             commit=sha,
             pr=42,
             branch="feature",
-            started_at=f"2026-11-15T0{push + 1}:00:00Z",
+            started_at=iso(days=-7, hours=push - 11),
             run_id=f"pr{push}",
             metrics={"denoise_step_latency": noisy_repeats(level, repeats=3, rng=rng)},
         )
@@ -418,7 +419,7 @@ def test_returned_series_shows_alerts_resolved(client, store):
         doc = result_doc(
             workload=MARKUP_WORKLOAD,
             commit=f"{night:02d}" + "ab" * 19,
-            started_at=f"2026-11-{night + 1:02d}T05:00:00Z",
+            started_at=iso(days=night - 21, hours=-7),
             run_id=f"n{night}",
             metrics={"denoise_step_latency": noisy_repeats(1100.0, repeats=3, rng=rng)},
         )

@@ -7,16 +7,18 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from guardrail import clock
 from guardrail.store import models as m
 from guardrail.store import test_models as tm
 from guardrail.store.db import session_scope
+from tests.timeline import NOW
 
 JUNIT = Path(__file__).resolve().parent / "fixtures" / "junit"
 HW = "Ascend910B3"
@@ -93,7 +95,7 @@ def fill_flaky_db(url: str, tmp: Path) -> dict:
     from tests.test_web_api import fill_db
 
     ids = fill_db(url, tmp, None)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = NOW
     files = tmp / "junit"
     files.mkdir()
     for name in ("pytorch_reruns.xml", "pytest_rerunfailures.xml", "pytest_xunit1.xml", "surefire_reruns.xml"):
@@ -327,7 +329,7 @@ def test_web_aggregates_equal_the_store_queries(client, store):
     from web import flaky as fq
 
     url, ids = store
-    at = datetime.now(UTC)
+    at = clock.now()
     with session_scope(url) as s:
         for kw in ({}, {"lane": "gpu-tests"}, {"hardware": HW}, {"days": 3}):
             assert fq.ci_health(s, at=at, **kw) == ci_health_doc(s, now=at, **kw)
@@ -348,13 +350,13 @@ def test_test_views_on_postgresql(pg_url, tmp_path):
     from web.app import create_app
 
     upgrade(pg_url)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = NOW
     bulk = passing_suite(tmp_path / "bulk" / "pipeline.xml")
     for day in range(5, -1, -1):
         src = Source(repo="org/p", commit=f"{day:02d}" + "de" * 19, ci=CIInfo(provider="gha", run_id=f"d{day}"))
         ingest_junit(pg_url, [JUNIT / "pytorch_reruns.xml", bulk], source=src, lane="tests", hardware=HW,
                      started_at=now - timedelta(days=day, hours=23))  # fmt: skip
-    at = datetime.now(UTC)
+    at = clock.now()
     with session_scope(pg_url) as s:
         for kw in ({}, {"hardware": HW}, {"days": 2}):
             assert fq.ci_health(s, at=at, **kw) == ci_health_doc(s, now=at, **kw)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guardrail import clock
 from guardrail.store import models as m
 from guardrail.store import test_models as tm
 from guardrail.store import test_queries as tq
@@ -26,7 +27,7 @@ STATES = ("broken", "quarantined", "flaky", "healthy")
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def has_tests(session: Session) -> bool:

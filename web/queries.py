@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
+from guardrail import clock
 from guardrail.history import id_in, series_points
 from guardrail.store import models as m
 from web.charts import median
@@ -260,7 +261,7 @@ def triage(
     missing = sorted(set(alert_ids) - {a.id for a in rows})
     if missing:
         raise NotFound(f"no alert {', '.join(map(str, missing))}")
-    now = datetime.now(UTC)
+    now = clock.now()
     for a in rows:
         a.state = state
         if note is not None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from guardrail import clock
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InputError
 
@@ -45,7 +45,7 @@ def pin(
                 m.BaselinePin.active.is_(True),
             )
         ):
-            old.active, old.removed_at, old.removed_by = False, datetime.now(UTC), who
+            old.active, old.removed_at, old.removed_by = False, clock.now(), who
             old.removed_reason = f"replaced by run {run}"
         s.add(m.BaselinePin(lane=lane, hardware=row.hardware, run_id=run, reason=reason, author=who))
     typer.echo(f"pinned run {run} as the {lane} baseline on {row.hardware} ({reason}, by {who})")
@@ -75,7 +75,7 @@ def unpin(
             raise InputError(f"no active {lane} pin on {hardware}", field="--hardware")
         who = author or getpass.getuser()
         for p in pins:
-            p.active, p.removed_at, p.removed_by, p.removed_reason = False, datetime.now(UTC), who, reason
+            p.active, p.removed_at, p.removed_by, p.removed_reason = False, clock.now(), who, reason
     typer.echo(f"unpinned the {lane} baseline on {hardware} ({reason}, by {who})")
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from guardrail import clock
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InputError
 
@@ -25,7 +26,7 @@ def _format(fmt: str) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 @app.command("flaky")

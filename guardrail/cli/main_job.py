@@ -7,12 +7,12 @@ machine's `nightly` lane on `main`, and says so. Every number in the report was 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from guardrail import clock
 from guardrail.cli.app import DbOption, app, resolve_db
 
 
@@ -54,7 +54,7 @@ def gate(
 
     url = resolve_db(db)
     policy = load_policy(lane)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     from guardrail.ci_env import source_from_env
     from runners import run_lane
     from runners.spec import digest, effective_spec, select

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:  # the database layer loads inside the commands, not at CLI start-up
     from sqlalchemy.orm import Session
 
+from guardrail import clock
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InputError
 
@@ -195,7 +196,7 @@ def apply_rules(session: Session, *, now: datetime, policy: Any = None) -> list[
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def _echo(fmt: str, doc: dict[str, Any], lines: list[str]) -> None:

@@ -47,7 +47,10 @@ def scrub(text: str, secrets: tuple[str | None, ...]) -> str:
 
 
 def _retry_after(resp: httpx.Response, now: float) -> float | None:
-    """Seconds the server asks us to wait (Retry-After, or x-ratelimit-reset when the quota is spent)."""
+    """Seconds the server asks us to wait (Retry-After, or x-ratelimit-reset when the quota is spent).
+
+    `now` is the wall clock (time.time()), not guardrail.clock: these are instants on the remote server's
+    clock, and a replayed or test clock must not stretch a real wait."""
     value = resp.headers.get("retry-after")
     if value:
         try:

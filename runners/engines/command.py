@@ -13,10 +13,11 @@ import os
 import signal
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from guardrail import clock
 from guardrail.schema import Environment, ErrorInfo, Result, RunInfo, Source, Workload
 from runners.spec import WorkloadSpec, digest, effective_spec
 
@@ -49,7 +50,7 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
 
     assert spec.command is not None
     cmd = spec.command
-    started = datetime.now(UTC)
+    started = clock.now()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     work = out_dir / "work" / f"{spec.name}.{stamp}"
     work.mkdir(parents=True, exist_ok=True)
