@@ -125,11 +125,11 @@ class Model(_Strict):
 
 
 class Command(_Strict):
-    """External-command engine: run a benchmark command, read its output through an ingest adapter."""
+    """External-command engine: run a benchmark command, read its output through an adapter (guardrail.adapters)."""
 
     argv: list[str] = Field(min_length=1)
     output: str  # file the command writes, relative to its working directory
-    adapter: str  # ingest adapter name (guardrail.ingest.adapters)
+    adapter: str  # adapter name (guardrail.adapters)
     env: dict[str, str] = {}
 
 
@@ -184,7 +184,7 @@ class WorkloadSpec(_Strict):
         if self.engine == "command":
             if self.command is None:
                 raise _FieldError("command", "engine 'command' needs a 'command' section")
-            from guardrail.ingest.adapters import FORMATS
+            from guardrail.adapters import FORMATS
 
             if self.command.adapter not in FORMATS:
                 raise _FieldError(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from guardrail.adapters import AdaptDefaults, adapt, detect_format
 from guardrail.ingest import content_hash, load_documents
-from guardrail.ingest.adapters import AdaptDefaults, adapt, detect_format
 from guardrail.schema import Result, parse_result
 
 REPO = Path(__file__).resolve().parents[1]

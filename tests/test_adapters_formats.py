@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from guardrail.adapters import FORMATS, AdaptDefaults, adapt, detect_format
 from guardrail.errors import InputError
-from guardrail.ingest.adapters import FORMATS, AdaptDefaults, adapt, detect_format
 from guardrail.schema import CIInfo, Source
 
 FIX = Path(__file__).parent / "fixtures" / "adapters"
@@ -343,7 +343,7 @@ def test_unknown_format_is_an_input_error():
     ],
 )
 def test_device_type_from_hardware_labels(hardware, device_type):
-    from guardrail.ingest.adapters._common import device_type_of, normalize_hardware
+    from guardrail.adapters.hardware import device_type_of, normalize_hardware
 
     assert device_type_of(hardware) == device_type
     assert normalize_hardware("h200") == "H200" and normalize_hardware("Ascend910B3") == "Ascend910B3"

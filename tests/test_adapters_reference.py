@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from guardrail.adapters import AdaptDefaults, adapt
+from guardrail.adapters import vllm_omni_diffusion as diffusion
 from guardrail.errors import InputError
-from guardrail.ingest.adapters import AdaptDefaults, adapt
-from guardrail.ingest.adapters import vllm_omni_diffusion as diffusion
-from guardrail.ingest.reference import (
-    config_dims,
-    import_test_cases,
-    load_reference_baselines,
-    load_reference_yaml,
-    matches,
-    write_reference_yaml,
-)
+from guardrail.ingest.reference import load_reference_yaml, matches, write_reference_yaml
+from guardrail.ingest.reference_import import config_dims, import_test_cases, load_reference_baselines
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = Path(__file__).parent / "fixtures" / "adapters"

@@ -78,7 +78,7 @@ def ingest_cmd(
         report = ingest_junit(url, paths, source=source, lane=lane, hardware=hardware)
     else:
         from guardrail.ingest import ingest
-        from guardrail.ingest.adapters import AdaptDefaults
+        from guardrail.adapters import AdaptDefaults
 
         defaults = AdaptDefaults(
             **{k: v for k, v in (("lane", lane), ("hardware", hardware), ("source", source)) if v is not None}

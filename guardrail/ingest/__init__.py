@@ -126,7 +126,7 @@ def load_documents(
         if kind == "result":
             results = [parse_result(data, file=str(path))]
         else:
-            from guardrail.ingest import adapters
+            from guardrail import adapters
 
             results = adapters.adapt(path, kind, data, defaults=defaults or adapters.AdaptDefaults())
         docs.extend(Document(str(path), kind, r, content_hash(r)) for r in results)
@@ -141,7 +141,7 @@ def _detect(path: Path, data: Any, *, required: bool = True) -> str | None:
             return "result"
         parse_result(data, file=str(path))  # raises: unknown schema version, naming the field
     try:
-        from guardrail.ingest import adapters
+        from guardrail import adapters
     except ImportError:  # adapters not installed in this build
         adapters = None
     kind = adapters.detect_format(path, data) if adapters else None

@@ -1,8 +1,8 @@
 """External-command engine: run a benchmark command (e.g. vLLM-Omni's diffusion serving benchmark
-against a running server) and read the file it writes through an ingest adapter.
+against a running server) and read the file it writes through an adapter.
 
 The command runs in a fresh working directory under the output directory; its output file is adapted
-into `guardrail.result/v1` results (guardrail.ingest.adapters), which are written next to the others.
+into `guardrail.result/v1` results (guardrail.adapters), which are written next to the others.
 A command that fails or runs past the workload's timeout becomes an infra_error / timeout result.
 """
 
@@ -46,7 +46,7 @@ def _failure(
 
 
 def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: str | None = None) -> list[Path]:
-    from guardrail.ingest.adapters import AdaptDefaults, adapt
+    from guardrail.adapters import AdaptDefaults, adapt
 
     assert spec.command is not None
     cmd = spec.command

@@ -10,16 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from guardrail.ingest.adapters._common import (
-    AdaptDefaults,
-    Ctx,
-    build_result,
-    device_type_of,
-    digest,
-    merge_source,
-    parse_time,
-    time_from_name,
-)
+from guardrail.adapters.context import AdaptContext, AdaptDefaults
 from guardrail.schema import Result, Source
 
 FORMAT = "pytest-benchmark"
@@ -48,21 +39,17 @@ def detect(path: Path, data: Any) -> bool:
 
 
 def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
-    ctx = Ctx(path, FORMAT)
+    ctx = AdaptContext(path, FORMAT, defaults)
     data = ctx.obj(data, "$")
-    if data.get("datetime"):
-        started = parse_time(ctx, data["datetime"], "$.datetime")
-    else:
-        started = time_from_name(path)
-        if started is None:
-            raise ctx.error("required field is missing", "$.datetime")
-    hardware, device_type, hw_from = _hardware(ctx, data, defaults)
+    started = ctx.started(data.get("datetime"), "$.datetime", missing="required field is missing")
+    hardware, device_type, hw_from = _hardware(data, defaults)
     commit_info = ctx.opt_obj(data.get("commit_info"), "$.commit_info")
-    file_source = Source(
-        commit=ctx.text(commit_info.get("id"), "$.commit_info.id") or None,
-        branch=ctx.text(commit_info.get("branch"), "$.commit_info.branch") or None,
+    source = ctx.source(
+        Source(
+            commit=ctx.text(commit_info.get("id"), "$.commit_info.id") or None,
+            branch=ctx.text(commit_info.get("branch"), "$.commit_info.branch") or None,
+        )
     )
-    source = merge_source(file_source, defaults)
     machine = ctx.opt_obj(data.get("machine_info"), "$.machine_info")
     software = {
         k: str(v)
@@ -94,42 +81,41 @@ def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
             "fullname": fullname,
             "params": json.dumps(params, sort_keys=True, default=str) if params else "",
         }
-        doc = {
-            "run": {"lane": defaults.lane, "started_at": started, "source": source},
-            "environment": {
-                "hardware": hardware,
-                "device_type": device_type,
-                "device_count": 1,
-                "software": software,
-            },
-            "workload": {
-                "name": fullname,
-                "family": b.get("group") or None,
-                "digest": digest(dims),
-                "spec": {**dims, "group": b.get("group") or ""},
-            },
-            "status": "ok",
-            "metrics": [time_metric],
-            "extra": {
-                "adapter": FORMAT,
-                "source_file": path.name,
+        result = ctx.result(
+            at,
+            started=started,
+            source=source,
+            hardware=hardware,
+            device_type=device_type,
+            software=software,
+            name=fullname,
+            family=b.get("group") or None,
+            dims=dims,
+            spec={**dims, "group": b.get("group") or ""},
+            metrics=[time_metric],
+            extra={
                 "hardware_from": hw_from,
                 "stats": {k: stats[k] for k in STATS_KEPT if k in stats},
                 **({"dirty": commit_info["dirty"]} if "dirty" in commit_info else {}),
                 **({"extra_info": b["extra_info"]} if b.get("extra_info") else {}),
             },
-        }
-        out.append(build_result(ctx, doc, at))
+        )
+        out.append(result)
     return out
 
 
-def _hardware(ctx: Ctx, data: dict[str, Any], defaults: AdaptDefaults) -> tuple[str, str, str]:
+def _hardware(data: dict[str, Any], defaults: AdaptDefaults) -> tuple[str, str | None, str]:
+    """(hardware, device type or None to tell it by the name, where the hardware came from)."""
     if defaults.hardware:
-        return defaults.hardware, device_type_of(defaults.hardware), "defaults"
-    machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
-    cpu = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
+        return defaults.hardware, None, "defaults"
+    machine = _dict(data.get("machine_info"))
+    cpu = _dict(machine.get("cpu"))
     # pytest-benchmark times Python on the host CPU: the CPU model is the hardware it measured.
     name = cpu.get("brand_raw") or cpu.get("brand") or machine.get("processor") or machine.get("machine")
     if isinstance(name, str) and name.strip():
         return name.strip(), "cpu", "file"
     return "unknown", "cpu", "unknown"
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -11,19 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from guardrail.ingest.adapters._common import (
-    AdaptDefaults,
-    Ctx,
-    build_result,
-    buildkite_ci,
-    device_type_of,
-    digest,
-    merge_source,
-    metric,
-    normalize_hardware,
-    parse_time,
-)
-from guardrail.schema import Result, Source
+from guardrail.adapters.context import AdaptContext, AdaptDefaults, request_outcome, summary_metric
+from guardrail.adapters.hardware import normalize_hardware
+from guardrail.schema import CIInfo, Result, Source, Status
 
 FORMAT = "vllm-omni-diffusion"
 REPO = "vllm-project/vllm-omni"
@@ -31,7 +21,7 @@ REPO = "vllm-project/vllm-omni"
 # Buildkite CUDA nightly "H100" (shared/corpus/vllm-omni-nightly/README.md). Used only when neither the
 # file nor --hardware says.
 BUILDKITE_HARDWARE = "H100"
-_BUILDKITE_PIPELINE = re.compile(r"buildkite\.com/vllm/vllm-omni/builds/\d+")
+BUILDKITE_PIPELINE = re.compile(r"buildkite\.com/vllm/vllm-omni/builds/\d+")
 
 # The series dimensions, in the report columns' own names (record key -> spec key). Values are kept as
 # strings so that a writer printing `1` one day and `"1"` the next does not split a series. `Hardware` is
@@ -134,12 +124,12 @@ def device_count_of(parallelism: str, serve_args: dict[str, Any]) -> int:
 
 
 def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
-    ctx = Ctx(path, FORMAT)
+    ctx = AdaptContext(path, FORMAT, defaults)
     records = ctx.arr(data, "$")
-    return [_record(ctx, i, rec, defaults) for i, rec in enumerate(records)]
+    return [_record(ctx, i, rec) for i, rec in enumerate(records)]
 
 
-def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
+def _record(ctx: AdaptContext, i: int, raw: Any) -> Result:
     at = f"$[{i}]"
     rec = ctx.obj(raw, at)
     test_name = ctx.text(rec.get("test_name"), f"{at}.test_name")
@@ -149,7 +139,7 @@ def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
     sp = ctx.opt_obj(rec.get("server_params"), f"{at}.server_params")
     serve_args = ctx.opt_obj(sp.get("serve_args"), f"{at}.server_params.serve_args")
     bench = ctx.text(bp.get("name"), f"{at}.benchmark_params.name")
-    started = parse_time(ctx, rec.get("timestamp"), f"{at}.timestamp")
+    started = ctx.time(rec.get("timestamp"), f"{at}.timestamp")
 
     # Report columns, with fallbacks to the config for records that lack a column.
     columns = {k: rec.get(k) for k in DIMS}
@@ -161,11 +151,10 @@ def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
         ctx.text(columns[key], f"{at}.{key}")  # a column must be a scalar
     dims = series_dims(test_name, bench, columns)
 
-    hardware, hw_from = _hardware(ctx, rec, at, defaults)
+    hardware, hw_from = _hardware(ctx, rec, at)
     build_url = ctx.text(rec.get("build_url"), f"{at}.build_url") or None
     commit = ctx.text(rec.get("commit_sha"), f"{at}.commit_sha") or None
-    file_source = Source(commit=commit, ci=buildkite_ci(build_url, rec.get("build_id") or None))
-    source = merge_source(file_source, defaults)
+    source = ctx.source(Source(commit=commit, ci=_buildkite_ci(build_url, rec.get("build_id") or None)))
     if source.repo is None:
         source = source.model_copy(update={"repo": REPO})
 
@@ -173,9 +162,6 @@ def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
     baseline = rec.get("baseline") if isinstance(rec.get("baseline"), dict) else bp.get("baseline")
 
     extra: dict[str, Any] = {
-        "adapter": FORMAT,
-        # The name only: the same file ingested from another directory is the same result.
-        "source_file": ctx.path.name,
         "record": i,
         "hardware_from": hw_from,
         "test_config": rec.get("source_file"),
@@ -199,67 +185,65 @@ def _record(ctx: Ctx, i: int, raw: Any, defaults: AdaptDefaults) -> Result:
             if res.get(key) not in (None, {}):
                 extra[key] = res[key]
 
-    doc = {
-        "run": {"lane": defaults.lane, "started_at": started, "source": source},
-        "environment": {
-            "hardware": hardware,
-            "device_type": device_type_of(hardware),
-            "device_count": device_count_of(dims["Parallelism"], serve_args),
-            "software": {},
-            "extra": {"framework": rec.get("Framework")} if rec.get("Framework") else {},
-        },
-        "workload": {
-            "name": workload_name(test_name, bench),
-            "family": family_of(dims["Model"] or None),
-            "digest": digest(dims),
-            "spec": dims,
-        },
-        "status": status,
-        "error": error,
-        "metrics": metrics,
-        "extra": extra,
-    }
-    return build_result(ctx, doc, at)
+    return ctx.result(
+        at,
+        started=started,
+        source=source,
+        hardware=hardware,
+        device_count=device_count_of(dims["Parallelism"], serve_args),
+        environment_extra={"framework": rec.get("Framework")} if rec.get("Framework") else {},
+        name=workload_name(test_name, bench),
+        family=family_of(dims["Model"] or None),
+        dims=dims,
+        status=status,
+        error=error,
+        metrics=metrics,
+        extra=extra,
+    )
 
 
-def _hardware(ctx: Ctx, rec: dict[str, Any], at: str, defaults: AdaptDefaults) -> tuple[str, str]:
+def _buildkite_ci(build_url: str | None, build_id: str | None = None) -> CIInfo | None:
+    """`https://buildkite.com/<org>/<pipeline>/builds/<N>` -> provider buildkite, run_id N."""
+    if not build_url:
+        return None
+    m = re.search(r"buildkite\.com/[^/]+/[^/]+/builds/(\d+)", build_url)
+    return CIInfo(provider="buildkite", run_id=m.group(1) if m else (build_id or None), url=build_url)
+
+
+def _hardware(ctx: AdaptContext, rec: dict[str, Any], at: str) -> tuple[str, str]:
     raw = ctx.text(rec.get("Hardware"), f"{at}.Hardware")
     if raw and raw.strip():
         return normalize_hardware(raw), "file"
-    if defaults.hardware:
-        return defaults.hardware, "defaults"
-    if _BUILDKITE_PIPELINE.search(str(rec.get("build_url") or "")):
+    if ctx.defaults.hardware:
+        return ctx.defaults.hardware, "defaults"
+    if BUILDKITE_PIPELINE.search(str(rec.get("build_url") or "")):
         return BUILDKITE_HARDWARE, "buildkite-nightly-fallback"
     raise ctx.error("the record names no hardware (Hardware is empty); pass --hardware", f"{at}.Hardware")
 
 
 def _status_and_metrics(
-    ctx: Ctx, rec: dict[str, Any], at: str
-) -> tuple[str, dict[str, str] | None, list[dict[str, Any]], dict[str, Any] | None]:
+    ctx: AdaptContext, rec: dict[str, Any], at: str
+) -> tuple[Status, dict[str, str] | None, list[dict[str, Any]], dict[str, Any] | None]:
     if rec.get("result") is None:
         return "failed", {"kind": "no_result", "message": "the record holds no result"}, [], None
     r_at = f"{at}.result"
     res = ctx.obj(rec["result"], r_at)
     completed = ctx.num(res.get("completed_requests", rec.get("completed")), f"{r_at}.completed_requests")
-    failed = ctx.num(res.get("failed_requests", rec.get("failed")), f"{r_at}.failed_requests") or 0
+    failed = ctx.num(res.get("failed_requests", rec.get("failed")), f"{r_at}.failed_requests")
+    status, error = request_outcome(completed, failed)
     if not completed:
         # The writer falls back to an all-zero template when the benchmark client produced nothing.
-        return (
-            "failed",
-            {"kind": "no_completed_requests", "message": f"0 requests completed ({failed:g} failed)"},
-            [],
-            res,
-        )
+        return status, error, [], res
 
     metrics: list[dict[str, Any]] = []
     for key, name, unit, summary, higher in SUMMARIES:
         v = ctx.num(res.get(key), f"{r_at}.{key}")
         if v is not None:
-            metrics.append(metric(name, unit, v, summary=summary, higher=higher))
+            metrics.append(summary_metric(name, unit, v, summary=summary, higher=higher))
     for key, summary in MEMORY:
         v = ctx.num(res.get(key), f"{r_at}.{key}")
         if v:
-            metrics.append(metric(key, "MB", v, summary=summary))
+            metrics.append(summary_metric(key, "MB", v, summary=summary))
     stages = res.get("stage_durations_mean")
     if stages is not None:
         for stage, value in ctx.obj(stages, f"{r_at}.stage_durations_mean").items():
@@ -268,14 +252,5 @@ def _status_and_metrics(
                 continue
             # Units as the writer states them: pipeline stages in seconds, `*_ms` keys in milliseconds.
             unit = "ms" if stage.endswith("_ms") else "s"
-            metrics.append(metric(f"stage_mean.{stage}", unit, v, summary="mean"))
-
-    if failed > 0:
-        total = completed + failed
-        return (
-            "failed",
-            {"kind": "failed_requests", "message": f"{failed:g} of {total:g} requests failed"},
-            metrics,
-            res,
-        )
-    return "ok", None, metrics, res
+            metrics.append(summary_metric(f"stage_mean.{stage}", unit, v, summary="mean"))
+    return status, error, metrics, res

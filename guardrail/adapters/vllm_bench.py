@@ -12,18 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from guardrail.ingest.adapters._common import (
-    AdaptDefaults,
-    Ctx,
-    build_result,
-    device_type_of,
-    digest,
-    merge_source,
-    metric,
-    parse_time,
-    time_from_name,
-)
-from guardrail.schema import Result, Source
+from guardrail.adapters.context import AdaptContext, AdaptDefaults, request_outcome, summary_metric
+from guardrail.schema import Result, Status
 
 FORMAT = "vllm-bench"
 
@@ -70,14 +60,15 @@ def detect(path: Path, data: Any) -> bool:
     )
 
 
-def run_metrics(ctx: Ctx, data: dict[str, Any], at: str = "$") -> list[dict[str, Any]]:
+def run_metrics(ctx: AdaptContext, data: dict[str, Any], at: str = "$") -> list[dict[str, Any]]:
     """Every summary the file holds, skipping zeros: in these files 0 means "not produced in this run"
     (image keys on an audio run, token throughput of a TTS run), never a measured speed."""
     out: list[dict[str, Any]] = []
     for key, unit, higher in RATES:
         v = ctx.num(data.get(key), f"{at}.{key}")
         if v:
-            out.append(metric(key, unit, v, summary="rate" if not key.startswith("max_") else "max", higher=higher))
+            summary = "rate" if not key.startswith("max_") else "max"
+            out.append(summary_metric(key, unit, v, summary=summary, higher=higher))
     for key in data:
         m = _STAT.match(key)
         if not m or m.group(2) in _NOT_PERF:
@@ -91,33 +82,14 @@ def run_metrics(ctx: Ctx, data: dict[str, Any], at: str = "$") -> list[dict[str,
             continue
         v = ctx.num(data[key], f"{at}.{key}")
         if v:
-            out.append(metric(key, unit, v, summary=stat))
+            out.append(summary_metric(key, unit, v, summary=stat))
     return out
 
 
-def run_status(ctx: Ctx, data: dict[str, Any], at: str = "$") -> tuple[str, dict[str, str] | None]:
-    completed = ctx.num(data.get("completed"), f"{at}.completed") or 0
-    failed = ctx.num(data.get("failed"), f"{at}.failed") or 0
-    if completed <= 0:
-        return "failed", {
-            "kind": "no_completed_requests",
-            "message": f"0 requests completed ({failed:g} failed)",
-        }
-    if failed > 0:
-        return "failed", {
-            "kind": "failed_requests",
-            "message": f"{failed:g} of {completed + failed:g} requests failed",
-        }
-    return "ok", None
-
-
-def started_at(ctx: Ctx, data: dict[str, Any], at: str = "$"):
-    if data.get("date"):
-        return parse_time(ctx, data["date"], f"{at}.date")
-    from_name = time_from_name(ctx.path)
-    if from_name is None:
-        raise ctx.error("no run time: neither `date` nor a YYYYMMDD-HHMMSS file-name suffix", f"{at}.date")
-    return from_name
+def run_status(ctx: AdaptContext, data: dict[str, Any], at: str = "$") -> tuple[Status, dict[str, str] | None]:
+    return request_outcome(
+        ctx.num(data.get("completed"), f"{at}.completed"), ctx.num(data.get("failed"), f"{at}.failed")
+    )
 
 
 def hardware_of(defaults: AdaptDefaults) -> tuple[str, str]:
@@ -126,9 +98,8 @@ def hardware_of(defaults: AdaptDefaults) -> tuple[str, str]:
 
 
 def serve_result(
-    ctx: Ctx,
+    ctx: AdaptContext,
     data: dict[str, Any],
-    defaults: AdaptDefaults,
     *,
     name: str,
     dims: dict[str, str],
@@ -137,22 +108,23 @@ def serve_result(
 ) -> Result:
     status, error = run_status(ctx, data)
     metrics = run_metrics(ctx, data) if data.get("completed") else []
-    hardware, hw_from = hardware_of(defaults)
+    hardware, hw_from = hardware_of(ctx.defaults)
     errors = data.get("errors")
-    doc = {
-        "run": {
-            "lane": defaults.lane,
-            "started_at": started_at(ctx, data),
-            "source": merge_source(Source(), defaults),
-        },
-        "environment": {"hardware": hardware, "device_type": device_type_of(hardware), "device_count": 1},
-        "workload": {"name": name, "family": family, "digest": digest(dims), "spec": dims},
-        "status": status,
-        "error": error,
-        "metrics": metrics,
-        "extra": {
-            "adapter": ctx.fmt,
-            "source_file": ctx.path.name,
+    started = ctx.started(
+        data.get("date"), "$.date", missing="no run time: neither `date` nor a YYYYMMDD-HHMMSS file-name suffix"
+    )
+    return ctx.result(
+        "$",
+        started=started,
+        source=ctx.source(),
+        hardware=hardware,
+        name=name,
+        family=family,
+        dims=dims,
+        status=status,
+        error=error,
+        metrics=metrics,
+        extra={
             "hardware_from": hw_from,
             **({"request_errors": sum(1 for e in errors if e)} if isinstance(errors, list) else {}),
             **{
@@ -171,8 +143,7 @@ def serve_result(
             },
             **extra,
         },
-    }
-    return build_result(ctx, doc, "$")
+    )
 
 
 def family_of(model: str | None) -> str | None:
@@ -189,7 +160,7 @@ def family_of(model: str | None) -> str | None:
 
 
 def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
-    ctx = Ctx(path, FORMAT)
+    ctx = AdaptContext(path, FORMAT, defaults)
     data = ctx.obj(data, "$")
     dims = {k: ("" if data.get(k) is None else str(ctx.text(data.get(k), f"$.{k}"))) for k in DIMS}
     model = dims["model_id"] or None
@@ -200,4 +171,4 @@ def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
         name += f"/rate{dims['request_rate']}"
     if dims["num_prompts"]:
         name += f"/n{dims['num_prompts']}"
-    return [serve_result(ctx, data, defaults, name=name, dims=dims, family=family_of(model), extra={})]
+    return [serve_result(ctx, data, name=name, dims=dims, family=family_of(model), extra={})]

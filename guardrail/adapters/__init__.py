@@ -1,22 +1,32 @@
 """Adapters: files other tools wrote -> `guardrail.result/v1` results.
 
-The ingest (guardrail.ingest) calls exactly :func:`detect_format` and :func:`adapt`. Every error is an
-InputError naming the file and the JSON path; an adapter never writes anything.
+Pure parsers: a vendor's JSON in, validated results out. The ingest (guardrail.ingest) and the runners'
+command engine call exactly :func:`detect_format` and :func:`adapt`. Every error is an InputError naming
+the file and the JSON path; an adapter never writes anything.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from guardrail.adapters import pytest_benchmark, tts_bench, vllm_bench, vllm_omni_diffusion
+from guardrail.adapters.context import AdaptDefaults
 from guardrail.errors import InputError
-from guardrail.ingest.adapters import pytest_benchmark, tts_bench, vllm_bench, vllm_omni_diffusion
-from guardrail.ingest.adapters._common import AdaptDefaults
 from guardrail.schema import Result
 
 FORMATS: tuple[str, ...] = ("vllm-omni-diffusion", "vllm-bench", "tts-bench", "pytest-benchmark")
 
-_ADAPTERS = {
+
+class _Adapter(Protocol):
+    """What each format's module provides."""
+
+    def detect(self, path: Path, data: Any) -> bool: ...
+
+    def adapt(self, path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]: ...
+
+
+_ADAPTERS: dict[str, _Adapter] = {
     "vllm-omni-diffusion": vllm_omni_diffusion,
     # tts-bench before vllm-bench: vLLM-Omni's CI result files are `vllm bench serve --omni` output plus a
     # `baseline` block, so the more specific reading must get the first look.
@@ -37,7 +47,7 @@ def detect_format(path: Path, data: object) -> str | None:
 
 
 def adapt(path: Path, fmt: str, data: object, *, defaults: AdaptDefaults) -> list[Result]:
-    module: Any = _ADAPTERS.get(fmt)
+    module = _ADAPTERS.get(fmt)
     if module is None:
         raise InputError(
             f"unknown adapter format {fmt!r}; one of {', '.join(FORMATS)}", file=str(path), field="--format"

@@ -16,23 +16,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from guardrail.ingest.adapters import vllm_bench
-from guardrail.ingest.adapters._common import (
-    AdaptDefaults,
-    Ctx,
-    build_result,
-    device_type_of,
-    digest,
-    merge_source,
-    metric,
-    parse_time,
-    time_from_name,
-)
-from guardrail.schema import Result, Source
+from guardrail.adapters import vllm_bench
+from guardrail.adapters.context import AdaptContext, AdaptDefaults, summary_metric
+from guardrail.schema import Result
 
 FORMAT = "tts-bench"
 
-_RESULT_NAME = re.compile(r"^result_(.+?)_\d{8}-\d{6}$")
+RESULT_NAME = re.compile(r"^result_(.+?)_\d{8}-\d{6}$")
 _AUDIO_ENDPOINTS = ("openai-audio-speech",)
 
 # bench_tts_serve.py summaries: (key, unit, summary, higher is better).
@@ -64,19 +54,19 @@ def detect(path: Path, data: Any) -> bool:
 
 
 def adapt(path: Path, data: Any, defaults: AdaptDefaults) -> list[Result]:
-    ctx = Ctx(path, FORMAT)
+    ctx = AdaptContext(path, FORMAT, defaults)
     if isinstance(data, list):
-        return _bench(ctx, data, "$", None, None, defaults)
+        return _bench(ctx, data, "$", None, None)
     data = ctx.obj(data, "$")
     if "results" in data and not vllm_bench.detect(path, data):
-        created = parse_time(ctx, data["created_at"], "$.created_at") if data.get("created_at") else None
+        created = data.get("created_at")
         model = ctx.text(data.get("model"), "$.model")
-        return _bench(ctx, ctx.arr(data["results"], "$.results"), "$.results", model, created, defaults)
-    return [_ci_result(ctx, data, defaults)]
+        return _bench(ctx, ctx.arr(data["results"], "$.results"), "$.results", model, created)
+    return [_ci_result(ctx, data)]
 
 
-def _ci_result(ctx: Ctx, data: dict[str, Any], defaults: AdaptDefaults) -> Result:
-    m = _RESULT_NAME.match(ctx.path.stem)
+def _ci_result(ctx: AdaptContext, data: dict[str, Any]) -> Result:
+    m = RESULT_NAME.match(ctx.path.stem)
     model = ctx.text(data.get("model_id"), "$.model_id")
     if m:
         # The test case (model variant, dataset, concurrency, prompt count, lengths) is in the file name;
@@ -91,7 +81,7 @@ def _ci_result(ctx: Ctx, data: dict[str, Any], defaults: AdaptDefaults) -> Resul
     if isinstance(data.get("baseline"), dict):
         extra["reference_baseline"] = data["baseline"]
     family = vllm_bench.family_of(model) or _family_from_case(name)
-    return vllm_bench.serve_result(ctx, data, defaults, name=name, dims=dims, family=family, extra=extra)
+    return vllm_bench.serve_result(ctx, data, name=name, dims=dims, family=family, extra=extra)
 
 
 def _family_from_case(case: str) -> str | None:
@@ -99,13 +89,14 @@ def _family_from_case(case: str) -> str | None:
     return m.group(1).replace("_", "-") if m else None
 
 
-def _bench(
-    ctx: Ctx, entries: list[Any], at: str, model: str | None, created: Any, defaults: AdaptDefaults
-) -> list[Result]:
-    started = created or time_from_name(ctx.path)
-    if started is None:
-        raise ctx.error("no run time: neither `created_at` nor a YYYYMMDD_HHMMSS file-name suffix", at)
-    hardware = defaults.hardware or "unknown"
+def _bench(ctx: AdaptContext, entries: list[Any], at: str, model: str | None, created: Any) -> list[Result]:
+    started = ctx.started(
+        created,
+        "$.created_at",
+        missing="no run time: neither `created_at` nor a YYYYMMDD_HHMMSS file-name suffix",
+        missing_at=at,
+    )
+    hardware, hw_from = vllm_bench.hardware_of(ctx.defaults)
     out = []
     for i, raw in enumerate(entries):
         e_at = f"{at}[{i}]"
@@ -119,65 +110,43 @@ def _bench(
             "concurrency": f"{conc:g}",
             "num_prompts": "" if prompts is None else f"{prompts:g}",
         }
-        name = "/".join(p for p in (model, config or "tts", f"c{conc:g}") if p)
-        completed = ctx.num(e.get("completed"), f"{e_at}.completed") or 0
-        failed = ctx.num(e.get("failed"), f"{e_at}.failed") or 0
-        status, error = "ok", None
-        metrics: list[dict[str, Any]] = []
-        if completed <= 0:
-            status, error = (
-                "failed",
-                {"kind": "no_completed_requests", "message": f"0 requests completed ({failed:g} failed)"},
-            )
-        else:
-            metrics = _bench_metrics(ctx, e, e_at)
-            if failed > 0:
-                status, error = (
-                    "failed",
-                    {
-                        "kind": "failed_requests",
-                        "message": f"{failed:g} of {completed + failed:g} requests failed",
-                    },
-                )
-        doc = {
-            "run": {"lane": defaults.lane, "started_at": started, "source": merge_source(Source(), defaults)},
-            "environment": {"hardware": hardware, "device_type": device_type_of(hardware), "device_count": 1},
-            "workload": {
-                "name": name,
-                "family": vllm_bench.family_of(model),
-                "digest": digest(dims),
-                "spec": dims,
-            },
-            "status": status,
-            "error": error,
-            "metrics": metrics,
-            "extra": {
-                "adapter": FORMAT,
-                "source_file": ctx.path.name,
+        status, error = vllm_bench.run_status(ctx, e, e_at)
+        result = ctx.result(
+            e_at,
+            started=started,
+            source=ctx.source(),
+            hardware=hardware,
+            name="/".join(p for p in (model, config or "tts", f"c{conc:g}") if p),
+            family=vllm_bench.family_of(model),
+            dims=dims,
+            status=status,
+            error=error,
+            # a run with no completed request has no measurements
+            metrics=[] if error and error["kind"] == "no_completed_requests" else _bench_metrics(ctx, e, e_at),
+            extra={
                 "entry": i,
-                "hardware_from": "defaults" if defaults.hardware else "unknown",
+                "hardware_from": hw_from,
                 **{
                     k: e[k]
                     for k in ("duration_s", "completed", "failed", "total_audio_duration_s")
                     if e.get(k) is not None
                 },
             },
-        }
-        out.append(build_result(ctx, doc, e_at))
+        )
+        out.append(result)
     return out
 
 
-def _bench_metrics(ctx: Ctx, e: dict[str, Any], at: str) -> list[dict[str, Any]]:
+def _bench_metrics(ctx: AdaptContext, e: dict[str, Any], at: str) -> list[dict[str, Any]]:
     per_request = e.get("per_request")
     metrics: list[dict[str, Any]] = []
     if per_request:
         rows = ctx.arr(per_request, f"{at}.per_request")
         for key, name, unit in BENCH_SAMPLES:
-            values = []
-            for j, row in enumerate(rows):
-                row = ctx.obj(row, f"{at}.per_request[{j}]")
-                v = ctx.num(row.get(key), f"{at}.per_request[{j}].{key}", optional=False)
-                values.append(v)
+            values = [
+                ctx.num(ctx.obj(row, f"{at}.per_request[{j}]").get(key), f"{at}.per_request[{j}].{key}", optional=False)
+                for j, row in enumerate(rows)
+            ]
             metrics.append({"name": name, "unit": unit, "direction": "lower_is_better", "repeats": [values]})
         summaries = [s for s in BENCH_SUMMARIES if s[2] == "rate"]  # rates have no per-request form
     else:
@@ -185,5 +154,5 @@ def _bench_metrics(ctx: Ctx, e: dict[str, Any], at: str) -> list[dict[str, Any]]
     for key, unit, summary, higher in summaries:
         v = ctx.num(e.get(key), f"{at}.{key}")
         if v:
-            metrics.append(metric(key, unit, v, summary=summary, higher=higher))
+            metrics.append(summary_metric(key, unit, v, summary=summary, higher=higher))
     return metrics
