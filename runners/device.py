@@ -17,12 +17,11 @@ DEVICE_TYPES = ("auto", "npu", "cuda", "cpu")
 
 def _npu_available() -> bool:
     try:
-        import torch
-        import torch_npu  # noqa: F401  (registers torch.npu)
+        import torch_npu
     except ImportError:
         return False
     try:
-        return bool(torch.npu.is_available()) and torch.npu.device_count() > 0
+        return bool(torch_npu.npu.is_available()) and torch_npu.npu.device_count() > 0
     except Exception:  # a broken driver install is "no NPU", auto falls through
         return False
 
@@ -33,7 +32,7 @@ def resolve(requested: str) -> str:
         raise InputError(f"unknown device {requested!r}; known: {', '.join(DEVICE_TYPES)}", field="--device")
     if requested == "npu":
         try:
-            import torch_npu  # noqa: F401
+            import torch_npu  # noqa: F401  (only: is it installed and importable)
         except ImportError:
             raise InputError(
                 "--device npu needs torch_npu, which is not installed; install the 'npu' extra "

@@ -3,7 +3,6 @@ write one `guardrail.result/v1` file per workload execution."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,29 +10,18 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from guardrail import clock
 from guardrail.errors import InputError
-from guardrail.schema import Environment, ErrorInfo, Metric, Result, RunInfo, Source, Workload
-from runners.spec import SCALES, WorkloadSpec, digest, effective_spec, select
-
-UNITS = {
-    "denoise_step_latency": "ms",
-    "e2e_latency": "ms",
-    "text_encode_latency": "ms",
-    "denoise_latency": "ms",
-    "vae_decode_latency": "ms",
-    "peak_memory": "MiB",
-    "reserved_memory": "MiB",
-    "load_time": "s",
-    "warmup_time": "s",
-    "compile_time": "s",
-    "throughput": "outputs/s",
-}
-HIGHER_IS_BETTER = {"throughput"}
+from guardrail.schema import Source
+from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
+from runners.result import build_result, environment
+from runners.spec import SCALES
+from runners.workloads import select
 
 
 class _Progress:
@@ -61,8 +49,8 @@ class _Progress:
 
 def _run_process(
     path: Path, scale: str, device: str, timeout_s: float, log: Path, on_line: Any, seed: int
-) -> tuple[dict[str, Any], float]:
-    """Run one worker; returns (its JSON, or a synthesised error, wall seconds)."""
+) -> tuple[WorkerOk | WorkerFailure, float]:
+    """Run one worker; returns (its output, or a synthesised failure, wall seconds)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
         out_json = Path(tf.name)
     cmd = [
@@ -105,104 +93,17 @@ def _run_process(
     wall = time.perf_counter() - t0
     try:
         if timed_out:
-            return {
-                "status": "timeout",
-                "kind": "timeout",
-                "message": f"no result within the workload's timeout of {timeout_s:g} s",
-            }, wall
+            message = f"no result within the workload's timeout of {timeout_s:g} s"
+            return WorkerFailure(status="timeout", kind="timeout", message=message), wall
         try:
-            data = json.loads(out_json.read_text())
-        except (OSError, ValueError):
-            data = None
-        if not data:
+            return WORKER_OUTPUT.validate_json(out_json.read_bytes()), wall
+        except (OSError, ValidationError):  # nothing written, or cut short: the worker died on its way
             rc = proc.returncode
             why = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-            return {
-                "status": "error",
-                "kind": "crash",
-                "message": f"worker died without a result ({why}); see {log}",
-            }, wall
-        return data, wall
+            message = f"worker died without a result ({why}); see {log}"
+            return WorkerFailure(status="error", kind="crash", message=message), wall
     finally:
         out_json.unlink(missing_ok=True)
-
-
-def environment(device: str) -> Environment:
-    from runners.device import Device
-    from runners.fingerprint import environment_extra, software
-
-    d = Device(device)
-    sw = software(d)
-    return Environment(
-        hardware=sw["device_model"] or device,
-        device_type=device,
-        device_count=d.count(),
-        software=sw,
-        extra=environment_extra(d),
-    )
-
-
-def build_result(
-    spec: WorkloadSpec,
-    scale: str,
-    lane: str,
-    started: datetime,
-    source: Source,
-    env: Environment,
-    runs: list[dict[str, Any]],
-    walls: list[float],
-    repeats: int,
-) -> Result:
-    eff = effective_spec(spec, scale)
-    ok = [r for r in runs if r.get("status") == "ok"]
-    bad = [r for r in runs if r.get("status") != "ok"]
-    weights = ok[0].get("weights_digest") if ok else None
-    if weights:  # local weights are part of what was measured: a change of them shows like a software change
-        env = env.model_copy(update={"software": {**env.software, "model_weights": weights}})
-    metrics = []
-    if ok:
-        names = [m for m in UNITS if all(m in r["metrics"] and r["metrics"][m] for r in ok)]
-        for name in names:
-            metrics.append(
-                Metric(
-                    name=name,
-                    unit=UNITS[name],
-                    direction="higher_is_better" if name in HIGHER_IS_BETTER else "lower_is_better",
-                    repeats=[[float(x) for x in r["metrics"][name]] for r in ok],
-                )
-            )
-    status, error = "ok", None
-    if bad:
-        first = bad[0]
-        status = "timeout" if first.get("status") == "timeout" else "infra_error"
-        error = ErrorInfo(
-            kind=first.get("kind", "exception"),
-            message=f"{len(bad)} of {len(runs)} processes failed; first: {first.get('message', '')}"[:4000],
-        )
-    extra: dict[str, Any] = {
-        "scale": scale,
-        "repeats_requested": repeats,
-        "process_wall_s": [round(w, 3) for w in walls],
-        "output_fingerprint": [r.get("fingerprint") for r in ok],
-        "applied": ok[0].get("applied") if ok else None,
-        "weights": ok[0].get("weights") if ok else None,
-        "weights_digest": weights,
-        "warmup": [r.get("warmup") for r in ok],
-        "transformer_forward_ms_per_step": [r.get("forward_ms_per_step") for r in ok],
-        "outputs_per_generation": ok[0].get("outputs") if ok else None,
-    }
-    if any("overhead" in r for r in ok):
-        extra["overhead_check"] = [r.get("overhead") for r in ok]
-    return Result(
-        schema="guardrail.result/v1",
-        run=RunInfo(lane=lane, started_at=started, source=source),
-        environment=env,
-        workload=Workload(name=spec.name, family=spec.family, digest=digest(eff), spec=eff),
-        status=status,
-        error=error,
-        metrics=metrics,
-        extra=extra,
-    )
 
 
 def run_lane(
@@ -249,6 +150,7 @@ def run_lane(
         if spec.engine == "command":
             from runners.engines import command
 
+            assert spec.command is not None  # the spec requires it for this engine
             with ui.status(f"[{wi}/{len(chosen)}] {spec.name}: {' '.join(spec.command.argv)[:80]}"):
                 files = command.run(spec, lane, source, out, hardware=env.hardware if env else None)
             ui.line(f"[{wi}/{len(chosen)}] {spec.name}: {len(files)} result file(s)")
@@ -257,7 +159,8 @@ def run_lane(
         assert env is not None
         n = repeats or spec.repeats_for(lane)
         started = clock.now()
-        runs, walls = [], []
+        runs: list[WorkerOk | WorkerFailure] = []
+        walls: list[float] = []
         for i in range(n):
             label = f"[{wi}/{len(chosen)}] {spec.name} process {i + 1}/{n}"
             with ui.status(label) as st:
@@ -270,11 +173,9 @@ def run_lane(
                 data, wall = _run_process(path, scale, dev, spec.timeout_s, log, on_line, seed=0)
             runs.append(data)
             walls.append(wall)
-            ui.line(
-                f"{label}: {data.get('status')} in {wall:.1f} s"
-                + (f" ({data.get('kind')}: {data.get('message', '')[:200]})" if data.get("status") != "ok" else "")
-            )
-            if data.get("status") == "timeout":
+            why = f" ({data.kind}: {data.message[:200]})" if isinstance(data, WorkerFailure) else ""
+            ui.line(f"{label}: {data.status} in {wall:.1f} s{why}")
+            if data.status == "timeout":
                 break  # the next process would time out the same way; the lane moves on
         result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, n)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")

@@ -8,6 +8,7 @@ truncated by the pipelines the same way, so the shapes the models see stay those
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # Qwen2 / Qwen2.5-VL special tokens in id order from <|endoftext|> (151643 in the real vocabulary).
@@ -93,7 +94,7 @@ def qwen2vl_processor(tokenizer: Any, image_processor: dict[str, Any] | None = N
     )
 
 
-SYNTHETIC = {
+SYNTHETIC: dict[str, Callable[..., Any]] = {
     "qwen2": qwen2_tokenizer,
     "umt5": umt5_tokenizer,
     "byt5": byt5_tokenizer,

@@ -1,15 +1,18 @@
 """One fresh process = one repeat: `python -m runners.worker WORKLOAD.yaml --scale S --device D --out F`.
 
-Writes its measurements (or the classified error) as JSON to --out; progress lines go to stderr.
+Writes its measurements (or the classified error) to --out as a runners.measurements worker output;
+progress lines go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import traceback
-from typing import Any
+from pathlib import Path
+
+from runners.measurements import WorkerFailure, WorkerOk
 
 
 def classify(exc: BaseException) -> str:
@@ -49,24 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(f"progress: {msg}", file=sys.stderr, flush=True)
 
-    result: dict[str, Any]
+    result: WorkerOk | WorkerFailure
     try:
         from runners.device import Device
         from runners.engines.diffusers_engine import run
-        from runners.spec import load_workload
+        from runners.workloads import load_workload
 
         spec = load_workload(args.workload)
-        import os
-
         check = os.environ.get("GUARDRAIL_OVERHEAD_CHECK") == "1"
         result = run(spec, args.scale, Device(args.device), progress=say, seed=args.seed, keep_inputs=check)
     except BaseException as exc:  # everything, so that the parent gets a classified result
         tb = traceback.format_exc(limit=8)
         print(tb, file=sys.stderr, flush=True)
-        result = {"status": "error", "kind": classify(exc), "message": f"{type(exc).__name__}: {exc}"[:2000]}
-    with open(args.out, "w") as f:
-        json.dump(result, f)
-    return 0 if result["status"] == "ok" else 1
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        result = WorkerFailure(status="error", kind=classify(exc), message=message)
+    Path(args.out).write_text(result.model_dump_json())
+    return 0 if result.status == "ok" else 1
 
 
 if __name__ == "__main__":

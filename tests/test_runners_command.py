@@ -12,7 +12,7 @@ import yaml
 from guardrail.errors import InputError
 from guardrail.schema import load_result
 from runners import run_lane
-from runners.spec import load_workload
+from runners.workloads import load_workload
 
 CORPUS = Path("/work/shared/corpus/vllm-omni-nightly/buildkite_nightly_raw")
 

@@ -24,7 +24,7 @@ def _save_tiny_pipeline(root: Path) -> Path:
     import diffusers
 
     from runners.components import build_synthetic, import_classes
-    from runners.spec import load_workload
+    from runners.workloads import load_workload
 
     spec = load_workload(WORKLOADS / f"{SOURCE}.yaml")
     import_classes(spec, "tiny")

@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from guardrail.adapters.identity import digest
 from guardrail.errors import InputError
-from runners.spec import (
-    LANES,
-    PIPELINES,
-    default_workloads_dir,
-    digest,
-    effective_spec,
-    load_all,
-    load_workload,
-    select,
-)
+from runners.spec import LANES, PIPELINES, effective_spec
+from runners.workloads import default_workloads_dir, load_all, load_workload, select
 
 WORKLOADS = default_workloads_dir()
 BASE = "wan22-ti2v-5b-720p"

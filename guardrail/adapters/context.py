@@ -14,7 +14,7 @@ from typing import Any, Literal, overload
 from pydantic import ValidationError
 
 from guardrail.adapters.hardware import device_type_of
-from guardrail.adapters.identity import workload_digest
+from guardrail.adapters.identity import digest
 from guardrail.errors import InputError
 from guardrail.schema import RESULT_SCHEMA, Result, Source, Status, json_path
 
@@ -169,7 +169,7 @@ class AdaptContext:
             "workload": {
                 "name": name,
                 "family": family,
-                "digest": workload_digest(dims),
+                "digest": digest(dims),
                 "spec": dims if spec is None else spec,
             },
             "status": status,

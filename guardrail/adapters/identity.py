@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 
-def workload_digest(dims: dict[str, Any]) -> str:
+def digest(dims: dict[str, Any]) -> str:
     """sha256 over the canonical JSON of the workload's dimensions (sorted keys, no spaces)."""
     canonical = json.dumps(dims, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -57,7 +57,9 @@ def gate(
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     from guardrail.ci_env import source_from_env
     from runners import run_lane
-    from runners.spec import digest, effective_spec, select
+    from guardrail.adapters.identity import digest
+    from runners.spec import effective_spec
+    from runners.workloads import select
 
     chosen = [spec for _, spec in select(lane)]
     digests = {digest(effective_spec(spec, scale)) for spec in chosen}

@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from guardrail import clock
-from guardrail.schema import Environment, ErrorInfo, Result, RunInfo, Source, Workload
-from runners.spec import WorkloadSpec, digest, effective_spec
+from guardrail.adapters import AdaptDefaults, adapt
+from guardrail.schema import Environment, ErrorInfo, Result, RunInfo, Source, Status
+from runners.spec import WorkloadSpec, workload_of
+
+# (status, error kind, message) of a command that produced no result file
+Failure = tuple[Status, str, str]
 
 
 def _failure(
@@ -27,18 +31,16 @@ def _failure(
     lane: str,
     started: datetime,
     source: Source,
-    status: str,
-    kind: str,
-    message: str,
+    failure: Failure,
     extra: dict[str, Any],
 ) -> Result:
-    eff = effective_spec(spec, "full")
+    status, kind, message = failure
     return Result(
         schema="guardrail.result/v1",
         run=RunInfo(lane=lane, started_at=started, source=source),
         # the command never said what it ran on; "external" keeps the failure out of any device series
         environment=Environment(hardware="external", device_type="external"),
-        workload=Workload(name=spec.name, family=spec.family, digest=digest(eff), spec=eff),
+        workload=workload_of(spec, "full"),
         status=status,
         error=ErrorInfo(kind=kind, message=message[:4000]),
         extra=extra,
@@ -46,8 +48,6 @@ def _failure(
 
 
 def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: str | None = None) -> list[Path]:
-    from guardrail.adapters import AdaptDefaults, adapt
-
     assert spec.command is not None
     cmd = spec.command
     started = clock.now()
@@ -58,7 +58,7 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
     log.parent.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"engine": "command", "argv": cmd.argv, "adapter": cmd.adapter, "log": str(log)}
     t0 = time.perf_counter()
-    status = None
+    status: Failure | None = None
     with open(log, "w") as logf:
         proc = subprocess.Popen(
             cmd.argv,
@@ -82,7 +82,7 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
         status = ("infra_error", "no_output", f"command exited 0 but wrote no {cmd.output}")
     results: list[Result]
     if status is not None:
-        results = [_failure(spec, lane, started, source, *status, extra)]
+        results = [_failure(spec, lane, started, source, status, extra)]
     else:
         data = json.loads(out_file.read_text())
         adapted = adapt(

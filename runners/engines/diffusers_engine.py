@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from runners.device import Device, Mark
+from runners.measurements import METRICS, Measurements, Warmup, WorkerOk
 from runners.spec import WorkloadSpec
 
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
@@ -59,6 +60,8 @@ class Probe:
 
     # results -------------------------------------------------------------------------------
     def step_ms(self) -> list[float]:
+        if self.loop_start is None:  # no transformer forward ran, so no step did either
+            return []
         out = []
         prev = self.loop_start
         for m in self.step_ends:
@@ -197,7 +200,8 @@ def shrink_edit_targets(spec: WorkloadSpec, scale: str) -> dict[str, Any]:
 
     gen = spec.generation_at(scale)
     area = (gen.image_height or gen.height) * (gen.image_width or gen.width)
-    for mod in (base, plus):
+    modules: tuple[Any, ...] = (base, plus)  # patched at run time: typed as what they are, open modules
+    for mod in modules:
         original = getattr(mod, "_guardrail_original_calculate_dimensions", mod.calculate_dimensions)
         mod._guardrail_original_calculate_dimensions = original
         mod.calculate_dimensions = lambda target_area, ratio, _f=original: _f(min(target_area, area), ratio)
@@ -212,7 +216,7 @@ def run(
     progress: Any = None,
     keep_inputs: bool = False,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> WorkerOk:
     """One process's measurements for one workload (see the module doc)."""
     import torch
 
@@ -242,7 +246,7 @@ def run(
     probe = Probe(device)
     _instrument(pipe, probe)
 
-    warm: dict[str, Any] = {"generations": warm_gens, "times_s": []}
+    warm_times: list[float] = []
     compile_s = None
     for i in range(warm_gens):
         say(f"warm-up generation {i + 1}/{warm_gens}")
@@ -251,9 +255,9 @@ def run(
         with torch.inference_mode():
             pipe(**call_kwargs(spec, scale, pipe, steps), callback_on_step_end=probe.step_end)
         device.synchronize()
-        warm["times_s"].append(time.perf_counter() - t)
+        warm_times.append(time.perf_counter() - t)
         if i == 0 and applied["compile"] != "none":
-            compile_s = warm["times_s"][0]
+            compile_s = warm_times[0]
         probe.reset()
 
     say(f"measured generation ({gen.num_inference_steps} steps)")
@@ -272,39 +276,39 @@ def run(
 
     steps_ms = probe.step_ms()
     e2e_ms = start.ms_until(end)
-    denoise_ms = probe.loop_start.ms_until(probe.step_ends[-1]) if probe.step_ends else 0.0
-    warm["step_latency_ms"] = steps_ms[:warm_steps]
+    loop_start = probe.loop_start
+    denoise_ms = loop_start.ms_until(probe.step_ends[-1]) if loop_start is not None and probe.step_ends else 0.0
     n_out = _count_outputs(output)
-    metrics: dict[str, list[float]] = {
-        "denoise_step_latency": steps_ms[warm_steps:] or steps_ms,
-        "e2e_latency": [e2e_ms],
-        "text_encode_latency": [Probe._sum(probe.text)],
-        "denoise_latency": [denoise_ms],
-        "vae_decode_latency": [Probe._sum(probe.decode)],
-        "peak_memory": [device.peak_mib()],
-        "reserved_memory": [device.reserved_mib()],
-        "load_time": [load_s],
-        "warmup_time": [sum(warm["times_s"]) if warm["times_s"] else sum(steps_ms[:warm_steps]) / 1000.0],
-        "throughput": [n_out / (e2e_ms / 1000.0)] if e2e_ms > 0 else [0.0],
-    }
-    if compile_s is not None:
-        metrics["compile_time"] = [compile_s]
-    out: dict[str, Any] = {
-        "status": "ok",
-        "metrics": {k: v for k, v in metrics.items() if k in spec.metrics or k == "compile_time"},
-        "warmup": warm,
-        "applied": applied,
-        "weights": weights,
+    measured = Measurements(
+        denoise_step_latency=steps_ms[warm_steps:] or steps_ms,
+        e2e_latency=[e2e_ms],
+        text_encode_latency=[Probe._sum(probe.text)],
+        denoise_latency=[denoise_ms],
+        vae_decode_latency=[Probe._sum(probe.decode)],
+        peak_memory=[device.peak_mib()],
+        reserved_memory=[device.reserved_mib()],
+        load_time=[load_s],
+        warmup_time=[sum(warm_times) if warm_times else sum(steps_ms[:warm_steps]) / 1000.0],
+        compile_time=None if compile_s is None else [compile_s],
+        throughput=[n_out / (e2e_ms / 1000.0)] if e2e_ms > 0 else [0.0],
+    )
+    # the metrics the workload asks for; compile_time whenever something compiled
+    unasked = {m: None for m in METRICS if m not in spec.metrics and m != "compile_time"}
+    return WorkerOk(
+        metrics=measured.model_copy(update=unasked),
+        warmup=Warmup(generations=warm_gens, times_s=warm_times, step_latency_ms=steps_ms[:warm_steps]),
+        applied=applied,
+        weights=weights,
         # computed after the measured generation: it reads the small files of the model directory
-        "weights_digest": None if weights == "synthetic" else weights_digest(weights),
-        "fingerprint": fingerprint(output),
-        "forward_ms_per_step": probe.forward_ms_per_step(),
-        "wall_e2e_s": wall_s,
-        "outputs": n_out,
-    }
-    if keep_inputs and probe.captured:
-        out["overhead"] = bare_forward_check(device, probe, steps_ms[warm_steps:] or steps_ms)
-    return out
+        weights_digest=None if weights == "synthetic" else weights_digest(weights),
+        fingerprint=fingerprint(output),
+        forward_ms_per_step=probe.forward_ms_per_step(),
+        wall_e2e_s=wall_s,
+        outputs=n_out,
+        overhead=bare_forward_check(device, probe, steps_ms[warm_steps:] or steps_ms)
+        if keep_inputs and probe.captured
+        else None,
+    )
 
 
 def bare_forward_check(device: Device, probe: Probe, steps_ms: list[float], reps: int = 5) -> dict[str, Any]:

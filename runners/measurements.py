@@ -1,0 +1,94 @@
+"""What one worker process hands the lane, as JSON across the process boundary (runners.worker writes it,
+runners.lane reads it back): the metric catalogue and the worker's output.
+
+The catalogue is the fields of :class:`Measurements`: each field is a metric, its annotation says the
+metric's unit and direction. Workload specs name metrics from it, the engine fills it, the lane turns it
+into `guardrail.result/v1` metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from guardrail.schema import Direction
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    unit: str
+    direction: Direction = "lower_is_better"
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# One process's samples of each metric (a list: one value per step, or one per generation); None when the
+# workload does not ask for the metric (or, for compile_time, when nothing was compiled).
+Samples = list[float] | None
+
+
+class Measurements(_Output):
+    """The metric catalogue, and one process's values of it."""
+
+    denoise_step_latency: Annotated[Samples, MetricInfo("ms")] = None
+    e2e_latency: Annotated[Samples, MetricInfo("ms")] = None
+    text_encode_latency: Annotated[Samples, MetricInfo("ms")] = None
+    denoise_latency: Annotated[Samples, MetricInfo("ms")] = None
+    vae_decode_latency: Annotated[Samples, MetricInfo("ms")] = None
+    peak_memory: Annotated[Samples, MetricInfo("MiB")] = None
+    reserved_memory: Annotated[Samples, MetricInfo("MiB")] = None
+    load_time: Annotated[Samples, MetricInfo("s")] = None
+    warmup_time: Annotated[Samples, MetricInfo("s")] = None
+    compile_time: Annotated[Samples, MetricInfo("s")] = None
+    throughput: Annotated[Samples, MetricInfo("outputs/s", "higher_is_better")] = None
+
+    def samples(self, metric: str) -> list[float]:
+        """The values of one metric ([] when not measured)."""
+        return getattr(self, metric) or []
+
+
+CATALOGUE: dict[str, MetricInfo] = {
+    name: next(m for m in field.metadata if isinstance(m, MetricInfo))
+    for name, field in Measurements.model_fields.items()
+}
+METRICS = tuple(CATALOGUE)
+# What a workload measures unless it lists its metrics: compile_time is recorded when something compiles.
+DEFAULT_METRICS = [m for m in METRICS if m != "compile_time"]
+
+
+class Warmup(_Output):
+    generations: int
+    times_s: list[float]  # wall time of each warm-up generation
+    step_latency_ms: list[float]  # the measured generation's first steps, counted as warm-up
+
+
+class WorkerOk(_Output):
+    """A process that measured its generation."""
+
+    status: Literal["ok"] = "ok"
+    metrics: Measurements
+    warmup: Warmup
+    applied: dict[str, Any]  # the options that took effect (compile, attention backend, cache)
+    weights: str  # "synthetic" or the local weights path
+    weights_digest: str | None
+    fingerprint: dict[str, Any]  # downsampled output and its statistics (runners.engines.diffusers_engine)
+    forward_ms_per_step: list[float]
+    wall_e2e_s: float
+    outputs: int  # images or video frames per generation
+    overhead: dict[str, Any] | None = None  # GUARDRAIL_OVERHEAD_CHECK=1 only
+
+
+class WorkerFailure(_Output):
+    """A process that produced no measurement: it raised (error), or the lane stopped it (timeout)."""
+
+    status: Literal["error", "timeout"]
+    kind: str  # oom, collective_timeout, device_error, exception, crash or timeout
+    message: str
+
+
+WorkerOutput = Annotated[WorkerOk | WorkerFailure, Field(discriminator="status")]
+WORKER_OUTPUT: TypeAdapter[WorkerOk | WorkerFailure] = TypeAdapter(WorkerOutput)

@@ -1,0 +1,88 @@
+"""Workload files: read and validate one (or a directory of them) before anything runs, and pick a lane's.
+
+A bad file is refused with one line naming the file and the field (InputError, exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from guardrail.errors import InputError
+from runners.geometry import check_geometry
+from runners.spec import LANES, SCALES, FieldError, Generation, WorkloadSpec
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "$"
+
+
+def load_workload(path: str | Path) -> WorkloadSpec:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read workload ({exc.strerror})", file=str(p)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(p)) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping at the top level", file=str(p))
+    if "tiny" in data and isinstance(data["tiny"], dict) and isinstance(data["tiny"].get("generation"), dict):
+        # tiny.generation is a partial override: check its keys against the full model here
+        for key in data["tiny"]["generation"]:
+            if key not in Generation.model_fields:
+                raise InputError("unknown key", file=str(p), field=f"tiny.generation.{key}")
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, FieldError):
+            raise InputError(ctx_err.message, file=str(p), field=ctx_err.field) from None
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        msg = {"extra_forbidden": "unknown key", "missing": "required field is missing"}.get(err["type"], err["msg"])
+        raise InputError(msg.removeprefix("Value error, "), file=str(p), field=_field_of(loc)) from None
+    if spec.name != p.stem:
+        raise InputError(f"name {spec.name!r} differs from the file name {p.stem!r}", file=str(p), field="name")
+    for scale in SCALES:
+        for field, msg in check_geometry(spec, scale):
+            raise InputError(msg, file=str(p), field=field)
+    return spec
+
+
+def default_workloads_dir() -> Path:
+    env = os.environ.get("GUARDRAIL_WORKLOADS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "workloads"
+
+
+def load_all(directory: str | Path | None = None) -> dict[str, tuple[Path, WorkloadSpec]]:
+    """Every workload file in the directory, all validated (the first bad one raises)."""
+    d = Path(directory) if directory else default_workloads_dir()
+    if not d.is_dir():
+        raise InputError("workloads directory does not exist", file=str(d))
+    out: dict[str, tuple[Path, WorkloadSpec]] = {}
+    for f in sorted(d.glob("*.yaml")):
+        spec = load_workload(f)
+        out[spec.name] = (f, spec)
+    return out
+
+
+def select(
+    lane: str, names: list[str] | None = None, directory: str | Path | None = None
+) -> list[tuple[Path, WorkloadSpec]]:
+    if lane not in LANES:
+        raise InputError(f"unknown lane {lane!r}; known: {', '.join(LANES)}", field="--lane")
+    allw = load_all(directory)
+    if names:
+        missing = [n for n in names if n not in allw]
+        if missing:
+            raise InputError(f"unknown workload {missing[0]!r}; known: {', '.join(allw)}", field="--workload")
+        return [allw[n] for n in names]
+    chosen = [v for v in allw.values() if lane in v[1].lanes]
+    if not chosen:
+        raise InputError(f"no workload is in lane {lane!r}", field="--lane")
+    return chosen
