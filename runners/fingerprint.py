@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from guardrail.schema import Environment
 from runners.device import Device
 
 PACKAGES = {
@@ -92,6 +93,19 @@ def software(device: Device) -> dict[str, str | None]:
         sw["nvidia_driver"] = cuda_driver_version()
     sw["device_model"] = device.name()
     return sw
+
+
+def environment(device_type: str) -> Environment:
+    """The result's environment on this device: its model, count and every recorded version."""
+    d = Device(device_type)
+    sw = software(d)
+    return Environment(
+        hardware=sw["device_model"] or device_type,
+        device_type=device_type,
+        device_count=d.count(),
+        software=sw,
+        extra=environment_extra(d),
+    )
 
 
 def environment_extra(device: Device) -> dict[str, object]:

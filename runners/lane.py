@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from guardrail import clock
 from guardrail.errors import InputError
 from guardrail.schema import Source
+from runners.fingerprint import environment
 from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
-from runners.result import build_result, environment
+from runners.result import build_result
 from runners.spec import SCALES
 from runners.workloads import select
 

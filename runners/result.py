@@ -10,21 +10,6 @@ from runners.measurements import CATALOGUE, WorkerFailure, WorkerOk
 from runners.spec import WorkloadSpec, workload_of
 
 
-def environment(device: str) -> Environment:
-    from runners.device import Device
-    from runners.fingerprint import environment_extra, software
-
-    d = Device(device)
-    sw = software(d)
-    return Environment(
-        hardware=sw["device_model"] or device,
-        device_type=device,
-        device_count=d.count(),
-        software=sw,
-        extra=environment_extra(d),
-    )
-
-
 def build_result(
     spec: WorkloadSpec,
     scale: str,
