@@ -228,7 +228,7 @@ def run(
     warm_gens, warm_steps = spec.warmup_at(scale)
 
     import diffusers  # noqa: F401  (imported before the clock starts: load_time is building, not importing)
-    import transformers  # noqa: F401
+    import transformers  # noqa: F401  (likewise)
 
     from runners.components import import_classes
 
