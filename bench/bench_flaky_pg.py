@@ -28,8 +28,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def fill(url: str, n_tests: int, n_runs: int, seed: int = 7) -> dict[str, int]:
+    from guardrail.store import junit_models as tm
     from guardrail.store import models as m
-    from guardrail.store import test_models as tm
     from guardrail.store.db import get_engine
 
     rng = random.Random(seed)
@@ -70,13 +70,13 @@ def fill(url: str, n_tests: int, n_runs: int, seed: int = 7) -> dict[str, int]:
             }
             for i in range(n_tests)
         ]
-        c.execute(sa.insert(tm.TestCase), tests)
-        test_ids = [r[0] for r in c.execute(sa.select(tm.TestCase.id).order_by(tm.TestCase.id))]
+        c.execute(sa.insert(tm.CaseRow), tests)
+        test_ids = [r[0] for r in c.execute(sa.select(tm.CaseRow.id).order_by(tm.CaseRow.id))]
         # per-test flake rates: most tests solid, some flaky, a few broken lately
         rate = [0.0 if rng.random() < 0.9 else rng.choice((0.01, 0.05, 0.2)) for _ in test_ids]
         for run_id, at, lane in run_rows:
             rep = c.execute(
-                sa.insert(tm.TestReport).returning(tm.TestReport.id),
+                sa.insert(tm.ReportRow).returning(tm.ReportRow.id),
                 {"run_id": run_id, "content_hash": f"sha256:{run_id}", "path": "junit.xml", "created_at": at},
             ).scalar_one()
             execs, verdicts = [], []
@@ -104,8 +104,8 @@ def fill(url: str, n_tests: int, n_runs: int, seed: int = 7) -> dict[str, int]:
                         "process_attempts": 1, "infra_excluded": False,
                     }
                 )  # fmt: skip
-            c.execute(sa.insert(tm.TestExecution), execs)
-            c.execute(sa.insert(tm.TestVerdictRow), verdicts)
+            c.execute(sa.insert(tm.ExecutionRow), execs)
+            c.execute(sa.insert(tm.CaseVerdictRow), verdicts)
             counts["executions"] += len(execs)
             counts["verdicts"] += len(verdicts)
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
@@ -119,7 +119,7 @@ def measure_ingest(url: str, path: str, again: bool = False) -> None:
     ``again``: then the same file as the next commit's run (every test already stored: a steady CI store)."""
     import resource
 
-    from guardrail.ingest.tests import ingest_junit
+    from guardrail.ingest.junit_writer import ingest_junit
     from guardrail.schema import CIInfo, Source
     from guardrail.store.db import session_scope, upgrade
 
@@ -132,7 +132,7 @@ def measure_ingest(url: str, path: str, again: bool = False) -> None:
     report = ingest_junit(url, [path], source=src, lane="tests", hardware="Ascend910B3")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # the reader process of a large file (guardrail.ingest.tests._Parsed): its CPU time
+    # the reader process of a large file (guardrail.ingest.junit_process.ParsedFile): its CPU time
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     (entry,) = report.stored
     print(f"ingest {os.path.getsize(path) / 2**20:.1f} MiB ({entry['executions']:,} executions, "
@@ -156,11 +156,11 @@ def reader_peak_mib(path: str) -> str:
     if not os.path.exists("/usr/bin/time"):
         return "n/a"
     try:
-        from guardrail.ingest.junit import _child_main  # noqa: F401
+        from guardrail.ingest.junit_process import CHILD_CODE
     except ImportError:  # an older guardrail (no reader process)
         return "0"
     arg = json.dumps([path, 1, "Ascend910B3", 5000, True])
-    code = "from guardrail.ingest.junit import _child_main; _child_main()"
+    code = CHILD_CODE
     out = subprocess.run(
         ["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, arg],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True,
@@ -209,9 +209,9 @@ def main() -> None:
     if a.ingest:
         return bench_ingest(a.url, a.ingest, a.again)
 
-    from guardrail.analysis.flaky import assess
+    from guardrail.analysis.flaky_scores import assess
     from guardrail.store.db import get_engine, session_scope, upgrade
-    from guardrail.store.test_queries import flaky_stats, history
+    from guardrail.store.junit_queries import flaky_stats, history
 
     schema = a.reuse or f"bench_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(a.url)
@@ -254,11 +254,11 @@ def main() -> None:
         ]
         states = Counter(x.state for x in stats)
         print(f"SQL aggregate == pure assess: {same}; {states['flaky']} flaky, {states['broken']} broken")
-        from guardrail.store.test_queries import _PG_WINDOW_SQL
+        from guardrail.store.flaky_window import _PG_WINDOW_SQL
 
         with get_engine(url).connect() as c:
             plan = c.execute(
-                sa.text("EXPLAIN (ANALYZE) " + _PG_WINDOW_SQL.format(vfilter="", tfilter="")),
+                sa.text("EXPLAIN (ANALYZE) " + _PG_WINDOW_SQL.format(vfilter="", dfilter="")),
                 {"now": NOW, "since": NOW - timedelta(days=14), "k": 100},
             ).all()
             print("\n".join(r[0] for r in plan if "Execution Time" in r[0] or "Index" in r[0]))

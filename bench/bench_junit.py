@@ -116,7 +116,8 @@ def measure(path: str, mode: str, use_tracemalloc: bool) -> dict:
     """Run in the child: parse (and group) ``path``; report time and peak memory."""
     import tracemalloc
 
-    from guardrail.ingest.junit import group_verdicts, iter_junit
+    from guardrail.ingest.junit_verdicts import group_verdicts
+    from guardrail.ingest.junit_xml import iter_junit
 
     if use_tracemalloc:
         tracemalloc.start()
@@ -151,7 +152,7 @@ def measure_flaky(n_verdicts: int, tests: int = 5000) -> dict:
     """assess() + flaky_report() over n synthetic verdicts (the Python side of `guardrail flaky`)."""
     from datetime import UTC, datetime, timedelta
 
-    from guardrail.analysis.flaky import HistoricVerdict, assess, flaky_report
+    from guardrail.analysis.flaky_scores import HistoricVerdict, assess, flaky_report
 
     rnd = random.Random(3)
     now = datetime(2026, 11, 22, tzinfo=UTC)

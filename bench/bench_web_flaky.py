@@ -41,7 +41,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from guardrail.ingest.tests import ingest_junit
+    from guardrail.ingest.junit_writer import ingest_junit
     from guardrail.schema import CIInfo, Source
     from web.app import create_app
 

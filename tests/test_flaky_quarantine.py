@@ -6,13 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from guardrail.analysis.flaky import (
-    HistoricVerdict,
-    QuarantineEntry,
-    QuarantinePolicy,
-    decide_quarantine,
-    manual_quarantine,
-)
+from guardrail.analysis.flaky_scores import HistoricVerdict, QuarantineEntry
+from guardrail.analysis.quarantine_rules import decide_quarantine, manual_quarantine
+from guardrail.rerun_policy import QuarantinePolicy
 from tests.timeline import at
 
 NOW = at(hours=-6)

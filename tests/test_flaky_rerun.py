@@ -7,30 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from guardrail.analysis.rerun import (
-    DEFAULT_POLICY_PATH,
-    PerfCandidate,
-    RerunPolicy,
-    TestRerunPolicy,
-    final_verdict,
-    job_conclusion,
-    load_policy,
-    plan_perf_reruns,
-    plan_test_reruns,
-    rerun_plan,
-)
+from guardrail.analysis.case_reruns import final_verdict, job_conclusion, plan_test_reruns
+from guardrail.analysis.junit_model import CaseIdentity, CaseVerdict
+from guardrail.analysis.perf_reruns import PerfCandidate, plan_perf_reruns
+from guardrail.analysis.rerun_plan import rerun_plan
 from guardrail.errors import InputError
-from guardrail.ingest.junit import group_verdicts, iter_junit
-from guardrail.ingest.junit_model import TestIdentity, TestVerdict
+from guardrail.ingest.junit_verdicts import group_verdicts
+from guardrail.ingest.junit_xml import iter_junit
+from guardrail.rerun_policy import CaseRerunPolicy, RerunPolicy
+from guardrail.rerun_policy.yaml_file import DEFAULT_POLICY_PATH, load_rerun_policy
 
 FIX = Path(__file__).parent / "fixtures" / "junit"
 
 
-def tv(name: str, verdict: str, *, attempts=1, failed=None, final=None, processes=1, dur=1.0) -> TestVerdict:
+def tv(name: str, verdict: str, *, attempts=1, failed=None, final=None, processes=1, dur=1.0) -> CaseVerdict:
     failed = failed if failed is not None else {"pass": 0, "fail": attempts, "flaky": 1, "skip": 0}[verdict]
     final = final or {"pass": "pass", "fail": "fail", "flaky": "pass", "skip": "skip"}[verdict]
-    ident = TestIdentity("pytest", "tests/test_x.py", None, name, None, "Ascend910B3")
-    return TestVerdict(ident, verdict, "h", "b", final, attempts, failed, duration_s=dur, process_attempts=processes)
+    ident = CaseIdentity("pytest", "tests/test_x.py", None, name, None, "Ascend910B3")
+    return CaseVerdict(ident, verdict, "h", "b", final, attempts, failed, duration_s=dur, process_attempts=processes)
 
 
 def key(name: str) -> str:
@@ -41,7 +35,7 @@ def key(name: str) -> str:
 
 
 def test_shipped_policy_file_holds_the_documented_numbers() -> None:
-    p = load_policy(DEFAULT_POLICY_PATH)
+    p = load_rerun_policy(DEFAULT_POLICY_PATH)
     assert p == RerunPolicy()  # the YAML and the code defaults agree
     assert (p.tests.max_reruns_per_test, p.tests.max_failed_share) == (2, 0.05)
     assert (p.flakiness.window_days, p.flakiness.window_verdicts, p.flakiness.infra_failed_share) == (
@@ -55,7 +49,7 @@ def test_shipped_policy_file_holds_the_documented_numbers() -> None:
 def test_policy_overrides_and_errors(tmp_path: Path) -> None:
     f = tmp_path / "p.yaml"
     f.write_text("tests:\n  max_tests_per_job: 3\nperformance:\n  rerun_verdicts: [inconclusive]\n")
-    p = load_policy(f)
+    p = load_rerun_policy(f)
     assert p.tests.max_tests_per_job == 3 and p.tests.max_reruns_per_test == 2
     assert p.performance.rerun_verdicts == ("inconclusive",)
     for text, field in [
@@ -67,11 +61,11 @@ def test_policy_overrides_and_errors(tmp_path: Path) -> None:
     ]:
         f.write_text(text)
         with pytest.raises(InputError) as exc:
-            load_policy(f)
+            load_rerun_policy(f)
         assert exc.value.field == field and exc.value.file == str(f)
     f.write_text("tests: [unclosed\n")
     with pytest.raises(InputError, match="not valid YAML"):
-        load_policy(f)
+        load_rerun_policy(f)
 
 
 # --- which tests to rerun --------------------------------------------------------------------------
@@ -103,7 +97,7 @@ def test_no_reruns_when_more_than_five_percent_failed() -> None:
 
 def test_job_cap_changed_and_quarantined_tests() -> None:
     verdicts = [tv(f"ok{i}", "pass") for i in range(200)] + [tv(f"f{i}", "fail", dur=i) for i in range(6)]
-    policy = RerunPolicy(tests=TestRerunPolicy(max_tests_per_job=2))
+    policy = RerunPolicy(tests=CaseRerunPolicy(max_tests_per_job=2))
     plan, _ = plan_test_reruns(verdicts, policy=policy, changed_tests=["tests/test_x.py::f0"], quarantined=[key("f1")])
     by = {d.test: d for d in plan}
     assert not by[key("f0")].rerun and "the PR changed this test" in by[key("f0")].reason
@@ -119,7 +113,7 @@ def test_job_cap_changed_and_quarantined_tests() -> None:
 def test_plan_from_a_real_rerunfailures_file() -> None:
     """pytest-rerunfailures already retried 3 tests in-process; the plan asks for fresh processes."""
     verdicts = group_verdicts(iter_junit(FIX / "pytest_rerunfailures.xml"), head_commit="h", base_commit="b")
-    plan = rerun_plan("run-1", verdicts, policy=RerunPolicy(tests=TestRerunPolicy(max_failed_share=0.5)))
+    plan = rerun_plan("run-1", verdicts, policy=RerunPolicy(tests=CaseRerunPolicy(max_failed_share=0.5)))
     doc = plan.to_dict()
     json.dumps(doc)
     assert doc["schema"] == "guardrail.rerun-plan/v1" and doc["run_id"] == "run-1"

@@ -8,19 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from guardrail.analysis.flaky import (
-    FlakinessPolicy,
-    HealthRow,
+from guardrail.analysis.ci_health import HealthRow, InfraEvent, ci_health
+from guardrail.analysis.flaky_scores import (
     HistoricVerdict,
-    InfraEvent,
     QuarantineEntry,
     assess,
-    ci_health,
     flakiness_score,
     flaky_report,
     infra_failed_runs,
 )
-from guardrail.ingest.junit import group_verdicts, iter_junit
+from guardrail.ingest.junit_verdicts import group_verdicts
+from guardrail.ingest.junit_xml import iter_junit
+from guardrail.rerun_policy import FlakinessPolicy
 from tests.timeline import at, day
 
 NOW = at(hours=-6)
@@ -159,7 +158,7 @@ def test_ci_health_figures_per_lane_hardware_day() -> None:
 
 def test_sql_aggregated_counts_classify_like_the_history() -> None:
     """The lead's store may aggregate WindowCounts in SQL; classify() must agree with assess()."""
-    from guardrail.analysis.flaky import WindowCounts, classify
+    from guardrail.analysis.flaky_scores import WindowCounts, classify
 
     hist = [hv("t", "flaky", 3), hv("t", "pass", 2.5), hv("t", "flaky", 2), hv("t", "fail", 1), hv("t", "fail", 0.5)]
     via_history = one(assess(hist, now=NOW), "t")
@@ -169,7 +168,7 @@ def test_sql_aggregated_counts_classify_like_the_history() -> None:
 
 
 def test_one_real_run_judged_as_infrastructure_failure() -> None:
-    from guardrail.analysis.flaky import run_infra_failure
+    from guardrail.analysis.flaky_scores import run_infra_failure
 
     verdicts = group_verdicts(iter_junit(FIX / "pytest_rerunfailures.xml"))
     # 4 of 8 tests that ran had a failed attempt, but 8 tests are below infra_min_tests (10)
@@ -179,7 +178,7 @@ def test_one_real_run_judged_as_infrastructure_failure() -> None:
 
 
 def test_mostly_failing_test_with_one_rerun_pass_is_broken_not_healthy():
-    from guardrail.analysis.flaky import WindowCounts, classify
+    from guardrail.analysis.flaky_scores import WindowCounts, classify
 
     stats = classify(WindowCounts(test="t", verdicts=11, flaky_verdicts=1, failed_verdicts=10, trailing_fails=0))
     assert stats.state == "broken" and "10 of 11" in stats.reason

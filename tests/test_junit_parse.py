@@ -1,5 +1,5 @@
 """JUnit reader: every variant against a real fixture file (tests/fixtures/junit/README.md says how
-each was made), hostile XML, identity, signatures, verdict grouping and the CI identity."""
+each was made), hostile XML, identity, signatures and verdict grouping."""
 
 from __future__ import annotations
 
@@ -11,21 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from guardrail.analysis.junit_model import CaseIdentity, CaseRecord, failure_signature, mask_message
 from guardrail.errors import InputError
-from guardrail.ingest.junit import (
-    TestCaseRecord,
-    TestIdentity,
-    ci_identity,
-    group_verdicts,
-    iter_junit,
-)
-from guardrail.ingest.junit_model import failure_signature, mask_message
+from guardrail.ingest.junit_verdicts import group_verdicts
+from guardrail.ingest.junit_xml import iter_junit
 
 FIX = Path(__file__).parent / "fixtures" / "junit"
 
 
-def _by_id(records: list[TestCaseRecord]) -> dict[str, list[TestCaseRecord]]:
-    out: dict[str, list[TestCaseRecord]] = {}
+def _by_id(records: list[CaseRecord]) -> dict[str, list[CaseRecord]]:
+    out: dict[str, list[CaseRecord]] = {}
     for r in records:
         out.setdefault(r.identity.id, []).append(r)
     for v in out.values():
@@ -252,9 +247,9 @@ def test_attempts_across_job_and_process_attempts_group_into_one_verdict() -> No
 
 
 def test_identity_ids() -> None:
-    assert TestIdentity("s", "tests/a.py", "TestX", "t", "1-2", "H100").key == "tests/a.py::TestX::t[1-2]@H100"
-    assert TestIdentity("s", None, "com.x.FooTest", "testBar").id == "com.x.FooTest::testBar"
-    assert TestIdentity("s", None, None, "lonely").id == "lonely"
+    assert CaseIdentity("s", "tests/a.py", "TestX", "t", "1-2", "H100").key == "tests/a.py::TestX::t[1-2]@H100"
+    assert CaseIdentity("s", None, "com.x.FooTest", "testBar").id == "com.x.FooTest::testBar"
+    assert CaseIdentity("s", None, None, "lonely").id == "lonely"
 
 
 def test_failure_signature_masks_what_varies() -> None:
@@ -273,33 +268,13 @@ def test_failure_signature_masks_what_varies() -> None:
     assert failure_signature(None, None) is None
 
 
-def test_ci_identity_flags_win_over_github_env(tmp_path: Path) -> None:
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 42, "base": {"sha": "b" * 40}, "head": {"sha": "h" * 40}}}))
-    env = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_REPOSITORY": "org/proj",
-        "GITHUB_RUN_ID": "777",
-        "GITHUB_RUN_ATTEMPT": "2",
-        "GITHUB_SHA": "m" * 40,
-        "GITHUB_EVENT_PATH": str(event),
-    }
-    ci = ci_identity(env=env)
-    assert (ci.run_id, ci.job_attempt, ci.commit, ci.base_commit, ci.pr) == ("777", 2, "h" * 40, "b" * 40, 42)
-    assert ci.url == "https://github.com/org/proj/actions/runs/777"
-    ci = ci_identity(env=env, run_id="9", attempt=3, commit="c" * 40)
-    assert (ci.run_id, ci.job_attempt, ci.commit) == ("9", 3, "c" * 40)
-    local = ci_identity(env={}, run_id="local-1", commit="d" * 40, git_dir=str(tmp_path))
-    assert (local.run_id, local.job_attempt, local.provider) == ("local-1", 1, "local")
-
-
 def test_memory_stays_flat_on_a_larger_file(tmp_path: Path) -> None:
     """Peak RSS parsing 15,000 test cases is within a few MiB of parsing 1,500 (real subprocesses)."""
     bench = Path(__file__).parent.parent / "bench" / "bench_junit.py"
     code = (
         f"import sys, resource; sys.path.insert(0, {str(bench.parent)!r}); import bench_junit as b;"
         "from pathlib import Path;"
-        "from guardrail.ingest.junit import iter_junit;"
+        "from guardrail.ingest.junit_xml import iter_junit;"
         "p = Path(sys.argv[2]); b.generate(p, int(sys.argv[1]));"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
         "n = sum(1 for _ in iter_junit(p));"

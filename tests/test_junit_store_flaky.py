@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from guardrail.analysis.flaky import assess
-from guardrail.analysis.rerun import load_policy
-from guardrail.cli.quarantine import apply_rules
-from guardrail.ingest.tests import ingest_junit
+from guardrail.analysis.flaky_scores import assess
+from guardrail.ingest.junit_writer import ingest_junit
+from guardrail.quarantine import apply_rules
+from guardrail.rerun_policy.yaml_file import load_rerun_policy
 from guardrail.schema import CIInfo, Source
+from guardrail.store import junit_models as tm
 from guardrail.store import models as m
-from guardrail.store import test_models as tm
 from guardrail.store.db import session_scope
-from guardrail.store.test_queries import ci_health_doc, flaky_stats, flaky_top, history, reruns, test_strip
+from guardrail.store.junit_queries import ci_health_doc, flaky_stats, flaky_top, history, reruns, verdict_strip
 from tests.timeline import at
 
 NOW = at()
@@ -109,7 +109,7 @@ def test_flaky_report_over_stored_history_matches_the_pure_functions(history_db,
     assert json.loads(out)["tests"] == []
     with session_scope(history_db) as s:
         top = flaky_top(s, now=NOW, by="minutes")
-        strip = test_strip(s, "tests/test_s.py::t0")
+        strip = verdict_strip(s, "tests/test_s.py::t0")
     assert top[0]["key"] == "tests/test_s.py::t0" and top[0]["rerun_seconds"] == 0.8
     verdicts = strip["variants"][0]["verdicts"]
     assert len(verdicts) == 8 and verdicts[0]["verdict"] == "pass" and verdicts[2]["verdict"] == "flaky"
@@ -271,5 +271,5 @@ def test_ci_health_figures(db_url, tmp_path, capsys):
 
 
 def test_policy_file_is_the_one_the_commands_read():
-    pol = load_policy()
+    pol = load_rerun_policy()
     assert pol.tests.max_reruns_per_test == 2 and pol.flakiness.window_verdicts == 100

@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from guardrail.errors import InfraError, InputError
-from guardrail.ingest.junit import group_verdicts, iter_junit
-from guardrail.ingest.tests import ingest_junit
+from guardrail.ingest.junit_verdicts import group_verdicts
+from guardrail.ingest.junit_writer import ingest_junit
+from guardrail.ingest.junit_xml import iter_junit
 from guardrail.schema import CIInfo, Source
+from guardrail.store import junit_models as tm
 from guardrail.store import models as m
-from guardrail.store import test_models as tm
 from guardrail.store.db import session_scope
 from tests.timeline import at
 
@@ -38,18 +39,18 @@ def count(url: str, model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def verdicts(url: str) -> dict[str, tm.TestVerdictRow]:
+def verdicts(url: str) -> dict[str, tm.CaseVerdictRow]:
     with session_scope(url) as s:
-        return {v.test.key: v for v in s.scalars(select(tm.TestVerdictRow))}
+        return {v.test.key: v for v in s.scalars(select(tm.CaseVerdictRow))}
 
 
 @pytest.fixture(params=["in-process", "child"])
 def reader(request, monkeypatch) -> str:
     """Each file parsed in the ingesting process, or in a child process (what a large file gets)."""
-    import guardrail.ingest.tests as ingest_tests
+    import guardrail.ingest.junit_writer as junit_writer
 
     if request.param == "child":
-        monkeypatch.setattr(ingest_tests, "CHILD_MIN_BYTES", 0)
+        monkeypatch.setattr(junit_writer, "CHILD_MIN_BYTES", 0)
     return request.param
 
 
@@ -60,7 +61,7 @@ def test_each_fixture_ingests_and_matches_the_pure_grouping(db_url, name, reader
     (entry,) = report.stored
     records = list(iter_junit(path))
     expected = {v.identity.key: v for v in group_verdicts(records, head_commit="c0ffee1")}
-    assert entry["executions"] == len(records) == count(db_url, tm.TestExecution)
+    assert entry["executions"] == len(records) == count(db_url, tm.ExecutionRow)
     assert entry["run_id"] in report.run_ids and entry["file"] == str(path)
     kinds = Counter(v.verdict for v in expected.values())
     assert entry["status"].startswith(f"{kinds['pass']} passed, {kinds['fail']} failed, {kinds['flaky']} flaky")
@@ -92,9 +93,9 @@ def test_rerunfailures_attempts_are_stored_and_grouped(db_url):
     ingest_junit(db_url, [FIX / "pytest_rerunfailures.xml"], source=src(), lane="npu", hardware="Ascend910B3")
     with session_scope(db_url) as s:
         rows = s.execute(
-            select(tm.TestCase.key, tm.TestExecution.outcome, tm.TestExecution.source, tm.TestExecution.final)
-            .join(tm.TestCase, tm.TestCase.id == tm.TestExecution.test_pk)
-            .order_by(tm.TestExecution.inprocess_attempt)
+            select(tm.CaseRow.key, tm.ExecutionRow.outcome, tm.ExecutionRow.source, tm.ExecutionRow.final)
+            .join(tm.CaseRow, tm.CaseRow.id == tm.ExecutionRow.test_pk)
+            .order_by(tm.ExecutionRow.inprocess_attempt)
         ).all()
     flaky = [r for r in rows if r.key == "tests/test_io.py::test_flaky_then_pass@Ascend910B3"]
     assert [(r.outcome, r.source, r.final) for r in flaky] == [
@@ -113,12 +114,12 @@ def test_rerunfailures_attempts_are_stored_and_grouped(db_url):
 def test_reingest_is_a_noop_that_says_so(db_url):
     path = FIX / "pytest_xunit2.xml"
     first = ingest_junit(db_url, [path], source=src(), lane=None, hardware=None)
-    n = count(db_url, tm.TestExecution)
+    n = count(db_url, tm.ExecutionRow)
     again = ingest_junit(db_url, [path, path], source=src(), lane=None, hardware=None)
     assert again.stored == [] and len(again.skipped) == 2
     assert again.skipped[0]["run_id"] == first.stored[0]["run_id"]
     assert "already stored" in again.skipped[0]["reason"]
-    assert count(db_url, tm.TestExecution) == n and count(db_url, m.Run) == 1
+    assert count(db_url, tm.ExecutionRow) == n and count(db_url, m.Run) == 1
     # a local ingest (no CI run id) of the same file for the same commit is a no-op too
     ingest_junit(db_url, [path], source=src(run_id=None), lane=None, hardware=None)
     local = ingest_junit(db_url, [path], source=src(run_id=None), lane=None, hardware=None)
@@ -135,7 +136,7 @@ def test_a_second_job_attempt_regroups_the_commit_pair(db_url, tmp_path):
     x = verdicts(db_url)["tests/test_s.py::test_x"]
     assert (x.verdict, x.attempts, x.failed_attempts, x.process_attempts) == ("flaky", 2, 1, 2)
     assert x.at == later and count(db_url, m.Run) == 2
-    assert count(db_url, tm.TestVerdictRow) == 2  # replaced, not duplicated
+    assert count(db_url, tm.CaseVerdictRow) == 2  # replaced, not duplicated
 
 
 def test_a_rerun_round_in_the_same_run_is_a_fresh_process_attempt(db_url, tmp_path):
@@ -155,7 +156,7 @@ def test_a_hostile_or_broken_file_writes_nothing(db_url, bad, tmp_path, reader):
     with pytest.raises(InputError) as err:
         ingest_junit(db_url, [good, FIX / f"{bad}.xml"], source=src(), lane=None, hardware=None)
     assert f"{bad}.xml" in str(err.value)
-    for model in (m.Run, m.Commit, tm.TestCase, tm.TestExecution, tm.TestVerdictRow, tm.TestReport):
+    for model in (m.Run, m.Commit, tm.CaseRow, tm.ExecutionRow, tm.CaseVerdictRow, tm.ReportRow):
         assert count(db_url, model) == 0, model.__tablename__
 
 
@@ -167,7 +168,7 @@ def test_a_run_with_more_than_20_percent_failed_is_infra_excluded(db_url, tmp_pa
     ok = [(f"test_{i}", "fail" if i < 2 else "pass") for i in range(10)]  # 20%: not more than 20%
     ingest_junit(db_url, [_write(tmp_path, "ok", ok)], source=src(commit="beef"), lane=None, hardware=None)
     with session_scope(db_url) as s:
-        rows = s.scalars(select(tm.TestVerdictRow).where(tm.TestVerdictRow.head_commit == "beef")).all()
+        rows = s.scalars(select(tm.CaseVerdictRow).where(tm.CaseVerdictRow.head_commit == "beef")).all()
     assert rows and not any(v.infra_excluded for v in rows)
 
 
@@ -214,26 +215,26 @@ def _write(where: Path, name: str, cases: list[tuple[str, str]]) -> Path:
 def test_known_and_new_tests_mixed_in_batches_get_the_right_ids(db_url, tmp_path, monkeypatch):
     """The next commit's file: batches of stored tests (looked up first), then batches with new ones mixed in,
     then a batch of only new ones -- every execution and verdict names its own test."""
-    import guardrail.ingest.tests as ingest_tests
+    import guardrail.ingest.junit_writer as junit_writer
 
-    monkeypatch.setattr(ingest_tests, "BATCH", 10)
+    monkeypatch.setattr(junit_writer, "BATCH", 10)
     first = _write(tmp_path, "first", [(f"test_{i}", "pass") for i in range(30)])
     ingest_junit(db_url, [first], source=src("aaaaaaa", "1"), lane=None, hardware=None)
     cases = [(f"test_{i}", "pass") for i in range(25)] + [(f"test_new{i}", "fail") for i in range(20)]
     second = _write(tmp_path, "second", cases)
     ingest_junit(db_url, [second], source=src("bbbbbbb", "2"), lane=None, hardware=None)
     with session_scope(db_url) as s:
-        assert s.scalar(select(func.count()).select_from(tm.TestCase)) == 50
+        assert s.scalar(select(func.count()).select_from(tm.CaseRow)) == 50
         rows = s.execute(
-            select(tm.TestCase.name, tm.TestExecution.outcome)
-            .join(tm.TestExecution, tm.TestExecution.test_pk == tm.TestCase.id)
-            .join(m.Run, m.Run.id == tm.TestExecution.run_id)
+            select(tm.CaseRow.name, tm.ExecutionRow.outcome)
+            .join(tm.ExecutionRow, tm.ExecutionRow.test_pk == tm.CaseRow.id)
+            .join(m.Run, m.Run.id == tm.ExecutionRow.run_id)
             .where(m.Run.ci_run_id == "2")
         ).all()
         verdict_rows = s.execute(
-            select(tm.TestCase.name, tm.TestVerdictRow.verdict)
-            .join(tm.TestVerdictRow, tm.TestVerdictRow.test_pk == tm.TestCase.id)
-            .where(tm.TestVerdictRow.head_commit == "bbbbbbb")
+            select(tm.CaseRow.name, tm.CaseVerdictRow.verdict)
+            .join(tm.CaseVerdictRow, tm.CaseVerdictRow.test_pk == tm.CaseRow.id)
+            .where(tm.CaseVerdictRow.head_commit == "bbbbbbb")
         ).all()
     want = {n: ("fail" if n.startswith("test_new") else "pass") for n, _ in cases}
     assert dict(rows) == want and len(rows) == 45
@@ -251,16 +252,16 @@ def test_shards_ingested_one_by_one_keep_each_others_verdicts(db_url, tmp_path):
     # 2 of 12 failed: under 20%, so the run is no infrastructure failure (shard b alone would be 33%)
     assert not any(x.infra_excluded for x in v.values())
     with session_scope(db_url) as s:
-        assert s.scalar(select(func.max(tm.TestExecution.process_attempt))) == 1  # shards, not reruns
+        assert s.scalar(select(func.max(tm.ExecutionRow.process_attempt))) == 1  # shards, not reruns
 
 
 @pytest.mark.parametrize("batch", [100, 5000])
 def test_a_test_far_apart_in_one_file_still_gets_one_verdict(db_url, tmp_path, monkeypatch, batch, reader):
     """Beyond the reader's rerun window the attempts of a test are not contiguous: with small write
     batches the ingest notices and regroups from the store; the verdict is the pure function's."""
-    import guardrail.ingest.tests as ingest_tests
+    import guardrail.ingest.junit_writer as junit_writer
 
-    monkeypatch.setattr(ingest_tests, "BATCH", batch)
+    monkeypatch.setattr(junit_writer, "BATCH", batch)
     cases = [("test_x", "fail")] + [(f"test_{i}", "pass") for i in range(600)] + [("test_x", "pass")]
     path = _write(tmp_path, "apart", cases)
     report = ingest_junit(db_url, [path], source=src(), lane=None, hardware=None)
@@ -273,10 +274,10 @@ def test_a_test_far_apart_in_one_file_still_gets_one_verdict(db_url, tmp_path, m
 def test_a_reader_process_that_dies_midway_writes_nothing_and_says_so(db_url, tmp_path, monkeypatch):
     """The child reader is killed after a few batches (its output cut mid-message): the ingest fails with
     the file named and the exit code, and rolls back the rows already written from the earlier batches."""
-    import guardrail.ingest.tests as ingest_tests
+    import guardrail.ingest.junit_writer as junit_writer
 
-    monkeypatch.setattr(ingest_tests, "CHILD_MIN_BYTES", 0)
-    monkeypatch.setattr(ingest_tests, "BATCH", 50)
+    monkeypatch.setattr(junit_writer, "CHILD_MIN_BYTES", 0)
+    monkeypatch.setattr(junit_writer, "BATCH", 50)
     path = _write(tmp_path, "big", [(f"test_{i}", "fail" if i % 7 == 0 else "pass") for i in range(2000)])
     crash = tmp_path / "python-that-crashes"
     crash.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 20000\necho "reader lost its device" >&2\nexit 9\n')
@@ -286,7 +287,7 @@ def test_a_reader_process_that_dies_midway_writes_nothing_and_says_so(db_url, tm
         ingest_junit(db_url, [path], source=src(), lane=None, hardware=None)
     msg = str(err.value)
     assert "big.xml" in msg and "exit code 9" in msg and "reader lost its device" in msg, msg
-    for model in (m.Run, m.Commit, tm.TestCase, tm.TestExecution, tm.TestVerdictRow, tm.TestReport):
+    for model in (m.Run, m.Commit, tm.CaseRow, tm.ExecutionRow, tm.CaseVerdictRow, tm.ReportRow):
         assert count(db_url, model) == 0, model.__tablename__
 
 
@@ -322,10 +323,10 @@ def test_migration_0004_drops_the_executions_run_fk_and_a_deleted_run_still_take
     upgrade(db_url)
     assert run_fks() == []
     ingest_junit(db_url, [FIX / "pytest_rerunfailures.xml"], source=src(), lane=None, hardware=None, started_at=T0)
-    assert count(db_url, tm.TestExecution) > 0
+    assert count(db_url, tm.ExecutionRow) > 0
     with session_scope(db_url, write=True) as s:
         s.execute(m.Run.__table__.delete())
-    assert count(db_url, tm.TestReport) == 0 and count(db_url, tm.TestExecution) == 0
+    assert count(db_url, tm.ReportRow) == 0 and count(db_url, tm.ExecutionRow) == 0
 
 
 def test_migration_0002_matches_the_models(db_url):

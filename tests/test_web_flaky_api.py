@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from guardrail import clock
+from guardrail.store import junit_models as tm
 from guardrail.store import models as m
-from guardrail.store import test_models as tm
 from guardrail.store.db import session_scope
 from tests.timeline import NOW
 
@@ -90,7 +90,7 @@ def fill_flaky_db(url: str, tmp: Path) -> dict:
     behind the CLI, which has no date flag) and six commits today through `guardrail ingest --format junit`,
     on lane `tests` / Ascend910B3 and lane `gpu-tests` / H100; a rerun plan for the newest test run and for
     the newest nightly. Day 3 lacks the passing bulk: an infrastructure failure (mass failure)."""
-    from guardrail.ingest.tests import ingest_junit
+    from guardrail.ingest.junit_writer import ingest_junit
     from guardrail.schema import CIInfo, Source
     from tests.test_web_api import fill_db
 
@@ -130,8 +130,8 @@ def fill_flaky_db(url: str, tmp: Path) -> dict:
     guardrail("ingest", "--format", "junit", *t5, str(rerun_round(tmp)))
     guardrail("rerun-plan", "--run", str(ids["last_nightly"]), "--db", url)
     with session_scope(url) as s:
-        t = s.scalar(select(tm.TestCase).where(tm.TestCase.test_id == FLAKY_ID))
-        markup = s.scalar(select(tm.TestCase).where(tm.TestCase.name == MARKUP_NAME))
+        t = s.scalar(select(tm.CaseRow).where(tm.CaseRow.test_id == FLAKY_ID))
+        markup = s.scalar(select(tm.CaseRow).where(tm.CaseRow.name == MARKUP_NAME))
         t5 = s.scalar(select(m.Run).where(m.Run.ci_run_id == "t5"))
         ids.update(flaky_pk=t.id, flaky_key=t.key, markup_pk=markup.id, markup_key=markup.key, test_run=t5.id)
     return ids
@@ -325,7 +325,7 @@ def test_openapi_lists_the_test_endpoints(client):
 def test_web_aggregates_equal_the_store_queries(client, store):
     """The page-side shortcuts (per-day counts in SQL, one test's stats from its own history) give what
     the store's queries give."""
-    from guardrail.store.test_queries import ci_health_doc, flaky_stats
+    from guardrail.store.junit_queries import ci_health_doc, flaky_stats
     from web import flaky as fq
 
     url, ids = store
@@ -342,10 +342,10 @@ def test_web_aggregates_equal_the_store_queries(client, store):
 def test_test_views_on_postgresql(pg_url, tmp_path):
     """The same views over PostgreSQL (its own day grouping in UTC, its window query): equal to the store's
     queries, and the pages render."""
-    from guardrail.ingest.tests import ingest_junit
+    from guardrail.ingest.junit_writer import ingest_junit
     from guardrail.schema import CIInfo, Source
     from guardrail.store.db import upgrade
-    from guardrail.store.test_queries import ci_health_doc, flaky_stats
+    from guardrail.store.junit_queries import ci_health_doc, flaky_stats
     from web import flaky as fq
     from web.app import create_app
 

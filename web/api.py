@@ -248,8 +248,8 @@ class QuarantineRequest(BaseModel):
 
 
 def _quarantine(request: Request, op: str, test: str, reason: str, author: str) -> dict[str, Any]:
-    from guardrail.cli.quarantine import add_entry, remove_entry
-    from guardrail.store.test_queries import find_tests
+    from guardrail.quarantine import add_entry, remove_entry
+    from guardrail.store.junit_queries import find_tests
 
     with session_scope(request.app.state.db_url, write=True) as session:
         if not find_tests(session, test):
@@ -288,7 +288,7 @@ class IngestRequest(BaseModel):
 @router.post("/ingest", summary="Validate result documents and store them all in one transaction (token required)")
 def post_ingest(body: IngestRequest, request: Request, author: str = Depends(require_writer)) -> dict[str, Any]:
     from guardrail.ingest import load_documents
-    from guardrail.store.writer import store_documents
+    from guardrail.ingest.result_writer import store_documents
 
     if body.format == "junit" or any(isinstance(d.content, str) for d in body.documents):
         bad = next((d.name for d in body.documents if isinstance(d.content, str)), body.documents[0].name)

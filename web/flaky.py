@@ -15,13 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from guardrail import clock
+from guardrail.store import junit_models as tm
+from guardrail.store import junit_queries as tq
 from guardrail.store import models as m
-from guardrail.store import test_models as tm
-from guardrail.store import test_queries as tq
+from guardrail.store.flaky_window import filter_verdicts
 from web.queries import NotFound, iso
 
-V = tm.TestVerdictRow
-T = tm.TestCase
+V = tm.CaseVerdictRow
+T = tm.CaseRow
 STRIP = 30  # verdicts in a history strip
 STATES = ("broken", "quarantined", "flaky", "healthy")
 
@@ -67,7 +68,7 @@ def strips(session: Session, pks: list[int], *, n: int = STRIP) -> dict[int, lis
 
 
 def _pks(session: Session, keys: list[str]) -> dict[str, int]:
-    from guardrail.ingest.tests import key_hash
+    from guardrail.analysis.junit_model import key_hash
 
     hashes = {key_hash(k): k for k in keys}
     if not hashes:
@@ -123,7 +124,8 @@ def _by_minutes(
 def _one_test_stats(session: Session, t: Any, when: datetime) -> Any:
     """Score and state of one test from its own history (what flaky_stats gives for it, without scoring
     every test): infra-excluded and skipped verdicts out, then the pure window and classification."""
-    from guardrail.analysis.flaky import FlakinessPolicy, classify, window_counts
+    from guardrail.analysis.flaky_scores import classify, window_counts
+    from guardrail.rerun_policy import FlakinessPolicy
 
     vs = [v for v in tq.history(session, tests=[t.id], include_excluded=False) if v.verdict != "skip" and v.at <= when]
     counts = window_counts(t.key, vs, when, FlakinessPolicy())
@@ -140,7 +142,7 @@ def test_detail(session: Session, pk: int, *, executions: int = 200, at: datetim
     when = at or now()
     stats = _one_test_stats(session, t, when)
     verdicts = strips(session, [pk], n=100)[pk]
-    E = tm.TestExecution
+    E = tm.ExecutionRow
     ex = session.execute(
         select(E, m.Run.lane, m.Run.hardware, m.Run.ci_run_id)
         .join(m.Run, m.Run.id == E.run_id)
@@ -262,8 +264,8 @@ def ci_health(
     docs/dashboard.md at 120k verdicts)."""
     from itertools import chain, repeat
 
-    from guardrail.analysis.flaky import HealthRow
-    from guardrail.analysis.flaky import ci_health as health
+    from guardrail.analysis.ci_health import HealthRow
+    from guardrail.analysis.ci_health import ci_health as health
 
     when = at or now()
     since = when - timedelta(days=days)
@@ -274,7 +276,7 @@ def ci_health(
         .where(V.at >= since, V.at <= when)
         .group_by(day, V.lane, V.hardware, V.verdict)
     )
-    groups = session.execute(tq._filtered(q, lane=lane, hardware=hardware)).all()
+    groups = session.execute(filter_verdicts(q, lane=lane, hardware=hardware)).all()
 
     def rows(d: Any, ln: str, hw: str, verdict: str, n: int, rerun: float):
         # the pure function counts rows: n rows of the group, the group's rerun time on the first

@@ -391,9 +391,9 @@ def quarantine_form(
 ):
     """Quarantine (with a reason) or release a test from the flaky and test pages: the sign-in cookie's token
     names who did it, stored through the functions `guardrail quarantine add/remove` use."""
-    from guardrail.cli.quarantine import add_entry, remove_entry
     from guardrail.errors import InputError
 
+    from guardrail.quarantine import add_entry, remove_entry
     safe_next = next if next.startswith("/") and not next.startswith("//") else "/flaky"
     author = token_name(request, cookie=True)
     if author is None:

@@ -68,7 +68,7 @@ def ingest_cmd(
         )
     url = resolve_db(db)
     if fmt == "junit":
-        from guardrail.ingest.tests import ingest_junit
+        from guardrail.ingest.junit_writer import ingest_junit
 
         # A JUnit file names no commit: like `guardrail run`, take it from the flags, the CI, or the checkout.
         source = source_from_env(
@@ -77,12 +77,11 @@ def ingest_cmd(
 
         report = ingest_junit(url, paths, source=source, lane=lane, hardware=hardware)
     else:
-        from guardrail.ingest import ingest
         from guardrail.adapters import AdaptDefaults
+        from guardrail.ingest import ingest
 
-        defaults = AdaptDefaults(
-            **{k: v for k, v in (("lane", lane), ("hardware", hardware), ("source", source)) if v is not None}
-        )
+        # no --lane: the adapters' default lane
+        defaults = AdaptDefaults(**({"lane": lane} if lane is not None else {}), hardware=hardware, source=source)
         report = ingest(url, paths, fmt, defaults)
     if output == "json":
         typer.echo(json.dumps(report.to_dict(), indent=1))
@@ -94,7 +93,7 @@ def ingest_cmd(
         )
     for s in report.skipped:
         typer.echo(f"skipped  {s['file']}: {s['workload']} in run {s['run_id']}: {s['reason']}")
-    for s in getattr(report, "ignored", []):
+    for s in report.ignored:
         typer.echo(f"ignored  {s['file']}: {s['reason']}")
     typer.echo(
         f"{len(report.stored)} stored, {len(report.skipped)} already there; runs: "

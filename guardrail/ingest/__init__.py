@@ -6,49 +6,15 @@ its workload and a hash of its content.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from guardrail.errors import InputError
-
-if TYPE_CHECKING:
-    from guardrail.schema import Result
+from guardrail.ingest.documents import Document, IngestReport, content_hash
 
 PERF_FORMATS = ("auto", "result", "vllm-omni-diffusion", "vllm-bench", "tts-bench", "pytest-benchmark")
-
-
-@dataclass(frozen=True)
-class Document:
-    """A validated result and where it came from."""
-
-    path: str
-    format: str
-    result: Result
-    content_hash: str
-
-
-@dataclass
-class IngestReport:
-    stored: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    ignored: list[dict[str, Any]] = field(default_factory=list)  # files in a directory that are no result
-
-    @property
-    def run_ids(self) -> list[int]:
-        return sorted({r["run_id"] for r in self.stored + self.skipped})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": "guardrail.ingest/v1",
-            "stored": self.stored,
-            "skipped": self.skipped,
-            "ignored": self.ignored,
-            "run_ids": self.run_ids,
-        }
 
 
 def expand_paths(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".json",)) -> list[Path]:
@@ -71,11 +37,6 @@ def _expand(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[tupl
         else:
             raise InputError("no such file or directory", file=str(p))
     return out
-
-
-def content_hash(result: Result) -> str:
-    canonical = json.dumps(result.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _read_json(path: Path) -> Any:
@@ -116,13 +77,11 @@ def load_documents(
     for item in paths:
         path, explicit = item if isinstance(item, tuple) else (item, True)
         data = _read_json(path)
-        kind = fmt
-        if kind == "auto":
-            kind = _detect(path, data, required=explicit)
-            if kind is None:
-                if ignored is not None:
-                    ignored.append({"file": str(path), "reason": "not a result file of any known format"})
-                continue
+        kind = fmt if fmt != "auto" else _detect(path, data, required=explicit)
+        if kind is None:
+            if ignored is not None:
+                ignored.append({"file": str(path), "reason": "not a result file of any known format"})
+            continue
         if kind == "result":
             results = [parse_result(data, file=str(path))]
         else:
@@ -140,11 +99,9 @@ def _detect(path: Path, data: Any, *, required: bool = True) -> str | None:
         if data["schema"] == RESULT_SCHEMA:
             return "result"
         parse_result(data, file=str(path))  # raises: unknown schema version, naming the field
-    try:
-        from guardrail import adapters
-    except ImportError:  # adapters not installed in this build
-        adapters = None
-    kind = adapters.detect_format(path, data) if adapters else None
+    from guardrail import adapters
+
+    kind = adapters.detect_format(path, data)
     if kind is None and required:
         raise InputError(
             "format not recognised; pass --format (result, vllm-omni-diffusion, vllm-bench, tts-bench, "
@@ -155,8 +112,8 @@ def _detect(path: Path, data: Any, *, required: bool = True) -> str | None:
 
 
 def ingest(db_url: str, paths: Sequence[str | Path], fmt: str = "auto", defaults: Any = None) -> IngestReport:
+    from guardrail.ingest.result_writer import store_documents
     from guardrail.store.db import session_scope
-    from guardrail.store.writer import store_documents
 
     ignored: list[dict[str, Any]] = []
     docs = load_documents(_expand(paths, (".json",)), fmt, defaults, ignored)

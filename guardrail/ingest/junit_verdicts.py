@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from guardrail.ingest.junit_model import FAILED, TestCaseRecord, TestIdentity, TestVerdict
+from guardrail.analysis.junit_model import FAILED, CaseIdentity, CaseRecord, CaseVerdict
 
 
-def _attempt(r: TestCaseRecord) -> tuple[int, int, int]:
+def _attempt(r: CaseRecord) -> tuple[int, int, int]:
     return (r.job_attempt, r.process_attempt, r.inprocess_attempt)
 
 
@@ -34,8 +34,8 @@ def single_verdict(outcome: str, duration_s: float, signature: str | None, phase
 
 
 def verdict_fields(recs: list[Any]) -> tuple[Any, ...]:
-    """The verdict of one test's attempts (:class:`TestCaseRecord` or :class:`AttemptView`; sorted in place,
-    latest last), as the :class:`TestVerdict` fields after the commits: (verdict, final_outcome, attempts,
+    """The verdict of one test's attempts (:class:`CaseRecord` or :class:`AttemptView`; sorted in place,
+    latest last), as the :class:`CaseVerdict` fields after the commits: (verdict, final_outcome, attempts,
     failed_attempts, signatures, duration_s, rerun_duration_s, phases, process_attempts). Writers that only
     need the values skip the dataclass."""
     if len(recs) == 1:
@@ -65,8 +65,8 @@ def verdict_fields(recs: list[Any]) -> tuple[Any, ...]:
     )
 
 
-def group_records(executions: Iterable[TestCaseRecord]) -> dict[TestIdentity, list[TestCaseRecord]]:
-    by_test: dict[TestIdentity, list[TestCaseRecord]] = {}
+def group_records(executions: Iterable[CaseRecord]) -> dict[CaseIdentity, list[CaseRecord]]:
+    by_test: dict[CaseIdentity, list[CaseRecord]] = {}
     for r in executions:
         group = by_test.get(r.identity)
         if group is None:
@@ -77,21 +77,21 @@ def group_records(executions: Iterable[TestCaseRecord]) -> dict[TestIdentity, li
 
 
 def group_verdicts(
-    executions: Iterable[TestCaseRecord],
+    executions: Iterable[CaseRecord],
     *,
     head_commit: str | None = None,
     base_commit: str | None = None,
-) -> list[TestVerdict]:
+) -> list[CaseVerdict]:
     """Group attempts by test identity; the latest attempt (job, process, in-process) is the final one.
 
     All ``executions`` must belong to the same (head commit, base commit) pair: the caller groups by
     that first (the store query does). Mixed pass and fail on the same code is ``flaky``.
     """
-    out: list[TestVerdict] = []
+    out: list[CaseVerdict] = []
     for ident, recs in group_records(executions).items():
         verdict, final, attempts, failed, sigs, duration, rerun, phases, procs = verdict_fields(recs)
         out.append(
-            TestVerdict(
+            CaseVerdict(
                 identity=ident,
                 verdict=verdict,
                 head_commit=head_commit,

@@ -109,7 +109,10 @@ def _stored_revision(url: str) -> str | None:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    if head is None:  # only a migrations folder without any revision has none
+        raise RuntimeError(f"no Alembic revision under {MIGRATIONS_DIR}")
+    return head
 
 
 def _guard_connect(url: str, fn):

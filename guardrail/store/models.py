@@ -284,6 +284,3 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-from guardrail.store import test_models  # noqa: E402,F401

@@ -19,10 +19,8 @@ FAILED: frozenset[str] = frozenset({"fail", "error"})
 
 
 @dataclass(frozen=True, slots=True)
-class TestIdentity:
+class CaseIdentity:
     """What makes two executions "the same test": suite, file, class, name, parameters, hardware."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
     suite: str
     file: str | None
@@ -74,13 +72,18 @@ class TestIdentity:
 
 
 def node_id(file: str | None, classname: str | None, name: str, params: str | None) -> str:
-    """:attr:`TestIdentity.id` from the fields (the ingest keys plain tuples with it)."""
+    """:attr:`CaseIdentity.id` from the fields (the ingest keys plain tuples with it)."""
     base = "::".join([p for p in (file, classname) if p] + [name])
     return f"{base}[{params}]" if params is not None else base
 
 
+def key_hash(key: str) -> str:
+    """The fixed-size hash of a test key (:attr:`CaseIdentity.key`) that carries the unique index of ``tests``."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
-class TestCaseRecord:
+class CaseRecord:
     """One execution = one attempt of one test.
 
     ``job_attempt`` is the CI run attempt (a re-run of the whole workflow), ``process_attempt`` a rerun
@@ -89,9 +92,7 @@ class TestCaseRecord:
     ``final`` marks the last attempt of the test within its (job, process) attempt in this file.
     """
 
-    __test__ = False
-
-    identity: TestIdentity
+    identity: CaseIdentity
     outcome: Outcome
     duration_s: float
     job_attempt: int = 1
@@ -132,7 +133,7 @@ class TestCaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class TestVerdict:
+class CaseVerdict:
     """One verdict per test variant per (head commit, base commit), over all its attempts.
 
     ``pass``: every attempt passed. ``fail``: every attempt failed. ``flaky``: the same code both
@@ -140,9 +141,7 @@ class TestVerdict:
     neither for nor against a test).
     """
 
-    __test__ = False
-
-    identity: TestIdentity
+    identity: CaseIdentity
     verdict: VerdictKind
     head_commit: str | None
     base_commit: str | None

@@ -1,63 +1,17 @@
-"""`guardrail flaky`, `guardrail rerun-plan` and `guardrail ci-health`: flaky tests, reruns, CI health."""
+"""`guardrail rerun-plan`: which failed tests and which performance workloads of a run to rerun now, and why;
+every decision is stored (``rerun_decisions``)."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from guardrail import clock
 from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.flaky_report import FormatOption, PolicyOption, text_or_json
 from guardrail.errors import InputError
-
-FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
-PolicyOption = Annotated[
-    Path | None, typer.Option("--policy", help="Rerun policy YAML (default: baselines/rerun-policy.yaml).")
-]
-
-
-def _format(fmt: str) -> str:
-    if fmt not in ("text", "json"):
-        raise InputError(f"unknown format {fmt!r}; text or json", field="--format")
-    return fmt
-
-
-def _now() -> datetime:
-    return clock.now()
-
-
-@app.command("flaky")
-def flaky_cmd(
-    fmt: FormatOption = "text",
-    lane: Annotated[str | None, typer.Option(help="Only verdicts of this lane.")] = None,
-    hardware: Annotated[str | None, typer.Option(help="Only this hardware (the run's or the test's).")] = None,
-    all_tests: Annotated[bool, typer.Option("--all", help="Healthy tests too (JSON always has them).")] = False,
-    policy: PolicyOption = None,
-    db: DbOption = None,
-) -> None:
-    """Flaky-test report: score, state and reason per test variant (guardrail.flaky/v1)."""
-    from guardrail.analysis.flaky import flaky_report
-    from guardrail.analysis.rerun import load_policy
-    from guardrail.store.db import session_scope
-    from guardrail.store.test_queries import flaky_stats
-
-    fmt = _format(fmt)
-    pol = load_policy(policy)
-    with session_scope(resolve_db(db)) as s:
-        stats = flaky_stats(s, now=_now(), policy=pol.flakiness, lane=lane, hardware=hardware)
-    doc = flaky_report(stats, only_flagged=fmt == "text" and not all_tests)
-    if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
-        return
-    for t in doc["tests"]:
-        typer.echo(f"{t['state']:<11} {t['score']:.3f}  {t['key']}  ({t['reason']})")
-    sm = doc["summary"]
-    typer.echo(
-        f"{len(stats)} test variants: {sm['flaky']} flaky, {sm['broken']} broken, {sm['quarantined']} quarantined"
-    )
 
 
 def _find_run(s: Any, run: str):
@@ -79,8 +33,8 @@ def _seen_regressions(s: Any, run: Any, check: Any) -> list[tuple[str, str, str]
     """(workload, metric, hardware) with an earlier open regression alert: a regression seen again."""
     from sqlalchemy import or_, select
 
-    from guardrail.check import OPEN_STATES
     from guardrail.store import models as m
+    from guardrail.vocabulary import OPEN_STATES
 
     q = select(m.Alert).where(
         m.Alert.kind == "regression",
@@ -109,25 +63,29 @@ def rerun_plan_cmd(
     """Which failed tests and performance workloads to rerun now; every decision is stored with its reason."""
     from sqlalchemy import select
 
-    from guardrail.analysis.rerun import PerfCandidate, load_policy, rerun_plan
+    from guardrail.analysis.perf_reruns import PerfCandidate
+    from guardrail.analysis.rerun_plan import rerun_plan
+    from guardrail.rerun_policy.yaml_file import load_rerun_policy
+    from guardrail.store import junit_models as jm
     from guardrail.store import models as m
-    from guardrail.store import test_models as tm
     from guardrail.store.db import session_scope
-    from guardrail.store.test_queries import active_quarantine, flaky_stats, run_verdicts
+    from guardrail.store.junit_queries import active_quarantine, flaky_stats, run_verdicts
 
-    fmt = _format(fmt)
-    pol = load_policy(policy)
+    fmt = text_or_json(fmt)
+    pol = load_rerun_policy(policy)
     with session_scope(resolve_db(db), write=True) as s:
         row = _find_run(s, run)
         verdicts = run_verdicts(s, row)
         check = s.scalar(select(m.Check).where(m.Check.run_id == row.id).order_by(m.Check.id.desc()).limit(1))
-        entries = (check.doc or {}).get("verdicts", []) if check is not None else []
-        try:
-            perf = [PerfCandidate.from_entry(e) for e in entries]
-        except KeyError as exc:
-            raise InputError(f"check {check.id} of run {row.id}: verdict without {exc}", field="verdicts") from None
+        perf: list[PerfCandidate] = []
+        if check is not None:
+            try:
+                perf = [PerfCandidate.from_entry(e) for e in (check.doc or {}).get("verdicts", [])]
+            except KeyError as exc:
+                raise InputError(f"check {check.id} of run {row.id}: verdict without {exc}", field="verdicts") from None
+        now = clock.now()
         failed = {v.identity.key for v in verdicts if v.final_outcome in ("fail", "error")}
-        known_flaky = [st.test for st in flaky_stats(s, now=_now(), policy=pol.flakiness) if st.flaky] if failed else []
+        known_flaky = [st.test for st in flaky_stats(s, now=now, policy=pol.flakiness) if st.flaky] if failed else []
         plan = rerun_plan(
             str(row.id),
             verdicts,
@@ -138,23 +96,22 @@ def rerun_plan_cmd(
             changed_tests=changed or [],
             seen_regressions=_seen_regressions(s, row, check),
         )
-        now = _now()
         decisions = [
-            tm.RerunDecision(
+            jm.RerunDecision(
                 run_id=row.id, kind="job", target=str(row.id), action="plan", attempts=0, blocking=False,
                 reason=plan.reason, detail={"failed_tests": plan.failed_tests, "ran_tests": plan.ran_tests},
                 created_at=now,
             )
         ]  # fmt: skip
         decisions += [
-            tm.RerunDecision(
+            jm.RerunDecision(
                 run_id=row.id, kind="test", target=t.test, action="rerun" if t.rerun else "none",
                 attempts=t.attempts, blocking=False, reason=t.reason, detail={"id": t.id}, created_at=now,
             )
             for t in plan.tests
         ]  # fmt: skip
         decisions += [
-            tm.RerunDecision(
+            jm.RerunDecision(
                 run_id=row.id, kind="workload", target=f"{w.workload}/{w.metric}@{w.hardware}", action=w.action,
                 attempts=w.extra_repeats, blocking=w.blocking, reason=w.reason, detail=w.to_dict(), created_at=now,
             )
@@ -177,33 +134,3 @@ def rerun_plan_cmd(
         f"{sm['tests_to_rerun']} tests and {sm['workloads_to_rerun']} workloads to rerun, "
         f"{sm['workloads_flagged']} flagged; {doc['stored_decisions']} decisions stored"
     )
-
-
-@app.command("ci-health")
-def ci_health_cmd(
-    fmt: FormatOption = "text",
-    days: Annotated[int, typer.Option(help="Days back from now.", min=1)] = 14,
-    lane: Annotated[str | None, typer.Option(help="Only this lane.")] = None,
-    hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
-    db: DbOption = None,
-) -> None:
-    """Pass rate, flaky rate, CI minutes lost to reruns, infrastructure errors by kind (guardrail.ci-health/v1)."""
-    from guardrail.store.db import session_scope
-    from guardrail.store.test_queries import ci_health_doc
-
-    fmt = _format(fmt)
-    with session_scope(resolve_db(db)) as s:
-        doc = ci_health_doc(s, now=_now(), days=days, lane=lane, hardware=hardware)
-    if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
-        return
-    if not doc["totals"]:
-        typer.echo(f"no test verdicts in the last {days} days")
-    for t in doc["totals"]:
-        rate = "-" if t["pass_rate"] is None else f"{t['pass_rate']:.1%}"
-        flaky = "-" if t["flaky_rate"] is None else f"{t['flaky_rate']:.1%}"
-        infra = ", ".join(f"{k} {n}" for k, n in t["infra_errors"].items()) or "none"
-        typer.echo(
-            f"{t['lane']} on {t['hardware']}: {t['tests']} verdicts, pass {rate}, flaky {flaky}, "
-            f"{t['rerun_minutes']:.1f} CI minutes on reruns, infra errors: {infra}"
-        )

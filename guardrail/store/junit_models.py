@@ -1,9 +1,9 @@
 """Tables for JUnit results: test identities, one execution per attempt, one verdict per test per commit
 pair, quarantine entries and rerun decisions (docs/flaky.md, "What the store should keep").
 
-Declared on :class:`guardrail.store.models.Base`; a JUnit ingest reuses the ``runs`` table (lane, hardware,
-commit, PR, base commit, CI run id and attempt). Migrations: ``migrations/versions/0002_tests_flaky_reruns.py``,
-``0003_junit_ingest_indexes.py``.
+Declared on :class:`guardrail.store.models.Base` (:mod:`guardrail.store.metadata` gathers both modules'
+tables); a JUnit ingest reuses the ``runs`` table (lane, hardware, commit, PR, base commit, CI run id and
+attempt). Migrations: ``migrations/versions/0002_tests_flaky_reruns.py``, ``0003_junit_ingest_indexes.py``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,20 @@ from guardrail.store.models import Base, Run, utcnow
 _BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only auto-increments INTEGER keys
 
 
-class TestCase(Base):
-    """One test *variant*: ``TestIdentity.key`` (node id plus ``@hardware``); flakiness is tracked per row."""
+def pair_key(head: str | None, base: str | None, run_id: int) -> str:
+    """:attr:`CaseVerdictRow.pair_key`: the commit pair, or the run itself when no commit is known."""
+    return f"{head}..{base or ''}" if head else f"run:{run_id}"
 
-    __test__ = False  # not a pytest class
+
+class CaseRow(Base):
+    """One test *variant*: ``CaseIdentity.key`` (node id plus ``@hardware``); flakiness is tracked per row."""
+
     __tablename__ = "tests"
     id: Mapped[int] = mapped_column(primary_key=True)
     # the key can be long (parameters): a fixed-size hash carries the unique index
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key: Mapped[str] = mapped_column(Text)
-    test_id: Mapped[str] = mapped_column(Text)  # TestIdentity.id, without hardware
+    test_id: Mapped[str] = mapped_column(Text)  # CaseIdentity.id, without hardware
     suite: Mapped[str] = mapped_column(Text, default="")
     file: Mapped[str | None] = mapped_column(Text)
     classname: Mapped[str | None] = mapped_column(Text)
@@ -38,10 +42,9 @@ class TestCase(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class TestReport(Base):
+class ReportRow(Base):
     """One JUnit file stored for one run: the content hash makes re-ingesting it a no-op."""
 
-    __test__ = False
     __tablename__ = "test_reports"
     __table_args__ = (UniqueConstraint("run_id", "content_hash"),)
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,10 +57,9 @@ class TestReport(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class TestExecution(Base):
-    """One attempt of one test (a ``TestCaseRecord``)."""
+class ExecutionRow(Base):
+    """One attempt of one test (a ``CaseRecord``)."""
 
-    __test__ = False
     __tablename__ = "test_executions"
     __table_args__ = (Index("ix_test_executions_run_test", "run_id", "test_pk"),)
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
@@ -82,7 +84,7 @@ class TestExecution(Base):
     system_out: Mapped[str | None] = mapped_column(Text)  # the last 2,000 characters
 
 
-class TestVerdictRow(Base):
+class CaseVerdictRow(Base):
     """One verdict per test per (head commit, base commit), regrouped over all attempts after each ingest.
 
     ``pair_key`` is ``head..base`` (or ``run:<id>`` for a run without a commit): NULLs never collide in a
@@ -90,7 +92,6 @@ class TestVerdictRow(Base):
     the test ran in; ``infra_excluded`` is set when that run is an infrastructure failure.
     """
 
-    __test__ = False
     __tablename__ = "test_verdicts"
     __table_args__ = (
         # also serves every per-test read (a test's few verdicts are sorted after): no (test_pk, at) index,
@@ -129,7 +130,7 @@ class TestVerdictRow(Base):
     process_attempts: Mapped[int] = mapped_column(Integer, default=1)
     infra_excluded: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    test: Mapped[TestCase] = relationship(lazy="joined")
+    test: Mapped[CaseRow] = relationship(lazy="joined")
     run: Mapped[Run] = relationship()
 
 
@@ -147,7 +148,7 @@ class QuarantineRow(Base):
     release_reason: Mapped[str | None] = mapped_column(Text)
     released_by: Mapped[str | None] = mapped_column(String(200))
 
-    test: Mapped[TestCase] = relationship(lazy="joined")
+    test: Mapped[CaseRow] = relationship(lazy="joined")
 
 
 class RerunDecision(Base):

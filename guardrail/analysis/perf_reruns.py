@@ -1,0 +1,141 @@
+"""Performance workloads: which judged series get extra repeats now, which are flagged, which block.
+
+Pure functions over the entries of a ``guardrail.verdicts/v1`` document; every decision carries its reason.
+Numbers: the ``performance`` section of baselines/rerun-policy.yaml; rules in docs/flaky.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from guardrail.rerun_policy import RerunPolicy
+
+# guardrail.analysis.planner.REPEATS_UNREACHABLE (not imported: the planner loads scipy): no number of repeats
+# resolves the comparison
+REPEATS_UNREACHABLE = 1_000_000
+
+
+@dataclass(frozen=True)
+class PerfRerun:
+    workload: str
+    metric: str
+    hardware: str
+    verdict: str
+    action: Literal["rerun", "flag", "none"]
+    extra_repeats: int
+    repeats_needed: int | None
+    blocking: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "metric": self.metric,
+            "hardware": self.hardware,
+            "verdict": self.verdict,
+            "action": self.action,
+            "extra_repeats": self.extra_repeats,
+            "repeats_needed": self.repeats_needed,
+            "blocking": self.blocking,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class PerfCandidate:
+    """One judged series: an entry of a ``guardrail.verdicts/v1`` document, or the same fields."""
+
+    workload: str
+    metric: str
+    hardware: str
+    verdict: str
+    repeats_needed: int | None = None
+    candidate_repeats: int | None = None
+    informational: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.workload, self.metric, self.hardware)
+
+    @classmethod
+    def from_entry(cls, e: Mapping[str, Any]) -> PerfCandidate:
+        return cls(
+            workload=e["workload"],
+            metric=e["metric"],
+            hardware=e.get("hardware") or "",
+            verdict=e["verdict"],
+            repeats_needed=e.get("repeats_needed"),
+            candidate_repeats=(e.get("candidate") or {}).get("repeats"),
+            informational=bool(e.get("informational", False)),
+        )
+
+
+def plan_perf_reruns(
+    candidates: Iterable[PerfCandidate],
+    *,
+    policy: RerunPolicy = RerunPolicy(),
+    seen_regressions: Iterable[tuple[str, str, str]] = (),
+) -> list[PerfRerun]:
+    """Extra repeats for inconclusive and first-seen regression series; noisy series flagged.
+
+    ``seen_regressions``: (workload, metric, hardware) already judged ``regression`` for this head
+    commit in an earlier attempt -- a regression seen twice blocks instead of being rerun again.
+    Several metrics of one workload share its rerun: the largest request wins.
+    """
+    pp = policy.performance
+    seen = set(seen_regressions)
+    return _cap_workloads([_decide(c, policy, seen) for c in candidates], pp.max_workloads_per_job)
+
+
+def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str]]) -> PerfRerun:
+    pp = policy.performance
+    need = c.repeats_needed
+
+    def decision(action: Literal["rerun", "flag", "none"], extra: int, blocking: bool, reason: str) -> PerfRerun:
+        return PerfRerun(c.workload, c.metric, c.hardware, c.verdict, action, extra, need, blocking, reason)
+
+    if c.informational:
+        return decision("none", 0, False, "informational metric")
+    if c.verdict == "noisy":
+        how = (
+            "no number of repeats resolves it"
+            if need is not None and need >= REPEATS_UNREACHABLE
+            else f"about {need} repeats would be needed"
+            if need
+            else "the repeats needed are unknown"
+        )
+        return decision("flag", 0, False, f"noisy series: {how}; flagged, never blocking")
+    first_seen = c.verdict == "regression" and c.key not in seen
+    if c.verdict not in pp.rerun_verdicts or (c.verdict == "regression" and not first_seen):
+        blocking = c.verdict in ("regression", "missing")
+        why = "regression seen again after a rerun: confirmed" if c.verdict == "regression" else c.verdict
+        return decision("none", 0, blocking, why)
+    if need is not None and need >= REPEATS_UNREACHABLE:
+        reason = f"{c.verdict}: no number of repeats resolves it; flagged for a human"
+        return decision("flag", 0, c.verdict == "regression", reason)
+    have = c.candidate_repeats or 0
+    extra = need - have if need is not None else pp.default_extra_repeats
+    extra = max(1, extra)
+    capped = min(extra, pp.max_extra_repeats)
+    note = f" (needs {extra}, capped at {pp.max_extra_repeats})" if capped < extra else ""
+    what = "first-seen regression: confirm" if first_seen else "inconclusive: resolve"
+    return decision("rerun", capped, False, f"{what} with {capped} more repeats{note}")
+
+
+def _cap_workloads(decisions: list[PerfRerun], cap: int) -> list[PerfRerun]:
+    chosen: list[tuple[str, str]] = []
+    out = []
+    for d in decisions:
+        if d.action == "rerun":
+            wl = (d.workload, d.hardware)
+            if wl not in chosen and len(chosen) >= cap:
+                d = PerfRerun(
+                    d.workload, d.metric, d.hardware, d.verdict, "none", 0, d.repeats_needed,
+                    d.verdict == "regression", f"job cap reached: {cap} workloads rerun already",
+                )  # fmt: skip
+            elif wl not in chosen:
+                chosen.append(wl)
+        out.append(d)
+    return out
