@@ -149,7 +149,7 @@ def bench_check(url: str, tmp: Path, history: int = 365) -> dict:
         with session_scope(url, write=True) as s:
             out = check_runs(s, find_runs(s, run_id=run_id, commit=None, lane=None))
         timings.append(time.perf_counter() - start)
-    assert len(out["verdicts"]) == 30, len(out["verdicts"])
+    assert len(out.verdicts) == 30, len(out.verdicts)
     env = {**os.environ, "GUARDRAIL_DB": url}
     start = time.perf_counter()
     proc = subprocess.run(

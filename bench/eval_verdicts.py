@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from eval_methods import (  # noqa: E402
 from guardrail.analysis.changepoints import detect_change_points  # noqa: E402
 from guardrail.analysis.compare import compare_metric  # noqa: E402
 from guardrail.analysis.fdr import judge_check  # noqa: E402
-from guardrail.analysis.sequential import judge_look, sequential_decision  # noqa: E402
+from guardrail.analysis.sequential import SequentialDecision, sequential_decision  # noqa: E402
 
 DOC = ROOT / "docs" / "statistics.md"
 BEGIN, END = "<!-- eval:begin -->", "<!-- eval:end -->"
@@ -179,6 +179,26 @@ class Rates:
         f = self.flags[method]
         n = len(f) // metrics
         return float(np.mean([any(f[i * metrics : (i + 1) * metrics]) for i in range(n)])) if n else None
+
+
+def judge_look(decisions: list[SequentialDecision]) -> list[SequentialDecision]:
+    """False-discovery control across the metrics of one check at one look.
+
+    Benjamini-Hochberg (judge_check) at this look's level: under the global null the chance of any false
+    alarm at look k is at most level(k), so over all looks and all metrics it stays at most alpha. A
+    regression or improvement that BH downgrades keeps going (more repeats) unless this is the last look.
+    """
+    if not decisions:
+        return []
+    level = decisions[0].look_alpha
+    judged = judge_check([d.comparison for d in decisions], fdr=level).comparisons
+    out = []
+    for d, c in zip(decisions, judged, strict=True):
+        if c.verdict != d.comparison.verdict and d.look_index < d.max_looks:
+            out.append(replace(d, action="continue", comparison=c))
+        else:
+            out.append(replace(d, comparison=c))
+    return out
 
 
 def confirm_check(trials: list[Trial], threshold: float) -> tuple[list[bool], list[int]]:

@@ -4,19 +4,21 @@ change-point scan that turns new change points on main into alerts."""
 from __future__ import annotations
 
 import functools
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import ARRAY, Integer, any_, bindparam, select
 from sqlalchemy.orm import Session
 
-from guardrail import clock
+from guardrail.alerts import known_change_points, raise_change_point_alerts
 from guardrail.store import models as m
+
+if TYPE_CHECKING:
+    from guardrail.analysis.alerts import SeriesChangePoint
 
 
 @dataclass(frozen=True)
@@ -174,15 +176,15 @@ def scan_change_points(
 ) -> list[m.Alert]:
     """Detect change points on every stored series of `lane`; new ones become alerts, one per workload and
     commit range (metrics that moved together share an alert). Returns the alerts created now."""
-    from guardrail.analysis.alerts import attribute, attribute_and_dedup
+    from guardrail.analysis.alerts import attribute, attribute_and_dedup  # scipy: only when scanning
 
     q = select(m.Series)
     if hardware:
         q = q.where(m.Series.hardware == hardware)
     series_all = session.scalars(q).all()
-    points_by_key: dict[tuple[int, str, int], Any] = {}
+    found: dict[tuple[int, str, int], list[SeriesChangePoint]] = {}
     directions: dict[tuple[int, str, int], str] = {}
-    last_run: dict[tuple[int, str, int], int] = {}
+    last_run: dict[int, int] = {}
     for s in series_all:
         pts = series_points(session, s.id, lanes=[lane], branch=branch)
         if len(pts) < 4:
@@ -197,51 +199,20 @@ def scan_change_points(
             min_magnitude=min_magnitude,
         )
         if cps:
-            points_by_key[key] = cps
+            found[key] = cps
             directions[key] = s.direction
-            last_run[key] = pts[-1].run_id
-    known = set(session.scalars(select(m.Alert.dedup_key).where(m.Alert.kind == "changepoint")))
-    by_id = {s.id: s for s in series_all}
-
-    def finite(x: float) -> float | None:  # a change from a zero level has no ratio
-        return x if math.isfinite(x) else None
-
-    created = []
-    for alert in attribute_and_dedup(
-        points_by_key,
+            last_run[s.id] = pts[-1].run_id
+    grouped = attribute_and_dedup(
+        found,
         workload_of=lambda k: f"{k[0]}:{k[1]}",
         directions=directions,
-        known_keys={k.removeprefix("changepoint:") for k in known},
-    ):
-        workload_id, hw = alert.workload.split(":", 1)
-        row = m.Alert(
-            dedup_key=f"changepoint:{alert.key}",
-            kind="changepoint",
-            workload_id=int(workload_id),
-            hardware=hw,
-            lane=lane,
-            change=finite(alert.worst_change),
-            from_commit=alert.commit_range[0],
-            to_commit=alert.commit_range[1],
-            run_id=max(last_run[k] for k, _ in alert.members),
-            updated_at=clock.now(),
-            metrics=[
-                {
-                    "metric": by_id[k[2]].metric,
-                    "series_id": k[2],
-                    "change": finite(cp.change_point.change),
-                    "p_value": cp.change_point.p_value,
-                    "index": cp.change_point.index,
-                    "direction": directions[k],
-                    "before": cp.change_point.before,
-                    "after": cp.change_point.after,
-                    "threshold": min_magnitude,
-                }
-                for k, cp in alert.members
-            ],
-            note=None if alert.kind in ("regression", "change") else f"{alert.kind} change point",
-        )
-        session.add(row)
-        created.append(row)
-    session.flush()
-    return created
+        known_keys=known_change_points(session),
+    )
+    return raise_change_point_alerts(
+        session,
+        grouped,
+        lane=lane,
+        series={s.id: s for s in series_all},
+        last_run=last_run,
+        min_magnitude=min_magnitude,
+    )

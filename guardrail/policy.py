@@ -1,4 +1,5 @@
-"""Baseline policies per lane (`baselines/<lane>.yaml`): where a run's baseline comes from and how it is judged.
+"""Baseline policies per lane (`baselines/<lane>.yaml`): where a run's baseline comes from and how it is judged;
+and the pinned reference values (`baselines/reference/*.yaml`) a series with no history starts from.
 
 Loaded and validated once (pydantic); the rest of the code trusts the Policy object.
 """
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +20,7 @@ from guardrail.errors import InputError
 from guardrail.schema import json_path
 
 BASELINES_DIR = Path(os.environ.get("GUARDRAIL_BASELINES", Path(__file__).resolve().parents[1] / "baselines"))
+REFERENCE_DIR = BASELINES_DIR / "reference"
 
 
 class _Strict(BaseModel):
@@ -59,7 +63,7 @@ def _policy_file(lane: str, directory: Path) -> Path:
 
 
 @functools.cache
-def load_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
+def load_lane_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
     path = _policy_file(lane, directory)
     if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml"))
@@ -76,3 +80,50 @@ def load_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
     if policy.lane != lane:
         raise InputError(f"file is for lane {policy.lane!r}, expected {lane!r}", file=str(path), field="$.lane")
     return policy
+
+
+class ReferenceValue(Protocol):
+    """A pinned value of one series (guardrail.ingest.reference.ReferenceBaseline is one)."""
+
+    @property
+    def workload(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def hardware(self) -> str | None: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def dims(self) -> Mapping[str, str]: ...
+
+
+class ColdStart:
+    """The pinned per-hardware reference values, read from REFERENCE_DIR on first use by `read` (the reader of
+    their YAML files sits in the ingest layer, above this one)."""
+
+    NOTE = "pinned reference values (cold start)"  # how a report names them as a baseline
+
+    def __init__(self, read: Callable[[Path], Iterable[ReferenceValue]], directory: Path = REFERENCE_DIR):
+        self._read = read
+        self._directory = directory
+
+    @functools.cached_property
+    def _index(self) -> dict[tuple[str, str, str], list[ReferenceValue]]:
+        index: dict[tuple[str, str, str], list[ReferenceValue]] = defaultdict(list)
+        if self._directory.is_dir():
+            for ref in self._read(self._directory):
+                if ref.hardware is not None:  # a value that names no hardware applies to none (fail closed)
+                    index[(ref.workload, ref.metric, ref.hardware)].append(ref)
+        return index
+
+    def value(
+        self, policy: Policy, *, workload: str, spec: Mapping[str, Any], metric: str, hardware: str
+    ) -> float | None:
+        """The reference value of a series, where the lane's policy starts cold from references: same workload,
+        metric and hardware, and every dimension the value names equal to the workload's spec."""
+        if policy.baseline.cold_start != "reference":
+            return None
+        for ref in self._index.get((workload, metric, hardware), []):
+            if all(str(spec.get(k, "")) == v for k, v in ref.dims.items()):
+                return ref.value
+        return None

@@ -1,135 +1,206 @@
-"""The verdicts document (`guardrail.verdicts/v1`): built from the analysis layer's comparisons, printed by
-`check`/`compare`, stored with a check, rendered into PR comments and the dashboard."""
+"""The verdicts document (`guardrail.verdicts/v1`): built by the judge (guardrail.analysis.judgement), printed by
+`check`/`compare`, stored with a check and read back with `VerdictsDoc.model_validate`, rendered into PR
+comments and the dashboard. README "JSON outputs" documents its keys."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from guardrail.schema import VERDICTS_SCHEMA
-
-VERDICTS = ("regression", "improvement", "no_change", "inconclusive", "noisy", "missing")
-# What blocks a merge: a real regression, or no baseline at all (fail closed, never a silent pass).
-BLOCKING = ("regression", "missing")
+from guardrail.vocabulary import BLOCKING, DISPLAY_ORDER, STATUS_RANK, Status, Verdict
 
 
-@dataclass(frozen=True)
-class SeriesJudged:
-    """One workload x metric x hardware with its comparison (a MetricComparison of guardrail.analysis)."""
+class _Part(BaseModel):
+    # Documents may come from other versions or tools: unknown keys are ignored on reading.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    # Keys written only when they hold a value (the document has always left them out otherwise).
+    omit_if_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        for key in self.omit_if_none:
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
+
+class RunInfo(_Part):
+    """The run a check judged."""
+
+    id: int | None = None
+    lane: str | None = None
+    hardware: list[str] = Field(default_factory=list)
+    commit: str | None = None
+    repo: str | None = None
+    branch: str | None = None
+    pr: int | None = None
+    base_commit: str | None = None
+    started_at: str | None = None
+    url: str | None = None
+
+
+class BaselineInfo(_Part):
+    """Where the baseline came from: the lane policy and its selection (check), or the files given (compare)."""
+
+    omit_if_none = ("policy", "runs")
+    policy: str | None = None
+    source: str = ""
+    runs: int | None = None
+
+
+class BaselineSide(_Part):
+    runs: int = 0
+    median: float | None = None
+
+
+class CandidateSide(_Part):
+    repeats: int = 0
+    median: float | None = None
+
+
+class VerdictRow(_Part):
+    """One workload x metric x hardware and its verdict."""
 
     workload: str
     metric: str
-    hardware: str
-    unit: str
-    direction: str
-    comparison: Any
-    informational: bool = False
-    series_id: int | None = None
+    hardware: str | None = None
+    unit: str | None = None
+    direction: str | None = None
+    verdict: Verdict
+    change: float | None = None  # candidate/baseline - 1 of the metric as measured (+0.034 on a latency: worse)
+    ci: tuple[float, float] | None = None  # 95% confidence interval on `change`
+    p_value: float | None = None  # one-sided, in the metric's worse direction
+    q_value: float | None = None  # after false-discovery control across the check
+    threshold: float | None = None
+    repeats_needed: int | None = None
+    baseline: BaselineSide = BaselineSide()
+    candidate: CandidateSide = CandidateSide()
+    informational: bool = False  # reported, never gates
     summary: bool = False  # values are per-run summaries (one sample per run), not per-process samples
+    series_id: int | None = None
+    explanation: str = ""
 
 
-def apply_fdr(judged: Sequence[SeriesJudged], fdr: float) -> tuple[list[SeriesJudged], Any]:
-    """False-discovery control across the gating metrics of one check; informational ones are left as they are."""
-    from guardrail.analysis.fdr import judge_check
+class WorkloadError(_Part):
+    """A workload that produced no measurements (its own failure, an infrastructure error, a timeout)."""
 
-    gating = [j for j in judged if not j.informational]
-    judgement = judge_check([j.comparison for j in gating], fdr=fdr)
-    adjusted = {id(j): c for j, c in zip(gating, judgement.comparisons, strict=True)}
-    return [replace(j, comparison=adjusted.get(id(j), j.comparison)) for j in judged], judgement
-
-
-def _round(x: float | None, nd: int = 6) -> float | None:
-    return None if x is None else round(float(x), nd)
+    workload: str | None = None
+    hardware: str | None = None
+    status: str = "error"
+    kind: str | None = None
+    message: str | None = None
 
 
-def verdict_entry(s: SeriesJudged) -> dict[str, Any]:
-    c = s.comparison
-    return {
-        "workload": s.workload,
-        "metric": s.metric,
-        "hardware": s.hardware,
-        "unit": s.unit,
-        "direction": s.direction,
-        "verdict": c.verdict,
-        "change": _round(c.change),
-        "ci": [_round(c.ci[0]), _round(c.ci[1])] if c.ci else None,
-        "p_value": None if c.p_value is None else float(f"{c.p_value:.4g}"),
-        "q_value": None if c.q_value is None else float(f"{c.q_value:.4g}"),
-        "threshold": c.threshold,
-        "repeats_needed": c.repeats_needed,
-        "baseline": {"runs": c.baseline_runs, "median": _round(c.baseline_median)},
-        "candidate": {"repeats": c.candidate_repeats, "median": _round(c.candidate_median)},
-        "informational": s.informational,
-        "summary": s.summary,
-        "series_id": s.series_id,
-        "explanation": c.explanation,
-    }
-
-
-def status_of(verdicts: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]]) -> str:
-    gating = [v for v in verdicts if not v.get("informational")]
-    if any(v["verdict"] in BLOCKING for v in gating):
+def status_of(verdicts: Sequence[VerdictRow], errors: Sequence[WorkloadError]) -> Status:
+    """The one status rule: a blocking verdict of a gating (not informational) row fails; else any workload
+    error is an infrastructure error; else success."""
+    if any(v.verdict in BLOCKING for v in verdicts if not v.informational):
         return "failure"
     if errors:
         return "error"
     return "success"
 
 
-def build_doc(
-    judged: Sequence[SeriesJudged],
-    *,
-    expected_false_alarms: float,
-    method: str,
-    run: dict[str, Any] | None = None,
-    errors: Sequence[dict[str, Any]] = (),
-    baseline: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    verdicts = [verdict_entry(s) for s in judged]
-    summary = Counter({v: 0 for v in VERDICTS})
-    summary.update(v["verdict"] for v in verdicts if not v["informational"])
-    return {
-        "schema": VERDICTS_SCHEMA,
-        "run": run,
-        "baseline": baseline,
-        "verdicts": verdicts,
-        "errors": list(errors),
-        "summary": dict(summary),
-        "expected_false_alarms": round(expected_false_alarms, 4),
-        "fdr_method": method,
-        "status": status_of(verdicts, errors),
-    }
+class VerdictsDoc(_Part):
+    omit_if_none = ("check_id", "runs")
+    schema_id: str = Field(default=VERDICTS_SCHEMA, alias="schema")
+    run: RunInfo | None = None
+    baseline: BaselineInfo | None = None
+    verdicts: list[VerdictRow] = Field(default_factory=list)
+    errors: list[WorkloadError] = Field(default_factory=list)
+    summary: dict[str, int] | None = None  # verdict -> count of gating rows
+    expected_false_alarms: float | None = None
+    fdr_method: str | None = None
+    status: Status | None = None
+    check_id: int | None = None  # set once the check is stored
+    runs: list[RunInfo] | None = None  # the runs of a document merged from several checks
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rows_without_a_verdict_are_errors(cls, data: Any) -> Any:
+        """Documents of other tools list a workload that produced no numbers as a row without a verdict."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("verdicts"), list):
+            return data
+        rows = data["verdicts"]
+        failed = [r for r in rows if isinstance(r, Mapping) and not r.get("verdict")]
+        if not failed:
+            return data
+        kept = [r for r in rows if not (isinstance(r, Mapping) and not r.get("verdict"))]
+        errors = [
+            {
+                "workload": r.get("workload"),
+                "status": r.get("status") or "error",
+                "kind": r.get("kind") or (r.get("error") or {}).get("kind"),
+                "message": r.get("message") or (r.get("error") or {}).get("message") or r.get("explanation"),
+            }
+            for r in failed
+        ]
+        return {
+            **data,
+            "verdicts": kept,
+            "errors": [*(data.get("errors") or []), *errors],
+        }
+
+    def outcome(self) -> Status:
+        """The document's status, or the one its rows give when it names none."""
+        return self.status or status_of(self.verdicts, self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, keys as documented (`schema`, not the attribute name)."""
+        return self.model_dump(by_alias=True)
 
 
-def exit_code(doc: dict[str, Any]) -> int:
+def merge(docs: Sequence[VerdictsDoc]) -> VerdictsDoc:
+    """One document for several checks (lanes, hardware) of one commit: rows, errors and counts added up, the
+    worst status, the runs listed; the first check's baseline and id stand for the whole."""
+    if len(docs) == 1:
+        return docs[0]
+    first = docs[0]
+    summary = {k: sum((d.summary or {}).get(k, 0) for d in docs) for k in first.summary or {}}
+    run = first.run or RunInfo()
+    return first.model_copy(
+        update={
+            "runs": [d.run for d in docs],
+            "run": run.model_copy(update={"hardware": sorted({h for d in docs for h in (d.run or run).hardware})}),
+            "verdicts": [v for d in docs for v in d.verdicts],
+            "errors": [e for d in docs for e in d.errors],
+            "summary": summary,
+            "expected_false_alarms": round(sum(d.expected_false_alarms or 0.0 for d in docs), 4),
+            "status": max((d.outcome() for d in docs), key=STATUS_RANK.__getitem__),
+        }
+    )
+
+
+def exit_code(doc: VerdictsDoc) -> int:
     """0 nothing blocking; 1 a regression or a missing baseline; 3 only infrastructure errors."""
-    return {"success": 0, "failure": 1, "error": 3}[doc["status"]]
+    return {"success": 0, "failure": 1, "error": 3}[doc.outcome()]
 
 
-def render_text(doc: dict[str, Any]) -> str:
+def render_text(doc: VerdictsDoc) -> str:
     """A terminal report: what blocks first, then everything else in one aligned table."""
-    order = {v: i for i, v in enumerate(("regression", "missing", "noisy", "inconclusive", "improvement", "no_change"))}
-    rows = sorted(doc["verdicts"], key=lambda v: (v["informational"], order[v["verdict"]], v["workload"], v["metric"]))
+    order = {v: i for i, v in enumerate(DISPLAY_ORDER)}
+    rows = sorted(doc.verdicts, key=lambda v: (v.informational, order[v.verdict], v.workload, v.metric))
     lines = []
-    run = doc.get("run") or {}
-    head = {"success": "PASS", "failure": "FAIL", "error": "ERROR"}[doc["status"]]
-    where = f" run {run['id']} ({run.get('lane')}, {', '.join(run.get('hardware') or [])})" if run.get("id") else ""
-    s = doc["summary"]
+    run = doc.run or RunInfo()
+    head = {"success": "PASS", "failure": "FAIL", "error": "ERROR"}[doc.outcome()]
+    where = f" run {run.id} ({run.lane}, {', '.join(run.hardware)})" if run.id else ""
     lines.append(
         f"{head}{where}: "
-        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s.items() if n)
-        + f"; expected false alarms {doc['expected_false_alarms']:.2f}"
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (doc.summary or {}).items() if n)
+        + f"; expected false alarms {doc.expected_false_alarms or 0.0:.2f}"
     )
     if rows:
-        w_wl = max(len(v["workload"]) for v in rows)
-        w_m = max(len(v["metric"]) for v in rows)
+        w_wl = max(len(v.workload) for v in rows)
+        w_m = max(len(v.metric) for v in rows)
         for v in rows:
-            flag = "(info) " if v["informational"] else ""
+            flag = "(info) " if v.informational else ""
             lines.append(
-                f"  {v['verdict']:<12} {v['workload']:<{w_wl}}  {v['metric']:<{w_m}}  {v['hardware']}  "
-                f"{flag}{v['explanation']}"
+                f"  {v.verdict:<12} {v.workload:<{w_wl}}  {v.metric:<{w_m}}  {v.hardware}  {flag}{v.explanation}"
             )
-    for e in doc.get("errors", []):
-        lines.append(f"  {e['status']:<12} {e['workload']}: {e.get('kind') or ''} {e.get('message') or ''}".rstrip())
+    for e in doc.errors:
+        lines.append(f"  {e.status:<12} {e.workload}: {e.kind or ''} {e.message or ''}".rstrip())
     return "\n".join(lines)

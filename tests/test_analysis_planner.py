@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from scipy.stats import norm
 
-from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed, se_budget, steps_needed
+from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed, se_budget
 
 
 def test_closed_form():
@@ -46,10 +45,3 @@ def test_fixed_variance_beyond_budget_is_unreachable():
 def test_threshold_tightens_the_budget():
     assert se_budget(0.012, threshold=0.01) < se_budget(0.012)
     assert se_budget(0.01, threshold=0.01) == 0.0
-
-
-def test_steps_needed():
-    assert steps_needed(0.005, 0.005) == 9
-    assert steps_needed(0.01, 0.0) == 1
-    with pytest.raises(TypeError):
-        steps_needed(0.01)  # type: ignore[call-arg]

@@ -51,22 +51,19 @@ def test_real_regression_is_confirmed_and_last_look_is_final():
     assert last.action == "stop"
 
 
-def test_judge_look_holds_false_alarms_across_a_check():
-    from guardrail.analysis.sequential import judge_look
+def test_confirm_at_look_settles_no_change_at_any_look_and_asks_to_confirm_a_first_seen_regression():
+    from guardrail.analysis.compare import compare_metric
+    from guardrail.analysis.sequential import confirm_at_look
 
-    rng = np.random.default_rng(2)
-    checks, any_alarm = 40, 0
-    for _ in range(checks):
-        hists = [[_run(rng, 100.0) for _ in range(10)] for _ in range(10)]
-        cands: list[list] = [[] for _ in range(10)]
-        active = list(range(10))
-        alarmed = False
-        for look in range(1, 4):
-            for i in active:
-                cands[i] += _run(rng, 100.0)
-            ds = judge_look([sequential_decision(hists[i], cands[i], look, 3, threshold=0.003) for i in active])
-            alarmed |= any(d.action == "stop" and d.verdict in ("regression", "improvement") for d in ds)
-            active = [i for i, d in zip(active, ds, strict=True) if d.action == "continue"]
-        any_alarm += alarmed
-    assert any_alarm / checks <= 0.05
-    assert judge_look([]) == []
+    rng = np.random.default_rng(4)
+    hist = [_run(rng, 100.0) for _ in range(10)]
+    same = _run(rng, 100.0, repeats=3)
+    assert compare_metric(hist, same, threshold=0.02).verdict == "no_change"
+    assert sequential_decision(hist, same, 1, 3, threshold=0.02).action == "continue"  # too early at its level
+    settled = confirm_at_look(hist, same, 1, 3, threshold=0.02)
+    assert settled.verdict == "no_change" and settled.explanation.endswith("(look 1 of 3).")
+    slower = _run(rng, 101.5)
+    assert compare_metric(hist, slower).verdict == "regression"
+    first = confirm_at_look(hist, slower, 1, 3)
+    assert first.verdict == "inconclusive" and "must be confirmed (look 1 of 3)" in first.explanation
+    assert first.repeats_needed is not None and first.repeats_needed >= 2

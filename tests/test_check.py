@@ -62,7 +62,7 @@ def _presubmit(url, tmp_path, level, *, seed=1, base="main09", name="pr.json", h
 
 def _check(url, run_id):
     with session_scope(url, write=True) as s:
-        return check_runs(s, find_runs(s, run_id=run_id, commit=None, lane=None))
+        return check_runs(s, find_runs(s, run_id=run_id, commit=None, lane=None)).to_dict()
 
 
 def _verdict(doc, metric="denoise_step_latency"):
@@ -301,7 +301,11 @@ def test_cold_start_uses_pinned_reference_values(sqlite_url, corpus):
 
 
 def test_latest_verdicts_doc_for_a_commit_and_a_pr(db_url, tmp_path):
-    from guardrail.store.queries import latest_verdicts_doc
+    from guardrail.store.queries import latest_verdicts_doc as typed_doc
+
+    def latest_verdicts_doc(url, **kw):  # the JSON-ready document, as `comment` renders it
+        doc = typed_doc(url, **kw)
+        return None if doc is None else doc.to_dict()
 
     _nightlies(db_url, tmp_path)
     run_id = _presubmit(db_url, tmp_path, 1100.0)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from guardrail.errors import InputError
 from guardrail.store.db import session_scope
+from guardrail.vocabulary import AlertKind, TriageState
 from web import flaky as fq
 from web import queries as q
 from web.auth import require_reader, require_writer
@@ -58,8 +59,8 @@ def cached_overview(request: Request, lane: str) -> dict[str, Any]:
 @reads.get("/alerts", summary="Alerts, filterable by triage state, kind, hardware, lane and workload")
 def get_alerts(
     request: Request,
-    state: Annotated[list[Literal[q.TRIAGE_STATES]] | None, Query()] = None,  # type: ignore[valid-type]
-    kind: Annotated[Literal["regression", "changepoint"] | None, Query()] = None,
+    state: Annotated[list[TriageState] | None, Query()] = None,
+    kind: Annotated[AlertKind | None, Query()] = None,
     hardware: Annotated[str | None, Query(max_length=200)] = None,
     lane: Annotated[str | None, Query(max_length=50)] = None,
     workload: Annotated[str | None, Query(max_length=300)] = None,
@@ -203,7 +204,7 @@ def get_ci_health(
 
 
 class TriageRequest(BaseModel):
-    state: Literal[q.TRIAGE_STATES]  # type: ignore[valid-type]
+    state: TriageState
     note: str | None = Field(default=None, max_length=10000)
     issue_url: str | None = Field(default=None, max_length=2000, pattern=r"^(https?://\S+)?$")
 

@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 from guardrail.api_tokens import verify_token
 from guardrail.reports.markdown import render_markdown
 from guardrail.store.db import session_scope
+from guardrail.vocabulary import TRIAGE_STATES
 from web import charts
 from web import flaky as fq
 from web import queries as q
@@ -88,7 +89,7 @@ def alerts_page(
     workload: Opt = None,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ):
-    states = [x for x in (state or "").split(",") if x in q.TRIAGE_STATES] or None
+    states = [x for x in (state or "").split(",") if x in TRIAGE_STATES] or None
     with _session(request) as s:
         data = q.alerts(
             s,
@@ -112,7 +113,7 @@ def alerts_page(
         "alerts.html",
         data=data,
         filters=filters,
-        states=q.TRIAGE_STATES,
+        states=TRIAGE_STATES,
         next_url=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
     )
 
@@ -121,7 +122,7 @@ def alerts_page(
 def alert_page(request: Request, alert_id: PathId):
     with _session(request) as s:
         alert = _or_404(q.alert_detail, s, alert_id)
-    return render(request, "alert.html", alert=alert, states=q.TRIAGE_STATES)
+    return render(request, "alert.html", alert=alert, states=TRIAGE_STATES)
 
 
 def _form_triage(request: Request, ids: list[int], state: str, note: str, issue_url: str, next_url: str):
@@ -135,7 +136,7 @@ def _form_triage(request: Request, ids: list[int], state: str, note: str, issue_
             message="Changing an alert needs a token: sign in with one from `guardrail token create`.",
             link="/login",
         )
-    if state not in q.TRIAGE_STATES or not ids:
+    if state not in TRIAGE_STATES or not ids:
         return render(
             request,
             "message.html",
@@ -392,8 +393,8 @@ def quarantine_form(
     """Quarantine (with a reason) or release a test from the flaky and test pages: the sign-in cookie's token
     names who did it, stored through the functions `guardrail quarantine add/remove` use."""
     from guardrail.errors import InputError
-
     from guardrail.quarantine import add_entry, remove_entry
+
     safe_next = next if next.startswith("/") and not next.startswith("//") else "/flaky"
     author = token_name(request, cookie=True)
     if author is None:

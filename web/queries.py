@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -17,14 +18,12 @@ import numpy as np
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
-from guardrail import clock
+from guardrail import alerts as alert_states
 from guardrail.history import id_in, series_points
 from guardrail.store import models as m
+from guardrail.vocabulary import OPEN_STATES, VERDICT_RANK
 from web.charts import median
 
-TRIAGE_STATES = ("untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra")
-OPEN_STATES = ("untriaged", "acknowledged", "confirmed")
-VERDICT_RANK = {"regression": 5, "missing": 4, "noisy": 3, "inconclusive": 2, "improvement": 1, "no_change": 0}
 STAGE_METRICS = ("text_encode_latency", "denoise_latency", "vae_decode_latency")
 STAGE_PREFIX = "stage_mean."
 MAX_POINTS = 400  # newest points drawn on a series chart
@@ -206,7 +205,7 @@ def _alert_dict(a: m.Alert) -> dict[str, Any]:
 def alerts(
     session: Session,
     *,
-    states: list[str] | None = None,
+    states: Sequence[str] | None = None,
     kind: str | None = None,
     hardware: str | None = None,
     lane: str | None = None,
@@ -254,25 +253,11 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any]:
 def triage(
     session: Session, alert_ids: list[int], *, state: str, note: str | None, issue_url: str | None, author: str
 ) -> list[dict[str, Any]]:
-    """Set the triage state of alerts (all or none); every change writes an AlertEvent."""
-    if state not in TRIAGE_STATES:
-        raise ValueError(f"state must be one of {', '.join(TRIAGE_STATES)}")
-    rows = session.scalars(select(m.Alert).where(m.Alert.id.in_(alert_ids))).all()
-    missing = sorted(set(alert_ids) - {a.id for a in rows})
-    if missing:
-        raise NotFound(f"no alert {', '.join(map(str, missing))}")
-    now = clock.now()
-    for a in rows:
-        a.state = state
-        if note is not None:
-            a.note = note
-        if issue_url is not None:
-            a.issue_url = issue_url or None
-        a.updated_by, a.updated_at = author, now
-        # Closing states resolve the alert; open states re-open it.
-        a.resolved_at = None if state in OPEN_STATES else (a.resolved_at or now)
-        session.add(m.AlertEvent(alert_id=a.id, state=state, note=note, author=author, created_at=now))
-    session.flush()
+    """Set the triage state of alerts (all or none; guardrail.alerts.triage), as the API returns them."""
+    try:
+        rows = alert_states.triage(session, alert_ids, state=state, note=note, issue_url=issue_url, author=author)
+    except alert_states.UnknownAlerts as exc:
+        raise NotFound(str(exc)) from None
     return [_alert_dict(a) for a in rows]
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from guardrail.analysis.changepoints import ChangePoint, detect_change_points
+from guardrail.vocabulary import ChangeKind
+
+K = TypeVar("K", bound=Hashable)  # what names a series: a tuple, a string, ...
 
 
 @dataclass(frozen=True)
@@ -24,16 +28,16 @@ class SeriesChangePoint:
 
 
 @dataclass(frozen=True)
-class Alert:
+class Alert(Generic[K]):
     key: str  # stable dedup key: "<workload>@<prev_commit>..<commit>"
     workload: str
     commit_range: tuple[str | None, str]
-    members: tuple[tuple[Hashable, SeriesChangePoint], ...]  # (series key, change point), one per metric
+    members: tuple[tuple[K, SeriesChangePoint], ...]  # (series key, change point), one per metric
     worst_change: float  # the largest |change| among members, with its sign
     min_p_value: float
-    kind: str  # "regression", "improvement" or "mixed" (when directions are known), else "change"
+    kind: ChangeKind  # "regression", "improvement" or "mixed" (when directions are known), else "change"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "workload": self.workload,
@@ -61,22 +65,28 @@ def default_workload_of(key: Hashable) -> str:
 
 
 def attribute(
-    values: Sequence[float], commits: Sequence[str], times: Sequence[str] | None = None, **detect_kw
+    values: Sequence[float],
+    commits: Sequence[str],
+    times: Sequence[str] | None = None,
+    *,
+    window: int = 50,
+    p_value: float = 0.001,
+    min_magnitude: float = 0.01,
 ) -> list[SeriesChangePoint]:
-    """Detect change points of one series and attribute each to its commit range."""
+    """Detect change points of one series (detect_change_points) and attribute each to its commit range."""
     if len(values) != len(commits) or (times is not None and len(times) != len(values)):
         raise ValueError("values, commits and times must have the same length")
     out = []
-    for cp in detect_change_points(values, **detect_kw):
+    for cp in detect_change_points(values, window=window, p_value=p_value, min_magnitude=min_magnitude):
         prev = commits[cp.index - 1] if cp.index > 0 else None
         out.append(SeriesChangePoint(cp, commits[cp.index], prev, times[cp.index] if times else None))
     return out
 
 
-def _kind(members: Sequence[tuple[Hashable, SeriesChangePoint]], directions: Mapping | None) -> str:
+def _kind(members: Sequence[tuple[K, SeriesChangePoint]], directions: Mapping[K, str] | None) -> ChangeKind:
     if not directions:
         return "change"
-    kinds = set()
+    kinds: set[ChangeKind] = set()
     for key, m in members:
         direction = directions.get(key)
         if direction is None:
@@ -87,18 +97,18 @@ def _kind(members: Sequence[tuple[Hashable, SeriesChangePoint]], directions: Map
 
 
 def attribute_and_dedup(
-    series_points: Mapping[Hashable, Sequence[SeriesChangePoint]],
+    series_points: Mapping[K, Sequence[SeriesChangePoint]],
     *,
-    workload_of: Callable[[Hashable], str] = default_workload_of,
-    directions: Mapping[Hashable, str] | None = None,
+    workload_of: Callable[[K], str] = default_workload_of,
+    directions: Mapping[K, str] | None = None,
     known_keys: Collection[str] = (),
-) -> list[Alert]:
+) -> list[Alert[K]]:
     """One alert per (workload, commit range); alerts whose key is in `known_keys` are left out.
 
     Ordered by commit range time of first appearance, then workload. `directions` maps a series key to
     "lower_is_better"/"higher_is_better" to label the alert a regression or an improvement.
     """
-    groups: dict[tuple[str, str | None, str], list[tuple[Hashable, SeriesChangePoint]]] = {}
+    groups: dict[tuple[str, str | None, str], list[tuple[K, SeriesChangePoint]]] = {}
     for key, points in series_points.items():
         workload = workload_of(key)
         for p in points:

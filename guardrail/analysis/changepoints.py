@@ -126,12 +126,9 @@ def detect_change_points(
     window: int = 50,
     p_value: float = 0.001,
     min_magnitude: float = 0.01,
-    seed: int = 0,
 ) -> list[ChangePoint]:
-    """Change points of `values` (oldest first); each `index` is where the new level starts.
-
-    Deterministic (no permutations); `seed` is accepted for interface stability.
-    """
+    """Change points of `values` (oldest first); each `index` is where the new level starts. Deterministic
+    (no permutations)."""
     if window < 2 * MIN_SEGMENT:
         raise ValueError(f"window must be at least {2 * MIN_SEGMENT}")
     x = np.asarray(values, dtype=float)

@@ -18,17 +18,16 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
 from guardrail.analysis.noise_model import PRIOR_BETWEEN_CV, SeriesData, estimate_noise, flatten
 from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed
+from guardrail.vocabulary import Verdict
 
-Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing"]
-VERDICTS: tuple[str, ...] = ("regression", "improvement", "no_change", "inconclusive", "noisy", "missing")
 DIRECTIONS = ("lower_is_better", "higher_is_better")
 # A baseline run whose level sits this many standard deviations from the others is left out of the level.
 BAD_RUN_SIGMAS = 5.0
@@ -52,22 +51,7 @@ class MetricComparison:
     explanation: str  # one sentence for a PR comment
     repeats_needed: int | None = None
     q_value: float | None = None  # after false-discovery control (set by judge_check)
-    details: dict = field(default_factory=dict)  # free-form: noise estimates, method, ...
-
-    def to_dict(self) -> dict:
-        return {
-            "verdict": self.verdict,
-            "change": self.change,
-            "ci": list(self.ci) if self.ci is not None else None,
-            "p_value": self.p_value,
-            "q_value": self.q_value,
-            "threshold": self.threshold,
-            "baseline": {"runs": self.baseline_runs, "median": self.baseline_median},
-            "candidate": {"repeats": self.candidate_repeats, "median": self.candidate_median},
-            "repeats_needed": self.repeats_needed,
-            "explanation": self.explanation,
-            "details": self.details,
-        }
+    details: dict[str, Any] = field(default_factory=dict)  # free-form: noise estimates, method, ...
 
 
 def _pct(x: float) -> str:
@@ -95,21 +79,6 @@ def _all_equal(*groups: Sequence[Sequence[Sequence[float]]]) -> bool:
                         return False
                     first = lo
     return True
-
-
-def _missing(why: str, *, baseline_runs: int, candidate_repeats: int, threshold: float, **kw) -> MetricComparison:
-    return MetricComparison(
-        verdict="missing",
-        change=None,
-        ci=None,
-        p_value=None,
-        baseline_runs=baseline_runs,
-        baseline_median=kw.get("baseline_median"),
-        candidate_repeats=candidate_repeats,
-        candidate_median=kw.get("candidate_median"),
-        threshold=threshold,
-        explanation=why,
-    )
 
 
 def _robust_level(values: np.ndarray, scale: float) -> tuple[float, bool]:
@@ -155,14 +124,13 @@ def compare_metric(
     history: Sequence[Sequence[Sequence[float]]] | None = None,
     summary: bool = False,
     alpha: float = 0.05,
-    seed: int = 0,
 ) -> MetricComparison:
     """Judge a candidate (repeats -> samples) against baseline runs (runs -> repeats -> samples).
 
     `history` (oldest first, same series, may include the baseline runs) feeds the noise estimate; without
     it the baseline runs do. `summary=True` means each value is already a per-repeat summary (a mean or a
     p99 of one run), so one value is one observation and no step noise is estimated. The result is
-    deterministic; `seed` is recorded for reproducibility of callers that resample.
+    deterministic.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -174,28 +142,34 @@ def compare_metric(
     hist_runs = [run for run in (history or []) if any(len(rep) for rep in run)]
     base_median = _median_of(base_runs)
     cand_median = _median_of([cand_reps]) if cand_reps else None
-    common = dict(
+    # What every early answer shares: the counts and medians of what was given.
+    missing = MetricComparison(
+        verdict="missing",
+        change=None,
+        ci=None,
+        p_value=None,
         baseline_runs=len(base_runs),
-        candidate_repeats=len(cand_reps),
-        threshold=threshold,
         baseline_median=base_median,
+        candidate_repeats=len(cand_reps),
         candidate_median=cand_median,
+        threshold=threshold,
+        explanation="No baseline for this series: failing closed until one is recorded.",
     )
     if not base_runs:
-        return _missing("No baseline for this series: failing closed until one is recorded.", **common)
+        return missing
     if not cand_reps:
-        return _missing("No candidate values for this metric.", **common)
+        return replace(missing, explanation="No candidate values for this metric.")
 
     if _all_equal(base_runs, [cand_reps]):
         # A deterministic metric (memory, counts): identical values are no change, whatever the history.
-        return MetricComparison(
+        return replace(
+            missing,
             verdict="no_change",
             change=0.0,
             ci=(0.0, 0.0),
             p_value=0.5,
             explanation="Identical values in baseline and candidate.",
             details={"method": "identical"},
-            **common,
         )
     log_scale = _all_positive(base_runs, [cand_reps], hist_runs)
     scale = abs(base_median) if (not log_scale and base_median) else 1.0
@@ -300,7 +274,6 @@ def compare_metric(
         "prior_used": noise.prior_used,
         "baseline_runs_dropped": dropped,
         "alpha": alpha,
-        "seed": seed,
     }
     return MetricComparison(
         verdict=verdict,

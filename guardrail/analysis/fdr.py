@@ -23,14 +23,6 @@ class CheckJudgement:
     expected_false_alarms: float  # upper bound on the expected number of false regression/improvement flags
     method: str
 
-    def summary(self) -> dict[str, int]:
-        from guardrail.analysis.compare import VERDICTS
-
-        counts = dict.fromkeys(VERDICTS, 0)
-        for c in self.comparisons:
-            counts[c.verdict] += 1
-        return counts
-
 
 def bh_qvalues(p_values: Sequence[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""

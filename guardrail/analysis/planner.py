@@ -58,15 +58,3 @@ def repeats_needed(
     if per_repeat <= 0:
         return 1
     return max(1, min(REPEATS_UNREACHABLE, math.ceil(per_repeat / room - 1e-9)))
-
-
-def steps_needed(between_cv: float, within_cv: float, *, share: float = 0.1) -> int:
-    """Steps per repeat so that step noise is at most `share` of the per-repeat variance; at least 1.
-
-    Past this point more steps buy almost nothing: only more repeats shrink the between-process part.
-    """
-    if within_cv <= 0:
-        return 1
-    if between_cv <= 0:
-        return REPEATS_UNREACHABLE
-    return max(1, math.ceil((within_cv**2 / between_cv**2) * (1.0 - share) / share - 1e-9))

@@ -14,6 +14,9 @@ optional-stopping guarantee; it is conservative because it ignores the correlati
 Early looks get tiny levels (a first-seen regression must be overwhelming to stand alone); the last look
 gets most of alpha. Stopping early for `no_change` costs no error budget: it can only withhold alarms.
 The information fraction assumes each look adds the same number of repeats.
+
+`confirm_at_look` is the rule a check applies: the plain comparison's verdict where the look settles it,
+else `inconclusive` with the repeats the next look needs.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ from typing import Literal
 from scipy.special import ndtr, ndtri
 
 from guardrail.analysis.compare import MetricComparison, compare_metric
-
-FINAL_AT_ANY_LOOK = ("regression", "improvement", "no_change", "missing")
+from guardrail.vocabulary import SETTLED
 
 
 def obrien_fleming_spent(t: float, alpha: float) -> float:
@@ -86,30 +88,62 @@ def sequential_decision(
         alpha=level,
     )
     spent = obrien_fleming_spent(look_index / max_looks, alpha)
-    if comp.verdict in FINAL_AT_ANY_LOOK or look_index == max_looks:
+    if comp.verdict in SETTLED or look_index == max_looks:
         note = f" (look {look_index} of {max_looks}, level {level:.2g}, alpha-spending)"
         comp = replace(comp, explanation=comp.explanation.rstrip(".") + note + ".")
         return SequentialDecision("stop", comp, look_index, max_looks, level, spent)
     return SequentialDecision("continue", comp, look_index, max_looks, level, spent)
 
 
-def judge_look(decisions: Sequence[SequentialDecision]) -> list[SequentialDecision]:
-    """False-discovery control across the metrics of one check at one look.
-
-    Benjamini-Hochberg (judge_check) at this look's level: under the global null the chance of any false
-    alarm at look k is at most level(k), so over all looks and all metrics it stays at most alpha. A
-    regression or improvement that BH downgrades keeps going (more repeats) unless this is the last look.
-    """
-    from guardrail.analysis.fdr import judge_check
-
-    if not decisions:
-        return []
-    level = decisions[0].look_alpha
-    judged = judge_check([d.comparison for d in decisions], fdr=level).comparisons
-    out = []
-    for d, c in zip(decisions, judged, strict=True):
-        if c.verdict != d.comparison.verdict and d.look_index < d.max_looks:
-            out.append(replace(d, action="continue", comparison=c))
-        else:
-            out.append(replace(d, comparison=c))
-    return out
+def confirm_at_look(
+    baseline: Sequence[Sequence[Sequence[float]]],
+    candidate_so_far: Sequence[Sequence[float]],
+    look_index: int,
+    max_looks: int,
+    *,
+    direction: str = "lower_is_better",
+    threshold: float = 0.01,
+    history: Sequence[Sequence[Sequence[float]]] | None = None,
+    summary: bool = False,
+    alpha: float = 0.05,
+) -> MetricComparison:
+    """The verdict at look `look_index` of `max_looks`: tested at the look's alpha-spending level, so the error
+    rate holds however many looks are taken; an unclear or not yet overwhelming result is `inconclusive` and
+    says how many repeats the next look needs. The interval shown stays the plain 95% one."""
+    plain = compare_metric(
+        baseline,
+        candidate_so_far,
+        direction=direction,
+        threshold=threshold,
+        history=history,
+        summary=summary,
+        alpha=alpha,
+    )
+    decision = sequential_decision(
+        baseline,
+        candidate_so_far,
+        look_index,
+        max_looks,
+        direction=direction,
+        threshold=threshold,
+        history=history,
+        summary=summary,
+        alpha=alpha,
+    )
+    note = f"look {look_index} of {max_looks}"
+    if decision.action == "stop" and decision.comparison.verdict != plain.verdict:
+        return decision.comparison
+    # Stopping for no_change spends no error budget (it only withholds alarms), so it is final at any look.
+    if decision.action == "stop" or plain.verdict == "no_change":
+        return replace(plain, explanation=f"{plain.explanation.rstrip('.')} ({note}).")
+    if plain.verdict == "noisy":  # more repeats of this kind cannot settle it: say so, don't ask for a rerun
+        return plain
+    more = max(plain.repeats_needed or 0, plain.candidate_repeats)
+    was = {"regression": "looks like a regression", "improvement": "looks like an improvement"}.get(plain.verdict)
+    why = f"{was} but must be confirmed" if was else "unresolved"
+    return replace(
+        plain,
+        verdict="inconclusive",
+        repeats_needed=more,
+        explanation=f"{plain.explanation.rstrip('.')}; {why} ({note}): rerun with {more} more repeats.",
+    )

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InputError
 
+if TYPE_CHECKING:
+    from guardrail.verdicts import VerdictsDoc
+
 FormatOption = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
 
 
-def emit(doc: dict, fmt: str, dashboard_url: str | None = None) -> None:
+def emit(doc: VerdictsDoc, fmt: str, dashboard_url: str | None = None) -> None:
     from guardrail.verdicts import exit_code, render_text
 
     if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
+        typer.echo(json.dumps(doc.to_dict(), indent=1))
     elif fmt == "markdown":
         from guardrail.reports.markdown import render_markdown
 
@@ -74,14 +77,14 @@ def compare_cmd(
     Usage: guardrail compare --baseline FILE... --candidate FILE... [--format text|json|markdown]
     """
     from guardrail.compare_files import compare_files
-    from guardrail.policy import BASELINES_DIR, Policy, load_policy
+    from guardrail.policy import BASELINES_DIR, Policy, load_lane_policy
     from guardrail.schema import load_result
 
     baseline, candidate = split_file_lists(ctx.args)
     if fmt not in ("text", "json", "markdown"):
         raise InputError(f"unknown format {fmt!r}; one of text, json, markdown", field="--format")
     lane = lane or (load_result(candidate[0]).run.lane if candidate else None)
-    policy = load_policy(lane) if lane and (BASELINES_DIR / f"{lane}.yaml").is_file() else Policy(lane=lane or "-")
+    policy = load_lane_policy(lane) if lane and (BASELINES_DIR / f"{lane}.yaml").is_file() else Policy(lane=lane or "-")
     if threshold is not None:
         policy = policy.model_copy(update={"thresholds": {"default": threshold}})
     emit(compare_files(baseline, candidate, policy), fmt)

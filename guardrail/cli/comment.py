@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from guardrail.cli.app import DbOption, app, resolve_db
 from guardrail.errors import InfraError, InputError
+from guardrail.schema import json_path
+from guardrail.verdicts import RunInfo, VerdictsDoc, WorkloadError
 
 
-def load_verdicts(path: Path) -> dict[str, Any]:
+def load_verdicts(path: Path) -> VerdictsDoc | None:
+    """The document in a file; None for an empty object (nothing checked yet: the status stays pending)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -25,17 +29,11 @@ def load_verdicts(path: Path) -> dict[str, Any]:
     schema = doc.get("schema")
     if schema is not None and not str(schema).startswith("guardrail.verdicts/"):
         raise InputError(f"expected guardrail.verdicts/v1, got {schema!r}", file=str(path), field="schema")
-    if not isinstance(doc.get("verdicts", []), list):
-        raise InputError("expected a list", file=str(path), field="verdicts")
-    return doc
-
-
-def _verdicts_from_db(db_url: str, repo: str, pr: int | None, sha: str | None) -> dict[str, Any] | None:
     try:
-        from guardrail.store.queries import latest_verdicts_doc
-    except ImportError:
-        raise InputError("no --verdicts FILE given and this build cannot read verdicts from the database") from None
-    return latest_verdicts_doc(db_url, repo=repo, pr=pr, commit=sha)
+        return VerdictsDoc.model_validate(doc) if doc else None
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise InputError(err["msg"], file=str(path), field=json_path(tuple(err["loc"]))) from None
 
 
 def write_step_summary(markdown: str, env: dict[str, str] | None = None) -> Path | None:
@@ -51,13 +49,11 @@ def write_step_summary(markdown: str, env: dict[str, str] | None = None) -> Path
     return Path(target)
 
 
-def _target_url(doc: dict[str, Any], dashboard_url: str | None) -> str | None:
-    run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+def _target_url(run: RunInfo, dashboard_url: str | None) -> str | None:
     if dashboard_url:
         base = dashboard_url.rstrip("/")
-        return f"{base}/runs/{run['id']}" if run.get("id") is not None else base
-    url = run.get("url")
-    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+        return f"{base}/runs/{run.id}" if run.id is not None else base
+    return run.url if run.url and run.url.startswith(("https://", "http://")) else None
 
 
 @app.command("comment")
@@ -114,30 +110,29 @@ def comment(
 
     if pending and error:
         raise InputError("--pending and --error exclude each other")
-    doc: dict[str, Any] | None
+    doc: VerdictsDoc | None  # None: pending, or no check stored yet
     if pending:
         doc = None
     elif error is not None:
-        doc = {
-            "schema": "guardrail.verdicts/v1",
-            "run": {"lane": lane, "commit": sha},
-            "verdicts": [],
-            "errors": [{"workload": "performance check", "status": "error", "message": error}],
-            "status": "error",
-        }
+        doc = VerdictsDoc(
+            run=RunInfo(lane=lane, commit=sha),
+            errors=[WorkloadError(workload="performance check", status="error", message=error)],
+            status="error",
+        )
     elif verdicts is not None:
         doc = load_verdicts(verdicts)
     else:
-        doc = _verdicts_from_db(resolve_db(db), repo, pr, sha)
-    doc = doc or {}
-    run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+        from guardrail.store.queries import latest_verdicts_doc
+
+        doc = latest_verdicts_doc(resolve_db(db), repo=repo, pr=pr, commit=sha)
+    run = (doc.run if doc else None) or RunInfo()
     from guardrail.reports.github import DEFAULT_API_URL, GitHub, marker_for
     from guardrail.reports.markdown import doc_status, render_markdown, summary_text
 
-    state = doc_status(doc) if doc else "pending"
-    lane = lane or run.get("lane") or "presubmit"
+    state = doc_status(doc)
+    lane = lane or run.lane or "presubmit"
     key = key or lane
-    sha = sha or run.get("commit")
+    sha = sha or run.commit
 
     markdown = render_markdown(doc, dashboard_url=dashboard_url, title=title)
     if not pending:
@@ -161,7 +156,7 @@ def comment(
                 state=state,
                 context=context,
                 description=description,
-                target_url=_target_url(doc, dashboard_url),
+                target_url=_target_url(run, dashboard_url),
             )
             typer.echo(f"status {state} set on {sha[:12]} ({context})")
         else:

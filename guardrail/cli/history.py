@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,7 +55,7 @@ def changepoints_cmd(
             p_value=p_value,
             min_magnitude=min_magnitude,
         )
-        out = [
+        out: list[dict[str, Any]] = [
             {
                 "id": a.id,
                 "workload": a.workload.name,

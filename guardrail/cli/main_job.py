@@ -49,15 +49,15 @@ def gate(
     from guardrail.check import check_runs, find_runs
     from guardrail.cli.check import emit
     from guardrail.ingest import ingest
-    from guardrail.policy import load_policy
+    from guardrail.policy import load_lane_policy
     from guardrail.store.db import redact, session_scope
 
     url = resolve_db(db)
-    policy = load_policy(lane)
+    policy = load_lane_policy(lane)
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
+    from guardrail.adapters.identity import digest
     from guardrail.ci_env import source_from_env
     from runners import run_lane
-    from guardrail.adapters.identity import digest
     from runners.spec import effective_spec
     from runners.workloads import select
 
@@ -93,7 +93,7 @@ def gate(
     with session_scope(url, write=True) as session:
         runs = [r for rid in report.run_ids for r in find_runs(session, run_id=rid, commit=None, lane=None)]
         doc = check_runs(session, runs)
-    first = doc["run"]["id"] if doc.get("run") else None
+    first = doc.run.id if doc.run else None
     typer.echo(
         f"next: guardrail serve --db {redact(url)}   then open http://127.0.0.1:8000/runs/{first}\n"
         f"      guardrail check --run {first} --format markdown   (the PR comment)",

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,6 +25,15 @@ STATUS_STATES = ("success", "failure", "error", "pending")
 
 class ServerError(InfraError):
     """5xx, timeout or a dropped connection: the request may or may not have been carried out."""
+
+
+class RequestRejected(InputError):
+    """The server refused the request as wrong (a renamed repository, a wrong PR or SHA, an invalid payload):
+    sending it again will not help. `status` is the HTTP status it answered with."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -143,19 +152,17 @@ class HttpSender:
             return path_or_url
         return f"{self.base_url}/{path_or_url.lstrip('/')}"
 
-    def _fail(self, method: str, url: str, resp: httpx.Response | None, detail: str, *, server: bool = False) -> None:
+    def _fail(
+        self, method: str, url: str, resp: httpx.Response | None, detail: str, *, server: bool = False
+    ) -> NoReturn:
         path = urlsplit(url).path
         text = scrub(f"{self.service} {method} {path}: {detail}", (self._token,))
         code = resp.status_code if resp is not None else None
-        exc: InfraError | InputError
         if code is not None and (300 <= code < 400 or code in (400, 404, 413, 422)):
-            exc = InputError(text)  # wrong repo/PR/SHA, a renamed repository, or an invalid payload
-        elif server or (code is not None and code >= 500):
-            exc = ServerError(text)
-        else:
-            exc = InfraError(text)
-        exc.http_status = code  # type: ignore[attr-defined]
-        raise exc
+            raise RequestRejected(text, status=code)
+        if server or (code is not None and code >= 500):
+            raise ServerError(text)
+        raise InfraError(text)
 
     def request(
         self,
@@ -176,12 +183,12 @@ class HttpSender:
             except httpx.ConnectError as exc:  # nothing was sent: always safe to try again
                 if last:
                     self._fail(method, url, None, f"cannot connect ({exc})", server=True)
-                self._backoff(attempt, None)
+                self.backoff(attempt, None)
                 continue
             except httpx.TransportError as exc:  # timeout or dropped connection: it may have happened
                 if last or not retry_server_errors:
                     self._fail(method, url, None, f"{type(exc).__name__} after {attempt} attempt(s)", server=True)
-                self._backoff(attempt, None)
+                self.backoff(attempt, None)
                 continue
             code = resp.status_code
             if code < 300:
@@ -197,10 +204,10 @@ class HttpSender:
                         resp,
                         f"HTTP {code} rate limited; retry after {wait:.0f}s ({_server_message(resp)})",
                     )
-                self._backoff(attempt, wait)
+                self.backoff(attempt, wait)
                 continue
             if code >= 500 and retry_server_errors and not last:
-                self._backoff(attempt, _retry_after(resp, time.time()))
+                self.backoff(attempt, _retry_after(resp, time.time()))
                 continue
             self._fail(method, url, resp, self._explain(code, resp))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -223,7 +230,8 @@ class HttpSender:
             hint = f"server error after {self.policy.attempts} attempts"
         return f"HTTP {code} {hint or 'error'}: {msg}" if msg else f"HTTP {code} {hint or 'error'}"
 
-    def _backoff(self, attempt: int, wait: float | None) -> None:
+    def backoff(self, attempt: int, wait: float | None) -> None:
+        """Sleep before attempt `attempt` + 1: `wait` seconds when the server named them, else exponentially."""
         self.retries += 1
         if wait is None:
             delay = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1))
@@ -336,9 +344,9 @@ class GitHub:
                     resp = self.http.request(
                         "PATCH", f"{self._repo_path}/issues/comments/{existing['id']}", json={"body": full}
                     )
-                except InputError as exc:
+                except RequestRejected as exc:
                     # Deleted between the listing and the edit: look again (and create it anew).
-                    if getattr(exc, "http_status", None) == 404 and attempt < self.http.policy.attempts:
+                    if exc.status == 404 and attempt < self.http.policy.attempts:
                         continue
                     raise
                 data = resp.json()
@@ -353,7 +361,7 @@ class GitHub:
             except ServerError:
                 if attempt == self.http.policy.attempts:
                     raise
-                self.http._backoff(attempt, None)
+                self.http.backoff(attempt, None)
                 continue
             data = resp.json()
             return UpsertResult("created", int(data["id"]), data.get("html_url"))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
+
+from guardrail.verdicts import VerdictRow, VerdictsDoc, WorkloadError, status_of
+from guardrail.vocabulary import DISPLAY_ORDER, Status
 
 DEFAULT_TITLE = "Performance guardrail"
 
-# Order in the table: what needs attention first.
-VERDICT_ORDER = ("regression", "missing", "noisy", "inconclusive", "improvement", "no_change")
 VERDICT_LABEL = {
     "regression": "🔴 regression",
     "missing": "⛔ missing baseline",
@@ -33,6 +34,8 @@ _UNCHANGED = {"no_change"}
 # `-` only matter at the start of a line, where a cell or list item never puts them.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
+Report = VerdictsDoc | Mapping[str, Any] | None  # a document, as stored or read from a file; None: pending
+
 
 def escape_md(value: Any) -> str:
     """One safe line of table text: HTML-escaped, markdown specials backslashed, newlines flattened."""
@@ -43,41 +46,24 @@ def escape_md(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def doc_status(doc: Mapping[str, Any]) -> str:
-    """success / failure / error / pending, from the document's own `status` or derived from its rows."""
-    status = doc.get("status")
-    if status in STATUS_HEADLINE:
-        return str(status)
-    return derive_status(doc)
+def as_doc(doc: Report) -> VerdictsDoc | None:
+    """The typed document; None while there is none yet (nothing, or an empty object: the check is pending)."""
+    if doc is None or isinstance(doc, VerdictsDoc):
+        return doc
+    return VerdictsDoc.model_validate(doc) if doc else None
 
 
-def derive_status(doc: Mapping[str, Any]) -> str:
-    """Any regression or missing → failure; infra error with no regression → error; else success."""
-    verdicts = list(doc.get("verdicts") or [])
-    if not verdicts and not doc.get("errors"):
-        return "pending" if not doc else "success"
-    kinds = {v.get("verdict") for v in verdicts}
-    if kinds & {"regression", "missing"}:
-        return "failure"
-    if _errors(doc):
-        return "error"
-    return "success"
+def doc_status(doc: Report) -> Status | Literal["pending"]:
+    """success / failure / error / pending: the document's own `status`, or the one its rows give."""
+    typed = as_doc(doc)
+    return "pending" if typed is None else typed.outcome()
 
 
-def _errors(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Infra errors from `errors` plus verdict-less rows (a workload that did not produce numbers)."""
-    out = [dict(e) for e in (doc.get("errors") or []) if isinstance(e, Mapping)]
-    for v in doc.get("verdicts") or []:
-        if not v.get("verdict"):
-            out.append(
-                {
-                    "workload": v.get("workload"),
-                    "status": v.get("status") or "error",
-                    "kind": v.get("kind") or (v.get("error") or {}).get("kind"),
-                    "message": v.get("message") or (v.get("error") or {}).get("message") or v.get("explanation"),
-                }
-            )
-    return out
+def derive_status(doc: Report) -> Status | Literal["pending"]:
+    """From the rows alone (guardrail.verdicts.status_of): a gating regression or missing baseline → failure;
+    an infrastructure error with none → error; else success."""
+    typed = as_doc(doc)
+    return "pending" if typed is None else status_of(typed.verdicts, typed.errors)
 
 
 def _num(x: Any) -> float | None:
@@ -108,45 +94,43 @@ def _fmt_pct(x: Any) -> str:
     return "—" if f is None else f"{f * 100:+.1f}%"
 
 
-def _fmt_change(v: Mapping[str, Any]) -> str:
-    change = _fmt_pct(v.get("change"))
-    ci = v.get("ci")
-    if isinstance(ci, list | tuple) and len(ci) == 2 and _num(ci[0]) is not None and _num(ci[1]) is not None:
-        return f"{change} ({_fmt_pct(ci[0])} … {_fmt_pct(ci[1])})"
+def _fmt_change(v: VerdictRow) -> str:
+    change = _fmt_pct(v.change)
+    if v.ci is not None and _num(v.ci[0]) is not None and _num(v.ci[1]) is not None:
+        return f"{change} ({_fmt_pct(v.ci[0])} … {_fmt_pct(v.ci[1])})"
     return change
 
 
-def _side(v: Mapping[str, Any], key: str) -> str:
-    side = v.get(key)
-    if isinstance(side, Mapping):
-        val = _fmt_value(side.get("median"), v.get("unit"))
-        n = side.get("runs") if key == "baseline" else side.get("repeats")
-        if n is not None and val != "—":
-            word = "runs" if key == "baseline" else "repeats"
-            return f"{val} <sub>({escape_md(n)} {word})</sub>"
-        return val
-    return _fmt_value(side, v.get("unit"))
+def _side(median: float | None, n: int, word: str, unit: str | None) -> str:
+    val = _fmt_value(median, unit)
+    return f"{val} <sub>({escape_md(n)} {word})</sub>" if val != "—" else val
 
 
-def _series_url(dashboard_url: str, v: Mapping[str, Any]) -> str:
-    params = {k: str(v[k]) for k in ("workload", "metric", "hardware", "series_id") if v.get(k) is not None}
+def _series_url(dashboard_url: str, v: VerdictRow) -> str:
+    fields = {"workload": v.workload, "metric": v.metric, "hardware": v.hardware, "series_id": v.series_id}
+    params = {k: str(x) for k, x in fields.items() if x is not None}
     return f"{dashboard_url}/series?{urlencode(params)}"
 
 
-def _row(v: Mapping[str, Any], dashboard_url: str | None) -> str:
-    workload = escape_md(v.get("workload"))
-    metric = escape_md(v.get("metric"))
-    if v.get("hardware"):
-        workload = f"{workload} <sub>{escape_md(v.get('hardware'))}</sub>"
+def _row(v: VerdictRow, dashboard_url: str | None) -> str:
+    workload = escape_md(v.workload)
+    metric = escape_md(v.metric)
+    if v.hardware:
+        workload = f"{workload} <sub>{escape_md(v.hardware)}</sub>"
     if dashboard_url:
         metric = f"[{metric}]({_series_url(dashboard_url, v)})"
-    verdict = str(v.get("verdict"))
-    label = VERDICT_LABEL.get(verdict, escape_md(verdict))
-    cells = [workload, metric, _side(v, "baseline"), _side(v, "candidate"), _fmt_change(v), label]
+    cells = [
+        workload,
+        metric,
+        _side(v.baseline.median, v.baseline.runs, "runs", v.unit),
+        _side(v.candidate.median, v.candidate.repeats, "repeats", v.unit),
+        _fmt_change(v),
+        VERDICT_LABEL[v.verdict],
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
-def _table(rows: Iterable[Mapping[str, Any]], dashboard_url: str | None) -> list[str]:
+def _table(rows: Iterable[VerdictRow], dashboard_url: str | None) -> list[str]:
     lines = [
         "| workload | metric | baseline | candidate | change (95% CI) | verdict |",
         "|---|---|---:|---:|---:|---|",
@@ -155,63 +139,59 @@ def _table(rows: Iterable[Mapping[str, Any]], dashboard_url: str | None) -> list
     return lines
 
 
-def _sort_key(v: Mapping[str, Any]) -> tuple[int, str, str]:
-    verdict = v.get("verdict")
-    rank = VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else len(VERDICT_ORDER)
-    return rank, str(v.get("workload")), str(v.get("metric"))
+def _sort_key(v: VerdictRow) -> tuple[int, str, str]:
+    return DISPLAY_ORDER.index(v.verdict), v.workload, v.metric
 
 
-def _summary_line(doc: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
-    summary = doc.get("summary")
-    if not isinstance(summary, Mapping):
+def _summary_line(doc: VerdictsDoc) -> str:
+    summary = doc.summary
+    if summary is None:
         summary = {}
-        for v in rows:
-            summary[v.get("verdict")] = summary.get(v.get("verdict"), 0) + 1
-    parts = []
-    for key in VERDICT_ORDER:
-        n = summary.get(key) or 0
-        if n:
-            parts.append(f"{n} {key.replace('_', ' ')}")
+        for v in doc.verdicts:
+            summary[v.verdict] = summary.get(v.verdict, 0) + 1
+    parts = [f"{summary[key]} {key.replace('_', ' ')}" for key in DISPLAY_ORDER if summary.get(key)]
     return ", ".join(parts) if parts else "no comparisons"
 
 
-def summary_text(doc: Mapping[str, Any]) -> str:
+def summary_text(doc: Report) -> str:
     """One short line such as "1 regression, 29 no change" (a commit status description)."""
-    rows = [v for v in (doc.get("verdicts") or []) if isinstance(v, Mapping) and v.get("verdict")]
-    text = _summary_line(doc, rows)
-    n_err = len(_errors(doc))
+    typed = as_doc(doc) or VerdictsDoc()
+    text = _summary_line(typed)
+    n_err = len(typed.errors)
     if n_err:
         text += f", {n_err} workload error{'s' if n_err > 1 else ''}"
     return text
 
 
-def _run_caption(doc: Mapping[str, Any], dashboard_url: str | None) -> str | None:
-    run = doc.get("run")
-    if not isinstance(run, Mapping):
+def _run_caption(doc: VerdictsDoc, dashboard_url: str | None) -> str | None:
+    run = doc.run
+    if run is None:
         return None
     bits = []
-    if run.get("lane"):
-        bits.append(f"lane `{_code(run['lane'])}`")
-    commit = run.get("commit")
-    if commit:
-        bits.append(f"commit `{_code(str(commit)[:12])}`")
-    hardware = run.get("hardware")
-    if hardware:
-        hw = hardware if isinstance(hardware, list | tuple) else [hardware]
-        bits.append("on " + ", ".join(escape_md(h) for h in hw))
-    run_id = run.get("id")
-    if run_id is not None and dashboard_url:
-        bits.append(f"[run {escape_md(run_id)}]({dashboard_url}/runs/{run_id})")
-    elif run_id is not None:
-        bits.append(f"run {escape_md(run_id)}")
-    ci_url = _safe_url(run.get("url"))
+    if run.lane:
+        bits.append(f"lane `{_code(run.lane)}`")
+    if run.commit:
+        bits.append(f"commit `{_code(run.commit[:12])}`")
+    if run.hardware:
+        bits.append("on " + ", ".join(escape_md(h) for h in run.hardware))
+    if run.id is not None and dashboard_url:
+        bits.append(f"[run {escape_md(run.id)}]({dashboard_url}/runs/{run.id})")
+    elif run.id is not None:
+        bits.append(f"run {escape_md(run.id)}")
+    ci_url = _safe_url(run.url)
     if ci_url:
         bits.append(f"[CI job]({ci_url})")
     return " · ".join(bits) if bits else None
 
 
+def _error_line(e: WorkloadError) -> str:
+    kind = f" ({escape_md(e.kind)})" if e.kind else ""
+    msg = f": {escape_md(e.message)}" if e.message else ""
+    return f"- {escape_md(e.workload)}: `{_code(e.status)}`{kind}{msg}"
+
+
 def render_markdown(
-    doc: Mapping[str, Any],
+    doc: Report,
     *,
     dashboard_url: str | None = None,
     collapse_unchanged: bool = True,
@@ -220,19 +200,18 @@ def render_markdown(
     """The whole report: headline, table of what needs attention, unchanged rows folded, errors, links."""
     dashboard_url = dashboard_url.rstrip("/") if dashboard_url else None
     status = doc_status(doc)
-    all_rows = [v for v in (doc.get("verdicts") or []) if isinstance(v, Mapping)]
-    rows = sorted((v for v in all_rows if v.get("verdict")), key=_sort_key)
-    errors = _errors(doc)
+    typed = as_doc(doc) or VerdictsDoc()
+    rows = sorted(typed.verdicts, key=_sort_key)
 
     out = [f"### {escape_md(title)}", ""]
-    out.append(f"{STATUS_HEADLINE.get(status, escape_md(status))}: {_summary_line(doc, rows)}")
-    caption = _run_caption(doc, dashboard_url)
+    out.append(f"{STATUS_HEADLINE[status]}: {_summary_line(typed)}")
+    caption = _run_caption(typed, dashboard_url)
     if caption:
         out += ["", caption]
     out.append("")
 
-    shown = [v for v in rows if not (collapse_unchanged and v.get("verdict") in _UNCHANGED)]
-    folded = [v for v in rows if collapse_unchanged and v.get("verdict") in _UNCHANGED]
+    shown = [v for v in rows if not (collapse_unchanged and v.verdict in _UNCHANGED)]
+    folded = [v for v in rows if collapse_unchanged and v.verdict in _UNCHANGED]
     if shown:
         out += _table(shown, dashboard_url)
         out.append("")
@@ -249,27 +228,22 @@ def render_markdown(
     if not rows and status == "pending":
         out += ["The performance check has not reported yet.", ""]
 
-    if errors:
+    if typed.errors:
         out += ["**Workloads that did not produce measurements** (not counted as regressions):", ""]
-        for e in errors:
-            kind = f" ({escape_md(e.get('kind'))})" if e.get("kind") else ""
-            msg = f": {escape_md(e.get('message'))}" if e.get("message") else ""
-            out.append(f"- {escape_md(e.get('workload'))}: `{_code(e.get('status'))}`{kind}{msg}")
+        out += [_error_line(e) for e in typed.errors]
         out.append("")
 
-    explained = [v for v in rows if v.get("explanation") and v.get("verdict") not in _UNCHANGED]
+    explained = [v for v in rows if v.explanation and v.verdict not in _UNCHANGED]
     if explained:
         out += ["**Why:**", ""]
         for v in explained:
-            out.append(
-                f"- **{escape_md(v.get('workload'))} / {escape_md(v.get('metric'))}**: "
-                f"{escape_md(v.get('explanation'))}"
-            )
-            if v.get("verdict") == "noisy" and v.get("repeats_needed"):
-                out[-1] += f" — about {escape_md(v['repeats_needed'])} repeats would be needed."
+            line = f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}"
+            if v.verdict == "noisy" and v.repeats_needed:
+                line += f" — about {escape_md(v.repeats_needed)} repeats would be needed."
+            out.append(line)
         out.append("")
 
-    efa = _num(doc.get("expected_false_alarms"))
+    efa = _num(typed.expected_false_alarms)
     if efa is not None:
         out.append(
             f"<sub>Expected false alarms in this check: {efa:.2g} "
@@ -277,7 +251,7 @@ def render_markdown(
         )
     if dashboard_url:
         out.append("")
-        run_id = (doc.get("run") or {}).get("id") if isinstance(doc.get("run"), Mapping) else None
+        run_id = typed.run.id if typed.run else None
         link = f"{dashboard_url}/runs/{run_id}" if run_id is not None else dashboard_url
         out.append(f"<sub>[Open in the dashboard]({link})</sub>")
     return "\n".join(out).rstrip() + "\n"

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
+from guardrail.verdicts import VerdictsDoc, merge
 
 
-def latest_verdicts_doc(db_url: str, *, repo: str | None, pr: int | None, commit: str | None) -> dict[str, Any] | None:
+def latest_verdicts_doc(db_url: str, *, repo: str | None, pr: int | None, commit: str | None) -> VerdictsDoc | None:
     """The verdicts document of the newest check of a commit (or, without one, of a PR's newest run).
 
     With several runs for the commit (lanes, hardware), their newest checks are merged into one document.
     """
-    from guardrail.check import merge_docs
-
     with session_scope(db_url) as s:
         q = select(m.Run).outerjoin(m.Commit, m.Run.commit_id == m.Commit.id)
         if commit:
@@ -31,12 +28,13 @@ def latest_verdicts_doc(db_url: str, *, repo: str | None, pr: int | None, commit
         if not commit and runs:  # a PR: its newest commit's runs
             newest = runs[0].commit_id
             runs = [r for r in runs if r.commit_id == newest]
-        docs, seen = [], set()
+        docs: list[VerdictsDoc] = []
+        seen: set[tuple[str, str]] = set()
         for run in runs:
             if (run.lane, run.hardware) in seen:
                 continue
             check = s.scalar(select(m.Check).where(m.Check.run_id == run.id).order_by(m.Check.id.desc()).limit(1))
             if check is not None:
                 seen.add((run.lane, run.hardware))
-                docs.append(check.doc)
-        return merge_docs(docs[::-1]) if docs else None
+                docs.append(VerdictsDoc.model_validate(check.doc))
+        return merge(docs[::-1]) if docs else None

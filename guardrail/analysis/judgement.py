@@ -1,0 +1,153 @@
+"""The one judgement of `check` (stored history) and `compare` (result files): series in, verdicts document out.
+
+Each series is compared with its baseline (compare_metric, or confirm_at_look when the lane allows several
+looks), the gating series go through false-discovery control together (fdr.judge_check), and the rows,
+counts and status make the `guardrail.verdicts/v1` document. The callers only gather the inputs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from guardrail.analysis.compare import MetricComparison, compare_metric
+from guardrail.analysis.fdr import judge_check
+from guardrail.analysis.sequential import confirm_at_look
+from guardrail.verdicts import (
+    BaselineInfo,
+    BaselineSide,
+    CandidateSide,
+    RunInfo,
+    VerdictRow,
+    VerdictsDoc,
+    WorkloadError,
+    status_of,
+)
+from guardrail.vocabulary import VERDICTS
+
+Repeats = list[list[float]]  # one run: repeats (fresh processes) -> values
+
+
+class LaneRules(Protocol):
+    """What the judgement takes from a lane's policy (guardrail.policy.Policy is one)."""
+
+    @property
+    def fdr(self) -> float: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def max_looks(self) -> int: ...
+    def threshold(self, metric: str) -> float: ...
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """One workload x metric x hardware to judge, as plain numbers."""
+
+    workload: str
+    metric: str
+    hardware: str
+    unit: str
+    direction: str
+    candidate: Repeats  # the candidate's repeats, pooled over its looks
+    baseline: list[Repeats] = field(default_factory=list)  # baseline runs, newest first
+    history: list[Repeats] = field(default_factory=list)  # runs for the noise estimate (includes the baseline)
+    look: int = 1  # how many results of the candidate there are: the look of sequential confirmation
+    informational: bool = False  # reported, never gates (left out of false-discovery control)
+    summary: bool = False  # values are per-run summaries (one sample per run)
+    series_id: int | None = None
+    # A pinned reference value (cold start), judged as the one baseline run of a series with no baseline.
+    reference: float | None = None
+
+
+def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
+    baseline, history, summary = s.baseline, s.history, s.summary
+    if not baseline and s.reference is not None:
+        baseline = history = [[[s.reference]]]
+        summary = True  # one value stands for a whole run
+    threshold = rules.threshold(s.metric)
+    if rules.max_looks > 1:
+        look = min(s.look, rules.max_looks)
+        return confirm_at_look(
+            baseline,
+            s.candidate,
+            look,
+            rules.max_looks,
+            direction=s.direction,
+            threshold=threshold,
+            history=history,
+            summary=summary,
+            alpha=rules.alpha,
+        )
+    return compare_metric(
+        baseline,
+        s.candidate,
+        direction=s.direction,
+        threshold=threshold,
+        history=history,
+        summary=summary,
+        alpha=rules.alpha,
+    )
+
+
+def _round(x: float | None, nd: int = 6) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def _significant(p: float | None) -> float | None:
+    return None if p is None else float(f"{p:.4g}")
+
+
+def _row(s: SeriesInput, c: MetricComparison) -> VerdictRow:
+    return VerdictRow(
+        workload=s.workload,
+        metric=s.metric,
+        hardware=s.hardware,
+        unit=s.unit,
+        direction=s.direction,
+        verdict=c.verdict,
+        change=_round(c.change),
+        ci=(round(float(c.ci[0]), 6), round(float(c.ci[1]), 6)) if c.ci else None,
+        p_value=_significant(c.p_value),
+        q_value=_significant(c.q_value),
+        threshold=c.threshold,
+        repeats_needed=c.repeats_needed,
+        baseline=BaselineSide(runs=c.baseline_runs, median=_round(c.baseline_median)),
+        candidate=CandidateSide(repeats=c.candidate_repeats, median=_round(c.candidate_median)),
+        informational=s.informational,
+        summary=s.summary,
+        series_id=s.series_id,
+        explanation=c.explanation,
+    )
+
+
+def judge(
+    series: Sequence[SeriesInput],
+    rules: LaneRules,
+    *,
+    baseline: BaselineInfo,
+    run: RunInfo | None = None,
+    errors: Sequence[WorkloadError] = (),
+) -> VerdictsDoc:
+    """The verdicts document of one candidate: every series judged, false-discovery control across the gating
+    ones (informational series are left as they are), rows in the order given."""
+    comparisons = [_compare(s, rules) for s in series]
+    gating = [i for i, s in enumerate(series) if not s.informational]
+    fdr = judge_check([comparisons[i] for i in gating], fdr=rules.fdr)
+    for i, adjusted in zip(gating, fdr.comparisons, strict=True):
+        comparisons[i] = adjusted
+    rows = [_row(s, c) for s, c in zip(series, comparisons, strict=True)]
+    summary: Counter[str] = Counter(dict.fromkeys(VERDICTS, 0))
+    summary.update(r.verdict for r in rows if not r.informational)
+    return VerdictsDoc(
+        run=run,
+        baseline=baseline,
+        verdicts=rows,
+        errors=list(errors),
+        summary=dict(summary),
+        expected_false_alarms=round(fdr.expected_false_alarms, 4),
+        fdr_method=fdr.method,
+        status=status_of(rows, errors),
+    )

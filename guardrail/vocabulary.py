@@ -1,0 +1,30 @@
+"""The words every layer shares, written once: verdict kinds and what they mean for a merge, the order reports
+list them in, check statuses, alert kinds and triage states. Imports nothing of ours (docs/statistics.md has
+the rule behind each verdict)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)  # also the key order of a verdicts document's `summary`
+# What blocks a merge: a real regression, or no baseline at all (fail closed, never a silent pass).
+BLOCKING: tuple[Verdict, ...] = ("regression", "missing")
+# Final at any look of sequential confirmation: more repeats of the candidate would not change them.
+SETTLED: tuple[Verdict, ...] = ("regression", "improvement", "no_change", "missing")
+# What needs attention first: reports list rows in this order, and a workload shows its worst verdict.
+DISPLAY_ORDER: tuple[Verdict, ...] = ("regression", "missing", "noisy", "inconclusive", "improvement", "no_change")
+VERDICT_RANK: dict[str, int] = {v: len(DISPLAY_ORDER) - 1 - i for i, v in enumerate(DISPLAY_ORDER)}  # higher: worse
+
+Status = Literal["success", "failure", "error"]  # of a check: a blocking verdict, else an infra error, else success
+STATUS_RANK: dict[str, int] = {"success": 0, "error": 1, "failure": 2}  # checks merged: the worst status wins
+
+AlertKind = Literal["regression", "changepoint"]  # raised by a check on main, or found by the change-point scan
+# Which way the metrics of a change point moved, by their directions ("change" when no direction is known).
+ChangeKind = Literal["regression", "improvement", "mixed", "change"]
+
+TriageState = Literal["untriaged", "acknowledged", "confirmed", "invalid", "expected", "fixed", "infra"]
+TRIAGE_STATES: tuple[TriageState, ...] = get_args(TriageState)
+OPEN_STATES: tuple[TriageState, ...] = ("untriaged", "acknowledged", "confirmed")  # the rest resolve an alert
+EXPECTED: TriageState = "expected"  # an intended change: the series is re-baselined from it
+FIXED: TriageState = "fixed"  # the state an alert resolves itself to when its series returns
