@@ -1,8 +1,8 @@
 """The one judgement of `check` (stored history) and `compare` (result files): series in, verdicts document out.
 
-Each series is compared with its baseline (compare_metric, or confirm_at_look when the lane allows several
-looks), the gating series go through false-discovery control together (fdr.judge_check), and the rows,
-counts and status make the `guardrail.verdicts/v1` document. The callers only gather the inputs.
+Each series is compared with its baseline at its look (sequential.confirm_at_look; with one look in all, the
+plain compare_metric), the gating series go through false-discovery control together (fdr.judge_check), and
+the rows, counts and status make the `guardrail.verdicts/v1` document. The callers only gather the inputs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from guardrail.analysis.compare import MetricComparison, compare_metric
+from guardrail.analysis.compare import MetricComparison
 from guardrail.analysis.fdr import judge_check
 from guardrail.analysis.sequential import confirm_at_look
 from guardrail.verdicts import (
@@ -67,25 +67,13 @@ def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
     if not baseline and s.reference is not None:
         baseline = history = [[[s.reference]]]
         summary = True  # one value stands for a whole run
-    threshold = rules.threshold(s.metric)
-    if rules.max_looks > 1:
-        look = min(s.look, rules.max_looks)
-        return confirm_at_look(
-            baseline,
-            s.candidate,
-            look,
-            rules.max_looks,
-            direction=s.direction,
-            threshold=threshold,
-            history=history,
-            summary=summary,
-            alpha=rules.alpha,
-        )
-    return compare_metric(
+    return confirm_at_look(
         baseline,
         s.candidate,
+        min(s.look, rules.max_looks),
+        rules.max_looks,
         direction=s.direction,
-        threshold=threshold,
+        threshold=rules.threshold(s.metric),
         history=history,
         summary=summary,
         alpha=rules.alpha,

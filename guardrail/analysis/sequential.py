@@ -109,7 +109,8 @@ def confirm_at_look(
 ) -> MetricComparison:
     """The verdict at look `look_index` of `max_looks`: tested at the look's alpha-spending level, so the error
     rate holds however many looks are taken; an unclear or not yet overwhelming result is `inconclusive` and
-    says how many repeats the next look needs. The interval shown stays the plain 95% one."""
+    says how many repeats the next look needs. The interval shown stays the plain 95% one. With one look in
+    all this is the plain comparison."""
     plain = compare_metric(
         baseline,
         candidate_so_far,
@@ -119,6 +120,8 @@ def confirm_at_look(
         summary=summary,
         alpha=alpha,
     )
+    if max_looks == 1:
+        return plain
     decision = sequential_decision(
         baseline,
         candidate_so_far,
