@@ -106,6 +106,9 @@ def status_of(verdicts: Sequence[VerdictRow], errors: Sequence[WorkloadError]) -
 
 
 class VerdictsDoc(_Part):
+    """The whole document: what was judged against what, a row per series, the workloads that failed, the counts
+    and the status."""
+
     omit_if_none = ("check_id", "runs")
     schema_id: str = Field(default=VERDICTS_SCHEMA, alias="schema")
     run: RunInfo | None = None
@@ -129,7 +132,7 @@ class VerdictsDoc(_Part):
         failed = [r for r in rows if isinstance(r, Mapping) and not r.get("verdict")]
         if not failed:
             return data
-        kept = [r for r in rows if not (isinstance(r, Mapping) and not r.get("verdict"))]
+        kept = [r for r in rows if all(r is not f for f in failed)]
         errors = [
             {
                 "workload": r.get("workload"),
