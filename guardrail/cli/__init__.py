@@ -6,9 +6,7 @@ import sys
 
 from rich.console import Console
 
-# Importing the command modules registers their commands on `app`.
-from guardrail.cli import commands  # noqa: E402,F401
-from guardrail.cli.app import app
+from guardrail.cli.commands import app
 from guardrail.errors import GuardrailError
 
 __all__ = ["app", "main"]
