@@ -1,4 +1,5 @@
-"""Errors that map onto the CLI's exit codes (DESIGN.md): 2 bad input or usage, 3 infra failure."""
+"""Errors that map onto the CLI's exit codes (DESIGN.md): 2 bad input or usage, 3 infra failure; the web
+answers them with 422, 404 and 503."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ class InputError(GuardrailError):
         self.detail = message
         parts = [p for p in (file, field) if p]
         super().__init__(": ".join([*parts, message]))
+
+
+class NotFound(GuardrailError, LookupError):
+    """The thing asked for (a run, a series, an alert, a test) is not in the store. Exit code 2; HTTP 404."""
+
+    exit_code = 2
 
 
 class InfraError(GuardrailError):

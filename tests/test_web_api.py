@@ -483,7 +483,7 @@ def test_pinned_baselines_are_shown_with_reason_and_author(tmp_path):
 
 
 def test_series_page_markup_built_outside_jinja_is_escaped(client, store):
-    """The series chart, points table and run picker are built as strings (web.charts, web.pages): every text
+    """The series chart, points table and run picker are built as strings (web.chart_svg, web.pages.series): every text
     in them is escaped as autoescape would."""
     _, ids, _ = store
     html = client.get(f"/series/{ids['series_id']}").text

@@ -326,7 +326,7 @@ def test_web_aggregates_equal_the_store_queries(client, store):
     """The page-side shortcuts (per-day counts in SQL, one test's stats from its own history) give what
     the store's queries give."""
     from guardrail.store.junit_queries import ci_health_doc, flaky_stats
-    from web import flaky as fq
+    from web.read import junit_results as fq
 
     url, ids = store
     at = clock.now()
@@ -335,7 +335,7 @@ def test_web_aggregates_equal_the_store_queries(client, store):
             assert fq.ci_health(s, at=at, **kw) == ci_health_doc(s, now=at, **kw)
         stats = {x.test: x.to_dict() for x in flaky_stats(s, now=at)}
         for pk in (ids["flaky_pk"], ids["markup_pk"]):
-            d = fq.test_detail(s, pk, at=at)
+            d = fq.case_detail(s, pk, at=at)
             assert d["stats"] == stats[d["key"]]
 
 
@@ -346,8 +346,8 @@ def test_test_views_on_postgresql(pg_url, tmp_path):
     from guardrail.schema import CIInfo, Source
     from guardrail.store.db import upgrade
     from guardrail.store.junit_queries import ci_health_doc, flaky_stats
-    from web import flaky as fq
     from web.app import create_app
+    from web.read import junit_results as fq
 
     upgrade(pg_url)
     now = NOW
@@ -364,7 +364,7 @@ def test_test_views_on_postgresql(pg_url, tmp_path):
         data = fq.flaky(s, at=at)
         top = data["tests"][0]
         assert top["id"] == FLAKY_ID and top["flaky_verdicts"] == 6 and len(top["strip"]) == 6
-        assert fq.test_detail(s, top["test_pk"], at=at)["stats"] == stats[top["key"]]
+        assert fq.case_detail(s, top["test_pk"], at=at)["stats"] == stats[top["key"]]
     with TestClient(create_app(pg_url, cache_ttl=0)) as c:
         for path in ("/flaky", f"/tests/{top['test_pk']}", "/", "/api/v1/ci-health"):
             assert c.get(path).status_code == 200, path

@@ -5,39 +5,40 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as ApiPath
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
-from guardrail.errors import InputError
+from guardrail import alerts, clock
+from guardrail.errors import InputError, NotFound
+from guardrail.quarantine import add_entry, remove_entry
 from guardrail.store.db import session_scope
+from guardrail.store.junit_queries import find_tests
 from guardrail.vocabulary import AlertKind, TriageState
-from web import flaky as fq
-from web import queries as q
 from web.auth import require_reader, require_writer
+from web.cached_reads import cached_flaky, cached_overview
+from web.params import MAX_ID, PathId
+from web.read import alerts as alert_reads
+from web.read import junit_results, runs, series
+from web.read.baselines import baseline_pins
+from web.read.compare import compare_runs
+from web.read.prs import pr_checks, prs
 
-MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-PathId = Annotated[int, ApiPath(ge=1, le=MAX_ID)]
 Text = Annotated[str, Query(max_length=300)]
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 reads = APIRouter(dependencies=[Depends(require_reader)])
 
 
-def db(request: Request):
+def db(request: Request) -> Iterator[Session]:
     with session_scope(request.app.state.db_url) as session:
         yield session
-
-
-def _get(fn, *args, **kw):
-    try:
-        return fn(*args, **kw)
-    except q.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
 
 
 # ------------------------------------------------------------------ reads
@@ -46,14 +47,6 @@ def _get(fn, *args, **kw):
 @reads.get("/overview", summary="Latest nightly status per workload x hardware, open alerts, CI health")
 def get_overview(request: Request, lane: Text = "nightly") -> dict[str, Any]:
     return cached_overview(request, lane)
-
-
-def cached_overview(request: Request, lane: str) -> dict[str, Any]:
-    def compute() -> dict[str, Any]:
-        with session_scope(request.app.state.db_url) as session:
-            return q.overview(session, lane=lane)
-
-    return request.app.state.cache.get(("overview", lane), compute)
 
 
 @reads.get("/alerts", summary="Alerts, filterable by triage state, kind, hardware, lane and workload")
@@ -68,14 +61,14 @@ def get_alerts(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     session=Depends(db),
 ) -> dict[str, Any]:
-    return q.alerts(
+    return alert_reads.alerts(
         session, states=state, kind=kind, hardware=hardware, lane=lane, workload=workload, limit=limit, offset=offset
     )
 
 
 @reads.get("/alerts/{alert_id}", summary="One alert with its triage history")
 def get_alert(alert_id: PathId, session=Depends(db)) -> dict[str, Any]:
-    return _get(q.alert_detail, session, alert_id)
+    return alert_reads.alert_detail(session, alert_id)
 
 
 @reads.get("/series", summary="Find series by workload, metric and hardware")
@@ -86,7 +79,7 @@ def get_series_list(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     session=Depends(db),
 ) -> list[dict[str, Any]]:
-    return q.find_series(session, workload=workload, metric=metric, hardware=hardware, limit=limit)
+    return series.find_series(session, workload=workload, metric=metric, hardware=hardware, limit=limit)
 
 
 @reads.get("/series/{series_id}", summary="History of one series: points, baseline band, change points")
@@ -94,15 +87,15 @@ def get_series(
     series_id: PathId,
     lane: Annotated[str | None, Query(max_length=50)] = None,
     branch: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=2000)] = q.MAX_POINTS,
+    limit: Annotated[int, Query(ge=1, le=2000)] = series.MAX_POINTS,
     session=Depends(db),
 ) -> dict[str, Any]:
-    return _get(q.series_detail, session, series_id, lane=lane, branch=branch, limit=limit)
+    return series.series_detail(session, series_id, lane=lane, branch=branch, limit=limit)
 
 
 @reads.get("/series/{series_id}/runs/{run_id}/samples", summary="Every sample of one series in one run")
 def get_samples(series_id: PathId, run_id: PathId, session=Depends(db)) -> dict[str, Any]:
-    return _get(q.run_samples, session, series_id, run_id)
+    return series.run_samples(session, series_id, run_id)
 
 
 @reads.get("/runs", summary="Runs, newest first")
@@ -114,34 +107,34 @@ def get_runs(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     session=Depends(db),
 ) -> dict[str, Any]:
-    return q.runs(session, lane=lane, hardware=hardware, pr=pr, limit=limit, offset=offset)
+    return runs.runs(session, lane=lane, hardware=hardware, pr=pr, limit=limit, offset=offset)
 
 
 @reads.get("/runs/{run_id}", summary="One run: every workload x metric with verdict, samples, stages, drift")
 def get_run(run_id: PathId, session=Depends(db)) -> dict[str, Any]:
-    return _get(q.run_detail, session, run_id)
+    return runs.run_detail(session, run_id)
 
 
 @reads.get("/baselines/pins", summary="Pinned baselines with reason and author, active first")
 def get_pins(session=Depends(db)) -> dict[str, Any]:
-    return q.baseline_pins(session)
+    return baseline_pins(session)
 
 
 @reads.get("/compare", summary="Two runs side by side")
 def get_compare(
     a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)], session=Depends(db)
 ) -> dict[str, Any]:
-    return _get(q.compare_runs, session, a, b)
+    return compare_runs(session, a, b)
 
 
 @reads.get("/prs", summary="Pull requests with runs, most recent first")
 def get_prs(session=Depends(db)) -> list[dict[str, Any]]:
-    return q.prs(session)
+    return prs(session)
 
 
 @reads.get("/prs/{pr}", summary="The checks of a PR's pushes, newest first (what its comment said)")
 def get_pr(pr: Annotated[int, ApiPath(ge=0, le=MAX_ID)], session=Depends(db)) -> dict[str, Any]:
-    return _get(q.pr_checks, session, pr)
+    return pr_checks(session, pr)
 
 
 @reads.get("/flaky", summary="Top flaky tests by flakiness score (tests) and by CI minutes lost to reruns")
@@ -152,7 +145,7 @@ def get_flaky(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     session=Depends(db),
 ) -> dict[str, Any]:
-    if not fq.has_tests(session):
+    if not junit_results.has_tests(session):
         return {
             "schema": "guardrail.web.flaky/v1",
             "tests": [],
@@ -162,20 +155,9 @@ def get_flaky(
     return cached_flaky(request, lane, hardware, limit)
 
 
-def cached_flaky(request: Request, lane: str | None, hardware: str | None, limit: int = 50) -> dict[str, Any]:
-    """The flaky report scores every test (~1 s at 120k verdicts on SQLite): computed once per cache period
-    and filter; quarantine writes through this worker clear it."""
-
-    def compute() -> dict[str, Any]:
-        with session_scope(request.app.state.db_url) as session:
-            return fq.flaky(session, lane=lane, hardware=hardware, limit=limit)
-
-    return request.app.state.cache.get(("flaky", lane, hardware, limit), compute)
-
-
 @reads.get("/tests/{test_pk}", summary="One test: state, recent verdicts, executions, quarantine history")
 def get_test(test_pk: PathId, session=Depends(db)) -> dict[str, Any]:
-    return _get(fq.test_detail, session, test_pk)
+    return junit_results.case_detail(session, test_pk)
 
 
 @reads.get("/reruns", summary="Rerun decisions with their reason and outcome, newest first, per run")
@@ -185,7 +167,7 @@ def get_reruns(
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
     session=Depends(db),
 ) -> dict[str, Any]:
-    return fq.reruns(session, run_id=run, kind=kind, limit=limit)
+    return junit_results.reruns(session, run_id=run, kind=kind, limit=limit)
 
 
 @reads.get(
@@ -197,7 +179,7 @@ def get_ci_health(
     hardware: Annotated[str | None, Query(max_length=200)] = None,
     session=Depends(db),
 ) -> dict[str, Any]:
-    return fq.ci_health(session, days=days, lane=lane, hardware=hardware)
+    return junit_results.ci_health(session, days=days, lane=lane, hardware=hardware)
 
 
 # ------------------------------------------------------------------ writes
@@ -217,30 +199,21 @@ class BulkTriageRequest(TriageRequest):
 def post_triage(
     request: Request, alert_id: PathId, body: TriageRequest, author: str = Depends(require_writer)
 ) -> dict[str, Any]:
-    with session_scope(request.app.state.db_url, write=True) as session:
-        return {
-            "alerts": _get(
-                q.triage, session, [alert_id], state=body.state, note=body.note, issue_url=body.issue_url, author=author
-            )
-        }
+    return _triage(request, [alert_id], body, author)
 
 
 @router.post("/alerts/triage", summary="Set the triage state of several alerts at once (token required)")
 def post_bulk_triage(
     request: Request, body: BulkTriageRequest, author: str = Depends(require_writer)
 ) -> dict[str, Any]:
+    return _triage(request, sorted(set(body.ids)), body, author)
+
+
+def _triage(request: Request, ids: list[int], body: TriageRequest, author: str) -> dict[str, Any]:
+    """All or none (guardrail.alerts.triage): an unknown id answers 404 and changes nothing."""
     with session_scope(request.app.state.db_url, write=True) as session:
-        return {
-            "alerts": _get(
-                q.triage,
-                session,
-                sorted(set(body.ids)),
-                state=body.state,
-                note=body.note,
-                issue_url=body.issue_url,
-                author=author,
-            )
-        }
+        rows = alerts.triage(session, ids, state=body.state, note=body.note, issue_url=body.issue_url, author=author)
+        return {"alerts": [alert_reads.alert_dict(a) for a in rows]}
 
 
 class QuarantineRequest(BaseModel):
@@ -249,14 +222,11 @@ class QuarantineRequest(BaseModel):
 
 
 def _quarantine(request: Request, op: str, test: str, reason: str, author: str) -> dict[str, Any]:
-    from guardrail.quarantine import add_entry, remove_entry
-    from guardrail.store.junit_queries import find_tests
-
     with session_scope(request.app.state.db_url, write=True) as session:
         if not find_tests(session, test):
-            raise HTTPException(404, "no stored test with that node id or key")
+            raise NotFound("no stored test with that node id or key")
         fn = add_entry if op == "add" else remove_entry
-        entries = fn(session, test, reason=reason.strip(), by=author, now=fq.now())
+        entries = fn(session, test, reason=reason.strip(), by=author, now=clock.now())
     request.app.state.cache.clear()
     return {"schema": "guardrail.quarantine/v1", "entries": entries, "by": author}
 

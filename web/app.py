@@ -20,9 +20,13 @@ from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from sqlalchemy.exc import DataError
 
-from guardrail.errors import InfraError, InputError
+from guardrail.alerts import UnknownAlerts
+from guardrail.errors import InfraError, InputError, NotFound
 from web import charts
+from web.api import router as api_router
 from web.cache import TTLCache
+from web.pages import router as page_router
+from web.pages.rendering import qs
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,8 +36,6 @@ def _templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
-    from web.pages import qs
-
     env.globals.update(fmt=charts.fmt, qs=qs)
     env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:+.1f}%"
     env.filters["short"] = lambda v, n=10: "" if v is None else str(v)[:n]
@@ -53,9 +55,6 @@ def create_app(
     """`threads`: how many requests one worker process runs at once in its thread pool (default: the
     GUARDRAIL_WEB_THREADS environment variable, else 2; measured in docs/dashboard.md: 4 threads a worker
     served half the requests per second of 2 on two cores, 40 worse still)."""
-    from web.api import router as api_router
-    from web.pages import router as page_router
-
     if threads is None:
         threads = int(os.environ.get("GUARDRAIL_WEB_THREADS") or 0) or DEFAULT_THREADS
 
@@ -104,6 +103,12 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(NotFound)
+    @app.exception_handler(UnknownAlerts)  # guardrail.alerts' own "not in the store"
+    async def not_found(request: Request, exc: LookupError):
+        # The one 404 of the read models and writes: JSON for the API, the message page for a browser.
+        return error(request, 404, str(exc))
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):

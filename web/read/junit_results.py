@@ -1,6 +1,6 @@
-"""Read models of the test views (flaky tests, one test, reruns, CI health) over the JUnit tables.
+"""Read models of the CI test results (the JUnit tables): the flaky list, one test case, reruns, CI health.
 
-Built on :mod:`guardrail.store.test_queries` (the same figures as `guardrail flaky`, `guardrail ci-health`);
+Built on :mod:`guardrail.store.junit_queries` (the same figures as `guardrail flaky`, `guardrail ci-health`);
 this module only adds what a page needs: the test's row id for links, its recent verdicts for the strip,
 executions and quarantine history, and reruns grouped per run.
 """
@@ -8,27 +8,30 @@ executions and quarantine history, and reruns grouped per run.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from itertools import chain, repeat
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from guardrail import clock
+from guardrail.analysis.ci_health import HealthRow
+from guardrail.analysis.ci_health import ci_health as health
+from guardrail.analysis.flaky_scores import FlakyStats, classify, window_counts
+from guardrail.analysis.junit_model import VerdictKind, key_hash
+from guardrail.errors import NotFound
+from guardrail.rerun_policy import FlakinessPolicy
 from guardrail.store import junit_models as tm
 from guardrail.store import junit_queries as tq
 from guardrail.store import models as m
 from guardrail.store.flaky_window import filter_verdicts
-from web.queries import NotFound, iso
+from web.read.fields import iso
 
 V = tm.CaseVerdictRow
 T = tm.CaseRow
 STRIP = 30  # verdicts in a history strip
-STATES = ("broken", "quarantined", "flaky", "healthy")
-
-
-def now() -> datetime:
-    return clock.now()
 
 
 def has_tests(session: Session) -> bool:
@@ -68,8 +71,6 @@ def strips(session: Session, pks: list[int], *, n: int = STRIP) -> dict[int, lis
 
 
 def _pks(session: Session, keys: list[str]) -> dict[str, int]:
-    from guardrail.analysis.junit_model import key_hash
-
     hashes = {key_hash(k): k for k in keys}
     if not hashes:
         return {}
@@ -86,15 +87,15 @@ def flaky(
     at: datetime | None = None,
 ) -> dict[str, Any]:
     """Top tests by flakiness score and by CI minutes lost to reruns, each with its history strip."""
-    when = at or now()
+    when = at or clock.now()
     # one flaky_stats pass serves both tables (flaky_top would run it three times: ~0.7 s each at 120k verdicts)
     stats = tq.flaky_stats(session, now=when, lane=lane, hardware=hardware)
     by_key = {x.test: x for x in stats}
     # ranked by score alone (flaky_top puts broken tests first; their score is low by definition)
     ranked = sorted((x for x in stats if x.state != "healthy"), key=lambda x: (-x.score, x.test))
     by_score = [x.to_dict() for x in ranked[:limit]]
-    by_minutes = _by_minutes(session, by_key, when=when, limit=limit, lane=lane, hardware=hardware)
-    # flaky_top by minutes lists every test with reruns; healthy ones have no state change to act on
+    # what flaky_top(by="minutes") gives: every test with reruns in the last 14 days
+    by_minutes = tq.minutes_lost(session, by_key, now=when, limit=limit, days=14, lane=lane, hardware=hardware)
     pks = _pks(session, [r["key"] for r in by_score + by_minutes])
     active = tq.active_quarantine(session)
     hist = strips(session, sorted(set(pks.values())))
@@ -114,19 +115,9 @@ def flaky(
     }
 
 
-def _by_minutes(
-    session: Session, stats: dict[str, Any], *, when: datetime, limit: int, days: int = 14, **filters: Any
-) -> list[dict[str, Any]]:
-    """Tests by CI minutes lost to reruns in the last ``days`` days (what ``flaky_top(by="minutes")`` gives)."""
-    return tq.minutes_lost(session, stats, now=when, limit=limit, days=days, **filters)
-
-
-def _one_test_stats(session: Session, t: Any, when: datetime) -> Any:
+def _one_case_stats(session: Session, t: tm.CaseRow, when: datetime) -> FlakyStats:
     """Score and state of one test from its own history (what flaky_stats gives for it, without scoring
     every test): infra-excluded and skipped verdicts out, then the pure window and classification."""
-    from guardrail.analysis.flaky_scores import classify, window_counts
-    from guardrail.rerun_policy import FlakinessPolicy
-
     vs = [v for v in tq.history(session, tests=[t.id], include_excluded=False) if v.verdict != "skip" and v.at <= when]
     counts = window_counts(t.key, vs, when, FlakinessPolicy())
     if counts.test_id is None:
@@ -134,13 +125,13 @@ def _one_test_stats(session: Session, t: Any, when: datetime) -> Any:
     return classify(counts, quarantine=tq.active_quarantine(session).get(t.key))
 
 
-def test_detail(session: Session, pk: int, *, executions: int = 200, at: datetime | None = None) -> dict[str, Any]:
+def case_detail(session: Session, pk: int, *, executions: int = 200, at: datetime | None = None) -> dict[str, Any]:
     """One test row: state, history strip, recent verdicts, executions (attempts) and quarantine history."""
     t = session.get(T, pk)
     if t is None:
         raise NotFound(f"no test {pk}")
-    when = at or now()
-    stats = _one_test_stats(session, t, when)
+    when = at or clock.now()
+    stats = _one_case_stats(session, t, when)
     verdicts = strips(session, [pk], n=100)[pk]
     E = tm.ExecutionRow
     ex = session.execute(
@@ -165,8 +156,8 @@ def test_detail(session: Session, pk: int, *, executions: int = 200, at: datetim
         "params": t.params,
         "hardware": t.hardware,
         "first_seen_at": iso(t.first_seen_at),
-        "state": stats.state if stats else "healthy",
-        "stats": stats.to_dict() if stats else None,
+        "state": stats.state,
+        "stats": stats.to_dict(),
         "strip": verdicts[-STRIP:],
         "verdicts": list(reversed(verdicts)),
         "executions": [
@@ -201,9 +192,6 @@ def test_detail(session: Session, pk: int, *, executions: int = 200, at: datetim
             for r in quarantine
         ],
     }
-
-
-test_detail.__test__ = False  # type: ignore[attr-defined]
 
 
 def _workload_outcome(session: Session, run_id: int, target: str) -> dict[str, Any] | None:
@@ -250,6 +238,16 @@ def reruns(session: Session, *, run_id: int | None = None, kind: str | None = No
     return {"schema": "guardrail.web.reruns/v1", "runs": runs, "reruns": items}
 
 
+def _health_rows(d: Any, lane: str, hw: str | None, verdict: str, n: int, rerun: float) -> Iterator[HealthRow]:
+    """The rows of one (day, lane, hardware, verdict) group: the pure function counts rows, so n of them,
+    the group's rerun time on the first."""
+    at_day = datetime.fromisoformat(str(d)[:10]).replace(tzinfo=UTC)
+    kind = cast(VerdictKind, verdict)  # stored by the JUnit writer from the same Literal
+    return chain(
+        [HealthRow(at_day, lane, hw, kind, float(rerun))], repeat(HealthRow(at_day, lane, hw, kind, 0.0), n - 1)
+    )
+
+
 def ci_health(
     session: Session,
     *,
@@ -259,15 +257,10 @@ def ci_health(
     at: datetime | None = None,
 ) -> dict[str, Any]:
     """``guardrail.ci-health/v1`` (pass rate, flaky rate, CI minutes lost to reruns, infra errors by kind
-    per lane x hardware x day) over the newest ``days`` days: what ``test_queries.ci_health_doc`` gives
+    per lane x hardware x day) over the newest ``days`` days: what ``junit_queries.ci_health_doc`` gives
     (tested equal), with the verdicts counted per day in SQL instead of read one by one (1.6 s -> see
     docs/dashboard.md at 120k verdicts)."""
-    from itertools import chain, repeat
-
-    from guardrail.analysis.ci_health import HealthRow
-    from guardrail.analysis.ci_health import ci_health as health
-
-    when = at or now()
+    when = at or clock.now()
     since = when - timedelta(days=days)
     pg = session.get_bind().dialect.name == "postgresql"
     day = func.date(func.timezone("UTC", V.at)) if pg else func.date(V.at)
@@ -277,16 +270,8 @@ def ci_health(
         .group_by(day, V.lane, V.hardware, V.verdict)
     )
     groups = session.execute(filter_verdicts(q, lane=lane, hardware=hardware)).all()
-
-    def rows(d: Any, ln: str, hw: str, verdict: str, n: int, rerun: float):
-        # the pure function counts rows: n rows of the group, the group's rerun time on the first
-        at_day = datetime.fromisoformat(str(d)[:10]).replace(tzinfo=UTC)
-        return chain(
-            [HealthRow(at_day, ln, hw, verdict, float(rerun))], repeat(HealthRow(at_day, ln, hw, verdict, 0.0), n - 1)
-        )
-
     doc = health(
-        chain.from_iterable(rows(*g) for g in groups),
+        chain.from_iterable(_health_rows(*g) for g in groups),
         tq.infra_events(session, since=since, lane=lane, hardware=hardware),
     )
     doc["since"], doc["until"] = since.isoformat(), when.isoformat()

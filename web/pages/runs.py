@@ -1,0 +1,56 @@
+"""The runs pages: the list, one run (metrics with their strips, stages, drift), two runs compared, and the
+pinned baselines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from web import chart_svg, charts
+from web.auth import require_reader
+from web.pages.rendering import Opt, render, session
+from web.params import MAX_ID, PathId
+from web.read import runs
+from web.read.baselines import baseline_pins
+from web.read.compare import compare_runs
+
+reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)])
+
+
+@reads.get("/runs", response_class=HTMLResponse)
+def runs_page(
+    request: Request, lane: Opt = None, hardware: Opt = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+):
+    with session(request) as s:
+        data = runs.runs(s, lane=lane or None, hardware=hardware or None, limit=50, offset=offset)
+    return render(request, "runs.html", data=data, lane=lane or "", hardware=hardware or "")
+
+
+@reads.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: PathId):
+    with session(request) as s:
+        data = runs.run_detail(s, run_id)
+    for r in data["results"]:
+        r["stage_bar"] = charts.stage_bar(r["stages"])
+        for x in r["metrics"]:
+            x["strip"] = charts.strip_chart(x["repeats"], width=260, row_h=10, max_dots=100, unit=x["unit"])
+            x["strip_svg"] = chart_svg.mini_strip_svg(x["strip"]) if x["strip"] else None
+    return render(request, "run.html", d=data)
+
+
+@reads.get("/baselines", response_class=HTMLResponse)
+def baselines_page(request: Request):
+    with session(request) as s:
+        data = baseline_pins(s)
+    return render(request, "baselines.html", d=data)
+
+
+@reads.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)]
+):
+    with session(request) as s:
+        data = compare_runs(s, a, b)
+    return render(request, "compare.html", d=data)

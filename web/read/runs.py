@@ -1,0 +1,211 @@
+"""Runs: the list, newest first, and one run with every workload x metric (verdict, repeats, stages, output
+drift against the previous run) and the baseline pins on it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from guardrail.errors import NotFound
+from guardrail.store import models as m
+from web.charts import median
+from web.read.baselines import pin_dict
+from web.read.fields import commit_url, iso, safe_url
+from web.read.statements import AnyRow, RunStatements, run_statements
+
+STAGE_METRICS = ("text_encode_latency", "denoise_latency", "vae_decode_latency")
+STAGE_PREFIX = "stage_mean."
+
+
+def run_dict(r: m.Run) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "lane": r.lane,
+        "hardware": r.hardware,
+        "started_at": iso(r.started_at),
+        "commit": r.commit.sha if r.commit else None,
+        "message": r.commit.message if r.commit else None,
+        "repo": r.commit.repo if r.commit else None,
+        "commit_url": commit_url(r.commit.repo, r.commit.sha) if r.commit else None,
+        "branch": r.branch,
+        "pr": r.pr,
+        "base_commit": r.base_commit,
+        "ci": {"provider": r.ci_provider, "run_id": r.ci_run_id, "attempt": r.ci_attempt, "url": safe_url(r.ci_url)},
+    }
+
+
+def _run_row_dict(r: AnyRow) -> dict[str, Any]:
+    """run_dict for a row of RunStatements.run (the same keys and values)."""
+    has_commit = r.commit_pk is not None
+    return {
+        "id": r.id,
+        "lane": r.lane,
+        "hardware": r.hardware,
+        "started_at": iso(r.started_at),
+        "commit": r.sha if has_commit else None,
+        "message": r.message if has_commit else None,
+        "repo": r.repo if has_commit else None,
+        "commit_url": commit_url(r.repo, r.sha) if has_commit else None,
+        "branch": r.branch,
+        "pr": r.pr,
+        "base_commit": r.base_commit,
+        "ci": {"provider": r.ci_provider, "run_id": r.ci_run_id, "attempt": r.ci_attempt, "url": safe_url(r.ci_url)},
+    }
+
+
+def runs(
+    session: Session,
+    *,
+    lane: str | None = None,
+    hardware: str | None = None,
+    pr: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    q = select(m.Run)
+    if lane:
+        q = q.where(m.Run.lane == lane)
+    if hardware:
+        q = q.where(m.Run.hardware == hardware)
+    if pr is not None:
+        q = q.where(m.Run.pr == pr)
+    rows = session.scalars(q.order_by(m.Run.started_at.desc(), m.Run.id.desc()).limit(limit).offset(offset))
+    return {"schema": "guardrail.web.runs/v1", "limit": limit, "offset": offset, "runs": [run_dict(r) for r in rows]}
+
+
+def run_detail(session: Session, run_id: int) -> dict[str, Any]:
+    # Core selects of the columns shown, from statements built once (web.read.statements): five small queries.
+    conn = session.connection()
+    sql = run_statements(conn.dialect.name)
+    run = conn.execute(sql.run, {"run_id": run_id}).first()
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    detail = _run_detail(conn, sql, run, run_id)
+    pins = conn.execute(sql.pins, {"run_id": run_id})
+    detail["pins"] = [pin_dict(p) for p in pins]
+    return detail
+
+
+def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) -> dict[str, Any]:
+    results = conn.execute(sql.results, {"run_id": run_id}).all()
+    check = conn.execute(sql.check, {"run_id": run_id}).first()
+    verdicts: dict[int, AnyRow] = {}
+    if check is not None:
+        for row in conn.execute(sql.verdicts, {"check_id": check.id}):
+            if row.series_id is not None:
+                verdicts[row.series_id] = row
+    meas = conn.execute(sql.measurements, {"ids": [r.id for r in results]}).all() if results else []
+    series = {x.series_id: x for x in meas}  # metric, unit and direction of each series
+    by_result: dict[int, dict[int, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for x in meas:
+        by_result[x.result_id][x.series_id].append(np.frombuffer(x.samples, dtype="<f8").tolist())
+    previous = _previous_fingerprints(conn, sql, run, results)
+    out_results = []
+    for r in results:
+        metrics = []
+        for sid, repeats in sorted(by_result[r.id].items(), key=lambda kv: series[kv[0]].metric):
+            s = series[sid]
+            v = verdicts.get(sid)
+            medians = [median(rep) for rep in repeats if rep]
+            metrics.append(
+                {
+                    "series_id": sid,
+                    "metric": s.metric,
+                    "unit": s.unit,
+                    "direction": s.direction,
+                    "median": median(medians) if medians else None,
+                    "repeats": repeats,
+                    "verdict": v.verdict if v else None,
+                    "change": v.change if v else None,
+                    "ci": [v.ci_low, v.ci_high] if v and v.ci_low is not None else None,
+                    "explanation": v.explanation if v else None,
+                }
+            )
+        stages = [
+            {"metric": x["metric"], "median": x["median"], "unit": x["unit"]}
+            for x in metrics
+            if (x["metric"] in STAGE_METRICS or x["metric"].startswith(STAGE_PREFIX)) and x["median"] is not None
+        ]
+        stages.sort(key=lambda x: STAGE_METRICS.index(x["metric"]) if x["metric"] in STAGE_METRICS else 99)
+        fp = (r.extra or {}).get("output_fingerprint")
+        out_results.append(
+            {
+                "id": r.id,
+                "workload": r.name,
+                "workload_id": r.workload_id,
+                "status": r.status,
+                "error": {"kind": r.error_kind, "message": r.error_message} if r.status != "ok" else None,
+                "source_format": r.source_format,
+                "metrics": metrics,
+                "stages": stages,
+                "environment": {
+                    "id": r.env_id,
+                    "hardware": r.hardware,
+                    "device_type": r.device_type,
+                    "device_count": r.device_count,
+                    "software": r.software,
+                },
+                "output_drift": _drift(fp, previous.get(r.workload_id)),
+            }
+        )
+    return {
+        "schema": "guardrail.web.run/v1",
+        "run": _run_row_dict(run),
+        "results": out_results,
+        "check": None
+        if check is None
+        else {
+            "id": check.id,
+            "policy": check.policy,
+            "status": check.status,
+            "summary": check.summary,
+            "created_at": iso(check.created_at),
+            "expected_false_alarms": check.expected_false_alarms,
+        },
+    }
+
+
+def _previous_fingerprints(
+    conn: Connection, sql: RunStatements, run: AnyRow, results: Sequence[AnyRow]
+) -> dict[int, dict[str, Any]]:
+    """Per workload: the output fingerprint of the newest earlier result on the same hardware and lane."""
+    out: dict[int, dict[str, Any]] = {}
+    for r in results:
+        if not (r.extra or {}).get("output_fingerprint"):
+            continue
+        prev = conn.execute(
+            sql.previous,
+            {"workload_id": r.workload_id, "hardware": run.hardware, "lane": run.lane, "started_at": run.started_at},
+        ).first()
+        if prev is not None:
+            out[r.workload_id] = {"run_id": prev.run_id, "fingerprint": (prev.extra or {}).get("output_fingerprint")}
+    return out
+
+
+def _drift(fp: Any, prev: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not isinstance(fp, dict):
+        return None
+    out: dict[str, Any] = {
+        "fingerprint": {k: v for k, v in fp.items() if not isinstance(v, list | dict)},
+        "previous_run": None,
+        "verdict": "no earlier fingerprint",
+        "max_abs_diff": None,
+    }
+    if prev and isinstance(prev.get("fingerprint"), dict):
+        p = prev["fingerprint"]
+        out["previous_run"] = prev["run_id"]
+        diffs = [
+            abs(float(fp[k]) - float(p[k]))
+            for k in ("mean", "std", "min", "max")
+            if isinstance(fp.get(k), int | float) and isinstance(p.get(k), int | float)
+        ]
+        out["max_abs_diff"] = max(diffs) if diffs else None
+        same_shape = fp.get("shape") == p.get("shape")
+        drifted = not same_shape or (out["max_abs_diff"] or 0.0) > 1e-3
+        out["verdict"] = "drifted" if drifted else "unchanged"
+    return out
