@@ -1,7 +1,7 @@
 """The statistics layer: numbers in, verdicts out (numpy/scipy only; no database, no HTTP, no torch).
 
-Names are imported on first use (PEP 562), so that `import guardrail.analysis.flaky` (pure Python) does not pay
-for scipy.
+Names are imported on first use (PEP 562), so that `import guardrail.analysis.flaky_scores` (pure Python) does
+not pay for scipy.
 """
 
 import importlib

@@ -4,16 +4,19 @@ and CI health (results per day, and the test side once JUnit results are stored)
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guardrail.schema import Status
 from guardrail.store import models as m
 from guardrail.vocabulary import OPEN_STATES, VERDICT_RANK
 from web.read import junit_results
 from web.read.alerts import alerts
 from web.read.fields import iso
+
+RESULT_STATUSES: tuple[Status, ...] = get_args(Status)
 
 
 def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
@@ -133,12 +136,10 @@ def _results_health(session: Session, *, days: int = 14) -> dict[str, Any]:
     per_day: dict[str, dict[str, Any]] = {}
     for d, status, n, n_runs in session.execute(q):
         key = str(d)[:10]
-        row = per_day.setdefault(
-            key, {"day": key, "runs": 0, "results": 0, "ok": 0, "failed": 0, "infra_error": 0, "timeout": 0}
-        )
+        row = per_day.setdefault(key, {"day": key, "runs": 0, "results": 0, **dict.fromkeys(RESULT_STATUSES, 0)})
         row["runs"] = max(row["runs"], n_runs)  # a run's results may differ in status; count it once
         row["results"] += n
-        row[status if status in ("ok", "failed", "infra_error", "timeout") else "failed"] += n
+        row[status if status in RESULT_STATUSES else "failed"] += n
     out = [{**per_day[k], "pass_rate": round(per_day[k]["ok"] / per_day[k]["results"], 4)} for k in sorted(per_day)]
     # The flaky rate comes from JUnit results: overview() fills it in when tests are stored.
     return {"days": out, "flaky_rate": None}
