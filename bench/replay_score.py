@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from replay_events import Event, short_range, short_workload
@@ -45,8 +46,15 @@ class Detection:
         return f"{self.source} {short_workload(self.workload)} [{metrics}] {self.where()}"
 
 
+def _on_member(d: Detection, e: Event) -> bool:
+    return any(d.workload == w and any(fnmatchcase(x, pat) for x in d.metrics) for w, pat in e.members)
+
+
 def score(events: Sequence[Event], detections: Sequence[Detection]) -> dict[str, Any]:
-    unexplained = [d for d in detections if not any(d.explained_by(e, m) for e in events for m in d.metrics)]
+    def explained(d: Detection) -> bool:
+        return any(d.explained_by(e, m) for e in events for m in d.metrics)
+
+    unexplained = [d for d in detections if not explained(d)]
     per_event: dict[str, dict[str, Any]] = {}
     for e in events:
         touching = [d for d in detections if any(e.covers(d.hardware, d.workload, m) for m in d.metrics)]
@@ -57,27 +65,37 @@ def score(events: Sequence[Event], detections: Sequence[Detection]) -> dict[str,
                 "nights": sorted({d.night for d in touching}),
             }
             continue
+        mine = [d for d in touching if any(d.explained_by(e, m) for m in d.metrics)]
 
         def covered(ds: list[Detection], e: Event = e) -> int:
+            """Members (workload, metric family) that one of `ds` flags at this event's place."""
             return sum(
-                1 for w, m in e.members if any(d.workload == w and m in d.metrics and d.explained_by(e, m) for d in ds)
+                1
+                for w, pat in e.members
+                if any(
+                    d.workload == w and any(fnmatchcase(x, pat) and d.explained_by(e, x) for x in d.metrics) for d in ds
+                )
             )
 
-        on_members = [d for d in touching if any((d.workload, m) in e.members for m in d.metrics) and d.is_alert]
         groups: dict[str, set[Any]] = defaultdict(set)
-        for d in touching:
-            if d.is_alert and any(d.explained_by(e, m) for m in d.metrics):
+        for d in mine:
+            if d.is_alert:
                 groups[d.workload].add(d.ident if d.ident is not None else (d.commit_range, d.night))
         per_event[e.name] = {
             "quiet": False,
             "named": e.named,
             "members": len(e.members),
-            "found": covered([d for d in touching if d.is_alert]),
-            "flagged_by_checks": covered([d for d in touching if d.source == "check"]),
-            "where": dict(Counter(d.where() for d in on_members)),
+            "found": covered([d for d in mine if d.is_alert]),
+            "flagged_by_checks": covered([d for d in mine if d.source == "check"]),
+            "where": dict(Counter(d.where() for d in mine if d.is_alert and _on_member(d, e))),
+            # alerts on the same series that no real event explains: a change put at the wrong commits
+            "elsewhere": dict(Counter(d.where() for d in unexplained if d.is_alert and _on_member(d, e))),
             "alerts_per_workload": {w: len(groups.get(w, ())) for w in e.workloads},
-            "explains": sum(1 for d in touching if any(d.explained_by(e, m) for m in d.metrics)),
+            "explains": len(mine),
         }
+    by_night: dict[str, list[str]] = defaultdict(list)
+    for d in unexplained:
+        by_night[d.night].append(d.describe())
     return {
         "has_checks": any(d.source == "check" for d in detections),
         "detections": len(detections),
@@ -90,15 +108,23 @@ def score(events: Sequence[Event], detections: Sequence[Detection]) -> dict[str,
     }
 
 
+def _counts(where: dict[str, int]) -> str:
+    return ", ".join(f"{w} ×{n}" for w, n in sorted(where.items(), key=lambda x: -x[1]))
+
+
 def _event_cell(s: dict[str, Any], has_checks: bool) -> str:
     if s["quiet"]:
-        return "quiet" if not s["detections"] else f"{s['detections']} detections ({', '.join(s['nights'][:3])})"
+        nights = ", ".join(s["nights"][:5]) + (" …" if len(s["nights"]) > 5 else "")
+        return "quiet" if not s["detections"] else f"{s['detections']} detections ({nights})"
     if not s["members"]:  # a change only there to account for what it caused
         return f"explains {s['explains']} detections"
-    where = ", ".join(f"{w} ×{n}" for w, n in sorted(s["where"].items(), key=lambda x: -x[1])) or "–"
-    per = ", ".join(str(n) for n in s["alerts_per_workload"].values())
-    checks = f"; failing checks on its night(s) name {s['flagged_by_checks']}/{s['members']}" if has_checks else ""
-    return f"{s['found']}/{s['members']} series; at {where}; alerts per workload {per}{checks}"
+    text = f"{s['found']}/{s['members']} series at {_counts(s['where']) or '–'}"
+    if s["elsewhere"]:
+        text += f"; also at {_counts(s['elsewhere'])} (wrong place)"
+    text += f"; alerts per workload {', '.join(str(n) for n in s['alerts_per_workload'].values())}"
+    if has_checks:
+        text += f"; failing checks that night: {s['flagged_by_checks']}/{s['members']}"
+    return text
 
 
 def summary_tables(events: Sequence[Event], scores: dict[str, dict[str, Any]]) -> str:
