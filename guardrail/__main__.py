@@ -1,3 +1,5 @@
+"""`python -m guardrail`: the same command line as `guardrail`."""
+
 from guardrail.cli import main
 
 main()

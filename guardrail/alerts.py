@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guardrail import clock
+from guardrail.errors import NotFound
 from guardrail.store import models as m
 from guardrail.verdicts import VerdictRow, VerdictsDoc
 from guardrail.vocabulary import FIXED, OPEN_STATES, TRIAGE_STATES
@@ -26,8 +27,8 @@ AUTHOR = "guardrail"  # who the alerts' automatic changes are by
 CHANGEPOINT = "changepoint:"  # dedup keys of change-point alerts start so; regression ones with "regression:"
 
 
-class UnknownAlerts(LookupError):
-    """Some of the alerts asked for are not in the store."""
+class UnknownAlerts(NotFound):
+    """Some of the alerts asked for are not in the store (the web answers 404, the CLI exit code 2)."""
 
 
 def transition(session: Session, alert: m.Alert, state: str, *, author: str, note: str | None, now: datetime) -> None:

@@ -7,11 +7,10 @@ import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import ARRAY, Integer, any_, bindparam, select
+from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, select
 from sqlalchemy.orm import Session
 
 from guardrail.alerts import known_change_points, raise_change_point_alerts
@@ -94,9 +93,18 @@ def id_in(dialect: str, col: Any, name: str = "ids") -> Any:
     return col == any_(p) if dialect == "postgresql" else col.in_(p)
 
 
+@dataclass(frozen=True)
+class _PointStatements:
+    """The three lookups behind a series' points, built once per dialect."""
+
+    medians: Select
+    results: Select
+    runs: Select
+
+
 @functools.cache
-def _points_sql(dialect: str) -> SimpleNamespace:
-    return SimpleNamespace(
+def _points_sql(dialect: str) -> _PointStatements:
+    return _PointStatements(
         medians=select(m.Measurement.result_id, m.Measurement.median)
         .where(m.Measurement.series_id == bindparam("series_id"))
         .order_by(m.Measurement.result_id, m.Measurement.repeat_index),

@@ -94,7 +94,7 @@ def _dispose(url: str) -> None:
 
     store_db.get_engine(url).dispose()
     store_db.get_engine.cache_clear()
-    store_db._ready.cache_clear()
+    store_db.ensure_ready.cache_clear()
 
 
 @pytest.fixture

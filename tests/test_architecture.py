@@ -62,3 +62,10 @@ def test_no_product_class_needs_a_pytest_marker():
         if "__test__" in p.read_text(encoding="utf-8")
     ]
     assert marked == []
+
+
+def test_module_map_names_every_module():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "module-map"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr

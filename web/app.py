@@ -20,7 +20,6 @@ from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from sqlalchemy.exc import DataError
 
-from guardrail.alerts import UnknownAlerts
 from guardrail.errors import InfraError, InputError, NotFound
 from web import charts
 from web.api import router as api_router
@@ -105,8 +104,7 @@ def create_app(
         return error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(NotFound)
-    @app.exception_handler(UnknownAlerts)  # guardrail.alerts' own "not in the store"
-    async def not_found(request: Request, exc: LookupError):
+    async def not_found(request: Request, exc: NotFound):
         # The one 404 of the read models and writes: JSON for the API, the message page for a browser.
         return error(request, 404, str(exc))
 

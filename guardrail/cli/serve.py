@@ -25,10 +25,10 @@ def serve_cmd(
 
     import uvicorn
 
-    from guardrail.store.db import _ready, redact
+    from guardrail.store.db import ensure_ready, redact
 
     url = resolve_db(db)
-    _ready(url)  # migrate SQLite / refuse an out-of-date PostgreSQL before listening
+    ensure_ready(url)  # migrate SQLite / refuse an out-of-date PostgreSQL before listening
     typer.echo(f"serving {redact(url)} on http://{host}:{port}/", err=True)
     if threads:
         os.environ["GUARDRAIL_WEB_THREADS"] = str(threads)

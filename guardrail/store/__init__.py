@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy models, sessions and migrations, the rows results share, and read-side queries."""

@@ -124,7 +124,7 @@ def _guard_connect(url: str, fn):
 
 
 @functools.cache
-def _ready(url: str) -> bool:
+def ensure_ready(url: str) -> bool:
     """Bring SQLite up to date on first use; refuse an out-of-date PostgreSQL with the command to fix it."""
     if _stored_revision(url) == SCHEMA_REVISION:
         return True
@@ -149,7 +149,7 @@ def _session_factory(engine: Engine) -> sessionmaker:
 @contextmanager
 def session_scope(url: str, *, write: bool = False) -> Iterator[Session]:
     """One transaction: committed if the block finishes, rolled back (nothing written) if it raises."""
-    _ready(url)
+    ensure_ready(url)
     session = _session_factory(get_engine(url))()
     try:
         if write and get_engine(url).dialect.name == "sqlite":
