@@ -177,6 +177,16 @@ GROUND_TRUTH: tuple[Event, ...] = (
         named=False,
     ),
     Event(
+        "06-16 second speed-up at a693ae6..a624204 (model.forward -1.4% tp2, -5.5% tp4)",
+        "H200",
+        (H200_TP4, H200_SP2, H200_CFGP2),
+        (),
+        SPEED,
+        ranges=(("a693ae6", "a624204"),),
+        nights=("manual_20260616",),
+        named=False,
+    ),
+    Event(
         "06-11 peak-memory step (+1.0% tp2, +3.8% tp4)",
         "H200",
         (H200_TP4, H200_SP2, H200_CFGP2),
