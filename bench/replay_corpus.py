@@ -297,7 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-db", type=Path, default=None, help="write the store here (else a temp dir)")
     ap.add_argument("--quick", type=int, nargs="?", const=8, default=None, help="only the first N nights (8)")
     ap.add_argument("--json", type=Path, default=None, help="write the nights and the scores as JSON")
-    ap.add_argument("--otava-python", default="/tmp/otava-venv/bin/python", help="python of a venv with apache-otava")
+    ap.add_argument(
+        "--otava-python",
+        default="/tmp/otava-venv/bin/python",
+        help="python of a venv with apache-otava 0.8.0, else $OTAVA_PYTHON or ~/.cache/guardrail-bench/otava-venv"
+        " (none found: no Otava column)",
+    )
     ap.add_argument("--docs", action="store_true", help="rewrite the replay section of docs/statistics.md")
     ap.add_argument(
         "--rescore", type=Path, default=None, help="score the nights of an earlier --json (with its --keep-db)"
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (
         f"Machine and date: {machine()}.\n"
         f"Command: `.venv/bin/python bench/replay_corpus.py{' --quick ' + str(args.quick) if args.quick else ''}`; "
-        f"{len(nights)} nights, {sum(len(lg.runs) for lg in logs)} runs, {len(stored)} stored series "
+        f"{len(logs)} nights, {sum(len(lg.runs) for lg in logs)} runs, {len(stored)} stored series "
         f"({len(baselined)} with a file baseline); {check_counts(logs)}.\nOtava: "
         + (
             f"apache-otava {otava.version}, defaults (window 50, p 0.001), each series' full history"
