@@ -6,6 +6,7 @@ Loaded and validated once (pydantic); the rest of the code trusts the Policy obj
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 from collections import defaultdict
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from guardrail.errors import InputError
 from guardrail.schema import json_path
@@ -25,6 +26,29 @@ REFERENCE_DIR = BASELINES_DIR / "reference"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _literal_length(pattern: str) -> int:
+    return len(pattern) - pattern.count("*") - pattern.count("?")
+
+
+def best_match(metric: str, patterns: Iterable[str]) -> str | None:
+    """The key that names `metric`: the exact name, else the most specific fnmatch glob that matches it (most
+    characters that are not wildcards; a tie goes to the one listed first), else None."""
+    keys = list(patterns)
+    if metric in keys:
+        return metric
+    matching = [k for k in keys if fnmatch.fnmatchcase(metric, k)]
+    return max(matching, key=_literal_length, default=None)  # max keeps the first of equals
+
+
+class MetricPatterns(RootModel[tuple[str, ...]]):
+    """Metric names or fnmatch globs (`*queue_wait*`); `metric in patterns` when one of them names it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def __contains__(self, metric: object) -> bool:
+        return isinstance(metric, str) and best_match(metric, self.root) is not None
 
 
 class BaselineSpec(_Strict):
@@ -45,8 +69,9 @@ class Policy(_Strict):
     lane: str
     description: str = ""
     baseline: BaselineSpec = BaselineSpec()
+    # metric name or family glob (`peak_memory*`) -> relative threshold; `default` for every other metric
     thresholds: dict[str, float] = Field(default_factory=lambda: {"default": 0.01})
-    informational: list[str] = Field(default_factory=list)  # reported, never gate
+    informational: MetricPatterns = MetricPatterns(())  # names or globs: reported, never gate
     fdr: float = Field(default=0.05, gt=0, lt=1)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     # Looks of sequential confirmation: with more than one, an unclear or first-seen result is judged at an
@@ -55,7 +80,9 @@ class Policy(_Strict):
     raise_alerts: bool = False  # regressions of this lane become alerts (lanes that watch main)
 
     def threshold(self, metric: str) -> float:
-        return self.thresholds.get(metric, self.thresholds.get("default", 0.01))
+        """The threshold of `metric`: its exact name, else its most specific family glob, else `default`."""
+        key = best_match(metric, (k for k in self.thresholds if k != "default"))
+        return self.thresholds[key] if key is not None else self.thresholds.get("default", 0.01)
 
 
 def _policy_file(lane: str, directory: Path) -> Path:
