@@ -36,7 +36,8 @@ from eval_methods import OtavaRunner, find_otava_python  # noqa: E402
 from replay_events import GROUND_TRUTH, Night, corpus_nights, short_range, short_workload, ten_pct_alarms  # noqa: E402
 from replay_score import Detection, score, summary_tables  # noqa: E402
 
-GUARDRAIL = ROOT / ".venv" / "bin" / "guardrail"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+PRODUCT = ("guardrail", "baselines")  # what decides the numbers (the policies live in baselines/)
 DOC = ROOT / "docs" / "statistics.md"
 BEGIN, END = "<!-- replay:begin -->", "<!-- replay:end -->"
 LIST_AT_MOST = 3  # verdicts or alerts listed per cell; the rest as "+N more"
@@ -59,14 +60,31 @@ class NightLog:
     new_alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def guardrail(args: list[str], *, now: str, db: str) -> tuple[int, Any]:
-    env = {**os.environ, "GUARDRAIL_NOW": now}
-    res = subprocess.run([str(GUARDRAIL), *args, "--db", db], capture_output=True, text=True, env=env)
-    try:
-        return res.returncode, json.loads(res.stdout)
-    except json.JSONDecodeError:
-        sys.stderr.write(f"guardrail {' '.join(args)}: exit {res.returncode}\n{res.stderr[-2000:]}\n")
-        return res.returncode, None
+@dataclass(frozen=True)
+class Cli:
+    """The guardrail CLI of a source tree (this checkout by default), run as a subprocess per call."""
+
+    tree: Path = ROOT
+
+    def __call__(self, args: list[str], *, now: str, db: str) -> tuple[int, Any]:
+        env = {**os.environ, "GUARDRAIL_NOW": now, "PYTHONPATH": str(self.tree)}
+        cmd = [str(VENV_PYTHON), "-m", "guardrail", *args, "--db", db]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=self.tree)
+        try:
+            return res.returncode, json.loads(res.stdout)
+        except json.JSONDecodeError:
+            sys.stderr.write(f"guardrail {' '.join(args)}: exit {res.returncode}\n{res.stderr[-2000:]}\n")
+            return res.returncode, None
+
+    def describe(self) -> str:
+        """The code under test: the commit, and whether the product files differ from it."""
+        git = ["git", "-C", str(self.tree)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        if not head:
+            return f"the tree at {self.tree} (not a git checkout)"
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", *PRODUCT], capture_output=True, text=True)
+        changed = len(dirty.stdout.splitlines())
+        return f"commit {head}" + (f" with {changed} uncommitted product files" if changed else "")
 
 
 def read_alerts(db_path: Path) -> list[dict[str, Any]]:
@@ -79,8 +97,8 @@ def read_alerts(db_path: Path) -> list[dict[str, Any]]:
     return [{**dict(r), "metrics": json.loads(r["metrics"])} for r in rows]
 
 
-def replay_night(night: Night, db: str, db_path: Path, seen: set[int]) -> NightLog:
-    now = night.at.isoformat()
+def replay_night(night: Night, guardrail: Cli, db_path: Path, seen: set[int]) -> NightLog:
+    now, db = night.at.isoformat(), f"sqlite:///{db_path}"
     rc, doc = guardrail(["ingest", "--branch", "main", str(night.path), "--output", "json"], now=now, db=db)
     doc = doc or {}
     log = NightLog(night.name, night.folder, now, rc, list(doc.get("run_ids", [])), list(doc.get("ignored", [])))
@@ -104,12 +122,12 @@ def replay_night(night: Night, db: str, db_path: Path, seen: set[int]) -> NightL
     return log
 
 
-def replay(nights: list[Night], db_path: Path) -> list[NightLog]:
+def replay(nights: list[Night], guardrail: Cli, db_path: Path) -> list[NightLog]:
     db_path.unlink(missing_ok=True)
     logs: list[NightLog] = []
     seen: set[int] = set()
     for night in nights:
-        logs.append(replay_night(night, f"sqlite:///{db_path}", db_path, seen))
+        logs.append(replay_night(night, guardrail, db_path, seen))
         print(f"{night.name}: {len(logs[-1].runs)} runs, {len(logs[-1].new_alerts)} new alerts", file=sys.stderr)
     return logs
 
@@ -304,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         " (none found: no Otava column)",
     )
     ap.add_argument("--docs", action="store_true", help="rewrite the replay section of docs/statistics.md")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="the source tree whose CLI to replay (e.g. a git archive)")
     ap.add_argument(
         "--rescore", type=Path, default=None, help="score the nights of an earlier --json (with its --keep-db)"
     )
@@ -320,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 lg.checks = {int(k): v for k, v in lg.checks.items()}
                 lg.missing = {int(k): v for k, v in lg.missing.items()}
         else:
-            logs = replay(nights, db_path)
+            logs = replay(nights, Cli(args.tree.resolve()), db_path)
         night_of_run = {r: log.night for log in logs for r in log.runs}
         stored = store_series(db_path, night_of_run)
     labels = {f: hw for lg in logs for f, hw, _ in lg.stored} | {
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = {name: score(GROUND_TRUTH, d) for name, d in methods.items()}
 
     head = (
-        f"Machine and date: {machine()}.\n"
+        f"Machine and date: {machine()}. Code: {Cli(args.tree.resolve()).describe()}.\n"
         f"Command: `.venv/bin/python bench/replay_corpus.py{' --quick ' + str(args.quick) if args.quick else ''}`; "
         f"{len(logs)} nights, {sum(len(lg.runs) for lg in logs)} runs, {len(stored)} stored series "
         f"({len(baselined)} with a file baseline); {check_counts(logs)}.\nOtava: "
