@@ -87,6 +87,11 @@ class Cli:
         return f"commit {head}" + (f" with {changed} uncommitted product files" if changed else "")
 
 
+def metric_name(entry: dict[str, Any]) -> str:
+    """An alert's metric entry names it "metric" today; guardrail.alerts/v1 (issue 12) calls it "name"."""
+    return str(entry.get("metric") or entry.get("name"))
+
+
 def read_alerts(db_path: Path) -> list[dict[str, Any]]:
     with sqlite3.connect(db_path) as con:
         con.row_factory = sqlite3.Row
@@ -241,7 +246,7 @@ def guardrail_detections(logs: list[NightLog]) -> list[Detection]:
             if run_id in failing:
                 out.append(Detection("?", f"run {run_id}", (f"{n} missing",), log.night, None, source="missing"))
         for a in log.new_alerts:
-            metrics = tuple(x["metric"] for x in a["metrics"])
+            metrics = tuple(map(metric_name, a["metrics"]))
             rng = (a["from_commit"], a["to_commit"]) if a["from_commit"] else None
             out.append(
                 Detection(
@@ -265,7 +270,7 @@ def verdict_item(v: dict[str, Any]) -> str:
 
 
 def alert_item(a: dict[str, Any]) -> str:
-    metrics = ", ".join(x["metric"] for x in a["metrics"][:3]) + (" …" if len(a["metrics"]) > 3 else "")
+    metrics = ", ".join(map(metric_name, a["metrics"][:3])) + (" …" if len(a["metrics"]) > 3 else "")
     return f"{a['kind']} {short_workload(a['workload'])} [{metrics}] {short_range(a['from_commit'], a['to_commit'])}"
 
 
@@ -303,6 +308,8 @@ def night_table(logs: list[NightLog]) -> str:
         regressions = cell([verdict_item(v) for v in by_weight(log.regressions)])
         improvements = cell([verdict_item(v) for v in by_weight(log.improvements)])
         alerts = cell([alert_item(a) for a in log.new_alerts])
+        if log.ingest_rc or log.changepoints_rc:  # the CLI itself failed: say so where it shows
+            alerts += f" (ingest exit {log.ingest_rc}, changepoints exit {log.changepoints_rc})"
         lines.append(
             f"| {log.at[:10]} | {log.night} | {len(log.runs)} | {fail} | {regressions} | {improvements} | {alerts} |"
         )
