@@ -341,11 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = args.keep_db.resolve() if args.keep_db else Path(tmp) / "replay.db"
         if args.rescore:
-            logs = [NightLog(**x) for x in json.loads(args.rescore.read_text())["nights"]][: args.quick]
+            earlier = json.loads(args.rescore.read_text())
+            code = earlier.get("code", "as in the earlier replay")
+            logs = [NightLog(**x) for x in earlier["nights"]][: args.quick]
             for lg in logs:  # JSON keys are strings
                 lg.checks = {int(k): v for k, v in lg.checks.items()}
                 lg.missing = {int(k): v for k, v in lg.missing.items()}
         else:
+            code = Cli(args.tree.resolve()).describe()
             logs = replay(nights, Cli(args.tree.resolve()), db_path)
         night_of_run = {r: log.night for log in logs for r in log.runs}
         stored = store_series(db_path, night_of_run)
@@ -361,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     scores = {name: score(GROUND_TRUTH, d) for name, d in methods.items()}
 
     head = (
-        f"Machine and date: {machine()}. Code: {Cli(args.tree.resolve()).describe()}.\n"
+        f"Machine and date: {machine()}. Code: {code}.\n\n"
         f"Command: `.venv/bin/python bench/replay_corpus.py{' --quick ' + str(args.quick) if args.quick else ''}`; "
         f"{len(logs)} nights, {sum(len(lg.runs) for lg in logs)} runs, {len(stored)} stored series "
-        f"({len(baselined)} with a file baseline); {check_counts(logs)}.\nOtava: "
+        f"({len(baselined)} with a file baseline); {check_counts(logs)}.\n\nOtava: "
         + (
             f"apache-otava {otava.version}, defaults (window 50, p 0.001), each series' full history"
             if otava.available
@@ -373,14 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         + "."
     )
     ignored = sorted({f"{Path(x['file']).name} ({x.get('reason')})" for lg in logs for x in lg.ignored})
-    head += f"\nIgnored by ingest: {', '.join(ignored) if ignored else 'nothing'}."
+    head += f"\n\nIgnored by ingest: {', '.join(ignored) if ignored else 'nothing'}."
     if args.rescore:
         head += f" (Re-scored from {args.rescore.name}, the nights of an earlier replay.)"
     text = "\n\n".join([head, "#### Per night (guardrail)", night_table(logs), summary_tables(GROUND_TRUTH, scores)])
     print(text)
     if args.json:
         args.json.write_text(
-            json.dumps({"nights": [asdict(lg) for lg in logs], "scores": scores}, indent=1, default=str)
+            json.dumps({"code": code, "nights": [asdict(lg) for lg in logs], "scores": scores}, indent=1, default=str)
         )
     if args.docs:
         write_docs(text)
