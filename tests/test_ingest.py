@@ -129,3 +129,30 @@ def test_cli_exit_codes_and_nothing_written(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "1 stored, 0 already there" in proc.stdout
+
+
+def test_explicit_format_ignores_other_files_in_a_directory_but_not_a_named_one(corpus, tmp_path):
+    """The README's corpus example: with --format, a directory's files of another format (the alerts file, the
+    TTS benchmarks) are listed as ignored and nothing is stored from them; a file named explicitly must be of it."""
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    cli = [sys.executable, "-m", "guardrail", "ingest", "--format", "vllm-omni-diffusion", "--branch", "main"]
+    proc = subprocess.run([*cli, str(corpus), "--db", db, "--output", "json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    ignored = sorted(i["file"].rsplit("/", 1)[1] for i in report["ignored"])
+    assert ignored[0] == "alerts.json" and len(ignored) == 8
+    assert all(name.startswith("result_test_qwen3_tts_") for name in ignored[1:])
+    assert {i["reason"] for i in report["ignored"]} == {"not a vllm-omni-diffusion file"}
+    stored = {s["file"] for s in report["stored"]}
+    assert len(report["stored"]) == 276 and not stored & {i["file"] for i in report["ignored"]}
+    assert all(f.rsplit("/", 1)[1].startswith("diffusion_result_") for f in stored)
+    with session_scope(db) as s:
+        assert s.scalar(select(func.count()).select_from(m.Result)) == 276
+        assert (
+            s.scalar(select(func.count()).select_from(m.Result).where(m.Result.source_format != "vllm-omni-diffusion"))
+            == 0
+        )
+
+    alerts = corpus / "vllm-omni-nightly" / "alerts.json"
+    proc = subprocess.run([*cli, str(alerts), "--db", db], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {alerts}: $: expected a JSON array")

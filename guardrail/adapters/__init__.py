@@ -1,8 +1,8 @@
 """Adapters: files other tools wrote -> `guardrail.result/v1` results.
 
 Pure parsers: a vendor's JSON in, validated results out. The ingest (guardrail.ingest) and the runners'
-command engine call exactly :func:`detect_format` and :func:`adapt`. Every error is an InputError naming
-the file and the JSON path; an adapter never writes anything.
+command engine call exactly :func:`detect_format`, :func:`is_format` and :func:`adapt`. Every error is an
+InputError naming the file and the JSON path; an adapter never writes anything.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _ADAPTERS: dict[str, _Adapter] = {
     "pytest-benchmark": pytest_benchmark,
 }
 
-__all__ = ["FORMATS", "AdaptDefaults", "adapt", "detect_format"]
+__all__ = ["FORMATS", "AdaptDefaults", "adapt", "detect_format", "is_format"]
 
 
 def detect_format(path: Path, data: object) -> str | None:
@@ -44,6 +44,12 @@ def detect_format(path: Path, data: object) -> str | None:
         if module.detect(Path(path), data):
             return name
     return None
+
+
+def is_format(path: Path, data: object, fmt: str) -> bool:
+    """Whether the adapter of `fmt` recognises the document (a file found in a directory is read only then)."""
+    module = _ADAPTERS.get(fmt)
+    return module is not None and module.detect(Path(path), data)
 
 
 def adapt(path: Path, fmt: str, data: object, *, defaults: AdaptDefaults) -> list[Result]:

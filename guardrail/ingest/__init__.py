@@ -66,8 +66,8 @@ def load_documents(
 ) -> list[Document]:
     """Parse and validate every file; raises InputError on the first bad one (nothing is written).
 
-    A file found inside a directory that no format recognises is ignored (and listed in `ignored`); a file
-    named explicitly must be a result.
+    A file found inside a directory that is not of the format (of any known format, with `auto`) is ignored
+    and listed in `ignored`; a file named explicitly must be of it.
     """
     from guardrail.schema import parse_result
 
@@ -77,10 +77,14 @@ def load_documents(
     for item in paths:
         path, explicit = item if isinstance(item, tuple) else (item, True)
         data = _read_json(path)
-        kind = fmt if fmt != "auto" else _detect(path, data, required=explicit)
+        if fmt == "auto":
+            kind = _detect(path, data, required=explicit)
+        else:
+            kind = fmt if explicit or _is_format(path, data, fmt) else None
         if kind is None:
             if ignored is not None:
-                ignored.append({"file": str(path), "reason": "not a result file of any known format"})
+                what = "a result file of any known format" if fmt == "auto" else f"a {fmt} file"
+                ignored.append({"file": str(path), "reason": f"not {what}"})
             continue
         if kind == "result":
             results = [parse_result(data, file=str(path))]
@@ -109,6 +113,16 @@ def _detect(path: Path, data: Any, *, required: bool = True) -> str | None:
             file=str(path),
         )
     return kind
+
+
+def _is_format(path: Path, data: Any, fmt: str) -> bool:
+    from guardrail.schema import RESULT_SCHEMA
+
+    if fmt == "result":
+        return isinstance(data, dict) and data.get("schema") == RESULT_SCHEMA
+    from guardrail import adapters
+
+    return adapters.is_format(path, data, fmt)
 
 
 def ingest(db_url: str, paths: Sequence[str | Path], fmt: str = "auto", defaults: Any = None) -> IngestReport:
