@@ -183,6 +183,19 @@ def exit_code(doc: VerdictsDoc) -> int:
     return {"success": 0, "failure": 1, "error": 3}[doc.outcome()]
 
 
+def count(n: int, noun: str) -> str:
+    """The count and its noun, plural unless the count is one: 1 baseline run, 3 repeats."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def verdict_count(n: int, verdict: str) -> str:
+    """A verdict's count in a summary line: 1 regression, 3 regressions, 2 improvements; the adjectives (noisy,
+    inconclusive, missing) and "no change" take no plural."""
+    if verdict in ("regression", "improvement"):
+        return count(n, verdict)
+    return f"{n} {verdict.replace('_', ' ')}"
+
+
 def render_text(doc: VerdictsDoc) -> str:
     """A terminal report: what blocks first, then everything else in one aligned table."""
     order = {v: i for i, v in enumerate(DISPLAY_ORDER)}
@@ -193,7 +206,7 @@ def render_text(doc: VerdictsDoc) -> str:
     where = f" run {run.id} ({run.lane}, {', '.join(run.hardware)})" if run.id else ""
     lines.append(
         f"{head}{where}: "
-        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (doc.summary or {}).items() if n)
+        + ", ".join(verdict_count(n, k) for k, n in (doc.summary or {}).items() if n)
         + f"; expected false alarms {doc.expected_false_alarms or 0.0:.2f}"
     )
     if rows:

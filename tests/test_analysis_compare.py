@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from guardrail.analysis.compare import compare_metric
+from guardrail.analysis.planner import REPEATS_UNREACHABLE
 
 
 def _run(rng, level, repeats=2, steps=20, between=0.005, within=0.005):
@@ -137,3 +138,47 @@ def test_one_wild_repeat_among_four_does_not_carry_a_regression():
     c = compare_metric(hist, cand)
     assert c.verdict != "regression"
     assert c.change < 0.01  # the plain mean would say about +2%
+
+
+def _two_level(spread: float, runs: int = 10) -> list[list[list[float]]]:
+    """Baseline runs of two summary repeats `spread` apart: the repeat noise is known, run to run there is none."""
+    return [[[100.0], [100.0 + spread]] for _ in range(runs)]
+
+
+def test_texts_count_the_repeats_still_to_run_with_correct_plurals():
+    noisy = compare_metric(_two_level(1.0), [[101.0], [101.5]], summary=True)
+    assert (noisy.verdict, noisy.repeats_needed) == ("noisy", 5)
+    assert noisy.explanation == (
+        "Too noisy to judge with 2 repeats (+0.7%, 95% CI -0.4% to +1.9%); 3 more repeats (5 in all) would resolve 1%."
+    )
+    one = compare_metric(_two_level(0.6), [[101.2]], summary=True)
+    assert one.explanation == (
+        "+0.9% (95% CI -0.1% to +1.9%) straddles the 1% threshold; 1 more repeat (2 in all) would resolve 1%."
+    )
+    single = compare_metric(_two_level(0.9), [[101.2]], summary=True)
+    assert single.explanation.startswith("Too noisy to judge with 1 repeat (+0.7%")
+
+
+def test_texts_never_ask_for_repeats_that_already_ran():
+    c = compare_metric(_two_level(0.6), [[100.9], [101.6]], summary=True)
+    assert (c.verdict, c.repeats_needed, c.candidate_repeats) == ("inconclusive", 2, 2)
+    assert c.explanation == "+0.9% (95% CI +0.2% to +1.7%) straddles the 1% threshold."
+
+
+def test_texts_carry_no_sentinel_when_no_number_of_repeats_resolves_the_threshold():
+    c = compare_metric([[[100.0 + (3 if i % 2 else 0)]] for i in range(10)], [[101.0]], summary=True)
+    assert c.verdict == "noisy" and c.repeats_needed == REPEATS_UNREACHABLE
+    assert c.explanation == (
+        "Too noisy to judge with 1 repeat (-0.5%, 95% CI -5.8% to +5.2%); "
+        "no number of repeats resolves 1%: the run-to-run noise is too high."
+    )
+    assert str(REPEATS_UNREACHABLE) not in c.explanation
+
+
+def test_texts_name_one_baseline_run_in_the_singular():
+    c = compare_metric([[[100.0]]], [[130.0], [131.0]], summary=True)
+    assert c.explanation == "+30.5% (worse; 95% CI +22.6% to +39.0%), beyond the 1% threshold (1 baseline run)."
+    prior = compare_metric([[[100.0]], [[100.5]]], [[101.0], [101.2]], summary=True)
+    assert prior.explanation.endswith(
+        "; only 2 baseline runs: a conservative 2% noise prior applies until more baseline runs are recorded."
+    )

@@ -156,5 +156,37 @@ def test_pending_and_noisy():
     doc.pop("summary")
     md = render_markdown(doc, title="Perf | NPU")
     assert md.startswith("### Perf \\| NPU")
-    assert "about 9 repeats would be needed" in md
+    assert "repeats would be needed" not in md  # the explanation alone says what more repeats would do
     assert "1 noisy, 1 no change" in md
+
+
+def test_counts_take_their_plural_and_no_sentinel_is_printed():
+    from guardrail.reports.markdown import summary_text
+    from guardrail.verdicts import VerdictsDoc, render_text
+
+    doc = copy.deepcopy(DOC)
+    reg = doc["verdicts"][0]
+    doc["verdicts"] = [dict(reg, workload=f"w{i}") for i in range(3)] + [doc["verdicts"][1]]
+    doc["verdicts"][0].update(baseline={"runs": 1, "median": 1098.2}, candidate={"repeats": 1, "median": 1135.5})
+    unreachable = "Too noisy to judge with 1 repeat (+3.4%); no number of repeats resolves 1%: the noise is too high."
+    doc["verdicts"].append(dict(reg, workload="n", verdict="noisy", repeats_needed=1_000_000, explanation=unreachable))
+    doc["summary"] = {"regression": 3, "improvement": 1, "no_change": 1, "inconclusive": 0, "noisy": 1, "missing": 0}
+    doc["errors"] = [{"workload": "e", "status": "timeout"}]
+    md = render_markdown(doc)
+    assert md.splitlines()[2] == "🔴 **Performance regression**: 3 regressions, 1 noisy, 1 improvement, 1 no change"
+    w0 = next(r for r in _table_rows(md) if r.startswith("| w0 "))
+    assert "1,098.2 ms <sub>(1 run)</sub> | 1,135.5 ms <sub>(1 repeat)</sub>" in w0
+    w1 = next(r for r in _table_rows(md) if r.startswith("| w1 "))
+    assert "1,098.2 ms <sub>(10 runs)</sub> | 1,135.5 ms <sub>(2 repeats)</sub>" in w1
+    assert f"- **n / denoise\\_step\\_latency**: {unreachable}\n" in md  # nothing appended to the sentence
+    assert "1000000" not in md and "1,000,000" not in md
+    assert summary_text(doc) == "3 regressions, 1 noisy, 1 improvement, 1 no change, 1 workload error"
+    doc["summary"] = {"regression": 1, "improvement": 2}
+    doc["errors"] += [{"workload": "f", "status": "timeout"}]
+    assert summary_text(doc) == "1 regression, 2 improvements, 2 workload errors"
+    text = render_text(VerdictsDoc.model_validate(doc))
+    assert (
+        text.splitlines()[0]
+        == "FAIL run 12 (presubmit, H100): 1 regression, 2 improvements; expected false alarms 0.05"
+    )
+    assert "1000000" not in text

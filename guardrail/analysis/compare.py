@@ -26,6 +26,7 @@ from scipy.special import stdtr, stdtrit
 
 from guardrail.analysis.noise_model import PRIOR_BETWEEN_CV, SeriesData, estimate_noise, flatten
 from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed
+from guardrail.verdicts import count
 from guardrail.vocabulary import Verdict
 
 DIRECTIONS = ("lower_is_better", "higher_is_better")
@@ -223,15 +224,18 @@ def compare_metric(
         alpha=alpha,
         fixed_var=comp_run + noise.repeat_var / (kbar_b * r_b),
     )
+    # What more repeats would do, counted from the ones that ran; nothing when those already suffice.
     if need < REPEATS_UNREACHABLE:
-        need_txt = f"needs {need} repeats to resolve {threshold:.0%}"
+        need_txt = (
+            f"; {count(need - k_c, 'more repeat')} ({need} in all) would resolve {threshold:.0%}" if need > k_c else ""
+        )
     elif noise.prior_used:
         need_txt = (
-            f"only {noise.runs} baseline run{'s' if noise.runs != 1 else ''}: a conservative "
+            f"; only {count(noise.runs, 'baseline run')}: a conservative "
             f"{PRIOR_BETWEEN_CV:.0%} noise prior applies until more baseline runs are recorded"
         )
     else:
-        need_txt = f"no number of repeats resolves {threshold:.0%}: the run-to-run noise is too high"
+        need_txt = f"; no number of repeats resolves {threshold:.0%}: the run-to-run noise is too high"
     ci_txt = (
         f"95% CI {_pct(ci[0])} to {_pct(ci[1])}"
         if alpha == 0.05
@@ -244,22 +248,21 @@ def compare_metric(
     bar = max(0.0, (ci[1] - ci[0]) / 2.0 - threshold)
     if worse_lo > bar and worse > threshold:
         verdict: Verdict = "regression"
-        why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
+        why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({count(r_b, 'baseline run')})."
     elif worse_hi < -bar and worse < -threshold:
         verdict = "improvement"
-        why = f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({r_b} baseline runs)."
+        why = f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({count(r_b, 'baseline run')})."
     elif -threshold < ci[0] and ci[1] < threshold:
         verdict = "no_change"
         why = f"{_pct(change)} ({ci_txt}), inside the ±{threshold:.0%} threshold."
     elif not resolvable:
         verdict = "noisy"
         repeats_out = need
-        plural = "s" if k_c != 1 else ""
-        why = f"Too noisy to judge with {k_c} repeat{plural} ({_pct(change)}, {ci_txt}); {need_txt}."
+        why = f"Too noisy to judge with {count(k_c, 'repeat')} ({_pct(change)}, {ci_txt}){need_txt}."
     else:
         verdict = "inconclusive"
         repeats_out = need
-        why = f"{_pct(change)} ({ci_txt}) straddles the {threshold:.0%} threshold; {need_txt}."
+        why = f"{_pct(change)} ({ci_txt}) straddles the {threshold:.0%} threshold{need_txt}."
 
     details = {
         "method": "two-level-t",

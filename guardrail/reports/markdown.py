@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-from guardrail.verdicts import VerdictRow, VerdictsDoc, WorkloadError, status_of
+from guardrail.verdicts import VerdictRow, VerdictsDoc, WorkloadError, count, status_of, verdict_count
 from guardrail.vocabulary import DISPLAY_ORDER, Status
 
 DEFAULT_TITLE = "Performance guardrail"
@@ -103,7 +103,7 @@ def _fmt_change(v: VerdictRow) -> str:
 
 def _side(median: float | None, n: int, word: str, unit: str | None) -> str:
     val = _fmt_value(median, unit)
-    return f"{val} <sub>({escape_md(n)} {word})</sub>" if val != "—" else val
+    return f"{val} <sub>({escape_md(count(n, word))})</sub>" if val != "—" else val
 
 
 def _series_url(dashboard_url: str, v: VerdictRow) -> str:
@@ -122,8 +122,8 @@ def _row(v: VerdictRow, dashboard_url: str | None) -> str:
     cells = [
         workload,
         metric,
-        _side(v.baseline.median, v.baseline.runs, "runs", v.unit),
-        _side(v.candidate.median, v.candidate.repeats, "repeats", v.unit),
+        _side(v.baseline.median, v.baseline.runs, "run", v.unit),
+        _side(v.candidate.median, v.candidate.repeats, "repeat", v.unit),
         _fmt_change(v),
         VERDICT_LABEL[v.verdict],
     ]
@@ -149,7 +149,7 @@ def _summary_line(doc: VerdictsDoc) -> str:
         summary = {}
         for v in doc.verdicts:
             summary[v.verdict] = summary.get(v.verdict, 0) + 1
-    parts = [f"{summary[key]} {key.replace('_', ' ')}" for key in DISPLAY_ORDER if summary.get(key)]
+    parts = [verdict_count(summary[key], key) for key in DISPLAY_ORDER if summary.get(key)]
     return ", ".join(parts) if parts else "no comparisons"
 
 
@@ -159,7 +159,7 @@ def summary_text(doc: Report) -> str:
     text = _summary_line(typed)
     n_err = len(typed.errors)
     if n_err:
-        text += f", {n_err} workload error{'s' if n_err > 1 else ''}"
+        text += f", {count(n_err, 'workload error')}"
     return text
 
 
@@ -237,10 +237,8 @@ def render_markdown(
     if explained:
         out += ["**Why:**", ""]
         for v in explained:
-            line = f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}"
-            if v.verdict == "noisy" and v.repeats_needed:
-                line += f" — about {escape_md(v.repeats_needed)} repeats would be needed."
-            out.append(line)
+            # The explanation already says what more repeats would do (or that none would): nothing is added.
+            out.append(f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}")
         out.append("")
 
     efa = _num(typed.expected_false_alarms)
