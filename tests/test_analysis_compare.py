@@ -182,3 +182,10 @@ def test_texts_name_one_baseline_run_in_the_singular():
     assert prior.explanation.endswith(
         "; only 2 baseline runs: a conservative 2% noise prior applies until more baseline runs are recorded."
     )
+
+
+def test_a_cold_start_reference_is_called_by_its_name():
+    from guardrail.analysis.compare import compare_metric
+
+    c = compare_metric([[[1000.0]]], [[1100.0, 1101.0], [1099.0, 1100.5]], summary=True, reference=True)
+    assert "only the pinned reference value" in c.explanation and "1 baseline run" not in c.explanation

@@ -67,3 +67,28 @@ def test_confirm_at_look_settles_no_change_at_any_look_and_asks_to_confirm_a_fir
     first = confirm_at_look(hist, slower, 1, 3)
     assert first.verdict == "inconclusive" and "must be confirmed (look 1 of 3)" in first.explanation
     assert first.repeats_needed is not None and first.repeats_needed >= 2
+
+
+def test_unresolvable_looks_never_print_the_sentinel_and_count_extra_repeats():
+    """An inconclusive look that no number of repeats resolves asks for no rerun (and never prints the planner's
+    unreachable sentinel); one that can be resolved asks for the repeats still to run, with correct plurals."""
+    from guardrail.analysis.planner import REPEATS_UNREACHABLE
+    from guardrail.analysis.sequential import confirm_at_look
+
+    rng = np.random.default_rng(3)
+    seen_rerun = False
+    for _ in range(400):
+        cv = rng.choice([0.002, 0.01, 0.03])
+        hist = [[list(100 * (1 + rng.normal(0, cv, 1)) + rng.normal(0, 0.1, 5))] for _ in range(rng.integers(2, 8))]
+        level = 100 * (1 + rng.normal(0.01, 0.01))
+        cand = [list(level + rng.normal(0, cv * 100, 5)) for _ in range(2)]
+        c = confirm_at_look(hist, cand, 1, 3)
+        assert str(REPEATS_UNREACHABLE) not in c.explanation
+        assert "1 more repeats" not in c.explanation
+        if c.verdict == "inconclusive" and "rerun with" in c.explanation:
+            seen_rerun = True
+            extra = c.repeats_needed - c.candidate_repeats
+            assert extra >= 1 and f"rerun with {extra} more repeat" in c.explanation
+        if c.verdict == "inconclusive" and (c.repeats_needed or 0) >= REPEATS_UNREACHABLE:
+            assert "rerun" not in c.explanation
+    assert seen_rerun

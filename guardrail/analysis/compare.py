@@ -125,8 +125,11 @@ def compare_metric(
     history: Sequence[Sequence[Sequence[float]]] | None = None,
     summary: bool = False,
     alpha: float = 0.05,
+    reference: bool = False,
 ) -> MetricComparison:
     """Judge a candidate (repeats -> samples) against baseline runs (runs -> repeats -> samples).
+
+    `reference=True`: the one baseline run is a pinned reference value (cold start), and the texts say so.
 
     `history` (oldest first, same series, may include the baseline runs) feeds the noise estimate; without
     it the baseline runs do. `summary=True` means each value is already a per-repeat summary (a mean or a
@@ -224,6 +227,7 @@ def compare_metric(
         alpha=alpha,
         fixed_var=comp_run + noise.repeat_var / (kbar_b * r_b),
     )
+    against = "against the pinned reference value" if reference else count(r_b, "baseline run")
     # What more repeats would do, counted from the ones that ran; nothing when those already suffice.
     if need < REPEATS_UNREACHABLE:
         need_txt = (
@@ -231,7 +235,8 @@ def compare_metric(
         )
     elif noise.prior_used:
         need_txt = (
-            f"; only {count(noise.runs, 'baseline run')}: a conservative "
+            f"; only {'the pinned reference value' if reference else count(noise.runs, 'baseline run')}: "
+            "a conservative "
             f"{PRIOR_BETWEEN_CV:.0%} noise prior applies until more baseline runs are recorded"
         )
     else:
@@ -248,10 +253,10 @@ def compare_metric(
     bar = max(0.0, (ci[1] - ci[0]) / 2.0 - threshold)
     if worse_lo > bar and worse > threshold:
         verdict: Verdict = "regression"
-        why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({count(r_b, 'baseline run')})."
+        why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({against})."
     elif worse_hi < -bar and worse < -threshold:
         verdict = "improvement"
-        why = f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({count(r_b, 'baseline run')})."
+        why = f"{_pct(change)} (better; {ci_txt}), beyond the {threshold:.0%} threshold ({against})."
     elif -threshold < ci[0] and ci[1] < threshold:
         verdict = "no_change"
         why = f"{_pct(change)} ({ci_txt}), inside the ±{threshold:.0%} threshold."

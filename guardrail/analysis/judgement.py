@@ -77,6 +77,7 @@ def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
         history=history,
         summary=summary,
         alpha=rules.alpha,
+        reference=not s.baseline and s.reference is not None,
     )
 
 

@@ -29,6 +29,8 @@ from typing import Literal
 from scipy.special import ndtr, ndtri
 
 from guardrail.analysis.compare import MetricComparison, compare_metric
+from guardrail.analysis.planner import REPEATS_UNREACHABLE
+from guardrail.verdicts import count
 from guardrail.vocabulary import SETTLED
 
 
@@ -75,6 +77,7 @@ def sequential_decision(
     history: Sequence[Sequence[Sequence[float]]] | None = None,
     summary: bool = False,
     alpha: float = 0.05,
+    reference: bool = False,
 ) -> SequentialDecision:
     """Decide at look `look_index` (1-based): stop with a final verdict, or continue with more repeats."""
     level = look_alpha(look_index, max_looks, alpha)
@@ -86,6 +89,7 @@ def sequential_decision(
         history=history,
         summary=summary,
         alpha=level,
+        reference=reference,
     )
     spent = obrien_fleming_spent(look_index / max_looks, alpha)
     if comp.verdict in SETTLED or look_index == max_looks:
@@ -106,6 +110,7 @@ def confirm_at_look(
     history: Sequence[Sequence[Sequence[float]]] | None = None,
     summary: bool = False,
     alpha: float = 0.05,
+    reference: bool = False,
 ) -> MetricComparison:
     """The verdict at look `look_index` of `max_looks`: tested at the look's alpha-spending level, so the error
     rate holds however many looks are taken; an unclear or not yet overwhelming result is `inconclusive` and
@@ -119,6 +124,7 @@ def confirm_at_look(
         history=history,
         summary=summary,
         alpha=alpha,
+        reference=reference,
     )
     if max_looks == 1:
         return plain
@@ -132,6 +138,7 @@ def confirm_at_look(
         history=history,
         summary=summary,
         alpha=alpha,
+        reference=reference,
     )
     note = f"look {look_index} of {max_looks}"
     if decision.action == "stop" and decision.comparison.verdict != plain.verdict:
@@ -141,12 +148,17 @@ def confirm_at_look(
         return replace(plain, explanation=f"{plain.explanation.rstrip('.')} ({note}).")
     if plain.verdict == "noisy":  # more repeats of this kind cannot settle it: say so, don't ask for a rerun
         return plain
-    more = max(plain.repeats_needed or 0, plain.candidate_repeats)
     was = {"regression": "looks like a regression", "improvement": "looks like an improvement"}.get(plain.verdict)
     why = f"{was} but must be confirmed" if was else "unresolved"
+    need, ran = plain.repeats_needed or 0, plain.candidate_repeats
+    if need >= REPEATS_UNREACHABLE:  # no rerun can settle it: never print the sentinel, never ask for one
+        return replace(plain, verdict="inconclusive", explanation=f"{plain.explanation.rstrip('.')}; {why} ({note}).")
+    # At least one more repeat, as the rerun planner asks (guardrail.analysis.perf_reruns: total minus ran).
+    extra = max(1, need - ran)
     return replace(
         plain,
         verdict="inconclusive",
-        repeats_needed=more,
-        explanation=f"{plain.explanation.rstrip('.')}; {why} ({note}): rerun with {more} more repeats.",
+        repeats_needed=ran + extra,
+        explanation=f"{plain.explanation.rstrip('.')}; {why} ({note}): rerun with {count(extra, 'more repeat')} "
+        f"({ran + extra} in all).",
     )
