@@ -1,13 +1,19 @@
-"""Change points at known indices, no change points in stationary noise, speed on 10,000 points."""
+"""Change points at known indices, none in stationary noise, one-night spikes as suspects, the real corpus's
+steps at their commits, speed on 10,000 points."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from guardrail.analysis.changepoints import detect_change_points
+from guardrail.analysis.changepoints import detect_change_points, detect_suspects
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_single_step_found_at_its_index():
@@ -74,3 +80,104 @@ def test_ten_thousand_points_in_under_a_second():
     elapsed = time.perf_counter() - t0
     assert any(abs(c.index - 4000) <= 1 for c in cps)
     assert elapsed < 2.0  # target < 1 s on the CI machine; bench/eval_verdicts.py records the figure
+
+
+def test_a_big_step_beside_a_small_one_keeps_its_place():
+    """The HunyuanImage-3 tp2 shape: an odd first night, 4 nights at one level, a 2.2x step, then a 1.4% drift
+    two nights later. The small neighbour leaves a 2-point segment; it goes, the step stays at row 5."""
+    x = [4.78, 7.28, 7.28, 7.30, 7.26, 3.36, 3.33, 3.32, 3.30, 3.30, 3.30, 3.32, 3.31, 3.30, 3.29, 3.28, 3.29, 3.27]
+    cps = detect_change_points(x)
+    assert [c.index for c in cps] == [5]
+    assert cps[0].after == pytest.approx(3.3, abs=0.02) and cps[0].change < -0.5
+
+
+def test_one_night_spike_is_a_suspect_not_a_change_point():
+    rng = np.random.default_rng(6)
+    x = rng.normal(100, 0.5, 40)
+    x[25] *= 1.32
+    cps = detect_change_points(x)
+    assert cps == []
+    [s] = detect_suspects(x, cps)
+    assert s.index == 25 and s.change == pytest.approx(0.32, abs=0.02) and s.p_value < 1e-6
+    assert set(s.to_dict()) == {"index", "value", "level", "change", "p_value"}
+
+
+def test_suspects_need_the_series_to_return_and_a_real_size():
+    rng = np.random.default_rng(7)
+    base = rng.normal(100, 0.5, 40)
+    assert detect_suspects(np.r_[base, [132.0]], []) == []  # the newest night: not known to return yet
+    two = base.copy()
+    two[20:22] *= 1.32  # two nights high: neither neighbour-pair returns for either point
+    assert detect_suspects(two, []) == []
+    small = rng.normal(100, 0.05, 40)
+    small[20] *= 1.005  # 10 sigma, but below min_magnitude
+    assert detect_suspects(small, []) == []
+    assert [s.index for s in detect_suspects(small, [], min_magnitude=0.004)] == [20]
+    memory = [40960.0] * 30
+    assert detect_suspects(memory, detect_change_points(memory)) == []
+    memory[10] = 45000.0
+    assert [s.index for s in detect_suspects(memory, detect_change_points(memory))] == [10]
+
+
+def test_stationary_noise_has_few_suspects():
+    rng = np.random.default_rng(8)
+    false = 0
+    for _ in range(50):
+        x = rng.normal(100, 1.0, 120)
+        false += len(detect_suspects(x, detect_change_points(x)))
+    assert false <= 2
+
+
+def test_a_spike_inside_a_segment_after_a_step():
+    rng = np.random.default_rng(9)
+    x = np.r_[rng.normal(100, 0.5, 30), rng.normal(110, 0.5, 30)]
+    x[45] *= 0.7
+    cps = detect_change_points(x)
+    assert [c.index for c in cps] == [30]
+    assert [s.index for s in detect_suspects(x, cps)] == [45]
+
+
+def _corpus_series(corpus: Path):
+    spec = importlib.util.spec_from_file_location("corpus_series", REPO / "bench" / "corpus_series.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("corpus_series", mod)
+    spec.loader.exec_module(mod)
+    return {"/".join(s.key): s for s in mod.load_series(corpus / "vllm-omni-nightly")}
+
+
+def test_corpus_steps_at_the_commit_where_they_happened(corpus: Path):
+    """Issue 12, point 6: the 06-15 steps at eb964dc..10404e4 (TP4, all six tp2 series, it2i's return to
+    ~41 s), each series' largest change there and nowhere else."""
+    series = _corpus_series(corpus)
+    names = [
+        f"H200/test_hunyuan_image_{w}/1024x1024_steps8/{m}"
+        for w in ("tp2_sp2", "tp2_cfgp2", "tp4")
+        for m in ("latency_mean", "throughput_qps", "peak_memory_mb_max")
+    ] + [
+        "H200/test_hunyuan_image3_ti2i_inline/inline_dataset_5_requests/latency_mean",
+        "H200/test_hunyuan_image3_ti2i_inline/inline_dataset_5_requests/throughput_qps",
+    ]
+    for name in names:
+        s = series[name]
+        cps = detect_change_points(s.values)
+        assert cps, name
+        big = max(cps, key=lambda c: abs(c.change))
+        assert s.commits[big.index].startswith("10404e4"), (name, [(c.index, c.change) for c in cps])
+        assert s.commits[big.index - 1].startswith("eb964dc"), name
+        assert s.times[big.index].startswith("20260615"), name
+        assert all(abs(c.change) < 0.05 for c in cps if c is not big), name
+    it2i = series["H200/test_hunyuan_image3_ti2i_inline/inline_dataset_5_requests/latency_mean"]
+    [step] = detect_change_points(it2i.values)
+    assert step.after == pytest.approx(41, abs=2) and step.before > 70
+
+
+def test_corpus_cache_dit_series_have_no_change_points_and_the_spike_is_a_suspect(corpus: Path):
+    series = _corpus_series(corpus)
+    cache_dit = {name: s for name, s in series.items() if "cache_dit" in name}
+    assert len(cache_dit) >= 20
+    for name, s in cache_dit.items():
+        assert detect_change_points(s.values) == [], name
+    spiked = cache_dit["H100/test_qwen_image_edit_2511_ulysses2_cfg2_cache_dit/512x512_steps20_i2i_2img/latency_mean"]
+    [s] = detect_suspects(spiked.values, [])
+    assert spiked.builds[s.index] == "11763" and s.change == pytest.approx(0.32, abs=0.03)

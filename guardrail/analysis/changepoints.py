@@ -7,7 +7,13 @@ Two passes, in the spirit of Hunter/Apache Otava (Fleming et al. 2023) but our o
    that maximises the energy (E-divisive) statistic of Matteson & James, keeping splits whose pooled
    two-sample t-test passes a relaxed level (10x `p_value`): these are weak candidates.
 2. Merge: re-test every candidate against its neighbours (up to `window` points on each side), drop the
-   weakest one that fails `p_value` or `min_magnitude`, re-test its neighbours, repeat.
+   weakest one that fails `p_value` or `min_magnitude`, re-test its neighbours, repeat. A failing
+   candidate next to a smaller shift is kept when dropping that neighbour lets it pass: a big step beside
+   a small one leaves a 2-point segment between them, too short to test either, and the small one goes.
+
+Then `detect_suspects` flags one-night spikes inside a segment: a point far from the rest of its segment
+(a prediction t-test, Bonferroni over the segment's points) whose two neighbours both stay at the level.
+A suspect is never a change point; it is reported beside them.
 
 Values are tested on the log scale when all are positive (relative noise), so one threshold fits series
 of any size. A short segment (fewer than SHORT_SEGMENT points, e.g. the newest two nights) must agree in
@@ -41,6 +47,26 @@ class ChangePoint:
             "index": self.index,
             "before": self.before,
             "after": self.after,
+            "change": self.change,
+            "p_value": self.p_value,
+        }
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A one-night outlier: the series leaves its level at `index` and returns on the next point."""
+
+    index: int
+    value: float  # the point as measured
+    level: float  # mean of the rest of its segment
+    change: float  # value / level - 1
+    p_value: float  # two-sided prediction t-test of the point against the rest of its segment
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "value": self.value,
+            "level": self.level,
             "change": self.change,
             "p_value": self.p_value,
         }
@@ -120,6 +146,37 @@ def _stats(y: np.ndarray, x: np.ndarray, cps: list[int], i: int, window: int) ->
     return p, mag, _consistent(left, right)
 
 
+def _to_drop(
+    y: np.ndarray,
+    x: np.ndarray,
+    cps: list[int],
+    stats: list[tuple[float, float, bool]],
+    worst: int,
+    window: int,
+    p_value: float,
+) -> int:
+    """The candidate to drop when `worst` fails its p-value: itself, unless a neighbour with a smaller shift
+    hides it (with that neighbour gone, `worst` passes); then that neighbour (the smaller if both do)."""
+    drop = worst
+    for j in (worst - 1, worst + 1):
+        if not 0 <= j < len(cps) or stats[j][1] >= stats[worst][1]:
+            continue
+        if drop != worst and stats[j][1] >= stats[drop][1]:
+            continue
+        rest = cps[:j] + cps[j + 1 :]
+        p, _, consistent = _stats(y, x, rest, rest.index(cps[worst]), window)
+        if p < p_value and consistent:
+            drop = j
+    return drop
+
+
+def _segment_bounds(c: int, cps: Sequence[int], n: int, window: int) -> tuple[int, int]:
+    i = cps.index(c)
+    lo = max(cps[i - 1] if i > 0 else 0, c - window)
+    hi = min(cps[i + 1] if i + 1 < len(cps) else n, c + window)
+    return lo, hi
+
+
 def detect_change_points(
     values: Sequence[float],
     *,
@@ -131,11 +188,7 @@ def detect_change_points(
     (no permutations)."""
     if window < 2 * MIN_SEGMENT:
         raise ValueError(f"window must be at least {2 * MIN_SEGMENT}")
-    x = np.asarray(values, dtype=float)
-    if x.ndim != 1:
-        raise ValueError("values must be one-dimensional")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("values must be finite")
+    x = _validated(values)
     n = x.size
     if n < 2 * MIN_SEGMENT:
         return []
@@ -154,7 +207,7 @@ def detect_change_points(
         # Weakest first: a failing p-value, then an inconsistent short side, then too small a change.
         worst = max(range(len(cps)), key=lambda i: stats[i][0])
         if stats[worst][0] >= p_value:
-            del cps[worst]
+            del cps[_to_drop(y, x, cps, stats, worst, window, p_value)]
             continue
         bad = [i for i in range(len(cps)) if not stats[i][2]]
         if bad:
@@ -167,10 +220,59 @@ def detect_change_points(
         break
 
     result = []
-    for i, c in enumerate(cps):
-        lo = max(cps[i - 1] if i > 0 else 0, c - window)
-        hi = min(cps[i + 1] if i + 1 < len(cps) else n, c + window)
+    for c in cps:
+        lo, hi = _segment_bounds(c, cps, n, window)
         before, after = float(x[lo:c].mean()), float(x[c:hi].mean())
         change = after / before - 1.0 if before != 0 else math.inf
         result.append(ChangePoint(c, before, after, change, _t_test(y[lo:c], y[c:hi])))
     return result
+
+
+def _validated(values: Sequence[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError("values must be one-dimensional")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("values must be finite")
+    return x
+
+
+def detect_suspects(
+    values: Sequence[float],
+    change_points: Sequence[ChangePoint],
+    *,
+    window: int = 50,
+    p_value: float = 0.001,
+    min_magnitude: float = 0.01,
+) -> list[Suspect]:
+    """One-night outliers of `values` inside the segments that `change_points` (of the same values) leave.
+
+    A point is a suspect when both its neighbours lie in its segment and on the level's side of the midpoint
+    between the level and the point (the series returns), it differs from the rest of its segment (at most
+    `window` points each side) by at least `min_magnitude`, and a prediction t-test of it against that rest
+    passes `p_value` divided by the segment's length (one false suspect per series at most as often as
+    `p_value`). The newest point is never judged: whether the series returns is not known yet."""
+    x = _validated(values)
+    n = x.size
+    y = np.log(x) if n and np.all(x > 0) else x
+    bounds = [0, *(c.index for c in change_points), n]
+    out = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        level_p = p_value / max(hi - lo, 1)
+        for i in range(lo + 1, hi - 1):
+            a, b = max(lo, i - window), min(hi, i + window + 1)
+            rest = np.r_[y[a:i], y[i + 1 : b]]
+            if rest.size < 2:
+                continue
+            mid = 0.5 * (rest.mean() + y[i])
+            up = y[i] > rest.mean()
+            if not all((y[k] < mid) if up else (y[k] > mid) for k in (i - 1, i + 1)):
+                continue
+            level = float(np.r_[x[a:i], x[i + 1 : b]].mean())
+            change = float(x[i] / level - 1.0) if level != 0 else math.inf
+            if abs(change) < min_magnitude:
+                continue
+            p = _t_test(y[i : i + 1], rest)
+            if p < level_p:
+                out.append(Suspect(i, float(x[i]), level, change, p))
+    return out
