@@ -63,6 +63,7 @@ def test_json_output_attributes_the_commit_range(series_csv: Path, detect):
     assert cp["change"] == pytest.approx(0.038, abs=0.005)
     assert cp["p_value"] < 1e-6
     assert set(cp) >= {"index", "commit", "time", "before", "after", "change", "p_value", "commit_range"}
+    assert doc["suspects"] == []
 
 
 def test_text_output_and_options(series_csv: Path, detect):
@@ -118,3 +119,24 @@ def test_change_from_zero_is_valid_json(tmp_path: Path, detect):
     [cp] = json.loads(res.stdout)["change_points"]
     assert cp["index"] == 10 and cp["change"] is None
     assert "n/a" in detect(str(path)).stdout
+
+
+def test_one_night_spike_is_a_suspect_not_a_change_point(tmp_path: Path, detect):
+    rng = np.random.default_rng(3)
+    x = rng.normal(3.7, 0.02, 12)
+    x[7] *= 1.32  # the cache-dit night 11763: +32% for one night, back the next
+    path = tmp_path / "spike.csv"
+    path.write_text(
+        "time,commit,value\n" + "".join(f"2026-06-{i + 10:02d},c{i:02d},{v:.4f}\n" for i, v in enumerate(x))
+    )
+    res = detect(str(path), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["schema"] == "guardrail.changepoints/v1" and doc["change_points"] == []
+    [s] = doc["suspects"]
+    assert s["index"] == 7 and s["commit"] == "c07" and s["time"] == "2026-06-17"
+    assert s["change"] == pytest.approx(0.32, abs=0.03) and s["p_value"] < 1e-4
+    assert set(s) == {"index", "commit", "time", "value", "level", "change", "p_value"}
+    text = detect(str(path)).stdout
+    assert "no change points in 12 points" in text
+    assert "1 suspect (one-night outliers" in text and "row      7  2026-06-17  c07" in text

@@ -72,41 +72,59 @@ def read_series_csv(path: Path) -> list[SeriesRow]:
     return rows
 
 
-def change_points_json(rows: list[SeriesRow], *, window: int, p_value: float, min_magnitude: float) -> dict:
-    """The `guardrail.changepoints/v1` document for a series."""
-    from guardrail.analysis.changepoints import detect_change_points
+def _finite(d: dict) -> dict:
+    """Infinite sizes (a change from a zero level has no relative size) as null."""
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()}
 
-    cps = detect_change_points([r.value for r in rows], window=window, p_value=p_value, min_magnitude=min_magnitude)
+
+def change_points_json(rows: list[SeriesRow], *, window: int, p_value: float, min_magnitude: float) -> dict:
+    """The `guardrail.changepoints/v1` document for a series: lasting changes, and one-night suspects."""
+    from guardrail.analysis.changepoints import detect_change_points, detect_suspects
+
+    values = [r.value for r in rows]
+    cps = detect_change_points(values, window=window, p_value=p_value, min_magnitude=min_magnitude)
     out = []
     for cp in cps:
         row, prev = rows[cp.index], rows[cp.index - 1]
-        fields = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in cp.to_dict().items()}
         out.append(
-            {
-                **fields,  # a change from a zero level has no relative size: null
-                "commit": row.commit,
-                "time": row.time,
-                "commit_range": [prev.commit, row.commit],
-            }
+            {**_finite(cp.to_dict()), "commit": row.commit, "time": row.time, "commit_range": [prev.commit, row.commit]}
         )
+    suspects = [
+        {**_finite(s.to_dict()), "commit": rows[s.index].commit, "time": rows[s.index].time}
+        for s in detect_suspects(values, cps, window=window, p_value=p_value, min_magnitude=min_magnitude)
+    ]
     return {
         "schema": "guardrail.changepoints/v1",
         "points": len(rows),
         "options": {"window": window, "p_value": p_value, "min_magnitude": min_magnitude},
         "change_points": out,
+        "suspects": suspects,
     }
+
+
+def _pct(change: float | None) -> str:
+    return "n/a" if change is None else format(change * 100, "+.2f") + "%"
 
 
 def render_change_points(doc: dict, name: str) -> str:
     cps = doc["change_points"]
     if not cps:
-        return f"{name}: no change points in {doc['points']} points."
-    lines = [f"{name}: {len(cps)} change point(s) in {doc['points']} points"]
+        lines = [f"{name}: no change points in {doc['points']} points."]
+    else:
+        lines = [f"{name}: {len(cps)} change point{'' if len(cps) == 1 else 's'} in {doc['points']} points"]
     for cp in cps:
         lines.append(
             f"  row {cp['index']:>6}  {cp['time']}  {cp['commit_range'][0]}..{cp['commit_range'][1]}  "
-            f"{cp['before']:.6g} -> {cp['after']:.6g}  "
-            f"({'n/a' if cp['change'] is None else format(cp['change'] * 100, '+.2f') + '%'}, p={cp['p_value']:.2g})"
+            f"{cp['before']:.6g} -> {cp['after']:.6g}  ({_pct(cp['change'])}, p={cp['p_value']:.2g})"
+        )
+    suspects = doc.get("suspects", [])
+    if suspects:
+        n = len(suspects)
+        lines.append(f"  {n} suspect{'' if n == 1 else 's'} (one-night outliers, the series returns; not a change):")
+    for s in suspects:
+        lines.append(
+            f"  row {s['index']:>6}  {s['time']}  {s['commit']}  "
+            f"{s['value']:.6g} vs level {s['level']:.6g}  ({_pct(s['change'])}, p={s['p_value']:.2g})"
         )
     return "\n".join(lines)
 
