@@ -1,7 +1,11 @@
-"""Alerts, from raising to resolution: a check on main raises one per workload for its regressions, the
-change-point scan one per workload and commit range; an alert resolves itself when its series returns to its
-earlier level, and people triage it. Every change of state goes through `transition`, which records who
-changed it and why (an AlertEvent). The states are guardrail.vocabulary's."""
+"""Alerts, one per change of a workload on a hardware: raised by a check on main, placed at its commit range by
+the change-point scan, resolved when the series returns, triaged by people.
+
+An alert groups every metric that moved with the change, each with its direction and before -> after levels;
+its kind says whether any of them got worse (`regression`) or all got better (`improvement`). A check raises
+none for a regression that an open alert already holds (the nights after a step); the scan joins the check's
+alert rather than raising a second one. Every change of state goes through `transition`, which records who
+changed it and why (an AlertEvent). The states and kinds are guardrail.vocabulary's."""
 
 from __future__ import annotations
 
@@ -11,20 +15,22 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from guardrail import clock
 from guardrail.errors import NotFound
 from guardrail.store import models as m
 from guardrail.verdicts import VerdictRow, VerdictsDoc
-from guardrail.vocabulary import FIXED, OPEN_STATES, TRIAGE_STATES
+from guardrail.vocabulary import FIXED, OPEN_STATES, TRIAGE_STATES, AlertKind
 
 if TYPE_CHECKING:  # the change-point statistics (scipy) load only where change points are scanned
     from guardrail.analysis.alerts import Alert as ChangePointAlert
 
 AUTHOR = "guardrail"  # who the alerts' automatic changes are by
-CHANGEPOINT = "changepoint:"  # dedup keys of change-point alerts start so; regression ones with "regression:"
+CHANGEPOINT = "changepoint:"  # dedup keys of alerts placed at a change point start so
+REGRESSION = "regression:"  # and those a check raised, not yet placed, with this
+SCHEMA = "guardrail.alerts/v1"
 
 
 class UnknownAlerts(NotFound):
@@ -60,53 +66,130 @@ def triage(
     return list(rows)
 
 
+# ------------------------------------------------------------------ metrics of an alert
+
+
+def worse(entry: Mapping[str, Any]) -> bool:
+    """Whether a metric entry's change made it worse (metrics without a direction are lower-is-better)."""
+    change = entry.get("change") or 0
+    return bool(change < 0 if entry.get("direction") == "higher_is_better" else change > 0)
+
+
+def kind_of(metrics: Sequence[Mapping[str, Any]]) -> AlertKind:
+    """A regression if any metric got worse, else an improvement."""
+    return "regression" if any(worse(x) for x in metrics) else "improvement"
+
+
+def worst_metric(metrics: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The largest change in the alert's own direction: the worst regression, or the largest improvement."""
+    regression = kind_of(metrics) == "regression"
+    same = [x for x in metrics if x.get("change") is not None and worse(x) == regression]
+    return max(same, key=lambda x: abs(x["change"]), default=None)
+
+
+def _after(entry: Mapping[str, Any]) -> float | None:
+    """The metric's new level (entries written before `after` was stored give it through `change`)."""
+    if entry.get("after") is not None:
+        return float(entry["after"])
+    if entry.get("before") and entry.get("change") is not None:
+        return float(entry["before"]) * (1 + entry["change"])
+    return None
+
+
+def _at_new_level(level: float, entry: Mapping[str, Any]) -> bool:
+    """`level` continues the entry's change: on the same side of its "before", and within the threshold of its
+    "after" or closer to it than to "before"."""
+    before, after = entry.get("before"), _after(entry)
+    if not before or not after or (level - before) * (after - before) <= 0:
+        return False
+    return abs(level / after - 1) <= max(entry.get("threshold") or 0.01, abs(after / before - 1) / 2)
+
+
+def _open_alerts(session: Session, workload_id: int, hardware: str, lane: str) -> list[m.Alert]:
+    q = select(m.Alert).where(
+        m.Alert.workload_id == workload_id,
+        m.Alert.hardware == hardware,
+        m.Alert.lane == lane,
+        m.Alert.state.in_(OPEN_STATES),
+    )
+    return list(session.scalars(q.order_by(m.Alert.id)))
+
+
+def _holds(alert: m.Alert, series_id: int | None, level: float | None) -> bool:
+    """The alert names this series and `level` is at the new level of its change."""
+    return level is not None and any(
+        x.get("series_id") == series_id and _at_new_level(level, x) for x in alert.metrics or []
+    )
+
+
+def _by_series(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per series, the first given."""
+    out: dict[Any, dict[str, Any]] = {}
+    for x in entries:
+        out.setdefault(x.get("series_id"), x)
+    return list(out.values())
+
+
+def _set_metrics(alert: m.Alert, metrics: list[dict[str, Any]]) -> None:
+    alert.metrics = metrics
+    alert.kind = kind_of(metrics)
+    worst = worst_metric(metrics)
+    alert.change = worst["change"] if worst else None
+
+
+# ------------------------------------------------------------------ raised by a check on main
+
+
+def _verdict_metric(v: VerdictRow) -> dict[str, Any]:
+    return {
+        "metric": v.metric,
+        "series_id": v.series_id,
+        "unit": v.unit,
+        "direction": v.direction,
+        "before": v.baseline.median,
+        "after": v.candidate.median,
+        "change": v.change,
+        "p_value": v.p_value,
+        "threshold": v.threshold,
+    }
+
+
 def raise_regression_alerts(session: Session, run: m.Run, doc: VerdictsDoc) -> None:
-    """One alert per workload and hardware for the regressions of this run (its metrics grouped).
+    """One alert per workload and hardware for the regressions of this run, with the improvements of the same
+    workload (one change can move metrics both ways). A regression that an open alert already holds (the same
+    series, at the alert's new level) is not a new change: the nights after a step raise nothing for it.
 
     Series of per-run summaries (one value per run, e.g. vLLM-Omni's latency_mean) raise no alert from a single
     run: one value cannot tell an outlier night from a step, so those are left to the change-point scan, which
     waits for the later points that confirm a step (docs/statistics.md measures why)."""
     by_workload: dict[str, list[VerdictRow]] = defaultdict(list)
     for v in doc.verdicts:
-        if v.verdict == "regression" and not v.informational and not v.summary:
+        if v.verdict in ("regression", "improvement") and not v.informational and not v.summary:
             by_workload[v.workload].append(v)
     workloads = {r.workload.name: r.workload for r in run.results}
     sha = run.commit.sha if run.commit else None
     for name, vs in by_workload.items():
-        key = f"regression:{run.lane}:{run.hardware}:{workloads[name].digest}:{sha or run.id}"
+        workload = workloads[name]
+        key = f"{REGRESSION}{run.lane}:{run.hardware}:{workload.digest}:{sha or run.id}"
         if session.scalar(select(m.Alert.id).where(m.Alert.dedup_key == key)) is not None:
             continue
-        worst = max(vs, key=lambda v: abs(v.change or 0))
-        session.add(
-            m.Alert(
-                dedup_key=key,
-                kind="regression",
-                workload_id=workloads[name].id,
-                hardware=run.hardware,
-                lane=run.lane,
-                metrics=[
-                    {
-                        "metric": v.metric,
-                        "series_id": v.series_id,
-                        "change": v.change,
-                        "p_value": v.p_value,
-                        "before": v.baseline.median,
-                        "threshold": v.threshold,
-                    }
-                    for v in vs
-                ],
-                change=worst.change,
-                to_commit=sha,
-                run_id=run.id,
-                updated_at=clock.now(),
-            )
+        held = _open_alerts(session, workload.id, run.hardware, run.lane)
+        fresh = [v for v in vs if not any(_holds(a, v.series_id, v.candidate.median) for a in held)]
+        if not any(v.verdict == "regression" for v in fresh):
+            continue
+        alert = m.Alert(
+            dedup_key=key, workload_id=workload.id, hardware=run.hardware, lane=run.lane, to_commit=sha, run_id=run.id
         )
+        _set_metrics(alert, [_verdict_metric(v) for v in fresh])
+        alert.updated_at = clock.now()
+        session.add(alert)
+    session.flush()
 
 
 def _returned(metric: Mapping[str, Any], level: float) -> bool:
     """Back at the level before the change: within the threshold of it, or closer to it than to the new one."""
     off = abs(level / metric["before"] - 1)
-    return off <= max(metric.get("threshold", 0.01), abs(metric.get("change") or 0) / 2)
+    return off <= max(metric.get("threshold") or 0.01, abs(metric.get("change") or 0) / 2)
 
 
 def resolve_returned_alerts(session: Session, run: m.Run, doc: VerdictsDoc) -> None:
@@ -132,10 +215,29 @@ def resolve_returned_alerts(session: Session, run: m.Run, doc: VerdictsDoc) -> N
             transition(session, alert, FIXED, author=AUTHOR, note=note, now=clock.now())
 
 
+# ------------------------------------------------------------------ placed by the change-point scan
+
+
 def known_change_points(session: Session) -> set[str]:
     """The keys (guardrail.analysis.alerts.Alert.key) of the change points already alerted on."""
-    keys = session.scalars(select(m.Alert.dedup_key).where(m.Alert.kind == "changepoint"))
+    keys = session.scalars(select(m.Alert.dedup_key).where(m.Alert.dedup_key.startswith(CHANGEPOINT)))
     return {k.removeprefix(CHANGEPOINT) for k in keys}
+
+
+def _finite(x: float) -> float | None:  # a change from a zero level has no ratio
+    return x if math.isfinite(x) else None
+
+
+def _same_change(alert: m.Alert, metrics: Sequence[Mapping[str, Any]]) -> bool:
+    """An open alert holds the change point's change: a series of both, whose alert level is at the change
+    point's new level (or the other way round, for a change point placed before the check saw it)."""
+    by_series = {x["series_id"]: x for x in metrics}
+    for x in alert.metrics or []:
+        cp = by_series.get(x.get("series_id"))
+        level = _after(x)
+        if cp is not None and level is not None and (_at_new_level(level, cp) or _at_new_level(cp["after"], x)):
+            return True
+    return False
 
 
 def raise_change_point_alerts(
@@ -147,43 +249,111 @@ def raise_change_point_alerts(
     last_run: Mapping[int, int],
     min_magnitude: float,
 ) -> list[m.Alert]:
-    """Store the change points found on `lane` as alerts. Each member's series key is (workload id, hardware,
-    series id); `last_run` is the newest run of each series id."""
+    """Store the change points found on `lane` as alerts; returns those created or changed. Each member's series
+    key is (workload id, hardware, series id); `last_run` is the newest run of each series id.
 
-    def finite(x: float) -> float | None:  # a change from a zero level has no ratio
-        return x if math.isfinite(x) else None
-
-    created = []
+    A change point whose change an open alert already holds is that alert: a check's alert is placed at the
+    change point's commit range (the other checks' alerts of the same change are merged into it and removed),
+    and an alert placed at another range gains the metrics it lacked, keeping its range."""
+    changed = []
+    now = clock.now()
     for alert in found:
         workload_id, hardware, _ = alert.members[0][0]
-        row = m.Alert(
-            dedup_key=f"{CHANGEPOINT}{alert.key}",
-            kind="changepoint",
-            workload_id=workload_id,
-            hardware=hardware,
-            lane=lane,
-            change=finite(alert.worst_change),
-            from_commit=alert.commit_range[0],
-            to_commit=alert.commit_range[1],
-            run_id=max(last_run[k[2]] for k, _ in alert.members),
-            updated_at=clock.now(),
-            metrics=[
-                {
-                    "metric": series[k[2]].metric,
-                    "series_id": k[2],
-                    "change": finite(cp.change_point.change),
-                    "p_value": cp.change_point.p_value,
-                    "index": cp.change_point.index,
-                    "direction": series[k[2]].direction,
-                    "before": cp.change_point.before,
-                    "after": cp.change_point.after,
-                    "threshold": min_magnitude,
-                }
-                for k, cp in alert.members
-            ],
-            note=None if alert.kind in ("regression", "change") else f"{alert.kind} change point",
-        )
-        session.add(row)
-        created.append(row)
+        metrics = [
+            {
+                "metric": series[k[2]].metric,
+                "series_id": k[2],
+                "unit": series[k[2]].unit,
+                "direction": series[k[2]].direction,
+                "before": cp.change_point.before,
+                "after": cp.change_point.after,
+                "change": _finite(cp.change_point.change),
+                "p_value": cp.change_point.p_value,
+                "index": cp.change_point.index,
+                "threshold": min_magnitude,
+            }
+            for k, cp in alert.members
+        ]
+        run_id = max(last_run[k[2]] for k, _ in alert.members)
+        same = [a for a in _open_alerts(session, workload_id, hardware, lane) if _same_change(a, metrics)]
+        placed = [a for a in same if a.dedup_key.startswith(CHANGEPOINT)]
+        row = placed[0] if placed else same[0] if same else None
+        # other checks' alerts of this change, untouched by people, are merged into it
+        merged = [a for a in same if a is not row and a.state == "untriaged" and a.dedup_key.startswith(REGRESSION)]
+        if row is None:
+            row = m.Alert(workload_id=workload_id, hardware=hardware, lane=lane, updated_at=now)
+            row.note = None if alert.kind in ("regression", "improvement", "change") else f"{alert.kind} change point"
+            session.add(row)
+            entries = metrics
+        elif placed:  # placed at another range already: it keeps that range and gains what it lacked
+            entries = [*row.metrics, *metrics]
+        else:
+            note = f"placed at change point {alert.commit_range[0] or '(start)'}..{alert.commit_range[1]}"
+            transition(session, row, row.state, author=AUTHOR, note=note, now=now)
+            entries = [*metrics, *row.metrics]
+        combined = _by_series([*entries, *(x for other in merged for x in other.metrics)])
+        for other in merged:
+            session.execute(delete(m.AlertEvent).where(m.AlertEvent.alert_id == other.id))
+            session.delete(other)
+        if placed and not merged and len(combined) == len(row.metrics):
+            continue
+        if not placed:
+            row.dedup_key = f"{CHANGEPOINT}{alert.key}"
+            row.from_commit, row.to_commit = alert.commit_range
+        row.run_id = max(row.run_id or 0, run_id)
+        _set_metrics(row, combined)
+        changed.append(row)
     session.flush()
-    return created
+    return changed
+
+
+# ------------------------------------------------------------------ the guardrail.alerts/v1 document
+
+
+def list_alerts(session: Session, *, states: Sequence[str] | None = None, kind: str | None = None) -> list[m.Alert]:
+    """Newest first."""
+    q = select(m.Alert)
+    if states:
+        q = q.where(m.Alert.state.in_(states))
+    if kind:
+        q = q.where(m.Alert.kind == kind)
+    return list(session.scalars(q.order_by(m.Alert.created_at.desc(), m.Alert.id.desc())))
+
+
+def metric_doc(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": entry.get("metric") or entry.get("name"),
+        "unit": entry.get("unit"),
+        "direction": entry.get("direction"),
+        "before": entry.get("before"),
+        "after": _after(entry),
+        "change": entry.get("change"),
+    }
+
+
+def alert_doc(a: m.Alert) -> dict[str, Any]:
+    """One alert as guardrail.alerts/v1 lists it."""
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "workload": a.workload.name,
+        "hardware": a.hardware,
+        "from_commit": a.from_commit,
+        "to_commit": a.to_commit,
+        "detected_at": a.created_at.isoformat() if a.created_at else None,
+        "state": a.state,
+        "metrics": [metric_doc(x) for x in a.metrics or []],
+    }
+
+
+def alerts_doc(alerts: Sequence[m.Alert]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "alerts": [alert_doc(a) for a in alerts]}
+
+
+def headline(metrics: Sequence[Mapping[str, Any]]) -> str:
+    """The worst metric by direction, e.g. "+6.2% denoise_step_latency (worse)"."""
+    worst = worst_metric(metrics)
+    if worst is None:
+        return "no measured change"
+    name = worst.get("metric") or worst.get("name")
+    return f"{worst['change']:+.1%} {name} ({'worse' if worse(worst) else 'better'})"

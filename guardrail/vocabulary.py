@@ -19,7 +19,10 @@ VERDICT_RANK: dict[str, int] = {v: len(DISPLAY_ORDER) - 1 - i for i, v in enumer
 Status = Literal["success", "failure", "error"]  # of a check: a blocking verdict, else an infra error, else success
 STATUS_RANK: dict[str, int] = {"success": 0, "error": 1, "failure": 2}  # checks merged: the worst status wins
 
-AlertKind = Literal["regression", "changepoint"]  # raised by a check on main, or found by the change-point scan
+# An alert is one change: a regression if any of its metrics got worse, else an improvement (never an open
+# regression). Whether a check raised it or the change-point scan placed it is not its kind.
+AlertKind = Literal["regression", "improvement"]
+ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
 # Which way the metrics of a change point moved, by their directions ("change" when no direction is known).
 ChangeKind = Literal["regression", "improvement", "mixed", "change"]
 

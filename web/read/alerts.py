@@ -1,5 +1,6 @@
 """Alerts as the dashboard and the API list them, and one alert with its triage history. Triage itself (the
-write) is guardrail.alerts.triage; alert_dict renders what it returns."""
+write) is guardrail.alerts.triage; alert_dict renders what it returns. The list is the guardrail.alerts/v1
+document `guardrail alerts --format json` prints, with the dashboard's fields added."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guardrail.alerts import SCHEMA, alert_doc, metric_doc
 from guardrail.errors import NotFound
 from guardrail.store import models as m
 from web.read.fields import iso
@@ -16,18 +18,12 @@ from web.read.fields import iso
 
 def alert_dict(a: m.Alert) -> dict[str, Any]:
     return {
-        "id": a.id,
-        "kind": a.kind,
-        "workload": a.workload.name,
+        **alert_doc(a),
         "workload_id": a.workload_id,
-        "hardware": a.hardware,
         "lane": a.lane,
-        "metrics": a.metrics or [],
+        "metrics": [{**x, **metric_doc(x)} for x in a.metrics or []],
         "change": a.change,
-        "from_commit": a.from_commit,
-        "to_commit": a.to_commit,
         "run_id": a.run_id,
-        "state": a.state,
         "note": a.note,
         "issue_url": a.issue_url,
         "updated_by": a.updated_by,
@@ -62,7 +58,7 @@ def alerts(
     total = session.scalar(select(func.count()).select_from(q.subquery()))
     rows = session.scalars(q.order_by(m.Alert.created_at.desc(), m.Alert.id.desc()).limit(limit).offset(offset))
     return {
-        "schema": "guardrail.web.alerts/v1",
+        "schema": SCHEMA,
         "total": total,
         "limit": limit,
         "offset": offset,

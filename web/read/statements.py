@@ -80,7 +80,7 @@ def series_statements(dialect: str) -> SeriesStatements:
         cp_alerts=select(m.Alert.id, m.Alert.to_commit, m.Alert.state, m.Alert.metrics).where(
             m.Alert.workload_id == bindparam("workload_id"),
             m.Alert.hardware == bindparam("hardware"),
-            m.Alert.kind == "changepoint",
+            m.Alert.dedup_key.startswith("changepoint:"),  # placed at a change point (guardrail.alerts)
         ),
         envs=select(
             m.Environment.id, m.Environment.software, m.Environment.device_type, m.Environment.device_count
