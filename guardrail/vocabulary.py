@@ -6,14 +6,24 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing"]
+# `new`: a series' first run in the history its lane reads (nothing to compare with yet; recorded, never blocks).
+Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing", "new"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)  # also the key order of a verdicts document's `summary`
-# What blocks a merge: a real regression, or no baseline at all (fail closed, never a silent pass).
+# What blocks a merge: a real regression, or no usable baseline for a series with history (fail closed, never a
+# silent pass). A `new` series has no history: it is recorded and does not block.
 BLOCKING: tuple[Verdict, ...] = ("regression", "missing")
 # Final at any look of sequential confirmation: more repeats of the candidate would not change them.
-SETTLED: tuple[Verdict, ...] = ("regression", "improvement", "no_change", "missing")
+SETTLED: tuple[Verdict, ...] = ("regression", "improvement", "no_change", "missing", "new")
 # What needs attention first: reports list rows in this order, and a workload shows its worst verdict.
-DISPLAY_ORDER: tuple[Verdict, ...] = ("regression", "missing", "noisy", "inconclusive", "improvement", "no_change")
+DISPLAY_ORDER: tuple[Verdict, ...] = (
+    "regression",
+    "missing",
+    "noisy",
+    "inconclusive",
+    "improvement",
+    "new",
+    "no_change",
+)
 VERDICT_RANK: dict[str, int] = {v: len(DISPLAY_ORDER) - 1 - i for i, v in enumerate(DISPLAY_ORDER)}  # higher: worse
 
 Status = Literal["success", "failure", "error"]  # of a check: a blocking verdict, else an infra error, else success

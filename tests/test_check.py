@@ -341,3 +341,94 @@ def test_first_seen_small_regression_is_confirmed_by_a_rerun(sqlite_url, tmp_pat
     second = _verdict(_check(sqlite_url, run_id))
     assert second["candidate"]["repeats"] == 6
     assert second["verdict"] == "regression" and "look 2 of 3" in second["explanation"], second
+
+
+def _nightly(url, tmp_path, name, days, metrics, workload="wan22-ti2v-5b-720p", torch="2.9.0"):
+    doc = result_doc(
+        lane="nightly", workload=workload, commit=name, started_at=iso(days=days), run_id=name, metrics=metrics
+    )
+    doc["environment"]["software"]["torch"] = torch
+    return ingest(url, [write(tmp_path / f"{name}.json", doc)]).run_ids[0]
+
+
+def test_a_series_first_nightly_is_new_and_passes(db_url, tmp_path):
+    """Issue 12, point 3: no earlier run of the series on main and this hardware: `new`, recorded, exit 0."""
+    rng = np.random.default_rng(21)
+    metrics = {"denoise_step_latency": noisy_repeats(1000.0, repeats=3, rng=rng), "peak_memory": [[11776.0]] * 3}
+    first = _nightly(db_url, tmp_path, "first", -3, metrics)
+    doc = _check(db_url, first)
+    assert {v["verdict"] for v in doc["verdicts"]} == {"new"} and doc["status"] == "success"
+    assert doc["summary"]["new"] == 2 and doc["summary"]["missing"] == 0
+    with session_scope(db_url) as s:
+        assert s.scalars(select(m.Check)).one().status == "success"
+        assert s.scalars(select(m.Alert)).all() == []
+    second = _nightly(
+        db_url, tmp_path, "second", -2, {"denoise_step_latency": noisy_repeats(1000.0, repeats=3, rng=rng)}
+    )
+    v = _verdict(_check(db_url, second))
+    assert v["verdict"] not in ("new", "missing") and v["baseline"]["runs"] == 1
+
+
+def test_cli_check_of_a_first_nightly_exits_0(sqlite_url, tmp_path):
+    rng = np.random.default_rng(22)
+    run_id = _nightly(sqlite_url, tmp_path, "first", -3, {"denoise_step_latency": noisy_repeats(1000.0, rng=rng)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail", "check", "--run", str(run_id), "--format", "markdown", "--db", sqlite_url],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "🆕 new" in proc.stdout
+
+
+def test_a_metric_new_to_a_known_workload_is_new_the_others_are_judged(db_url, tmp_path):
+    _nightlies(db_url, tmp_path, n=3)
+    rng = np.random.default_rng(23)
+    run_id = _nightly(
+        db_url,
+        tmp_path,
+        "main03",
+        -1,
+        {
+            "denoise_step_latency": noisy_repeats(1000.0, repeats=3, rng=rng),
+            "vae_decode_latency": noisy_repeats(200.0, repeats=3, rng=rng),
+        },
+    )
+    doc = _check(db_url, run_id)
+    assert _verdict(doc, "vae_decode_latency")["verdict"] == "new"
+    assert _verdict(doc)["verdict"] not in ("new", "missing") and _verdict(doc)["baseline"]["runs"] == 3
+    assert doc["status"] == "success"
+
+
+def test_history_on_main_without_a_usable_baseline_fails_closed(db_url, tmp_path):
+    """Main has history for the series, but none with the pinned software (torch upgraded): `missing`, blocking."""
+    _nightlies(db_url, tmp_path, n=3)
+    rng = np.random.default_rng(24)
+    metrics = {"denoise_step_latency": noisy_repeats(1000.0, repeats=3, rng=rng)}
+    doc = _check(db_url, _nightly(db_url, tmp_path, "main03", -1, metrics, torch="2.10.0"))
+    assert _verdict(doc)["verdict"] == "missing" and doc["status"] == "failure"
+
+
+def test_a_short_history_takes_the_noise_prior_of_its_metric_family(db_url, tmp_path):
+    """Three other workloads' denoise_step_latency series on this hardware, 8 quiet nightlies each: a new
+    workload's +5% against its one earlier nightly is a regression under the family's measured prior (0.5%);
+    the same +5% on a metric no other series has stays unresolved under the wide default (2%)."""
+    rng = np.random.default_rng(25)
+    for w in ("family-a", "family-b", "family-c"):
+        for i in range(8):
+            level = 1000.0 * (1 + rng.normal(0, 0.003))
+            reps = noisy_repeats(level, repeats=1, between_cv=0.0, rng=rng)
+            _nightly(db_url, tmp_path, f"{w}-{i}", -30 + i, {"denoise_step_latency": reps}, workload=w)
+
+    def fresh(name, days, factor):
+        metrics = {
+            "denoise_step_latency": noisy_repeats(1000.0 * factor, repeats=1, between_cv=0.0, rng=rng),
+            "vae_decode_latency": noisy_repeats(200.0 * factor, repeats=1, between_cv=0.0, rng=rng),
+        }
+        return _nightly(db_url, tmp_path, name, days, metrics, workload="fresh")
+
+    fresh("fresh-0", -5, 1.0)
+    doc = _check(db_url, fresh("fresh-1", -4, 1.05))
+    step, vae = _verdict(doc), _verdict(doc, "vae_decode_latency")
+    assert step["baseline"]["runs"] == 1 and step["verdict"] == "regression", step
+    assert vae["baseline"]["runs"] == 1 and vae["verdict"] in ("inconclusive", "noisy"), vae

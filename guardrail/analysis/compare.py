@@ -10,7 +10,8 @@ gets a Student-t interval with Satterthwaite degrees of freedom. Verdicts:
 - no_change: the whole CI lies inside +-threshold;
 - noisy: the CI is wider than the threshold on each side, so no_change is out of reach at this sample size;
 - inconclusive: anything else (the CI straddles the threshold);
-- missing: no baseline (fail closed) or no candidate values.
+- missing: no baseline (fail closed) or no candidate values;
+- new: the series' first run in the history its lane reads (`new_series`; the judge decides which it is).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class MetricComparison:
 
 def _pct(x: float) -> str:
     return f"{x * 100:+.1f}%"
+
+
+def _prior_pct(cv: float) -> str:
+    # A whole percent (the defaults) as "2%", a measured family prior as "1.1%".
+    return f"{cv:.0%}" if cv >= 0.1 or abs(cv * 100 - round(cv * 100)) < 1e-6 else f"{cv:.1%}"
 
 
 def _median_of(runs: Sequence[Sequence[Sequence[float]]]) -> float | None:
@@ -126,10 +132,12 @@ def compare_metric(
     summary: bool = False,
     alpha: float = 0.05,
     reference: bool = False,
+    prior_cv: float = PRIOR_BETWEEN_CV,
 ) -> MetricComparison:
     """Judge a candidate (repeats -> samples) against baseline runs (runs -> repeats -> samples).
 
     `reference=True`: the one baseline run is a pinned reference value (cold start), and the texts say so.
+    `prior_cv`: the noise prior blended in while the history is short (noise_model.estimate_noise).
 
     `history` (oldest first, same series, may include the baseline runs) feeds the noise estimate; without
     it the baseline runs do. `summary=True` means each value is already a per-repeat summary (a mean or a
@@ -180,7 +188,7 @@ def compare_metric(
     base = flatten(base_runs, log_scale=log_scale, scale=scale)
     cand = flatten([cand_reps], log_scale=log_scale, scale=scale)
     hist = flatten(hist_runs, log_scale=log_scale, scale=scale) if len(hist_runs) >= base.runs else base
-    noise = estimate_noise(hist, cand)  # a given history is taken to include the baseline runs
+    noise = estimate_noise(hist, cand, prior_cv=prior_cv)  # a given history includes the baseline runs
 
     level, dropped = _baseline_level(base, noise.run_var, noise.repeat_var)
     r_b = base.runs - dropped
@@ -237,7 +245,7 @@ def compare_metric(
         need_txt = (
             f"; only {'the pinned reference value' if reference else count(noise.runs, 'baseline run')}: "
             "a conservative "
-            f"{PRIOR_BETWEEN_CV:.0%} noise prior applies until more baseline runs are recorded"
+            f"{_prior_pct(prior_cv)} noise prior applies until more baseline runs are recorded"
         )
     else:
         need_txt = f"; no number of repeats resolves {threshold:.0%}: the run-to-run noise is too high"
@@ -280,6 +288,7 @@ def compare_metric(
         "within_cv": math.sqrt(noise.within_var) if (noise.within_var is not None and not summary) else None,
         "history_runs": noise.runs,
         "prior_used": noise.prior_used,
+        "prior_cv": prior_cv,
         "baseline_runs_dropped": dropped,
         "alpha": alpha,
     }
@@ -296,4 +305,21 @@ def compare_metric(
         explanation=why,
         repeats_needed=repeats_out,
         details=details,
+    )
+
+
+def new_series(candidate: Sequence[Sequence[float]], *, threshold: float = 0.01) -> MetricComparison:
+    """The verdict of a series' first run: nothing to compare with yet, so it starts the history (never blocks)."""
+    cand_reps = [rep for rep in candidate if len(rep)]
+    return MetricComparison(
+        verdict="new",
+        change=None,
+        ci=None,
+        p_value=None,
+        baseline_runs=0,
+        baseline_median=None,
+        candidate_repeats=len(cand_reps),
+        candidate_median=_median_of([cand_reps]) if cand_reps else None,
+        threshold=abs(float(threshold)),
+        explanation="A new series: its first run here, recorded as the start of its history.",
     )

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from guardrail.analysis.compare import MetricComparison
+from guardrail.analysis.compare import MetricComparison, new_series
 from guardrail.analysis.fdr import judge_check
+from guardrail.analysis.noise_model import wide_prior_cv
 from guardrail.analysis.sequential import confirm_at_look
 from guardrail.verdicts import (
     BaselineInfo,
@@ -60,10 +61,18 @@ class SeriesInput:
     series_id: int | None = None
     # A pinned reference value (cold start), judged as the one baseline run of a series with no baseline.
     reference: float | None = None
+    # The noise prior (a CV) while the series' own history is short: measured on its metric's family by the
+    # caller, else (None) the wide default of the metric's kind (noise_model.wide_prior_cv).
+    prior_cv: float | None = None
+    # Whether the history the lane reads holds this series at all. Without a baseline, a series with history
+    # is `missing` (fail closed); one without is `new` (its first run: recorded, never blocks).
+    has_history: bool = True
 
 
 def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
     baseline, history, summary = s.baseline, s.history, s.summary
+    if not baseline and s.reference is None and not s.has_history:
+        return new_series(s.candidate, threshold=rules.threshold(s.metric))
     if not baseline and s.reference is not None:
         baseline = history = [[[s.reference]]]
         summary = True  # one value stands for a whole run
@@ -78,6 +87,7 @@ def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
         summary=summary,
         alpha=rules.alpha,
         reference=not s.baseline and s.reference is not None,
+        prior_cv=s.prior_cv if s.prior_cv is not None else wide_prior_cv(s.metric),
     )
 
 

@@ -9,21 +9,36 @@ difference of means is a relative change. A repeat (one fresh process) is the in
 it is pooled over every run with two or more repeats, which is immune to level shifts between runs.
 `run_var` is the extra night-to-night variance on top of that, estimated from successive differences of
 run means (robust to one bad night and to a level shift in the history). When the history is too short
-to say, a stated conservative prior is blended in (`PRIOR_BETWEEN_CV`, `PRIOR_DF`).
+to say, a stated conservative prior is blended in: a CV per series (`prior_cv`), worth `PRIOR_DF` degrees of
+freedom. The caller measures it on the metric's family (`family_cv`: other series of the same metric on the same
+hardware) or takes the wide default of the metric's kind (`wide_prior_cv`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from itertools import chain
 
 import numpy as np
 
-# Conservative fallback when a series has too little history: 2% between-process CV, worth PRIOR_DF
-# degrees of freedom. Short history therefore widens intervals (inconclusive/noisy), never raises alarms.
+# Conservative fallback when a series has too little history: a CV worth PRIOR_DF degrees of freedom. Short
+# history therefore widens intervals (inconclusive/noisy), never raises alarms. 2% is the prior of step
+# latencies, throughputs and memory (night-to-night CV about 1% on the corpus); every other metric (stage
+# means, queue waits, TTS request latencies: CV up to 15-40% on the corpus) gets the wide 10%.
 PRIOR_BETWEEN_CV = 0.02
+WIDE_PRIOR_CV = 0.10
+NARROW_PRIOR_FAMILIES = ("*latency*", "*throughput*", "*memory*")
+WIDE_PRIOR_FAMILIES = ("stage_mean.*", "*queue*")  # a stage's or a queue's latency is as wide as any stage
 PRIOR_DF = 4.0
+# A family prior: the median over series of that metric with at least FAMILY_MIN_RUNS runs (fewer runs would
+# give the prior no more than the series' own history has), trusted down to FAMILY_MIN_CV (below it a handful
+# of runs cannot tell a deterministic metric from a quiet one).
+FAMILY_MIN_RUNS = 8
+FAMILY_MIN_SERIES = 3
+FAMILY_MIN_CV = 0.005
 # Below this many degrees of freedom (about 8 single-value runs, or 4 runs of 2 repeats) the prior is blended in.
 MIN_OWN_DF = 4.0
 # Successive differences larger than this many robust sigmas are winsorised (one bad night).
@@ -145,8 +160,34 @@ def _run_level_var(run_means: np.ndarray) -> tuple[float, float]:
     return float((diffs * diffs).mean() / 2.0), MSSD_EFFICIENCY * (run_means.size - 1)
 
 
-def estimate_noise(history: SeriesData, *extra: SeriesData) -> NoiseEstimate:
-    """Variance components of a series from its history (plus the within-run spread of `extra` sides)."""
+def wide_prior_cv(metric: str) -> float:
+    """The prior CV of a metric whose family has no measured noise: 2% for latencies, throughputs and memory,
+    10% for stage and queue metrics and anything else."""
+    if any(fnmatchcase(metric, p) for p in WIDE_PRIOR_FAMILIES):
+        return WIDE_PRIOR_CV
+    if any(fnmatchcase(metric, p) for p in NARROW_PRIOR_FAMILIES):
+        return PRIOR_BETWEEN_CV
+    return WIDE_PRIOR_CV
+
+
+def family_cv(run_levels: Iterable[Sequence[float]]) -> float | None:
+    """The prior CV measured on a metric's family: per series (its run levels in time order, all > 0), the
+    run-to-run CV from winsorised successive differences of the log levels (robust to a real step); the
+    median over the series with >= FAMILY_MIN_RUNS runs, floored at FAMILY_MIN_CV. None with fewer than
+    FAMILY_MIN_SERIES such series."""
+    cvs = [
+        float(np.sqrt(_run_level_var(np.log(np.asarray(levels, dtype=float)))[0]))
+        for levels in run_levels
+        if len(levels) >= FAMILY_MIN_RUNS and min(levels) > 0
+    ]
+    if len(cvs) < FAMILY_MIN_SERIES:
+        return None
+    return max(statistics.median(cvs), FAMILY_MIN_CV)
+
+
+def estimate_noise(history: SeriesData, *extra: SeriesData, prior_cv: float = PRIOR_BETWEEN_CV) -> NoiseEstimate:
+    """Variance components of a series from its history (plus the within-run spread of `extra` sides); with
+    less than MIN_OWN_DF degrees of freedom of its own, `prior_cv` is blended in."""
     hist_var, hist_df = _pooled_repeat_var([history])
     repeat_var, repeat_df = _pooled_repeat_var([history, *extra])
     run_total, run_df = _run_level_var(history.run_means)
@@ -161,7 +202,7 @@ def estimate_noise(history: SeriesData, *extra: SeriesData) -> NoiseEstimate:
         # Too little history: blend in the conservative prior on the variance of one new repeat; it may
         # only widen the interval, never narrow it.
         total = run_var + repeat_var
-        blended = (PRIOR_DF * PRIOR_BETWEEN_CV**2 + own_df * total) / (PRIOR_DF + own_df)
+        blended = (PRIOR_DF * prior_cv**2 + own_df * total) / (PRIOR_DF + own_df)
         if blended > total:
             run_var += blended - total
             run_df = PRIOR_DF + own_df

@@ -29,6 +29,7 @@ from typing import Literal
 from scipy.special import ndtr, ndtri
 
 from guardrail.analysis.compare import MetricComparison, compare_metric
+from guardrail.analysis.noise_model import PRIOR_BETWEEN_CV
 from guardrail.analysis.planner import REPEATS_UNREACHABLE
 from guardrail.verdicts import count
 from guardrail.vocabulary import SETTLED
@@ -78,6 +79,7 @@ def sequential_decision(
     summary: bool = False,
     alpha: float = 0.05,
     reference: bool = False,
+    prior_cv: float = PRIOR_BETWEEN_CV,
 ) -> SequentialDecision:
     """Decide at look `look_index` (1-based): stop with a final verdict, or continue with more repeats."""
     level = look_alpha(look_index, max_looks, alpha)
@@ -90,6 +92,7 @@ def sequential_decision(
         summary=summary,
         alpha=level,
         reference=reference,
+        prior_cv=prior_cv,
     )
     spent = obrien_fleming_spent(look_index / max_looks, alpha)
     if comp.verdict in SETTLED or look_index == max_looks:
@@ -111,6 +114,7 @@ def confirm_at_look(
     summary: bool = False,
     alpha: float = 0.05,
     reference: bool = False,
+    prior_cv: float = PRIOR_BETWEEN_CV,
 ) -> MetricComparison:
     """The verdict at look `look_index` of `max_looks`: tested at the look's alpha-spending level, so the error
     rate holds however many looks are taken; an unclear or not yet overwhelming result is `inconclusive` and
@@ -125,6 +129,7 @@ def confirm_at_look(
         summary=summary,
         alpha=alpha,
         reference=reference,
+        prior_cv=prior_cv,
     )
     if max_looks == 1:
         return plain
@@ -139,6 +144,7 @@ def confirm_at_look(
         summary=summary,
         alpha=alpha,
         reference=reference,
+        prior_cv=prior_cv,
     )
     note = f"look {look_index} of {max_looks}"
     if decision.action == "stop" and decision.comparison.verdict != plain.verdict:

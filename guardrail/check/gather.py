@@ -1,16 +1,19 @@
 """A stored run as the judge's inputs: its results' repeats per series, the baseline runs its policy selects,
-the noise history and the cold-start references; `judge_run` hands them to guardrail.analysis.judgement."""
+the noise history, the cold-start references, whether a series is new and, for a short history, the noise prior
+measured on its metric's family; `judge_run` hands them to guardrail.analysis.judgement."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from guardrail.analysis.judgement import Repeats, SeriesInput, judge
-from guardrail.check.baseline import Baseline, select_baseline
+from guardrail.analysis.noise_model import FAMILY_MIN_RUNS, family_cv
+from guardrail.check.baseline import Baseline, name_the_baseline, select_baseline
 from guardrail.ingest.reference import load_reference_yaml
 from guardrail.policy import ColdStart, Policy
 from guardrail.store import models as m
@@ -49,6 +52,63 @@ def _samples_by_result(session: Session, result_ids: list[int]) -> dict[tuple[in
     return out
 
 
+def _in_own_history(run: m.Run, policy: Policy) -> bool:
+    """Whether the run is itself part of the history its lane's policy reads (a nightly on main is; a PR is not:
+    a PR's series without a baseline stays `missing`, fail closed)."""
+    spec = policy.baseline
+    return spec.source == "history" and run.lane in spec.lanes and (not spec.branch or run.branch == spec.branch)
+
+
+def _history_filter(run: m.Run, policy: Policy) -> list[Any]:
+    """Earlier ok results of the policy's branch on the run's hardware (series carry the hardware)."""
+    where = [m.Result.status == "ok", m.Run.id != run.id, m.Run.started_at <= run.started_at]
+    if policy.baseline.branch:
+        where.append(m.Run.branch == policy.baseline.branch)
+    return where
+
+
+def _series_with_history(session: Session, run: m.Run, policy: Policy, series_ids: set[int]) -> set[int]:
+    """Those of `series_ids` recorded by an earlier run on the policy's branch, in any lane: main has history."""
+    if not series_ids:
+        return set()
+    q = (
+        select(m.Measurement.series_id)
+        .join(m.Result, m.Measurement.result_id == m.Result.id)
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .where(m.Measurement.series_id.in_(series_ids), *_history_filter(run, policy))
+        .distinct()
+    )
+    return set(session.scalars(q))
+
+
+def _family_priors(session: Session, run: m.Run, policy: Policy, short: dict[int, str]) -> dict[str, float]:
+    """metric -> the noise prior measured on the other series of that metric on this hardware, in the policy's
+    lanes up to this run (noise_model.family_cv); metrics whose family is too thin are left out."""
+    if not short:
+        return {}
+    level = func.avg(m.Measurement.mean)  # a run's level: the mean of its repeats' means
+    rows = session.execute(
+        select(m.Series.metric, m.Measurement.series_id, level)
+        .join(m.Series, m.Measurement.series_id == m.Series.id)
+        .join(m.Result, m.Measurement.result_id == m.Result.id)
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .where(
+            m.Series.metric.in_(set(short.values())),
+            m.Series.hardware == run.hardware,
+            m.Series.id.not_in(short),
+            m.Run.lane.in_(policy.baseline.lanes),
+            *_history_filter(run, policy),
+        )
+        .group_by(m.Series.metric, m.Measurement.series_id, m.Result.run_id, m.Run.started_at)
+        .order_by(m.Measurement.series_id, m.Run.started_at, m.Result.run_id)
+    )
+    levels: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for metric, sid, value in rows:
+        levels[metric][sid].append(float(value))
+    priors = {metric: family_cv(by_series.values()) for metric, by_series in levels.items()}
+    return {metric: cv for metric, cv in priors.items() if cv is not None}
+
+
 def _errors(run: m.Run) -> list[WorkloadError]:
     return [
         WorkloadError(
@@ -73,22 +133,38 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
     series_ids = {sid for (rid, sid) in samples if rid in ok_ids}
     series = {s.id: s for s in session.scalars(select(m.Series).where(m.Series.id.in_(series_ids)))}
 
-    inputs: list[SeriesInput] = []
-    descriptions: set[str] = set()
     window, history_n = policy.baseline.window, policy.baseline.noise_history
+    # Per workload: series id -> its baseline runs (newest first), each run the repeats of its results (a run
+    # may hold several results of one workload).
+    runs_of: dict[int, dict[int, list[Repeats]]] = {}
     for wid, results in groups.items():
         chosen = baselines[wid]
-        descriptions.add(chosen.description)
-        workload = results[0].workload
-        # Group baseline results by run (a run may hold several results of one workload), newest first.
         by_run: dict[int, list[m.Result]] = defaultdict(list)
         for b in chosen.results:
             by_run[b.run_id].append(b)
         result_ids = {r.id for r in results}
+        runs_of[wid] = {}
         for sid in sorted({s for (rid, s) in samples if rid in result_ids}):
+            # Only the results in the segment of main's history this series is judged in (baseline.py).
+            runs = [
+                sum((samples.get((b.id, sid), []) for b in group if chosen.keeps(sid, b)), [])
+                for group in by_run.values()
+            ]
+            runs_of[wid][sid] = [r for r in runs if r][:history_n]
+    bare = {sid for per in runs_of.values() for sid, runs in per.items() if not runs}
+    with_history = _series_with_history(session, run, policy, bare) if _in_own_history(run, policy) else bare
+    short = {
+        sid: series[sid].metric for per in runs_of.values() for sid, runs in per.items() if len(runs) < FAMILY_MIN_RUNS
+    }
+    priors = _family_priors(session, run, policy, short)
+
+    inputs: list[SeriesInput] = []
+    descriptions: set[str] = set()
+    for wid, results in groups.items():
+        descriptions.add(baselines[wid].description)
+        workload = results[0].workload
+        for sid, runs in runs_of[wid].items():
             s = series[sid]
-            runs = [sum((samples.get((b.id, sid), []) for b in group), []) for group in by_run.values()]
-            runs = [r for r in runs if r][:history_n]
             reference = None
             if not runs:
                 reference = COLD_START.value(
@@ -111,12 +187,15 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
                     summary=s.summary is not None,
                     series_id=sid,
                     reference=reference,
+                    prior_cv=priors.get(s.metric),
+                    has_history=bool(runs) or sid in with_history,
                 )
             )
-    return judge(
+    doc = judge(
         inputs,
         policy,
         run=run_info(run),
         errors=_errors(run),
         baseline=BaselineInfo(policy=policy.lane, source="; ".join(sorted(descriptions))),
     )
+    return name_the_baseline(doc, baselines.values(), policy)  # its windows, and where main regressed already

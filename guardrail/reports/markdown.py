@@ -19,6 +19,7 @@ VERDICT_LABEL = {
     "noisy": "🟠 noisy",
     "inconclusive": "🟡 inconclusive",
     "improvement": "🟢 improvement",
+    "new": "🆕 new",
     "no_change": "⚪ no change",
 }
 STATUS_HEADLINE = {
