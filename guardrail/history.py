@@ -183,7 +183,8 @@ def scan_change_points(
     min_magnitude: float = 0.01,
 ) -> list[m.Alert]:
     """Detect change points on every stored series of `lane`; new ones become alerts, one per workload and
-    commit range (metrics that moved together share an alert). Returns the alerts created now."""
+    commit range (metrics that moved together share an alert), or place the open alert a check already raised
+    for the same change (guardrail.alerts.raise_change_point_alerts). Returns the alerts created or changed."""
     from guardrail.analysis.alerts import attribute, attribute_and_dedup  # scipy: only when scanning
 
     q = select(m.Series)
