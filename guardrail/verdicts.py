@@ -43,13 +43,33 @@ class RunInfo(_Part):
     url: str | None = None
 
 
-class BaselineInfo(_Part):
-    """Where the baseline came from: the lane policy and its selection (check), or the files given (compare)."""
+class BaselineWindow(_Part):
+    """The stored runs some series of one workload were judged against: the newest runs of one segment of main's
+    history (between two changes), at or before the anchor."""
 
-    omit_if_none = ("policy", "runs")
+    omit_if_none = ("metrics", "since_alert", "since_commit")
+    workload: str
+    hardware: str
+    metrics: list[str] | None = None  # the metrics it is for, where a workload's series use several; None: all
+    runs: int = 0
+    from_commit: str | None = None  # the oldest run's commit
+    to_commit: str | None = None  # the newest run's commit
+    first_at: str | None = None
+    last_at: str | None = None
+    since_alert: int | None = None  # the alert of the change on main the segment starts at
+    since_commit: str | None = None
+    main_alerts: list[int] = Field(default_factory=list)  # open alerts on main that made these series worse
+
+
+class BaselineInfo(_Part):
+    """Where the baseline came from: the lane policy and its selection (check), or the files given (compare);
+    for a check, the windows of main's history its series were judged against."""
+
+    omit_if_none = ("policy", "runs", "windows")
     policy: str | None = None
     source: str = ""
     runs: int | None = None
+    windows: list[BaselineWindow] | None = None
 
 
 class BaselineSide(_Part):
