@@ -10,6 +10,9 @@ Two passes, in the spirit of Hunter/Apache Otava (Fleming et al. 2023) but our o
    weakest one that fails `p_value` or `min_magnitude`, re-test its neighbours, repeat. A failing
    candidate next to a smaller shift is kept when dropping that neighbour lets it pass: a big step beside
    a small one leaves a 2-point segment between them, too short to test either, and the small one goes.
+   The merge's p-value is Bonferroni-adjusted for the positions the split could take between its
+   neighbours (the split was searched for, so the nominal p is too small), and each side is tested
+   without its strays (points far out of the rest of that side), so one odd night does not hide a step.
 
 Then `detect_suspects` flags one-night spikes inside a segment: a point far from the rest of its segment
 (a prediction t-test, Bonferroni over the segment's points) whose two neighbours both stay at the level.
@@ -32,6 +35,7 @@ from scipy.special import stdtr
 MIN_SEGMENT = 2
 SHORT_SEGMENT = 5
 WEAK_FACTOR = 10.0
+STRAY_P = 0.001  # a point of a side this far out of the rest of it (before Bonferroni) is left out of the test
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class ChangePoint:
     before: float  # mean of the segment before (as measured)
     after: float  # mean of the segment after
     change: float  # after / before - 1
-    p_value: float  # two-sided pooled t-test between the two segments
+    p_value: float  # two-sided pooled t-test between the two segments, adjusted for the split's search
 
     def to_dict(self) -> dict:
         return {
@@ -132,6 +136,30 @@ def _split_window(y: np.ndarray, start: int, level: float, out: set[int]) -> Non
             stack.append((s + tau, e))
 
 
+def _loo_p_values(side: np.ndarray) -> np.ndarray:
+    """For each point, the prediction t-test p-value of it against the rest of `side` (leave-one-out)."""
+    m = side.size
+    mean = side.mean()
+    dev = side - mean
+    rest_mean = mean - dev / (m - 1)
+    rest_ss = np.maximum(float((dev**2).sum()) - dev**2 * m / (m - 1), 0.0)
+    diff = np.abs(side - rest_mean)
+    df = m - 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = diff / np.sqrt(rest_ss / df * (1.0 + 1.0 / (m - 1)))
+    p = 2.0 * stdtr(df, -np.where(np.isnan(t), 0.0, t))
+    return np.where(rest_ss > 0, p, np.where(diff > 0, 0.0, 1.0))
+
+
+def _without_strays(side: np.ndarray, level: float = STRAY_P) -> np.ndarray:
+    """`side` without the points that stand out of the rest of it (leave-one-out, Bonferroni over the
+    side), so one odd night (a first run, a spike) does not hide a step next to it."""
+    if side.size < 4:
+        return side
+    keep = _loo_p_values(side) >= level / side.size
+    return side[keep] if keep.sum() >= 2 else side
+
+
 def _stats(y: np.ndarray, x: np.ndarray, cps: list[int], i: int, window: int) -> tuple[float, float, bool]:
     """p-value, relative magnitude and consistency of change point cps[i] against its neighbours."""
     lo = cps[i - 1] if i > 0 else 0
@@ -140,7 +168,9 @@ def _stats(y: np.ndarray, x: np.ndarray, cps: list[int], i: int, window: int) ->
     lo = max(lo, c - window)
     hi = min(hi, c + window)
     left, right = y[lo:c], y[c:hi]
-    p = _t_test(left, right)
+    # The split was searched for: Bonferroni over the positions it could take in [lo, hi).
+    positions = hi - lo - 2 * MIN_SEGMENT + 1
+    p = min(1.0, _t_test(_without_strays(left), _without_strays(right)) * max(positions, 1))
     before, after = float(x[lo:c].mean()), float(x[c:hi].mean())
     mag = abs(after / before - 1.0) if before != 0 else math.inf
     return p, mag, _consistent(left, right)
@@ -220,11 +250,11 @@ def detect_change_points(
         break
 
     result = []
-    for c in cps:
+    for i, c in enumerate(cps):
         lo, hi = _segment_bounds(c, cps, n, window)
         before, after = float(x[lo:c].mean()), float(x[c:hi].mean())
         change = after / before - 1.0 if before != 0 else math.inf
-        result.append(ChangePoint(c, before, after, change, _t_test(y[lo:c], y[c:hi])))
+        result.append(ChangePoint(c, before, after, change, _stats(y, x, cps, i, window)[0]))
     return result
 
 
