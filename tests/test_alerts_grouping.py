@@ -128,3 +128,31 @@ def test_cli_lists_the_alerts_document(sqlite_url, tmp_path):
     assert none.stdout.strip() == "0 alerts"
     bad = subprocess.run([*cli, "--kind", "changepoint"], capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+def test_the_scan_merges_the_check_alerts_of_one_change(db_url, tmp_path):
+    """Two check alerts of the same step (one per metric, as when a second metric is seen a night later) become
+    one alert at the change point's commit range; the other is removed."""
+    _nights(db_url, tmp_path, [1000.0] * 10 + [1060.0] * 5, throughput=[10.0] * 10 + [9.4] * 5, scan=False)
+    with session_scope(db_url, write=True) as s:
+        (a,) = s.scalars(select(m.Alert)).all()
+        latency, throughput = sorted(a.metrics, key=lambda x: x["metric"])
+        a.metrics = [latency]
+        s.add(
+            m.Alert(
+                dedup_key=a.dedup_key + ":later",
+                kind="regression",
+                workload_id=a.workload_id,
+                hardware=a.hardware,
+                lane=a.lane,
+                metrics=[throughput],
+                to_commit="main11",
+            )
+        )
+    with session_scope(db_url, write=True) as s:
+        (placed,) = scan_change_points(s, window=20)
+        assert (placed.from_commit, placed.to_commit) == ("main09", "main10")
+        assert {x["metric"] for x in placed.metrics} == {"denoise_step_latency", "throughput"}
+    with session_scope(db_url, write=True) as s:
+        assert [a.id for a in s.scalars(select(m.Alert))] == [placed.id]
+        assert scan_change_points(s, window=20) == []  # placed: the next scan has nothing to add
