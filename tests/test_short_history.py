@@ -139,3 +139,15 @@ def test_the_judge_takes_the_series_prior_else_the_wide_default():
     assert wide.verdicts[0].verdict in ("inconclusive", "noisy")
     narrow = judge([_series(**stage, candidate=[[135.3]], prior_cv=0.005)], Rules(), baseline=BaselineInfo())
     assert narrow.verdicts[0].verdict == "regression"
+
+
+def test_new_series_are_folded_out_of_the_main_table():
+    rows = [
+        _series(workload="fresh", has_history=False),
+        _series(workload="old", baseline=_runs(10.0, 10.0, 10.0), history=_runs(10.0, 10.0, 10.0), candidate=[[13.0]]),
+    ]
+    text = render_markdown(judge(rows, Rules(), baseline=BaselineInfo()))
+    table, folded = text.split("<summary>1 new series</summary>")
+    assert "🔴 regression" in table and "🆕 new" not in table
+    assert "🆕 new" in folded and "fresh" in folded.split("</details>")[0]
+    assert "A new series" not in text  # nothing to explain

@@ -29,6 +29,7 @@ STATUS_HEADLINE = {
     "pending": "⏳ **Performance check pending**",
 }
 _UNCHANGED = {"no_change"}
+_NEW = {"new"}  # a series' first run: folded like the unchanged rows, it asks nothing of the reader
 
 # Characters that change markdown meaning mid-line (a workload name is untrusted text). `<`, `>`, `&` are
 # HTML-escaped first; with `[` `]` escaped, `(`, `)` and `!` cannot form links or images, and `#`, `+`,
@@ -211,21 +212,22 @@ def render_markdown(
         out += ["", caption]
     out.append("")
 
-    shown = [v for v in rows if not (collapse_unchanged and v.verdict in _UNCHANGED)]
-    folded = [v for v in rows if collapse_unchanged and v.verdict in _UNCHANGED]
+    shown = [v for v in rows if not (collapse_unchanged and v.verdict in _UNCHANGED | _NEW)]
     if shown:
         out += _table(shown, dashboard_url)
         out.append("")
-    if folded:
-        out += [
-            "<details>",
-            f"<summary>{len(folded)} unchanged</summary>",
-            "",
-            *_table(folded, dashboard_url),
-            "",
-            "</details>",
-            "",
-        ]
+    for kind, label in ((_NEW, "new series"), (_UNCHANGED, "unchanged")):
+        folded = [v for v in rows if collapse_unchanged and v.verdict in kind]
+        if folded:
+            out += [
+                "<details>",
+                f"<summary>{len(folded)} {label}</summary>",
+                "",
+                *_table(folded, dashboard_url),
+                "",
+                "</details>",
+                "",
+            ]
     if not rows and status == "pending":
         out += ["The performance check has not reported yet.", ""]
 
@@ -234,7 +236,7 @@ def render_markdown(
         out += [_error_line(e) for e in typed.errors]
         out.append("")
 
-    explained = [v for v in rows if v.explanation and v.verdict not in _UNCHANGED]
+    explained = [v for v in rows if v.explanation and v.verdict not in _UNCHANGED | _NEW]
     if explained:
         out += ["**Why:**", ""]
         for v in explained:
