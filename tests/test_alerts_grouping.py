@@ -130,6 +130,25 @@ def test_cli_lists_the_alerts_document(sqlite_url, tmp_path):
     assert bad.returncode == 2
 
 
+def test_the_api_serves_the_same_document(sqlite_url, tmp_path):
+    """/api/v1/alerts is guardrail.alerts/v1 with the dashboard's fields added; an improvement is filtered out
+    of the regressions."""
+    from fastapi.testclient import TestClient
+
+    from web.app import create_app
+
+    _nights(sqlite_url, tmp_path, [1000.0] * 10 + [1060.0] * 5)
+    with session_scope(sqlite_url) as s:
+        cli_doc = alerts_doc(list_alerts(s))
+    with TestClient(create_app(sqlite_url)) as client:
+        doc = client.get("/api/v1/alerts").json()
+        assert client.get("/api/v1/alerts", params={"kind": "improvement"}).json()["alerts"] == []
+    assert doc["schema"] == cli_doc["schema"] == SCHEMA
+    (api,), (cli,) = doc["alerts"], cli_doc["alerts"]
+    assert {k: api[k] for k in ALERT_KEYS - {"metrics"}} == {k: cli[k] for k in ALERT_KEYS - {"metrics"}}
+    assert [{k: x[k] for k in METRIC_KEYS} for x in api["metrics"]] == cli["metrics"]
+
+
 def test_the_scan_merges_the_check_alerts_of_one_change(db_url, tmp_path):
     """Two check alerts of the same step (one per metric, as when a second metric is seen a night later) become
     one alert at the change point's commit range; the other is removed."""
