@@ -216,6 +216,48 @@ def verdict_count(n: int, verdict: str) -> str:
     return f"{n} {verdict.replace('_', ' ')}"
 
 
+def _window_key(w: BaselineWindow) -> tuple[Any, ...]:
+    return (w.runs, w.from_commit, w.to_commit, w.first_at, w.last_at, w.since_alert, w.since_commit)
+
+
+def _days(first: str, last: str) -> str:
+    return first[:10] if first[:10] == last[:10] else f"{first[:10]}..{last[:10]}"
+
+
+def baseline_lines(info: BaselineInfo | None) -> list[str]:
+    """The stored runs a check was judged against, for reports: windows alike in runs and range on one line
+    (naming their workloads where the windows differ), then main's open alerts on the judged series."""
+    if info is None or not info.windows:
+        return []
+    groups: dict[tuple[Any, ...], list[BaselineWindow]] = {}
+    for w in info.windows:
+        groups.setdefault(_window_key(w), []).append(w)
+    several_hw = len({w.hardware for w in info.windows}) > 1
+    lines = []
+    for ws in groups.values():
+        w = ws[0]
+        line = f"baseline: {count(w.runs, 'run')}"
+        if w.from_commit and w.to_commit:
+            line += f" {w.from_commit[:10]}..{w.to_commit[:10]}"
+        if w.first_at and w.last_at:
+            line += f" ({_days(w.first_at, w.last_at)})"
+        if w.since_alert is not None and w.since_commit:
+            line += f", since the change at {w.since_commit[:10]} (alert #{w.since_alert})"
+        if len(groups) > 1:
+            line += ": " + ", ".join(
+                x.workload
+                + (f"@{x.hardware}" if several_hw else "")
+                + (f" [{', '.join(x.metrics)}]" if x.metrics else "")
+                for x in ws
+            )
+        lines.append(line)
+    main = sorted({a for w in info.windows for a in w.main_alerts})
+    if main:
+        alerts = ", ".join(f"alert #{a}" for a in main)
+        lines.append(f"main already regressed here: {alerts} (judged against main after it, not blamed on this run)")
+    return lines
+
+
 def render_text(doc: VerdictsDoc) -> str:
     """A terminal report: what blocks first, then everything else in one aligned table."""
     order = {v: i for i, v in enumerate(DISPLAY_ORDER)}
@@ -229,6 +271,7 @@ def render_text(doc: VerdictsDoc) -> str:
         + ", ".join(verdict_count(n, k) for k, n in (doc.summary or {}).items() if n)
         + f"; expected false alarms {doc.expected_false_alarms or 0.0:.2f}"
     )
+    lines += [f"  {line}" for line in baseline_lines(doc.baseline)]
     if rows:
         w_wl = max(len(v.workload) for v in rows)
         w_m = max(len(v.metric) for v in rows)

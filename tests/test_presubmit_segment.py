@@ -11,6 +11,7 @@ from guardrail.history import scan_change_points
 from guardrail.ingest import ingest
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
+from guardrail.verdicts import VerdictsDoc, render_text
 from tests.factories import noisy_repeats, result_doc, write
 from tests.timeline import iso
 
@@ -100,6 +101,13 @@ def test_pr_at_main_head_is_judged_after_the_step_on_main(db_url, tmp_path):
     assert window["first_at"] < window["last_at"] and window["main_alerts"] == [step.id]
     assert f"since the change at main06 (alert #{step.id} of denoise_step_latency)" in doc["baseline"]["source"]
     assert doc["status"] == "success"
+    lines = render_text(VerdictsDoc.model_validate(doc)).splitlines()
+    assert lines[1].startswith(f"  baseline: 4 runs main06..main09 ({window['first_at'][:10]}..")
+    assert lines[1].endswith(f", since the change at main06 (alert #{step.id})")
+    assert (
+        lines[2]
+        == f"  main already regressed here: alert #{step.id} (judged against main after it, not blamed on this run)"
+    )
 
 
 def test_pr_based_before_the_step_is_judged_against_the_runs_before_it(db_url, tmp_path):
