@@ -151,3 +151,11 @@ def test_new_series_are_folded_out_of_the_main_table():
     assert "🔴 regression" in table and "🆕 new" not in table
     assert "🆕 new" in folded and "fresh" in folded.split("</details>")[0]
     assert "A new series" not in text  # nothing to explain
+
+
+def test_two_baseline_runs_far_apart_are_evidence_of_noise():
+    """Two nights 50% apart (a step, or noise): their spread counts, so the later level is not a regression."""
+    c = compare_metric(_runs(100.0, 150.0), [[150.0]], summary=True, threshold=0.01)
+    assert c.verdict in ("inconclusive", "noisy"), c
+    close = compare_metric(_runs(100.0, 100.2), [[105.0]], summary=True, threshold=0.01, prior_cv=0.005)
+    assert close.verdict == "regression", close  # two close nights under a quiet family's prior still catch +5%

@@ -150,8 +150,9 @@ def _pooled_repeat_var(sides: Sequence[SeriesData]) -> tuple[float, float]:
 
 
 def _run_level_var(run_means: np.ndarray) -> tuple[float, float]:
-    """Variance of run means from winsorised successive differences (robust to outliers and level shifts)."""
-    if run_means.size < 3:
+    """Variance of run means from winsorised successive differences (robust to outliers and level shifts).
+    Two runs already count: a baseline of two nights 50% apart is evidence of noise, not of none."""
+    if run_means.size < 2:
         return 0.0, 0.0
     diffs = np.abs(np.diff(run_means))
     robust_sigma = float(np.median(diffs)) / 0.6745
