@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from guardrail.alerts import SCHEMA, alert_doc, metric_doc
+from guardrail.alerts import SCHEMA, alert_doc, headline, metric_doc
 from guardrail.errors import NotFound
 from guardrail.store import models as m
 from web.read.fields import iso
@@ -23,6 +23,7 @@ def alert_dict(a: m.Alert) -> dict[str, Any]:
         "lane": a.lane,
         "metrics": [{**x, **metric_doc(x)} for x in a.metrics or []],
         "change": a.change,
+        "headline": headline(a.metrics or []),  # the worst metric in the alert's own direction
         "run_id": a.run_id,
         "note": a.note,
         "issue_url": a.issue_url,
