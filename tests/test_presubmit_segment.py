@@ -159,3 +159,20 @@ def test_an_open_alert_of_main_checks_splits_the_presubmit_history(db_url, tmp_p
     assert "main already regressed here: alert #" in row["explanation"]
     assert first_commit is not None and first_commit >= f"main{STEP:02d}"
     assert first_id in [a for w in doc["baseline"]["windows"] for a in w["main_alerts"]]
+
+
+def test_a_confirmed_alert_of_main_checks_re_anchors_the_nightly(sqlite_url, tmp_path):
+    """Untriaged, a nightly check's own alert splits nothing for the nightly lane; confirmed, it does."""
+    _main_with_a_step(sqlite_url, tmp_path, check=True)
+    rng = np.random.default_rng(5)
+    with session_scope(sqlite_url, write=True) as s:
+        alert = min((a for a in s.scalars(select(m.Alert)) if a.state == "untriaged"), key=lambda a: a.id)
+        alert_id, since = alert.id, alert.to_commit
+    before = _check(sqlite_url, _nightly(sqlite_url, tmp_path, 10, HIGH, rng))
+    assert _row(before)["baseline"]["runs"] == 10 and "since_alert" not in _window(before)
+    with session_scope(sqlite_url, write=True) as s:
+        s.get(m.Alert, alert_id).state = "confirmed"
+    after = _check(sqlite_url, _nightly(sqlite_url, tmp_path, 11, HIGH, rng))
+    window = _window(after)
+    assert window["since_alert"] == alert_id and window["from_commit"] == since
+    assert _row(after)["verdict"] != "regression"
