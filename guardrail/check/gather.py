@@ -93,9 +93,9 @@ def _family_priors(session: Session, run: m.Run, policy: Policy, short: dict[int
         .join(m.Result, m.Measurement.result_id == m.Result.id)
         .join(m.Run, m.Result.run_id == m.Run.id)
         .where(
-            m.Series.metric.in_(set(short.values())),
+            m.Series.metric.in_(sorted(set(short.values()))),
             m.Series.hardware == run.hardware,
-            m.Series.id.not_in(short),
+            m.Series.id.not_in(list(short)),
             m.Run.lane.in_(policy.baseline.lanes),
             *_history_filter(run, policy),
         )
