@@ -108,6 +108,12 @@ def test_pr_at_main_head_is_judged_after_the_step_on_main(db_url, tmp_path):
         lines[2]
         == f"  main already regressed here: alert #{step.id} (judged against main after it, not blamed on this run)"
     )
+    # The PR comment names the same baseline and main's alert.
+    from guardrail.reports.markdown import render_markdown
+
+    md = render_markdown(VerdictsDoc.model_validate(doc))
+    assert "baseline: 4 runs main06..main09" in md and f"since the change at main06 (alert #{step.id})" in md
+    assert f"main already regressed here: alert #{step.id}" in md
 
 
 def test_pr_based_before_the_step_is_judged_against_the_runs_before_it(db_url, tmp_path):

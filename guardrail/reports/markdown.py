@@ -8,7 +8,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-from guardrail.verdicts import VerdictRow, VerdictsDoc, WorkloadError, count, status_of, verdict_count
+from guardrail.verdicts import (
+    VerdictRow,
+    VerdictsDoc,
+    WorkloadError,
+    baseline_lines,
+    count,
+    status_of,
+    verdict_count,
+)
 from guardrail.vocabulary import DISPLAY_ORDER, Status
 
 DEFAULT_TITLE = "Performance guardrail"
@@ -210,6 +218,11 @@ def render_markdown(
     caption = _run_caption(typed, dashboard_url)
     if caption:
         out += ["", caption]
+    # The baseline named (runs, commit range, dates, the change it starts after; main's open alerts), so a
+    # reader knows what the PR was judged against and whether main had already moved.
+    based = baseline_lines(typed.baseline)
+    if based:
+        out += ["", *(f"<sub>{escape_md(line)}</sub><br>" for line in based)]
     out.append("")
 
     shown = [v for v in rows if not (collapse_unchanged and v.verdict in _UNCHANGED | _NEW)]
