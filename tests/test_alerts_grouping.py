@@ -175,3 +175,17 @@ def test_the_scan_merges_the_check_alerts_of_one_change(db_url, tmp_path):
     with session_scope(db_url, write=True) as s:
         assert [a.id for a in s.scalars(select(m.Alert))] == [placed.id]
         assert scan_change_points(s, window=20) == []  # placed: the next scan has nothing to add
+
+
+def test_the_overview_lists_a_speed_up_apart_from_the_open_regressions(sqlite_url, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from web.app import create_app
+
+    _nights(sqlite_url, tmp_path, [1000.0] * 10 + [800.0] * 5, throughput=[10.0] * 10 + [12.5] * 5)
+    with TestClient(create_app(sqlite_url)) as client:
+        data = client.get("/api/v1/overview").json()
+        assert data["open_alerts"] == [] and [a["kind"] for a in data["open_improvements"]] == ["improvement"]
+        page = client.get("/", headers={"accept": "text/html"}).text
+    regressions, improvements = page.split("<h2>Open regressions", 1)[1].split("<h2>Improvements", 1)
+    assert "No open regressions." in regressions and "throughput (better)" in improvements

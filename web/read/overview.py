@@ -70,7 +70,9 @@ def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
             "state": r.status if r.status != "ok" else (verdict or "unchecked"),
         }
         grid.setdefault(r.name, {"workload": r.name, "cells": {}})["cells"][r.hardware] = cell
-    open_alerts = alerts(session, states=list(OPEN_STATES), limit=20)["alerts"]
+    # Regressions are what needs someone now; an improvement is never listed as an open regression.
+    open_alerts = alerts(session, states=list(OPEN_STATES), kind="regression", limit=20)["alerts"]
+    open_improvements = alerts(session, states=list(OPEN_STATES), kind="improvement", limit=10)["alerts"]
     health = _results_health(session)
     # The JUnit side of CI health (pass/flaky rate, minutes lost to reruns, infra errors by kind) per lane x
     # hardware x day, once test results are stored.
@@ -93,6 +95,7 @@ def overview(session: Session, *, lane: str = "nightly") -> dict[str, Any]:
         "hardware": hardware,
         "workloads": list(grid.values()),
         "open_alerts": open_alerts,
+        "open_improvements": open_improvements,
         "ci_health": health,
         "test_health": tests,
     }
