@@ -78,6 +78,9 @@ class Policy(_Strict):
     # alpha-spending level and asks for more repeats (the rerun plan) instead of deciding at once.
     max_looks: int = Field(default=1, ge=1, le=10)
     raise_alerts: bool = False  # regressions of this lane become alerts (lanes that watch main)
+    # A regression of a per-run summary series (one value per run) that the series' previous check on this lane
+    # did not show is `suspect`, not a regression: one night off its level is judged again on the next run.
+    confirm_summary_regressions: bool = False
 
     def threshold(self, metric: str) -> float:
         """The threshold of `metric`: its exact name, else its most specific family glob, else `default`."""

@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 # `new`: a series' first run in the history its lane reads (nothing to compare with yet; recorded, never blocks).
-Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing", "new"]
+# `suspect`: a per-run summary off its level for one night only, on a lane that confirms those (policy
+# `confirm_summary_regressions`): judged again on the next run before blaming; never blocks.
+Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing", "new", "suspect"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)  # also the key order of a verdicts document's `summary`
 # What blocks a merge: a real regression, or no usable baseline for a series with history (fail closed, never a
 # silent pass). A `new` series has no history: it is recorded and does not block.
@@ -18,6 +20,7 @@ SETTLED: tuple[Verdict, ...] = ("regression", "improvement", "no_change", "missi
 DISPLAY_ORDER: tuple[Verdict, ...] = (
     "regression",
     "missing",
+    "suspect",
     "noisy",
     "inconclusive",
     "improvement",

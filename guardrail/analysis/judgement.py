@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from guardrail.analysis.compare import MetricComparison, new_series
@@ -67,6 +67,8 @@ class SeriesInput:
     # Whether the history the lane reads holds this series at all. Without a baseline, a series with history
     # is `missing` (fail closed); one without is `new` (its first run: recorded, never blocks).
     has_history: bool = True
+    # Whether this series' previous check on the lane was already off its level (`regression` or `suspect`).
+    previous_regressed: bool = False
 
 
 def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
@@ -89,6 +91,19 @@ def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
         reference=not s.baseline and s.reference is not None,
         prior_cv=s.prior_cv if s.prior_cv is not None else wide_prior_cv(s.metric),
     )
+
+
+SUSPECT_NOTE = "One night off its level; judged again on the next run before blaming."
+
+
+def _first_night(s: SeriesInput) -> bool:
+    return s.summary and not s.previous_regressed
+
+
+def _suspect(c: MetricComparison) -> MetricComparison:
+    """A regression of a per-run summary that its previous run did not show: one value of one run, too little
+    to blame a commit for (a node anomaly or a one-run spike looks the same). The next run confirms it."""
+    return replace(c, verdict="suspect", explanation=f"{c.explanation} {SUSPECT_NOTE}")
 
 
 def _round(x: float | None, nd: int = 6) -> float | None:
@@ -129,14 +144,19 @@ def judge(
     baseline: BaselineInfo,
     run: RunInfo | None = None,
     errors: Sequence[WorkloadError] = (),
+    confirm_summary_regressions: bool = False,
 ) -> VerdictsDoc:
     """The verdicts document of one candidate: every series judged, false-discovery control across the gating
-    ones (informational series are left as they are), rows in the order given."""
+    ones (informational series are left as they are), rows in the order given. With
+    `confirm_summary_regressions`, a summary series' regression that its previous run did not show is
+    `suspect`."""
     comparisons = [_compare(s, rules) for s in series]
     gating = [i for i, s in enumerate(series) if not s.informational]
     fdr = judge_check([comparisons[i] for i in gating], fdr=rules.fdr)
     for i, adjusted in zip(gating, fdr.comparisons, strict=True):
         comparisons[i] = adjusted
+        if confirm_summary_regressions and adjusted.verdict == "regression" and _first_night(series[i]):
+            comparisons[i] = _suspect(adjusted)
     rows = [_row(s, c) for s, c in zip(series, comparisons, strict=True)]
     summary: Counter[str] = Counter(dict.fromkeys(VERDICTS, 0))
     summary.update(r.verdict for r in rows if not r.informational)

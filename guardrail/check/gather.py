@@ -109,6 +109,31 @@ def _family_priors(session: Session, run: m.Run, policy: Policy, short: dict[int
     return {metric: cv for metric, cv in priors.items() if cv is not None}
 
 
+def _previously_regressed(session: Session, run: m.Run, series_ids: set[int]) -> set[int]:
+    """Those of `series_ids` whose newest verdict in an earlier run's check on this lane (and branch) was
+    `regression` or `suspect`: off its level already, so a regression now is confirmed, not suspect."""
+    if not series_ids:
+        return set()
+    newest_first = func.row_number().over(
+        partition_by=m.Verdict.series_id, order_by=(m.Run.started_at.desc(), m.Run.id.desc(), m.Check.id.desc())
+    )
+    ranked = (
+        select(m.Verdict.series_id, m.Verdict.verdict, newest_first.label("nth"))
+        .join(m.Check, m.Verdict.check_id == m.Check.id)
+        .join(m.Run, m.Check.run_id == m.Run.id)
+        .where(
+            m.Verdict.series_id.in_(series_ids),
+            m.Run.lane == run.lane,
+            m.Run.branch.is_not_distinct_from(run.branch),
+            m.Run.id != run.id,
+            m.Run.started_at <= run.started_at,
+        )
+        .subquery()
+    )
+    latest = session.execute(select(ranked.c.series_id, ranked.c.verdict).where(ranked.c.nth == 1))
+    return {sid for sid, verdict in latest if verdict in ("regression", "suspect")}
+
+
 def _errors(run: m.Run) -> list[WorkloadError]:
     return [
         WorkloadError(
@@ -157,6 +182,7 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
         sid: series[sid].metric for per in runs_of.values() for sid, runs in per.items() if len(runs) < FAMILY_MIN_RUNS
     }
     priors = _family_priors(session, run, policy, short)
+    regressed = _previously_regressed(session, run, series_ids) if policy.confirm_summary_regressions else set()
 
     inputs: list[SeriesInput] = []
     descriptions: set[str] = set()
@@ -189,6 +215,7 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
                     reference=reference,
                     prior_cv=priors.get(s.metric),
                     has_history=bool(runs) or sid in with_history,
+                    previous_regressed=sid in regressed,
                 )
             )
     doc = judge(
@@ -197,5 +224,6 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
         run=run_info(run),
         errors=_errors(run),
         baseline=BaselineInfo(policy=policy.lane, source="; ".join(sorted(descriptions))),
+        confirm_summary_regressions=policy.confirm_summary_regressions,
     )
     return name_the_baseline(doc, baselines.values(), policy)  # its windows, and where main regressed already

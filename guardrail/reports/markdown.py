@@ -24,6 +24,7 @@ DEFAULT_TITLE = "Performance guardrail"
 VERDICT_LABEL = {
     "regression": "🔴 regression",
     "missing": "⛔ missing baseline",
+    "suspect": "🔍 suspect",
     "noisy": "🟠 noisy",
     "inconclusive": "🟡 inconclusive",
     "improvement": "🟢 improvement",
