@@ -210,7 +210,7 @@ def count(n: int, noun: str) -> str:
 
 def verdict_count(n: int, verdict: str) -> str:
     """A verdict's count in a summary line: 1 regression, 3 regressions, 2 improvements; the adjectives (noisy,
-    inconclusive, missing) and "no change" take no plural."""
+    suspect, inconclusive, missing) and "no change" take no plural."""
     if verdict in ("regression", "improvement"):
         return count(n, verdict)
     return f"{n} {verdict.replace('_', ' ')}"
