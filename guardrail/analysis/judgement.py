@@ -1,8 +1,9 @@
 """The one judgement of `check` (stored history) and `compare` (result files): series in, verdicts document out.
 
 Each series is compared with its baseline at its look (sequential.confirm_at_look; with one look in all, the
-plain compare_metric), the gating series go through false-discovery control together (fdr.judge_check), and
-the rows, counts and status make the `guardrail.verdicts/v1` document. The callers only gather the inputs.
+plain compare_metric), the gating series go through false-discovery control together (fdr.judge_check), a
+summary series' first night off its level is `suspect` where the lane asks for confirmation, and the rows,
+counts and status make the `guardrail.verdicts/v1` document. The callers only gather the inputs.
 """
 
 from __future__ import annotations
