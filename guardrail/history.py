@@ -157,8 +157,14 @@ def noise_rows(
     workload: str | None = None,
     history: int = 30,
 ) -> list[tuple[str, Any]]:
+    """One noise report per series, judged with the lane's threshold for its metric, its baseline window,
+    its alpha and the rerun policy's extra repeats (defaults where the lane has no policy file)."""
     from guardrail.analysis.noise import noise_report
+    from guardrail.policy import BASELINES_DIR, Policy, load_lane_policy
+    from guardrail.rerun_policy.yaml_file import load_rerun_policy
 
+    policy = load_lane_policy(lane) if (BASELINES_DIR / f"{lane}.yaml").is_file() else Policy(lane=lane)
+    extra = load_rerun_policy().performance.max_extra_repeats
     q = select(m.Series).join(m.Workload)
     if hardware:
         q = q.where(m.Series.hardware == hardware)
@@ -168,7 +174,15 @@ def noise_rows(
     for s in session.scalars(q.order_by(m.Workload.name, m.Series.metric, m.Series.hardware)):
         runs = series_runs(session, s.id, lanes=[lane], limit=history)
         if runs:
-            rows.append((series_label(s), noise_report(runs, summary=s.summary is not None)))
+            report = noise_report(
+                runs,
+                summary=s.summary is not None,
+                threshold=policy.threshold(s.metric),
+                extra_repeats=extra,
+                baseline_runs=policy.baseline.window,
+                alpha=policy.alpha,
+            )
+            rows.append((series_label(s), report))
     return rows
 
 
