@@ -81,3 +81,47 @@ def test_short_history_is_not_called_noisy():
     r = noise_report(_runs(rng, runs=2, repeats=1))
     assert r.prior_used and not r.noisy
     assert "short history" in r.reason
+
+
+def test_noisy_means_the_lane_cannot_resolve_the_threshold():
+    rng = np.random.default_rng(8)
+    runs = [[[float(v)]] for v in 100 * np.exp(rng.normal(0, 0.008, 20))]  # one nightly value, 0.8% CV
+    at_1 = noise_report(runs, summary=True, threshold=0.01)
+    assert not at_1.noisy and at_1.repeats_needed <= at_1.max_repeats == 11
+    assert noise_report(runs, summary=True, threshold=0.01, extra_repeats=0).noisy  # one nightly alone cannot
+    wide = [[[float(v)]] for v in 100 * np.exp(rng.normal(0, 0.03, 20))]
+    r = noise_report(wide, summary=True, threshold=0.01)
+    assert r.noisy and "11 repeats cannot resolve 1%" in r.reason
+    assert not noise_report(wide, summary=True, threshold=0.05).noisy
+
+
+def test_constant_series_is_neither_bimodal_nor_outliers():
+    rng = np.random.default_rng(9)
+    # peak memory at 40960 MB with floating-point artifacts in the last digits
+    runs = [[list(40960.0 * (1 + rng.choice([0.0, 1e-12], 10))) for _ in range(3)] for _ in range(20)]
+    r = noise_report(runs)
+    assert r.bimodality is None and not r.bimodal and r.outlier_rate == 0.0
+    assert not r.noisy
+
+
+def test_a_real_step_is_neither_outliers_nor_bimodal():
+    rng = np.random.default_rng(10)
+    values = np.r_[np.full(5, 186.0), np.full(14, 100.0)] * np.exp(rng.normal(0, 0.005, 19))
+    r = noise_report([[[float(v)]] for v in values], summary=True)
+    assert r.outlier_rate == 0.0 and not r.bimodal
+    assert not r.noisy, r.reason
+    sampled = [[list(lvl * np.exp(rng.normal(0, 0.004, 30)))] for lvl in values]
+    s = noise_report(sampled)
+    assert s.outlier_rate < 0.01 and not s.bimodal
+
+
+def test_between_cv_is_not_zeroed_by_a_step_pattern_shared_by_every_process():
+    rng = np.random.default_rng(11)
+    pattern = rng.normal(0, 0.02, 40)  # per-step shape every process repeats (warm-up, schedule)
+    runs = [
+        [list(100 * np.exp(pattern + rng.normal(0, 0.001) + rng.normal(0, 0.0005, 40))) for _ in range(3)]
+        for _ in range(20)
+    ]
+    r = noise_report(runs)
+    assert r.between_cv == pytest.approx(0.001, rel=0.35)
+    assert r.between_estimate == "process means less random step noise"
