@@ -12,14 +12,15 @@ from guardrail.cli.app import DbOption, app, resolve_db
 
 @app.command("noise")
 def noise_cmd(
-    lane: Annotated[str, typer.Option(help="Lane whose history is read.")] = "nightly",
+    lane: Annotated[str, typer.Option(help="Lane whose history, thresholds and baseline window are used.")] = "nightly",
     hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
     workload: Annotated[str | None, typer.Option(help="Only this workload name.")] = None,
     history: Annotated[int, typer.Option(help="Newest runs per series.")] = 30,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     db: DbOption = None,
 ) -> None:
-    """Per series: within- and between-process CV, bimodality, outlier rate, and whether it is too noisy to judge."""
+    """Per series: within- and between-process CV, bimodality, outlier rate, LANE's threshold for its metric, and
+    whether it is noisy: LANE's most repeats (a run's plus the rerun policy's extra) cannot resolve that threshold."""
     from guardrail.analysis.noise import noise_json, render_noise_table
     from guardrail.history import noise_rows
     from guardrail.store.db import session_scope
