@@ -118,6 +118,24 @@ def _random_within_var(reps: Sequence[Sequence[np.ndarray]], plain: float | None
     return ss / df if df > 0 else plain
 
 
+def _level_residuals(
+    runs: Sequence[Sequence[Sequence[float]]], reps: Sequence[Sequence[np.ndarray]], *, summary: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Residuals from the level segments (a real step between runs is neither two modes nor outliers) and the
+    deviations outliers are counted on: summary values around their segment, steps around their process."""
+    seg = _segments([float(np.median(np.concatenate([np.asarray(r, float) for r in run]))) for run in runs])
+    values = [np.array([r.mean()]) if summary else r for run in reps for r in run]
+    seg_of = np.repeat(seg, [len(run) for run in reps])
+    if not values:
+        return np.empty(0), []
+    level = {
+        int(k): float(np.median(np.concatenate([v for v, g in zip(values, seg_of, strict=True) if g == k])))
+        for k in set(seg_of)
+    }
+    resid = np.concatenate([v - level[int(g)] for v, g in zip(values, seg_of, strict=True)])
+    return resid, ([resid] if summary else [r - np.median(r) for r in values if r.size >= 3])
+
+
 def noise_report(
     runs: Sequence[Sequence[Sequence[float]]],
     *,
@@ -154,26 +172,7 @@ def noise_report(
         between_var, how = max(repeat_var - step_part, 0.0), "run levels less random step noise (one process per run)"
     between_cv, run_cv = math.sqrt(between_var), math.sqrt(run_var)
 
-    # Shape tests on residuals from the level segments: a real step between runs is neither two modes nor
-    # outliers. Summary values: one residual per repeat; samples: per step, and outliers within a process.
-    seg = _segments([float(np.median(np.concatenate([np.asarray(r, float) for r in run]))) for run in runs])
-    if summary:
-        vals = [float(r.mean()) for r in (r for run in reps for r in run)]
-        seg_of = np.repeat(seg, [len(run) for run in reps])
-        v = np.asarray(vals)
-        resid = v - np.array([np.median(v[seg_of == s]) for s in seg_of]) if v.size else v
-        out_devs = [resid]
-    else:
-        seg_med = {
-            s: float(np.median(np.concatenate([r for i, run in enumerate(reps) if seg[i] == s for r in run])))
-            for s in set(seg.tolist())
-        }
-        resid = (
-            np.concatenate([r - seg_med[int(seg[i])] for i, run in enumerate(reps) for r in run])
-            if reps
-            else np.empty(0)
-        )
-        out_devs = [r - np.median(r) for run in reps for r in run if r.size >= 3]
+    resid, out_devs = _level_residuals(runs, reps, summary=summary)
     constant = resid.size == 0 or float(np.std(resid)) < MIN_SPREAD
     bc = bimodality_coefficient(resid) if resid.size >= MIN_BIMODALITY_N and not constant else None
     bimodal = bc is not None and bc > BIMODALITY_CUTOFF
@@ -195,7 +194,7 @@ def noise_report(
     reasons = []
     # A short history is not instability: with the prior in use, only the shape of the data can make it noisy.
     if need > max_repeats and not est.prior_used:
-        why = f"needs {need}" if need < REPEATS_UNREACHABLE else "the baseline's night-to-night noise alone exceeds it"
+        why = f"needs {need}" if need < REPEATS_UNREACHABLE else "run-to-run and baseline noise alone exceed it"
         reasons.append(f"{max_repeats} repeats cannot resolve {thr} ({why})")
     if bimodal:
         reasons.append(f"bimodal (coefficient {bc:.2f})")
