@@ -110,6 +110,9 @@ def test_a_real_step_is_neither_outliers_nor_bimodal():
     r = noise_report([[[float(v)]] for v in values], summary=True)
     assert r.outlier_rate == 0.0 and not r.bimodal
     assert not r.noisy, r.reason
+    memory = noise_report([[[v]] for v in [35100.0] * 5 + [40960.0] * 14], summary=True, threshold=0.02)
+    assert memory.between_cv < 1e-3 and memory.between_estimate.startswith("run levels around their segments")
+    assert not memory.noisy, memory.reason  # a fitted step is a change, not noise
     sampled = [[list(lvl * np.exp(rng.normal(0, 0.004, 30)))] for lvl in values]
     s = noise_report(sampled)
     assert s.outlier_rate < 0.01 and not s.bimodal

@@ -76,3 +76,4 @@ def test_a_real_step_is_not_counted_as_outliers(corpus: Path):
         r = _nightly_report(series[f"{TP4}/{metric}"])
         assert r.outlier_rate <= 1 / 19 and "outliers" not in r.reason and not r.bimodal, (metric, r.reason)
         assert not r.noisy, (metric, r.reason)
+        assert r.between_cv < 0.015, metric  # the step is fitted, not counted as night-to-night noise

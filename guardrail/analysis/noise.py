@@ -119,21 +119,31 @@ def _random_within_var(reps: Sequence[Sequence[np.ndarray]], plain: float | None
 
 
 def _level_residuals(
-    runs: Sequence[Sequence[Sequence[float]]], reps: Sequence[Sequence[np.ndarray]], *, summary: bool
+    reps: Sequence[Sequence[np.ndarray]], seg: np.ndarray, *, summary: bool
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Residuals from the level segments (a real step between runs is neither two modes nor outliers) and the
-    deviations outliers are counted on: summary values around their segment, steps around their process."""
-    seg = _segments([float(np.median(np.concatenate([np.asarray(r, float) for r in run]))) for run in runs])
+    """Residuals from the level segments `seg` of the runs (a real step between runs is neither two modes nor
+    outliers) and the deviations outliers are counted on: summary values around their segment, steps around
+    their process."""
     values = [np.array([r.mean()]) if summary else r for run in reps for r in run]
-    seg_of = np.repeat(seg, [len(run) for run in reps])
     if not values:
         return np.empty(0), []
+    seg_of = np.repeat(seg, [len(run) for run in reps])
     level = {
         int(k): float(np.median(np.concatenate([v for v, g in zip(values, seg_of, strict=True) if g == k])))
         for k in set(seg_of)
     }
     resid = np.concatenate([v - level[int(g)] for v, g in zip(values, seg_of, strict=True)])
     return resid, ([resid] if summary else [r - np.median(r) for r in values if r.size >= 3])
+
+
+def _step_free_var(levels: np.ndarray, seg: np.ndarray) -> float | None:
+    """Variance of run levels around their segment medians (None without a change point to fit)."""
+    n_seg = int(seg.max()) + 1 if seg.size else 1
+    if n_seg < 2 or levels.size <= n_seg:
+        return None
+    med = np.array([np.median(levels[seg == k]) for k in range(n_seg)])
+    res = levels - med[seg]
+    return float(res @ res) / (levels.size - n_seg)
 
 
 def noise_report(
@@ -160,6 +170,7 @@ def noise_report(
     within_cv = None if within_var is None else math.sqrt(within_var)
     step_part = (_random_within_var(reps, within_var) or 0.0) / max(data.steps, 1.0)
     multi = bool(np.any(data.run_sizes > 1))
+    seg = _segments([float(np.median(np.concatenate([np.asarray(r, float) for r in run]))) for run in runs])
     if multi:
         # The spread of the per-process means, less the random step noise they carry; where that leaves
         # nothing, the per-process means' spread itself (an upper bound) rather than a false 0.
@@ -168,11 +179,16 @@ def noise_report(
         if between_var <= 0:
             between_var, how = repeat_var, "process means (step noise not separable)"
     else:  # one process per run: night-to-night and process-to-process spread cannot be told apart
-        repeat_var, run_var = est.run_var + est.repeat_var, 0.0
-        between_var, how = max(repeat_var - step_part, 0.0), "run levels less random step noise (one process per run)"
+        repeat_var, run_var, how = est.run_var + est.repeat_var, 0.0, "run levels"
+        # A fitted step is a change, not noise (a constant memory series with one step is not 2% noisy).
+        step_free = None if est.prior_used else _step_free_var(data.run_means, seg)
+        if step_free is not None and step_free < repeat_var:
+            repeat_var, how = step_free, "run levels around their segments"
+        between_var = max(repeat_var - step_part, 0.0)
+        how += " less random step noise (one process per run)"
     between_cv, run_cv = math.sqrt(between_var), math.sqrt(run_var)
 
-    resid, out_devs = _level_residuals(runs, reps, summary=summary)
+    resid, out_devs = _level_residuals(reps, seg, summary=summary)
     constant = resid.size == 0 or float(np.std(resid)) < MIN_SPREAD
     bc = bimodality_coefficient(resid) if resid.size >= MIN_BIMODALITY_N and not constant else None
     bimodal = bc is not None and bc > BIMODALITY_CUTOFF
