@@ -22,9 +22,9 @@ else `inconclusive` with the repeats the next look needs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from scipy.special import ndtr, ndtri
 
@@ -67,6 +67,29 @@ class SequentialDecision:
         return self.comparison.verdict if self.action == "stop" else None
 
 
+def _decide(
+    compare: Callable[[float], MetricComparison], look_index: int, max_looks: int, alpha: float
+) -> SequentialDecision:
+    """The look's decision, given the comparison at a level (`compare(level)`)."""
+    level = look_alpha(look_index, max_looks, alpha)
+    comp = compare(level)
+    spent = obrien_fleming_spent(look_index / max_looks, alpha)
+    if comp.verdict in SETTLED or look_index == max_looks:
+        note = f" (look {look_index} of {max_looks}, level {level:.2g}, alpha-spending)"
+        comp = replace(comp, explanation=comp.explanation.rstrip(".") + note + ".")
+        return SequentialDecision("stop", comp, look_index, max_looks, level, spent)
+    return SequentialDecision("continue", comp, look_index, max_looks, level, spent)
+
+
+def _comparer(
+    baseline: Sequence[Sequence[Sequence[float]]],
+    candidate: Sequence[Sequence[float]],
+    **series: Any,
+) -> Callable[[float], MetricComparison]:
+    """compare_metric of one series at a chosen level: the looks differ only in alpha."""
+    return lambda level: compare_metric(baseline, candidate, alpha=level, **series)
+
+
 def sequential_decision(
     baseline: Sequence[Sequence[Sequence[float]]],
     candidate_so_far: Sequence[Sequence[float]],
@@ -82,24 +105,11 @@ def sequential_decision(
     prior_cv: float = PRIOR_BETWEEN_CV,
 ) -> SequentialDecision:
     """Decide at look `look_index` (1-based): stop with a final verdict, or continue with more repeats."""
-    level = look_alpha(look_index, max_looks, alpha)
-    comp = compare_metric(
-        baseline,
-        candidate_so_far,
-        direction=direction,
-        threshold=threshold,
-        history=history,
-        summary=summary,
-        alpha=level,
-        reference=reference,
-        prior_cv=prior_cv,
-    )
-    spent = obrien_fleming_spent(look_index / max_looks, alpha)
-    if comp.verdict in SETTLED or look_index == max_looks:
-        note = f" (look {look_index} of {max_looks}, level {level:.2g}, alpha-spending)"
-        comp = replace(comp, explanation=comp.explanation.rstrip(".") + note + ".")
-        return SequentialDecision("stop", comp, look_index, max_looks, level, spent)
-    return SequentialDecision("continue", comp, look_index, max_looks, level, spent)
+    compare = _comparer(
+        baseline, candidate_so_far, direction=direction, threshold=threshold, history=history,
+        summary=summary, reference=reference, prior_cv=prior_cv,
+    )  # fmt: skip
+    return _decide(compare, look_index, max_looks, alpha)
 
 
 def confirm_at_look(
@@ -120,32 +130,14 @@ def confirm_at_look(
     rate holds however many looks are taken; an unclear or not yet overwhelming result is `inconclusive` and
     says how many repeats the next look needs. The interval shown stays the plain 95% one. With one look in
     all this is the plain comparison."""
-    plain = compare_metric(
-        baseline,
-        candidate_so_far,
-        direction=direction,
-        threshold=threshold,
-        history=history,
-        summary=summary,
-        alpha=alpha,
-        reference=reference,
-        prior_cv=prior_cv,
-    )
+    compare = _comparer(
+        baseline, candidate_so_far, direction=direction, threshold=threshold, history=history,
+        summary=summary, reference=reference, prior_cv=prior_cv,
+    )  # fmt: skip
+    plain = compare(alpha)
     if max_looks == 1:
         return plain
-    decision = sequential_decision(
-        baseline,
-        candidate_so_far,
-        look_index,
-        max_looks,
-        direction=direction,
-        threshold=threshold,
-        history=history,
-        summary=summary,
-        alpha=alpha,
-        reference=reference,
-        prior_cv=prior_cv,
-    )
+    decision = _decide(compare, look_index, max_looks, alpha)
     note = f"look {look_index} of {max_looks}"
     if decision.action == "stop" and decision.comparison.verdict != plain.verdict:
         return decision.comparison
