@@ -17,6 +17,7 @@ from guardrail.analysis.judgement import Repeats, SeriesInput, judge
 from guardrail.errors import InputError
 from guardrail.ingest.reference import load_reference_yaml
 from guardrail.policy import ColdStart, Policy
+from guardrail.rerun_policy.yaml_file import load_rerun_policy
 from guardrail.schema import Metric, Result, load_result
 from guardrail.verdicts import BaselineInfo, VerdictsDoc, WorkloadError
 
@@ -82,7 +83,13 @@ def compare_results(baseline: Sequence[Result], candidate: Sequence[Result], pol
             )
         )
     source = "files" + (f"; {ColdStart.NOTE}" if used_references else "")
-    return judge(inputs, policy, errors=_errors(candidate), baseline=BaselineInfo(source=source, runs=len(baseline)))
+    return judge(
+        inputs,
+        policy,
+        errors=_errors(candidate),
+        baseline=BaselineInfo(source=source, runs=len(baseline)),
+        max_extra_repeats=load_rerun_policy().performance.max_extra_repeats,  # noisy: beyond the lane's repeats
+    )
 
 
 def compare_files(baseline: Sequence[Path], candidate: Sequence[Path], policy: Policy) -> VerdictsDoc:

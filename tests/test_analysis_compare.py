@@ -146,17 +146,27 @@ def _two_level(spread: float, runs: int = 10) -> list[list[list[float]]]:
 
 
 def test_texts_count_the_repeats_still_to_run_with_correct_plurals():
-    noisy = compare_metric(_two_level(1.0), [[101.0], [101.5]], summary=True)
-    assert (noisy.verdict, noisy.repeats_needed) == ("noisy", 5)
-    assert noisy.explanation == (
-        "Too noisy to judge with 2 repeats (+0.7%, 95% CI -0.4% to +1.9%); 3 more repeats (5 in all) would resolve 1%."
+    wide = compare_metric(_two_level(0.7), [[101.4]], summary=True)
+    assert (wide.verdict, wide.repeats_needed) == ("inconclusive", 3)
+    assert wide.explanation == (
+        "+1.0% (95% CI -0.1% to +2.2%): too wide to judge with 1 repeat; 2 more repeats (3 in all) would resolve 1%."
     )
-    one = compare_metric(_two_level(0.6), [[101.2]], summary=True)
+    one = compare_metric(_two_level(0.6), [[101.3]], summary=True)
     assert one.explanation == (
-        "+0.9% (95% CI -0.1% to +1.9%) straddles the 1% threshold; 1 more repeat (2 in all) would resolve 1%."
+        "+1.0% (95% CI +0.0% to +2.0%) straddles the 1% threshold; 1 more repeat (2 in all) would resolve 1%."
     )
-    single = compare_metric(_two_level(0.9), [[101.2]], summary=True)
-    assert single.explanation.startswith("Too noisy to judge with 1 repeat (+0.7%")
+    two = compare_metric(_two_level(0.8), [[101.3], [101.5]], summary=True)
+    assert two.explanation.endswith("; 1 more repeat (3 in all) would resolve 1%.")
+
+
+def test_estimate_inside_the_threshold_without_significance_is_no_change_and_asks_for_nothing():
+    # The interval is wider than +-1%, but the estimate is inside it and nothing points to a change: no rerun.
+    c = compare_metric(_two_level(1.0), [[101.0], [101.5]], summary=True)
+    assert (c.verdict, c.repeats_needed) == ("no_change", None)
+    assert c.explanation == "+0.7% (95% CI -0.4% to +1.9%): no significant change, inside the ±1% threshold."
+    # The same estimate where the lane's most repeats cannot resolve 1% is noisy, not a silent pass.
+    capped = compare_metric(_two_level(1.0), [[101.0], [101.5]], summary=True, max_repeats=1)
+    assert capped.verdict == "noisy"
 
 
 def test_texts_never_ask_for_repeats_that_already_ran():

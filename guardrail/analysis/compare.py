@@ -37,6 +37,8 @@ BAD_RUN_SIGMAS = 5.0
 # (the Huber estimator's efficiency at the normal is ~95% at k=1.5).
 HUBER_K = 1.5
 HUBER_SE_FACTOR = 1.0 / math.sqrt(0.95)
+# From this many history runs on, the baseline level follows the history's trend to its newest run (a drift).
+TREND_MIN_RUNS = 6
 
 
 @dataclass(frozen=True)
@@ -110,16 +112,43 @@ def _robust_level(values: np.ndarray, scale: float) -> tuple[float, bool]:
     return mu, bool(np.any(w < 1.0))
 
 
-def _baseline_level(base: SeriesData, run_var: float, repeat_var: float) -> tuple[float, int]:
-    """Mean of run levels, leaving out runs that sit BAD_RUN_SIGMAS away from the median (a bad night)."""
+def _baseline_level(
+    base: SeriesData, hist: SeriesData | None, run_var: float, repeat_var: float
+) -> tuple[float, int, float]:
+    """The baseline level at its newest run: (level, runs left out, variance factor of the level).
+
+    Runs that sit BAD_RUN_SIGMAS away from the median are left out (a bad night). Given `hist` (the history,
+    newest first, whose first runs are the baseline's) of at least TREND_MIN_RUNS runs, the window's mean is
+    moved to its newest run along the history's least-squares slope: a history drifting 0.1% a night is then no
+    0.5% change of the candidate. The slope comes from the whole history, so it costs little precision (the
+    factor is ~0.15 for 10 of 30 runs, against 0.10 for the plain mean). The factor is the sum of the squared
+    weights of the run levels in the estimate: a run level's variance times it is the level's variance.
+    """
     means = base.run_means
+    keep = np.ones(means.size, dtype=bool)
     if means.size >= 5:
         sd = math.sqrt(run_var + repeat_var / float(base.run_sizes.mean()))
         if sd > 0:
-            keep = np.abs(means - np.median(means)) <= BAD_RUN_SIGMAS * sd
-            if keep.sum() >= 3:
-                return float(means[keep].mean()), int((~keep).sum())
-    return float(means.mean()), 0
+            far = np.abs(means - np.median(means)) > BAD_RUN_SIGMAS * sd
+            if (~far).sum() >= 3:
+                keep = ~far
+    r = int(keep.sum())
+    dropped = int(means.size - r)
+    if hist is None or hist.runs < TREND_MIN_RUNS or hist.runs < means.size:
+        return float(means[keep].mean()), dropped, 1.0 / r
+    # Weights over the history's run levels: the window's mean, plus the slope times the distance from the
+    # window's centre to its newest run (x = 0 at the newest run, older runs to the left).
+    n = hist.runs
+    use = np.ones(n, dtype=bool)
+    use[: means.size] = keep
+    x = -np.arange(n, dtype=float)
+    xc = np.where(use, x - x[use].mean(), 0.0)
+    sxx = float(xc @ xc)
+    w = np.zeros(n)
+    w[: means.size][keep] = 1.0 / r
+    if sxx > 0:
+        w += -float(x[: means.size][keep].mean()) * xc / sxx
+    return float(w @ hist.run_means), dropped, float(w @ w)
 
 
 def compare_metric(
@@ -133,13 +162,19 @@ def compare_metric(
     alpha: float = 0.05,
     reference: bool = False,
     prior_cv: float = PRIOR_BETWEEN_CV,
+    trend: bool = False,
+    max_repeats: int | None = None,
 ) -> MetricComparison:
     """Judge a candidate (repeats -> samples) against baseline runs (runs -> repeats -> samples).
 
     `reference=True`: the one baseline run is a pinned reference value (cold start), and the texts say so.
     `prior_cv`: the noise prior blended in while the history is short (noise_model.estimate_noise).
+    `trend=True`: the baseline runs and the history are newest first, the history starting with the baseline runs;
+    from TREND_MIN_RUNS history runs on, the baseline level is taken at its newest run along the history's trend.
+    `max_repeats`: the most repeats the lane can give the candidate (its repeats plus the rerun policy's extra
+    ones); a series that cannot resolve its threshold within them is `noisy`. None: no cap.
 
-    `history` (oldest first, same series, may include the baseline runs) feeds the noise estimate; without
+    `history` (same series, newest first, may include the baseline runs) feeds the noise estimate; without
     it the baseline runs do. `summary=True` means each value is already a per-repeat summary (a mean or a
     p99 of one run), so one value is one observation and no step noise is estimated. The result is
     deterministic.
@@ -190,13 +225,16 @@ def compare_metric(
     hist = flatten(hist_runs, log_scale=log_scale, scale=scale) if len(hist_runs) >= base.runs else base
     noise = estimate_noise(hist, cand, prior_cv=prior_cv)  # a given history includes the baseline runs
 
-    level, dropped = _baseline_level(base, noise.run_var, noise.repeat_var)
+    level, dropped, level_factor = _baseline_level(
+        base, hist if (trend and hist is not base) else None, noise.run_var, noise.repeat_var
+    )
     r_b = base.runs - dropped
     kbar_b = float(base.run_sizes.mean())
     k_c = cand.repeats
-    # Variance of (candidate mean - baseline level): a fresh run level on each side, process noise / repeats.
-    comp_run = noise.run_var * (1.0 + 1.0 / r_b)
-    comp_rep = noise.repeat_var * (1.0 / k_c + 1.0 / (kbar_b * r_b))
+    # Variance of (candidate mean - baseline level): a fresh run level on each side, process noise / repeats;
+    # the baseline level's share is `level_factor` of one run level's variance (1/R for a plain mean).
+    comp_run = noise.run_var * (1.0 + level_factor)
+    comp_rep = noise.repeat_var * (1.0 / k_c + level_factor / kbar_b)
     var = comp_run + comp_rep
     se = math.sqrt(var)
     denom = (comp_run**2 / noise.run_df if noise.run_df > 0 else 0.0) + (
@@ -227,14 +265,14 @@ def compare_metric(
     worse = sign * change
     worse_lo, worse_hi = sorted((sign * ci[0], sign * ci[1]))
 
-    need = repeats_needed(
-        math.sqrt(noise.repeat_var),
-        0.0,
-        1.0,
-        threshold or 0.01,
-        alpha=alpha,
-        fixed_var=comp_run + noise.repeat_var / (kbar_b * r_b),
-    )
+    fixed_var = comp_run + noise.repeat_var * level_factor / kbar_b
+    rep_cv = math.sqrt(noise.repeat_var)
+    # Repeats to tell the threshold with 80% power; failing that, to narrow the interval under it (power 1/2:
+    # the `noise` command's "resolves"). A series no repeats within the lane's maximum resolve is noisy.
+    resolve = repeats_needed(rep_cv, 0.0, 1.0, threshold or 0.01, alpha=alpha, power=0.5, fixed_var=fixed_var)
+    need = repeats_needed(rep_cv, 0.0, 1.0, threshold or 0.01, alpha=alpha, fixed_var=fixed_var)
+    if need >= REPEATS_UNREACHABLE:
+        need = resolve
     against = "against the pinned reference value" if reference else count(r_b, "baseline run")
     # What more repeats would do, counted from the ones that ran; nothing when those already suffice.
     if need < REPEATS_UNREACHABLE:
@@ -259,6 +297,8 @@ def compare_metric(
     # with the excess width: a regression on a noisy series must stand out by more than its own noise.
     # This keeps false alarms on wide, heavy-tailed series well under the nominal level.
     bar = max(0.0, (ci[1] - ci[0]) / 2.0 - threshold)
+    significant = 2.0 * min(p_one, 1.0 - p_one) <= alpha  # two-sided, at this comparison's level
+    unreachable = resolve >= REPEATS_UNREACHABLE or (max_repeats is not None and resolve > max_repeats)
     if worse_lo > bar and worse > threshold:
         verdict: Verdict = "regression"
         why = f"{_pct(change)} (worse; {ci_txt}), beyond the {threshold:.0%} threshold ({against})."
@@ -268,10 +308,19 @@ def compare_metric(
     elif -threshold < ci[0] and ci[1] < threshold:
         verdict = "no_change"
         why = f"{_pct(change)} ({ci_txt}), inside the ±{threshold:.0%} threshold."
-    elif not resolvable:
+    elif unreachable:
         verdict = "noisy"
         repeats_out = need
         why = f"Too noisy to judge with {count(k_c, 'repeat')} ({_pct(change)}, {ci_txt}){need_txt}."
+    elif abs(change) <= threshold and not significant:
+        # The estimate is inside the threshold and nothing points to a change: no rerun is asked for. A change
+        # worth the threshold is caught by its estimate (beyond it) or by its significance, not by the width.
+        verdict = "no_change"
+        why = f"{_pct(change)} ({ci_txt}): no significant change, inside the ±{threshold:.0%} threshold."
+    elif not resolvable:
+        verdict = "inconclusive"
+        repeats_out = need
+        why = f"{_pct(change)} ({ci_txt}): too wide to judge with {count(k_c, 'repeat')}{need_txt}."
     else:
         verdict = "inconclusive"
         repeats_out = need
@@ -290,6 +339,8 @@ def compare_metric(
         "prior_used": noise.prior_used,
         "prior_cv": prior_cv,
         "baseline_runs_dropped": dropped,
+        "baseline_trend": level_factor != 1.0 / r_b,
+        "resolved": bool(resolvable),
         "alpha": alpha,
     }
     return MetricComparison(

@@ -2,7 +2,9 @@
 
 Each comparison's one-sided p-value is turned into a two-sided one (a check flags both regressions and
 improvements), the Benjamini-Hochberg step-up gives q-values, and a regression or improvement whose
-q-value exceeds the check's FDR level is downgraded to `inconclusive`. Verdicts are never upgraded.
+q-value exceeds the check's FDR level is not a discovery: `no_change` where the sample resolves the threshold
+(its interval is narrower than it), else `inconclusive`; an `inconclusive` that resolves the threshold and is no
+discovery is `no_change` too. Verdicts are never upgraded to a regression or an improvement.
 BH is valid for independent or positively dependent tests (PRDS), which is the case for metrics of one
 workload that move together; under the global null it bounds the chance of any false alarm by `fdr`.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from guardrail.analysis.compare import MetricComparison
+from guardrail.verdicts import count
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,19 @@ def bh_cutoff(p_values: Sequence[float], fdr: float) -> float:
     return float(fdr * (ok[-1] + 1) / m) if ok.size else fdr / m
 
 
+FLAGGED = ("regression", "improvement", "inconclusive")
+
+
+def _not_discovered(c: MetricComparison, q: float, m: int, fdr: float) -> str:
+    change = f"{c.change * 100:+.1f}%" if c.change is not None else "the change"
+    level = 1.0 - float(c.details.get("alpha", 0.05))
+    ci = f" ({level:.0%} CI {c.ci[0] * 100:+.1f}% to {c.ci[1] * 100:+.1f}%)" if c.ci else ""
+    return (
+        f"{change}{ci} is within what {count(m, 'metric')} show by chance (q={q:.2g} > {fdr:g} after false-discovery "
+        "control): not counted as a change."
+    )
+
+
 def judge_check(comparisons: Sequence[MetricComparison], *, fdr: float = 0.05) -> CheckJudgement:
     """Apply BH across a check's comparisons; `missing` ones (no p-value) are left as they are."""
     idx = [i for i, c in enumerate(comparisons) if c.p_value is not None]
@@ -60,7 +76,11 @@ def judge_check(comparisons: Sequence[MetricComparison], *, fdr: float = 0.05) -
     for j, i in enumerate(idx):
         c = comparisons[i]
         qv = float(q[j])
-        if c.verdict in ("regression", "improvement") and qv > fdr:
+        if c.verdict in FLAGGED and qv > fdr and c.details.get("resolved"):
+            # Not a discovery, and the sample resolves the threshold: what is left is the noise a check of this
+            # many metrics shows by chance. No change, and no rerun asked for (an A/A check stays quiet).
+            out[i] = replace(c, verdict="no_change", q_value=qv, explanation=_not_discovered(c, qv, len(idx), fdr))
+        elif c.verdict in ("regression", "improvement") and qv > fdr:
             why = (
                 f"{c.explanation.rstrip('.')}, but not significant after false-discovery control across "
                 f"{len(idx)} metrics (q={qv:.2g} > {fdr:g}): inconclusive."

@@ -72,7 +72,7 @@ class SeriesInput:
     previous_regressed: bool = False
 
 
-def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
+def _compare(s: SeriesInput, rules: LaneRules, max_extra_repeats: int | None) -> MetricComparison:
     baseline, history, summary = s.baseline, s.history, s.summary
     if not baseline and s.reference is None and not s.has_history:
         return new_series(s.candidate, threshold=rules.threshold(s.metric))
@@ -91,6 +91,8 @@ def _compare(s: SeriesInput, rules: LaneRules) -> MetricComparison:
         alpha=rules.alpha,
         reference=not s.baseline and s.reference is not None,
         prior_cv=s.prior_cv if s.prior_cv is not None else wide_prior_cv(s.metric),
+        trend=True,  # the baseline runs are newest first (gather, compare_files)
+        max_repeats=None if max_extra_repeats is None else len(s.candidate) + max_extra_repeats,
     )
 
 
@@ -146,18 +148,25 @@ def judge(
     run: RunInfo | None = None,
     errors: Sequence[WorkloadError] = (),
     confirm_summary_regressions: bool = False,
+    max_extra_repeats: int | None = None,
 ) -> VerdictsDoc:
     """The verdicts document of one candidate: every series judged, false-discovery control across the gating
     ones (informational series are left as they are), rows in the order given. With
     `confirm_summary_regressions`, a summary series' regression that its previous run did not show is
-    `suspect`."""
-    comparisons = [_compare(s, rules) for s in series]
-    gating = [i for i, s in enumerate(series) if not s.informational]
+    `suspect`. `max_extra_repeats` (the rerun policy's cap): a series that cannot resolve its threshold with its
+    repeats plus these is `noisy`; None: only one that no number of repeats resolves."""
+    comparisons = [_compare(s, rules, max_extra_repeats) for s in series]
+    # False-discovery control picks what needs attention among a check's first looks. A confirmation look (a
+    # rerun of a workload that look 1 picked) is a test of its own at the look's alpha-spending level, so it is
+    # not put through the check-wide control a second time.
+    gating = [i for i, s in enumerate(series) if not s.informational and min(s.look, rules.max_looks) == 1]
     fdr = judge_check([comparisons[i] for i in gating], fdr=rules.fdr)
     for i, adjusted in zip(gating, fdr.comparisons, strict=True):
         comparisons[i] = adjusted
-        if confirm_summary_regressions and adjusted.verdict == "regression" and _first_night(series[i]):
-            comparisons[i] = _suspect(adjusted)
+    for i, s in enumerate(series):
+        c = comparisons[i]
+        if confirm_summary_regressions and not s.informational and c.verdict == "regression" and _first_night(s):
+            comparisons[i] = _suspect(c)
     rows = [_row(s, c) for s, c in zip(series, comparisons, strict=True)]
     summary: Counter[str] = Counter(dict.fromkeys(VERDICTS, 0))
     summary.update(r.verdict for r in rows if not r.informational)

@@ -103,11 +103,13 @@ def sequential_decision(
     alpha: float = 0.05,
     reference: bool = False,
     prior_cv: float = PRIOR_BETWEEN_CV,
+    trend: bool = False,
+    max_repeats: int | None = None,
 ) -> SequentialDecision:
     """Decide at look `look_index` (1-based): stop with a final verdict, or continue with more repeats."""
     compare = _comparer(
         baseline, candidate_so_far, direction=direction, threshold=threshold, history=history,
-        summary=summary, reference=reference, prior_cv=prior_cv,
+        summary=summary, reference=reference, prior_cv=prior_cv, trend=trend, max_repeats=max_repeats,
     )  # fmt: skip
     return _decide(compare, look_index, max_looks, alpha)
 
@@ -125,6 +127,8 @@ def confirm_at_look(
     alpha: float = 0.05,
     reference: bool = False,
     prior_cv: float = PRIOR_BETWEEN_CV,
+    trend: bool = False,
+    max_repeats: int | None = None,
 ) -> MetricComparison:
     """The verdict at look `look_index` of `max_looks`: tested at the look's alpha-spending level, so the error
     rate holds however many looks are taken; an unclear or not yet overwhelming result is `inconclusive` and
@@ -132,7 +136,7 @@ def confirm_at_look(
     all this is the plain comparison."""
     compare = _comparer(
         baseline, candidate_so_far, direction=direction, threshold=threshold, history=history,
-        summary=summary, reference=reference, prior_cv=prior_cv,
+        summary=summary, reference=reference, prior_cv=prior_cv, trend=trend, max_repeats=max_repeats,
     )  # fmt: skip
     plain = compare(alpha)
     if max_looks == 1:
@@ -151,8 +155,9 @@ def confirm_at_look(
     need, ran = plain.repeats_needed or 0, plain.candidate_repeats
     if need >= REPEATS_UNREACHABLE:  # no rerun can settle it: never print the sentinel, never ask for one
         return replace(plain, verdict="inconclusive", explanation=f"{plain.explanation.rstrip('.')}; {why} ({note}).")
-    # At least one more repeat, as the rerun planner asks (guardrail.analysis.perf_reruns: total minus ran).
-    extra = max(1, need - ran)
+    # The repeats a look adds: what resolves the threshold, and at least as many as each look so far had (the
+    # information fraction k/K assumes equal looks; one repeat more would confirm almost nothing).
+    extra = max(1, need - ran, ran // look_index)
     return replace(
         plain,
         verdict="inconclusive",

@@ -16,6 +16,7 @@ from guardrail.analysis.noise_model import FAMILY_MIN_RUNS, family_cv
 from guardrail.check.baseline import Baseline, name_the_baseline, select_baseline
 from guardrail.ingest.reference import load_reference_yaml
 from guardrail.policy import ColdStart, Policy
+from guardrail.rerun_policy.yaml_file import load_rerun_policy
 from guardrail.store import models as m
 from guardrail.verdicts import BaselineInfo, RunInfo, VerdictsDoc, WorkloadError
 
@@ -225,5 +226,6 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
         errors=_errors(run),
         baseline=BaselineInfo(policy=policy.lane, source="; ".join(sorted(descriptions))),
         confirm_summary_regressions=policy.confirm_summary_regressions,
+        max_extra_repeats=load_rerun_policy().performance.max_extra_repeats,  # noisy: beyond the lane's repeats
     )
     return name_the_baseline(doc, baselines.values(), policy)  # its windows, and where main regressed already
