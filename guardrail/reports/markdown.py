@@ -39,6 +39,10 @@ STATUS_HEADLINE = {
 }
 _UNCHANGED = {"no_change"}
 _NEW = {"new"}  # a series' first run: folded like the unchanged rows, it asks nothing of the reader
+# A series that cannot resolve its threshold at the lane's most repeats: a fact about the series, not about the
+# change, and nothing the PR's author can act on; folded with its explanation (the `noise` command says more).
+_NOISY = {"noisy"}
+FOLDED = _UNCHANGED | _NEW | _NOISY  # verdicts folded away under the main table (bench/synthetic_regimes.py)
 
 # Characters that change markdown meaning mid-line (a workload name is untrusted text). `<`, `>`, `&` are
 # HTML-escaped first; with `[` `]` escaped, `(`, `)` and `!` cannot form links or images, and `#`, `+`,
@@ -201,6 +205,10 @@ def _error_line(e: WorkloadError) -> str:
     return f"- {escape_md(e.workload)}: `{_code(e.status)}`{kind}{msg}"
 
 
+def _why_line(v: VerdictRow) -> str:
+    return f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}"
+
+
 def render_markdown(
     doc: Report,
     *,
@@ -226,19 +234,23 @@ def render_markdown(
         out += ["", *(f"<sub>{escape_md(line)}</sub><br>" for line in based)]
     out.append("")
 
-    shown = [v for v in rows if not (collapse_unchanged and v.verdict in _UNCHANGED | _NEW)]
+    shown = [v for v in rows if not (collapse_unchanged and v.verdict in FOLDED)]
     if shown:
         out += _table(shown, dashboard_url)
         out.append("")
-    for kind, label in ((_NEW, "new series"), (_UNCHANGED, "unchanged")):
+    folds = ((_NOISY, "too noisy to judge at their thresholds"), (_NEW, "new series"), (_UNCHANGED, "unchanged"))
+    for kind, label in folds:
         folded = [v for v in rows if collapse_unchanged and v.verdict in kind]
         if folded:
+            # A noisy series' explanation says what it would take (its repeats, or none): kept inside the fold.
+            why = [_why_line(v) for v in folded if v.explanation] if kind is _NOISY else []
             out += [
                 "<details>",
                 f"<summary>{len(folded)} {label}</summary>",
                 "",
                 *_table(folded, dashboard_url),
                 "",
+                *([*why, ""] if why else []),
                 "</details>",
                 "",
             ]
@@ -250,12 +262,12 @@ def render_markdown(
         out += [_error_line(e) for e in typed.errors]
         out.append("")
 
-    explained = [v for v in rows if v.explanation and v.verdict not in _UNCHANGED | _NEW]
+    explained = [v for v in rows if v.explanation and v.verdict not in FOLDED]
     if explained:
         out += ["**Why:**", ""]
         for v in explained:
             # The explanation already says what more repeats would do (or that none would): nothing is added.
-            out.append(f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}")
+            out.append(_why_line(v))
         out.append("")
 
     efa = _num(typed.expected_false_alarms)
