@@ -29,7 +29,7 @@ def test_unchanged_and_noisy_rows_leave_no_main_table_and_keep_the_noisy_reason_
         "verdicts": [_row(f"m{i}", "no_change", "+0.4% inside the threshold.") for i in range(29)]
         + [_row("latency_mean", "noisy", noisy_why)],
         "summary": {"no_change": 29, "noisy": 1},
-        "status": "pass",
+        "status": "success",
     }
     md = render_markdown(doc)
     before_folds = md.split("<details>")[0]
@@ -44,7 +44,7 @@ def test_a_regression_still_gets_the_main_table_and_its_reason():
     doc = {
         "schema": "guardrail.verdicts/v1",
         "verdicts": [_row("m0", "no_change", "inside."), _row("latency_mean", "regression", "+3.4% (worse).")],
-        "status": "fail",
+        "status": "failure",
     }
     md = render_markdown(doc)
     assert "| workload |" in md.split("<details>")[0]
