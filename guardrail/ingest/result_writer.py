@@ -15,23 +15,34 @@ from sqlalchemy.orm import Session
 
 from guardrail.ingest.documents import Document, IngestReport
 from guardrail.store import models as m
-from guardrail.store.shared_rows import SharedRows
+from guardrail.store.shared_rows import SharedRows, insert_if_absent
 
 
 def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
     report = IngestReport()
     shared = SharedRows(session)
+    # shared rows first, in the one order every ingest takes them (no deadlock between concurrent ingests)
+    shared.prepare([doc.result for doc in docs])
     pending: list[tuple[Document, m.Result, m.Workload]] = []
     seen_in_batch: set[tuple[str, str, str]] = set()
+    entries = []
     for doc in docs:
         r = doc.result
-        run, run_created = shared.run(r.run, r.environment.hardware)
+        run, _ = shared.run(r.run, r.environment.hardware)
         workload = shared.workload(r.workload)
         env = shared.environment(r.environment)
-        session.flush()
+        entries.append((len(entries), doc, run, workload, env))
+    # results in the order of their unique key, for the same reason
+    outcome: dict[int, m.Result | None] = {}
+    for i, doc, run, workload, env in sorted(entries, key=lambda e: (e[2].run_key, e[3].digest, e[1].content_hash)):
+        r = doc.result
         ident = (run.run_key, r.workload.digest, doc.content_hash)
-        exists = ident in seen_in_batch or (
-            not run_created
+        if ident in seen_in_batch:
+            outcome[i] = None
+            continue
+        seen_in_batch.add(ident)
+        if (
+            run.run_key not in shared.created_run_keys
             and session.scalar(
                 select(m.Result.id).where(
                     m.Result.run_id == run.id,
@@ -40,35 +51,60 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
                 )
             )
             is not None
-        )
-        entry = {
-            "file": doc.path,
-            "run_id": run.id,
-            "lane": run.lane,
-            "hardware": run.hardware,
-            "workload": r.workload.name,
-            "status": r.status,
-        }
-        if exists:
-            report.skipped.append({**entry, "reason": "already stored (same run, workload and content)"})
+        ):
+            outcome[i] = None
             continue
-        seen_in_batch.add(ident)
-        row = m.Result(
-            run=run,
-            workload=workload,
-            environment=env,
-            status=r.status,
-            error_kind=r.error.kind if r.error else None,
-            error_message=r.error.message if r.error else None,
-            content_hash=doc.content_hash,
-            source_format=doc.format,
-            extra=dict(r.extra),
-        )
-        session.add(row)
-        pending.append((doc, row, workload))
+        values = {
+            "run_id": run.id,
+            "workload_id": workload.id,
+            "environment_id": env.id,
+            "status": r.status,
+            "error_kind": r.error.kind if r.error else None,
+            "error_message": r.error.message if r.error else None,
+            "content_hash": doc.content_hash,
+            "source_format": doc.format,
+            "extra": dict(r.extra),
+            "created_at": m.utcnow(),
+        }
+        # a concurrent ingest of the same result: the insert waits for it and then does nothing
+        if session.scalar(insert_if_absent(session, m.Result, values)) is None:
+            outcome[i] = None
+            continue
+        row = session.scalars(
+            select(m.Result).where(
+                m.Result.run_id == run.id,
+                m.Result.workload_id == workload.id,
+                m.Result.content_hash == doc.content_hash,
+            )
+        ).one()
+        outcome[i] = row
+    for i, doc, run, workload, _env in entries:
+        row = outcome[i]
+        if row is None:
+            report.skipped.append(
+                {
+                    "file": doc.path,
+                    "run_id": run.id,
+                    "lane": run.lane,
+                    "hardware": run.hardware,
+                    "workload": doc.result.workload.name,
+                    "status": doc.result.status,
+                    "reason": "already stored (same run, workload and content)",
+                }
+            )
+        else:
+            pending.append((doc, row, workload))
     session.flush()
 
     shared.load_series({w.id for _, _, w in pending})
+    # new series in the order of their unique key too
+    wanted = {
+        (w.id, metric.name, d.result.environment.hardware): (w, metric)
+        for d, _, w in pending
+        for metric in d.result.metrics
+    }
+    for key in sorted(wanted):
+        shared.series(wanted[key][0], wanted[key][1], key[2])
     rows: list[tuple[m.Series, dict[str, Any]]] = []
     for doc, row, workload in pending:
         n_samples = 0
