@@ -1,9 +1,11 @@
 """Reruns written as separate ``<testcase>`` elements: grouping them into one test's attempts.
 
-pytest-rerunfailures writes one ``<testcase>`` per attempt, consecutively, even under xdist within a few
-hundred elements; an identity seen again within :data:`RERUN_WINDOW` testcases is a rerun of the earlier one.
-The window holds the latest ``<testcase>`` of each identity until it falls out (or the file ends), then lets its
-attempts go, numbered in-process and with only the last one ``final``.
+pytest-rerunfailures writes one ``<testcase>`` per attempt; usually consecutively, but under xdist or with
+``--reruns-delay`` the attempts of one test can lie any distance apart. An identity seen again anywhere in the
+file is a rerun of the earlier one: grouping is by identity, never by distance (a distance window read attempts
+further apart than it as passes, so an always-failing test became ``flaky``). The window holds the latest
+``<testcase>`` of each identity until the file ends, then lets its attempts go, numbered in-process and with
+only the last one ``final``.
 
 Attempts are the reader's raw lists (:func:`guardrail.ingest.junit_xml.iter_raw`: ``CaseRecord``'s field order
 with the identity tuple first); this module reads and sets ``[1]`` outcome, ``[5]`` in-process attempt,
@@ -15,18 +17,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-RERUN_WINDOW = 512
-
 
 class RerunWindow:
-    def __init__(self, size: int = RERUN_WINDOW):
-        self.size = size
+    def __init__(self) -> None:
         # identity -> (attempts of its latest <testcase>, attempts so far); insertion-ordered
         self._pending: OrderedDict[tuple, tuple[list[list[Any]], int]] = OrderedDict()
 
     def add(self, ident: tuple, attempts: list[list[Any]]) -> list[list[Any]]:
-        """Take one ``<testcase>``'s attempts; returns the attempts that leave the window because of it (usually
-        none or one test's)."""
+        """Take one ``<testcase>``'s attempts; returns the attempts of an earlier ``<testcase>`` of the same identity
+        that it supersedes (none the first time an identity is seen)."""
         out: list[list[Any]] = []
         prev = self._pending.pop(ident, None)
         done = 0
@@ -44,8 +43,6 @@ class RerunWindow:
             for i, a in enumerate(attempts, start=done + 1):
                 a[5] = i
         self._pending[ident] = (attempts, done + len(attempts))
-        while len(self._pending) > self.size:
-            self._flush_one(out)
         return out
 
     def flush(self) -> list[list[Any]]:

@@ -8,6 +8,7 @@ YAML parser.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -40,7 +41,14 @@ class CaseRerunPolicy:
 
     max_reruns_per_test: int = 2
     max_tests_per_job: int = 20
+    # Reruns stop when more tests failed than max(min_failed_allowed, floor(max_failed_share x tests run)):
+    # a share alone would forbid every rerun in a suite of fewer than 20 tests (1 of 16 is 6%).
     max_failed_share: float = 0.05
+    min_failed_allowed: int = 1
+
+    def failed_allowed(self, ran: int) -> int:
+        """How many failed tests a job of ``ran`` tests may have and still get reruns."""
+        return max(self.min_failed_allowed, math.floor(self.max_failed_share * ran + 1e-9))
 
 
 @dataclass(frozen=True)
