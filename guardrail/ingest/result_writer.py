@@ -25,7 +25,7 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
     shared.prepare([doc.result for doc in docs])
     pending: list[tuple[Document, m.Result, m.Workload]] = []
     seen_in_batch: set[tuple[str, str, str]] = set()
-    entries = []
+    entries: list[tuple[int, Document, m.Run, m.Workload, m.Environment]] = []
     for doc in docs:
         r = doc.result
         run, _ = shared.run(r.run, r.environment.hardware)
@@ -34,11 +34,11 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
         entries.append((len(entries), doc, run, workload, env))
     # results in the order of their unique key, for the same reason
     outcome: dict[int, m.Result | None] = {}
-    for i, doc, run, workload, env in sorted(entries, key=lambda e: (e[2].run_key, e[3].digest, e[1].content_hash)):
+    for k, doc, run, workload, env in sorted(entries, key=lambda e: (e[2].run_key, e[3].digest, e[1].content_hash)):
         r = doc.result
         ident = (run.run_key, r.workload.digest, doc.content_hash)
         if ident in seen_in_batch:
-            outcome[i] = None
+            outcome[k] = None
             continue
         seen_in_batch.add(ident)
         if (
@@ -52,9 +52,9 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
             )
             is not None
         ):
-            outcome[i] = None
+            outcome[k] = None
             continue
-        values = {
+        result_values: dict[str, Any] = {
             "run_id": run.id,
             "workload_id": workload.id,
             "environment_id": env.id,
@@ -67,20 +67,19 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
             "created_at": m.utcnow(),
         }
         # a concurrent ingest of the same result: the insert waits for it and then does nothing
-        if session.scalar(insert_if_absent(session, m.Result, values)) is None:
-            outcome[i] = None
+        if session.scalar(insert_if_absent(session, m.Result, result_values)) is None:
+            outcome[k] = None
             continue
-        row = session.scalars(
+        outcome[k] = session.scalars(
             select(m.Result).where(
                 m.Result.run_id == run.id,
                 m.Result.workload_id == workload.id,
                 m.Result.content_hash == doc.content_hash,
             )
         ).one()
-        outcome[i] = row
     for i, doc, run, workload, _env in entries:
-        row = outcome[i]
-        if row is None:
+        stored = outcome[i]
+        if stored is None:
             report.skipped.append(
                 {
                     "file": doc.path,
@@ -93,7 +92,7 @@ def store_documents(session: Session, docs: Sequence[Document]) -> IngestReport:
                 }
             )
         else:
-            pending.append((doc, row, workload))
+            pending.append((doc, stored, workload))
     session.flush()
 
     shared.load_series({w.id for _, _, w in pending})

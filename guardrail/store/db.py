@@ -1,13 +1,17 @@
 """Engines, sessions and schema migrations.
 
 SQLite is the embedded default (WAL, busy timeout, foreign keys on) and is brought to the newest schema on
-first use. PostgreSQL (`postgresql+psycopg://…`) is migrated explicitly with `guardrail db upgrade`, so that
-several service workers never race to migrate.
+first use, under a lock file beside it and, for a new file, on a temporary file renamed into place.
+PostgreSQL (`postgresql+psycopg://…`) is migrated explicitly with `guardrail db upgrade`, so that several
+service workers never race to migrate.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,18 +64,28 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-def alembic_config(url: str):
+def alembic_config(url: str, engine: Engine | None = None):
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Alembic's ini interpolation treats '%' specially; URLs may contain percent-escapes.
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    cfg.attributes["engine"] = get_engine(url)
+    cfg.attributes["engine"] = engine or get_engine(url)
     return cfg
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate to ``revision``; a SQLite file under its lock file (see :func:`_prepare_sqlite`)."""
+    path = _sqlite_file(url) if get_engine(url).dialect.name == "sqlite" else None
+    if path is None:
+        _plain_upgrade(url, revision)
+        return
+    with _exclusive(path):
+        _prepare_sqlite(url, path, revision)
+
+
+def _plain_upgrade(url: str, revision: str) -> None:
     from alembic import command
 
     _guard_connect(url, lambda: command.upgrade(alembic_config(url), revision))
@@ -123,17 +137,111 @@ def _guard_connect(url: str, fn):
         raise InfraError(f"cannot reach the database {redact(url)}: {reason}") from None
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database)."""
+    database = make_url(url).database
+    return None if not database or database == ":memory:" else Path(database)
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``FILE.lock`` beside the database: one first use (or upgrade) at a time."""
+    try:
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InfraError(f"cannot lock the database {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock, also when the process is killed
+
+
+def _half_migrated(url: str) -> str | None:
+    """What is wrong with a SQLite file left by an interrupted first use or upgrade (None when nothing is)."""
+
+    def look() -> str | None:
+        with get_engine(url).connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+        if any(t.startswith("_alembic_tmp_") for t in tables):
+            return "holds a leftover table of an interrupted migration"
+        if tables and "alembic_version" not in tables:
+            return "has tables but no schema revision (an interrupted first use)"
+        return None
+
+    return _guard_connect(url, look)
+
+
+def _migrate_new_sqlite(path: Path, revision: str) -> None:
+    """Create the database on a temporary file beside ``path`` and rename it into place: an interrupted first use
+    (kill, full disk) leaves no database, never half of one."""
+    for stale in path.parent.glob(f".{path.name}.new-*"):  # left by a killed first use; we hold the lock
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.new-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp_url = f"sqlite:///{tmp}"
+    from alembic import command
+
+    try:
+        engine = create_engine(tmp_url, connect_args={"timeout": 30})
+        # rollback journal, not WAL, on the temporary file: the whole database is in the one file renamed
+        try:
+            cfg = alembic_config(tmp_url, engine)
+            _guard_connect(tmp_url, lambda: command.upgrade(cfg, revision))
+        finally:
+            engine.dispose()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise InfraError(f"cannot create the database {path}: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        for side in ("-journal", "-wal", "-shm"):
+            Path(f"{tmp}{side}").unlink(missing_ok=True)
+
+
+def _prepare_sqlite(url: str, path: Path, revision: str) -> None:
+    """Under the lock: create a new file whole, or upgrade a whole one in place; refuse a half-migrated one."""
+    if not path.parent.is_dir():
+        raise InfraError(f"cannot create the database {path}: no directory {path.parent}")
+    # checked under the lock: a concurrent first use may have created the whole file meanwhile
+    if not path.exists() or path.stat().st_size == 0:
+        get_engine(url).dispose()  # no connection may keep the empty file open across the rename
+        _migrate_new_sqlite(path, revision)
+        return
+    if revision == "head" and _stored_revision(url) == SCHEMA_REVISION:
+        return
+    problem = _half_migrated(url)
+    if problem:
+        raise InfraError(
+            f"the database {path} {problem}; move it away (or delete it if it holds nothing you need)"
+            " and run the command again"
+        )
+    _plain_upgrade(url, revision)
+
+
 @functools.cache
 def ensure_ready(url: str) -> bool:
     """Bring SQLite up to date on first use; refuse an out-of-date PostgreSQL with the command to fix it."""
+    engine = get_engine(url)
+    if engine.dialect.name == "sqlite":
+        path = _sqlite_file(url)
+        # a new file is never opened before the lock: opening it would create an empty one
+        if path is not None and path.exists() and _stored_revision(url) == SCHEMA_REVISION:
+            return True
+        upgrade(url)
+        return True
     if _stored_revision(url) == SCHEMA_REVISION:
         return True
     current = current_revision(url)
     if current == head_revision():
-        return True
-    engine = get_engine(url)
-    if engine.dialect.name == "sqlite":
-        upgrade(url)
         return True
     has_tables = bool(_guard_connect(url, lambda: inspect(engine).get_table_names()))
     state = "has no guardrail tables" if not has_tables and current is None else f"is at revision {current}"
