@@ -8,16 +8,21 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from guardrail.analysis.case_reruns import plan_test_reruns
-from guardrail.analysis.flaky_scores import HistoricVerdict, assess, infra_failed_runs, run_infra_failure
+from guardrail import clock
+from guardrail.analysis.case_reruns import final_verdict, plan_test_reruns
+from guardrail.analysis.flaky_scores import HistoricVerdict, QuarantineEntry
 from guardrail.analysis.junit_model import CaseIdentity, CaseVerdict
+from guardrail.analysis.quarantine_rules import decide_quarantine
 from guardrail.ingest.junit_verdicts import group_verdicts
 from guardrail.ingest.junit_xml import iter_junit
+from guardrail.quarantine import apply_rules
 from guardrail.rerun_policy import CaseRerunPolicy
-from tests.test_junit_store_flaky import cli, ingest
+from guardrail.store.db import session_scope
+from tests.test_junit_store_flaky import base, cli, history_db, ingest  # noqa: F401 (history_db: a fixture)
 from tests.timeline import at
 
 NOW = at()
+NEW_MSG = "AssertionError: output is all NaN"
 
 
 def tv(name: str, verdict: str) -> CaseVerdict:
@@ -73,3 +78,66 @@ def test_rerun_plan_cli_reruns_the_one_failure_of_a_16_test_suite(db_url, tmp_pa
     )
     doc = json.loads(out)
     assert code == 0 and [(t["id"], t["rerun"]) for t in doc["tests"]] == [("tests/test_s.py::t3", True)]
+
+
+# --- 1. a quarantined test that is broken now gates again, and its quarantine is released -------------------
+
+SIG_TIMEOUT = "sig-timeout"
+
+
+def quarantined_entry(since) -> QuarantineEntry:
+    return QuarantineEntry("tests/test_x.py::q", since, "flaky (...)", "rule", (SIG_TIMEOUT,))
+
+
+def test_final_verdict_of_a_quarantined_test_that_is_broken_now() -> None:
+    ident = CaseIdentity("s", "tests/test_x.py", None, "q")
+    always = CaseVerdict(ident, "fail", "h", "b", "fail", 3, 3, ("sig-nan",))
+    fv = final_verdict(always, quarantined=True, quarantined_for=(SIG_TIMEOUT,))
+    assert (fv.gate, fv.recorded, fv.flagged) == ("fail", "fail", True) and fv.reason.startswith("broken: failed all 3")
+    new_sig = CaseVerdict(ident, "flaky", "h", "b", "fail", 2, 2, ("sig-nan",))  # passed once, new message
+    fv = final_verdict(new_sig, quarantined=True, quarantined_for=(SIG_TIMEOUT,))
+    assert fv.gate == "fail" and "new failure signature sig-nan" in fv.reason
+    # the known flake still does not gate; a quarantine by hand (no signatures given) stays neutral
+    known = CaseVerdict(ident, "flaky", "h", "b", "fail", 2, 1, (SIG_TIMEOUT,))
+    assert final_verdict(known, quarantined=True, quarantined_for=(SIG_TIMEOUT,)).gate == "neutral"
+    assert final_verdict(always, quarantined=True).gate == "neutral"
+
+
+def test_decide_quarantine_releases_a_broken_test_by_rule() -> None:
+    entry = quarantined_entry(NOW - timedelta(days=2))
+    hv = lambda verdict, days, sigs: HistoricVerdict(  # noqa: E731
+        "tests/test_x.py::q", verdict, NOW - timedelta(days=days), f"c{days}", f"r{days}", sigs
+    )
+    flakes = [hv("flaky", d, (SIG_TIMEOUT,)) for d in (5, 4, 3)]
+    d = decide_quarantine("tests/test_x.py::q", [*flakes, hv("fail", 1, ("sig-nan",))], now=NOW, current=entry)
+    assert d.action == "release" and d.reason.startswith("released: broken: failed all")
+    d = decide_quarantine("tests/test_x.py::q", [*flakes, hv("flaky", 1, ("sig-nan",))], now=NOW, current=entry)
+    assert d.action == "release" and "new failure signature sig-nan" in d.reason
+    d = decide_quarantine("tests/test_x.py::q", [*flakes, hv("flaky", 1, (SIG_TIMEOUT,))], now=NOW, current=entry)
+    assert d.action == "keep"  # the flake it was quarantined for
+    by_hand = QuarantineEntry("tests/test_x.py::q", entry.since, "known broken", "alice")
+    d = decide_quarantine("tests/test_x.py::q", [*flakes, hv("fail", 1, ())], now=NOW, current=by_hand)
+    assert d.action == "keep"  # a person muted it on purpose
+
+
+def test_apply_rules_releases_a_quarantined_test_that_now_fails_every_attempt(history_db, tmp_path, capsys):
+    with session_scope(history_db, write=True) as s:
+        entered = {d["test"]: d["action"] for d in apply_rules(s, now=NOW)}
+    assert entered["tests/test_s.py::t0"] == "enter"
+    for i in range(2):  # the timeout flake became a hard failure with a new message
+        ingest(history_db, tmp_path, 200 + i, {**base(), "t0": "fail"}, NOW + timedelta(hours=1 + i), msg=NEW_MSG)
+    with clock.frozen(NOW + timedelta(hours=3)):
+        code, out, _ = cli(capsys, "quarantine", "apply-rules", "--format", "json", "--db", history_db)
+        assert code == 0, out
+        doc = json.loads(out)
+        (d,) = [d for d in doc["decisions"] if d["test"] == "tests/test_s.py::t0"]
+        assert d["action"] == "release" and "broken: failed all" in d["reason"]
+        code, out, _ = cli(capsys, "quarantine", "list", "--all", "--format", "json", "--db", history_db)
+        (entry,) = json.loads(out)["entries"]
+        assert entry["released_at"] and entry["released_by"] == "rule" and entry["release_reason"] == d["reason"]
+        # apply-rules again: not quarantined again (it fails every attempt), and the report shows it broken
+        code, out, _ = cli(capsys, "quarantine", "apply-rules", "--format", "json", "--db", history_db)
+        assert all(x["action"] != "enter" for x in json.loads(out)["decisions"])
+        code, out, _ = cli(capsys, "flaky", "--all", "--format", "json", "--db", history_db)
+        t0 = next(t for t in json.loads(out)["tests"] if t["key"] == "tests/test_s.py::t0")
+        assert t0["state"] == "broken"

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guardrail.analysis.flaky_scores import broken_in_quarantine
 from guardrail.analysis.junit_model import CaseVerdict
 from guardrail.rerun_policy import RerunPolicy
 
@@ -130,8 +131,15 @@ def final_verdict(
     quarantined: bool = False,
     changed_by_pr: bool = False,
     failing_on_base: bool = False,
+    quarantined_for: Iterable[str] | None = None,
 ) -> FinalVerdict:
-    """The verdict of one test after all its attempts."""
+    """The verdict of one test after all its attempts.
+
+    ``quarantined_for``: the failure signatures of a quarantine entered by rule (the flakes it mutes). Such a
+    quarantine never mutes a broken test: failing every attempt, or failing with a signature not among them,
+    gates again (:func:`~guardrail.analysis.flaky_scores.broken_in_quarantine`). ``None`` (a quarantine by
+    hand, which may mute a known broken test on purpose) keeps the quarantine neutral.
+    """
     key, nid = v.identity.key, v.identity.id
 
     def fv(gate: Gate, recorded: str, flagged: bool, reason: str) -> FinalVerdict:
@@ -141,6 +149,10 @@ def final_verdict(
         return fv("skip", "skip", False, "skipped")
     if v.verdict == "pass":
         return fv("pass", "pass", False, "passed every attempt")
+    if quarantined and quarantined_for is not None:
+        broken = broken_in_quarantine(v.verdict, v.signatures, quarantined_for, attempts=v.attempts)
+        if broken:
+            return fv("fail", v.verdict, True, f"{broken}: it gates again, its quarantine is to be released")
     if v.verdict == "flaky":
         n = f"failed {v.failed_attempts} of {v.attempts} attempts"
         if v.final_outcome in ("fail", "error"):

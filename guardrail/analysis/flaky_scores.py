@@ -115,6 +115,26 @@ class WindowCounts:
     hardware: str | None = None
 
 
+def broken_in_quarantine(
+    verdict: str, signatures: Iterable[str], quarantined_for: Iterable[str], *, attempts: int | None = None
+) -> str | None:
+    """Why a quarantined test's verdict says it is broken now, not the flake it was quarantined for, or None.
+
+    Broken: it failed every attempt, or it failed with a signature none of the flakes that got it quarantined
+    had (``quarantined_for``, the entry's signatures; empty for an entry without any, where only the first rule
+    applies). A quarantine mutes a known flake; it must not mute a new bug.
+    """
+    if verdict == "fail":
+        n = f" {attempts}" if attempts is not None else ""
+        return f"broken: failed all{n} attempts while quarantined for a flake"
+    known = set(quarantined_for)
+    if verdict == "flaky" and known:
+        new = [s for s in signatures if s not in known]
+        if new:
+            return f"broken: new failure signature {new[0]} (not the flake it was quarantined for)"
+    return None
+
+
 def flakiness_score(flaky_verdicts: int, verdicts: int) -> float:
     """Bayesian estimate of the flaky-verdict rate: (f + 0.5) / (n + 1) (Jeffreys-like prior)."""
     return (flaky_verdicts + 0.5) / (verdicts + 1)

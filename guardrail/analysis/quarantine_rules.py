@@ -14,6 +14,7 @@ from typing import Any, Literal
 from guardrail.analysis.flaky_scores import (
     HistoricVerdict,
     QuarantineEntry,
+    broken_in_quarantine,
     infra_failed_runs,
     stats_of,
     trailing,
@@ -128,6 +129,12 @@ def _decide_release(
     current: QuarantineEntry,
     policy: QuarantinePolicy,
 ) -> QuarantineDecision:
+    since = [v for v in vs if v.at >= current.since]
+    if current.by == "rule" and since:
+        # a quarantine by rule mutes a known flake, never a new bug: released so that the test gates again
+        broken = broken_in_quarantine(since[-1].verdict, since[-1].signatures, current.signatures)
+        if broken:
+            return QuarantineDecision(test, "release", f"released: {broken}, so it gates again")
     passes = trailing(vs, "pass")
     bad = [v.at for v in vs if v.verdict != "pass"]
     clean_since = max([current.since, *bad])
