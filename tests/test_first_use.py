@@ -85,3 +85,20 @@ def test_a_half_migrated_file_is_explained_in_one_line(tmp_path, damage, says):
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(db) in lines[0] and says in lines[0] and "move it away" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "url, code, says",
+    [
+        ("postgresql+psycopg://u:sekret@127.0.0.1:abc/db", 2, "not a database URL"),
+        ("postgresql+psycopg://u:sekret@127.0.0.1:99999/db", 2, "not a TCP port"),
+        ("postgresql+psycopg2://u:sekret@127.0.0.1:5432/db", 2, "use postgresql+psycopg://"),
+        ("postgresql+psycopg://u:sekret@127.0.0.1:1/db", 3, "cannot reach the database"),
+    ],
+)
+def test_a_bad_database_url_is_one_line_without_the_password(tmp_path, url, code, says):
+    result = write(tmp_path / "r.json", result_doc())
+    done = _guardrail("ingest", "--db", url, str(result))
+    lines = done.stderr.strip().splitlines()
+    assert (done.returncode, len(lines)) == (code, 1), done.stderr
+    assert says in lines[0] and "sekret" not in done.stderr + done.stdout

@@ -50,8 +50,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def get_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        port = parsed.port  # a non-numeric port raises here, not at connect
+    except (ArgumentError, ValueError):
         raise InputError("not a database URL (want sqlite:///FILE or postgresql+psycopg://…)", field="--db") from None
+    if port is not None and not 0 < port < 65536:
+        raise InputError(f"port {port} of {redact(url)} is not a TCP port (1-65535)", field="--db")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"):
+        if parsed.get_backend_name() in ("sqlite", "postgresql"):
+            want = "sqlite:///FILE" if parsed.get_backend_name() == "sqlite" else "postgresql+psycopg://…"
+            raise InputError(f"driver {parsed.drivername!r} is not supported; use {want}", field="--db")
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -81,6 +88,8 @@ def upgrade(url: str, revision: str = "head") -> None:
     if path is None:
         _plain_upgrade(url, revision)
         return
+    if not path.parent.is_dir():
+        raise InfraError(f"cannot create the database {path}: no directory {path.parent}")
     with _exclusive(path):
         _prepare_sqlite(url, path, revision)
 
@@ -209,8 +218,6 @@ def _migrate_new_sqlite(path: Path, revision: str) -> None:
 
 def _prepare_sqlite(url: str, path: Path, revision: str) -> None:
     """Under the lock: create a new file whole, or upgrade a whole one in place; refuse a half-migrated one."""
-    if not path.parent.is_dir():
-        raise InfraError(f"cannot create the database {path}: no directory {path.parent}")
     # checked under the lock: a concurrent first use may have created the whole file meanwhile
     if not path.exists() or path.stat().st_size == 0:
         get_engine(url).dispose()  # no connection may keep the empty file open across the rename
