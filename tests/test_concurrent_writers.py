@@ -95,3 +95,28 @@ def test_concurrent_reingest_of_the_same_results_stores_them_once(backend, reque
     # one process stored them, the others said they were there already
     said_skipped = sum("already stored" in p.stdout + p.stderr for p in done)
     assert said_skipped >= PROCS - 1
+
+
+def _ingest_junit_once(url: str, path: str) -> tuple[int, int]:
+    from guardrail.ingest.junit_writer import ingest_junit
+    from guardrail.schema import CIInfo, Source
+
+    src = Source(repo="org/p", commit="c0ffee1", ci=CIInfo(provider="github-actions", run_id="900", attempt=1))
+    report = ingest_junit(url, [Path(path)], source=src, lane="npu", hardware="Ascend910B3")
+    return len(report.stored), len(report.skipped)
+
+
+@pytest.mark.postgres
+def test_concurrent_ingests_of_one_junit_file_store_it_once(pg_url):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from guardrail.store import junit_models as jm
+
+    upgrade(pg_url)
+    path = str(Path(__file__).parent / "fixtures" / "junit" / "pytest_rerunfailures.xml")
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = list(pool.map(_ingest_junit_once, [pg_url] * 4, [path] * 4))
+    assert sorted(outcomes) == [(0, 1), (0, 1), (0, 1), (1, 0)]
+    with session_scope(pg_url) as s:
+        assert s.scalar(select(func.count()).select_from(jm.ReportRow)) == 1

@@ -31,7 +31,7 @@ from guardrail.store import junit_models as jm
 from guardrail.store import models as m
 from guardrail.store.bulk_insert import BulkInsert
 from guardrail.store.case_ids import CaseIds
-from guardrail.store.shared_rows import SharedRows, run_key
+from guardrail.store.shared_rows import SharedRows, insert_if_absent, run_key
 
 DEFAULT_LANE = "tests"
 DEFAULT_HARDWARE = "any"
@@ -141,9 +141,17 @@ def _ingest(
         stored_reports: list[int] = []
         complete = False
         for path, content in to_store:
-            rep = jm.ReportRow(run_id=run.id, content_hash=content, path=str(path))
-            session.add(rep)
-            session.flush()
+            # a concurrent ingest of the same file for the same run: the insert waits for it, then does nothing
+            values = {"run_id": run.id, "content_hash": content, "path": str(path), "process_attempt": 1,
+                      "executions": 0, "tests": 0, "created_at": m.utcnow()}  # fmt: skip
+            rep_id = session.scalar(insert_if_absent(session, jm.ReportRow, values))
+            if rep_id is None:
+                report.skipped.append(
+                    {"file": str(path), "workload": path.name, "hardware": run_hardware, "status": "already stored",
+                     "run_id": run.id, "reason": "already stored (same file content for the same run)"}
+                )  # fmt: skip
+                continue
+            rep = session.get_one(jm.ReportRow, rep_id)
             stored_reports.append(rep.id)
             parsed = parsers.get(path)
             if parsed is None:
@@ -156,6 +164,8 @@ def _ingest(
             rep.executions, rep.tests = n, sum(counts.values())
             report.stored.append(_stored_entry(path, run, rep, n, counts, suites))
         session.flush()
+        if not stored_reports:  # a concurrent ingest stored every file first
+            return report
         grouped: dict[str, Any]
         if fresh is not None and complete:
             infra = mark_infra(session, pk, runs, policy or FlakinessPolicy(), fresh)
