@@ -10,7 +10,13 @@ from pathlib import Path
 
 from guardrail import clock
 from guardrail.analysis.case_reruns import final_verdict, plan_test_reruns
-from guardrail.analysis.flaky_scores import HistoricVerdict, QuarantineEntry
+from guardrail.analysis.flaky_scores import (
+    HistoricVerdict,
+    QuarantineEntry,
+    assess,
+    infra_failed_runs,
+    run_infra_failure,
+)
 from guardrail.analysis.junit_model import CaseIdentity, CaseVerdict
 from guardrail.analysis.quarantine_rules import decide_quarantine
 from guardrail.ingest.junit_verdicts import group_verdicts
@@ -18,11 +24,13 @@ from guardrail.ingest.junit_xml import iter_junit
 from guardrail.quarantine import apply_rules
 from guardrail.rerun_policy import CaseRerunPolicy
 from guardrail.store.db import session_scope
-from tests.test_junit_store_flaky import base, cli, history_db, ingest  # noqa: F401 (history_db: a fixture)
+from tests import test_junit_store_flaky as store_flaky
+from tests.test_junit_store_flaky import base, cli, ingest
 from tests.timeline import at
 
 NOW = at()
 NEW_MSG = "AssertionError: output is all NaN"
+history_db = store_flaky.history_db  # the fixture: 8 runs, t0 flaky 3 times (quarantined by rule)
 
 
 def tv(name: str, verdict: str) -> CaseVerdict:
@@ -73,9 +81,7 @@ def test_single_failure_in_a_small_suite_gets_its_rerun() -> None:
 def test_rerun_plan_cli_reruns_the_one_failure_of_a_16_test_suite(db_url, tmp_path, capsys) -> None:
     cases = {f"t{k}": "pass" for k in range(16)} | {"t3": "fail"}
     rep = ingest(db_url, tmp_path, 1, cases, NOW)
-    code, out, _ = cli(
-        capsys, "rerun-plan", "--run", str(rep.stored[0]["run_id"]), "--format", "json", "--db", db_url
-    )
+    code, out, _ = cli(capsys, "rerun-plan", "--run", str(rep.stored[0]["run_id"]), "--format", "json", "--db", db_url)
     doc = json.loads(out)
     assert code == 0 and [(t["id"], t["rerun"]) for t in doc["tests"]] == [("tests/test_s.py::t3", True)]
 
@@ -141,3 +147,45 @@ def test_apply_rules_releases_a_quarantined_test_that_now_fails_every_attempt(hi
         code, out, _ = cli(capsys, "flaky", "--all", "--format", "json", "--db", history_db)
         t0 = next(t for t in json.loads(out)["tests"] if t["key"] == "tests/test_s.py::t0")
         assert t0["state"] == "broken"
+
+
+# --- 3. the infrastructure-failure rule never hides tests that fail in every run ------------------------------
+
+
+def window_history(extra_failures: dict[int, int] | None = None) -> list[HistoricVerdict]:
+    """10 daily runs of 10 tests; t0..t2 fail every run; ``extra_failures`` {run: n} fails n more tests."""
+    out = []
+    for r in range(10):
+        for t in range(10):
+            failing = t < 3 or 3 <= t < 3 + (extra_failures or {}).get(r, 0)
+            out.append(
+                HistoricVerdict(f"t{t}", "fail" if failing else "pass", NOW - timedelta(days=10 - r), f"c{r}", f"r{r}")
+            )
+    return out
+
+
+def test_tests_failing_every_run_do_not_make_every_run_an_infra_failure() -> None:
+    hist = window_history()
+    # the first run cannot tell them from a mass failure (nothing failed before it); every later one can
+    assert list(infra_failed_runs(hist)) == ["r0"]
+    states = {s.test: s for s in assess(hist, now=NOW)}
+    assert [(states[t].state, states[t].failed_verdicts) for t in ("t0", "t1", "t2")] == [("broken", 9)] * 3
+    assert states["t5"].state == "healthy"
+    # a real mass failure beside them is still one: 4 more tests failed in run 6 (4 of 10 > 20%)
+    infra = infra_failed_runs(window_history({6: 4}))
+    assert set(infra) == {"r0", "r6"} and infra["r6"].startswith("4 of 10 tests failed (and 3 still failing")
+    assert run_infra_failure([tv(f"t{i}", "fail" if i < 3 else "pass") for i in range(10)], still_failing=3) is None
+
+
+def test_flaky_all_shows_tests_failing_every_run_as_broken(db_url, tmp_path, capsys) -> None:
+    for r in range(10):
+        cases = {f"t{k}": "fail" if k < 3 else "pass" for k in range(10)}
+        ingest(db_url, tmp_path, r, cases, NOW - timedelta(days=10 - r))
+    with clock.frozen(NOW):
+        code, out, _ = cli(capsys, "flaky", "--all", "--format", "json", "--db", db_url)
+    doc = json.loads(out)
+    by = {t["id"]: t for t in doc["tests"]}
+    for k in range(3):
+        t = by[f"tests/test_s.py::t{k}"]
+        assert (t["state"], t["failed_verdicts"], t["verdicts"]) == ("broken", 9, 9)
+    assert doc["summary"]["broken"] == 3 and by["tests/test_s.py::t5"]["state"] == "healthy"

@@ -248,7 +248,8 @@ def test_rerun_plan_refuses_reruns_when_too_many_failed_and_unknown_runs(db_url,
 def test_ci_health_figures(db_url, tmp_path, capsys):
     day = NOW - timedelta(days=1)
     ingest(db_url, tmp_path, 1, {**base(10), "t0": "flaky", "t1": "fail"}, day)
-    ingest(db_url, tmp_path, 2, {**base(10), "t0": "fail", "t1": "fail", "t2": "fail"}, day + timedelta(hours=1))
+    # run 2: 3 of 10 failed, none of them failing every attempt the run before (t1 would be a broken test)
+    ingest(db_url, tmp_path, 2, {**base(10), "t0": "fail", "t2": "fail", "t3": "fail"}, day + timedelta(hours=1))
     with session_scope(db_url) as s:
         doc = ci_health_doc(s, now=NOW, days=7)
     (total,) = doc["totals"]

@@ -74,11 +74,14 @@ def rerun_round(tmp: Path) -> Path:
     return path
 
 
-def passing_suite(path: Path, n: int = 40) -> Path:
+def passing_suite(path: Path, n: int = 40, failing: int = 0) -> Path:
     """The bulk of a real run: tests that pass (without them the fixtures' failures make every run an
-    infrastructure failure: more than 20% of its tests failed)."""
+    infrastructure failure: more than 20% of its tests failed); ``failing`` of them fail (a mass failure)."""
+    fail = '<failure message="RuntimeError: device lost">trace</failure>'
     cases = "".join(
-        f'<testcase classname="tests.test_pipeline" name="test_step_{k}" time="0.{k % 9 + 1}"/>' for k in range(n)
+        f'<testcase classname="tests.test_pipeline" name="test_step_{k}" time="0.{k % 9 + 1}">'
+        f"{fail if k < failing else ''}</testcase>"
+        for k in range(n)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'<testsuites><testsuite name="pytest" tests="{n}">{cases}</testsuite></testsuites>')
@@ -89,7 +92,7 @@ def fill_flaky_db(url: str, tmp: Path) -> dict:
     """The perf store of the dashboard tests, plus JUnit history: six earlier days (ingest_junit, the function
     behind the CLI, which has no date flag) and six commits today through `guardrail ingest --format junit`,
     on lane `tests` / Ascend910B3 and lane `gpu-tests` / H100; a rerun plan for the newest test run and for
-    the newest nightly. Day 3 lacks the passing bulk: an infrastructure failure (mass failure)."""
+    the newest nightly. Day 3 fails 12 of the bulk's tests: an infrastructure failure (mass failure)."""
     from guardrail.ingest.junit_writer import ingest_junit
     from guardrail.schema import CIInfo, Source
     from tests.test_web_api import fill_db
@@ -105,8 +108,8 @@ def fill_flaky_db(url: str, tmp: Path) -> dict:
     for day in range(6, 0, -1):
         src = Source(repo="org/p", commit=f"{day:02d}" + "de" * 19, ci=CIInfo(provider="gha", run_id=f"d{day}"))
         paths = [files / "pytorch_reruns.xml", files / ("pytest_xunit1.xml" if day % 2 else "pytest_rerunfailures.xml")]
-        if day != 3:
-            paths.append(bulk)
+        # day 3: the device was lost mid-run, failing 12 of the bulk's tests that pass on every other day
+        paths.append(bulk if day != 3 else passing_suite(files / "bulk-lost" / "pipeline.xml", failing=12))
         ingest_junit(url, paths, source=src, lane="tests", hardware=HW, started_at=now - timedelta(days=day))
         if day % 2 == 0:
             src = Source(repo="org/p", commit=f"{day:02d}" + "ef" * 19, ci=CIInfo(provider="gha", run_id=f"g{day}"))

@@ -140,11 +140,16 @@ def flakiness_score(flaky_verdicts: int, verdicts: int) -> float:
     return (flaky_verdicts + 0.5) / (verdicts + 1)
 
 
-def run_infra_failure(verdicts: Iterable[Any], policy: FlakinessPolicy = FlakinessPolicy()) -> str | None:
+def run_infra_failure(
+    verdicts: Iterable[Any], policy: FlakinessPolicy = FlakinessPolicy(), *, still_failing: int = 0
+) -> str | None:
     """Why one run's verdicts (anything with ``.verdict``) count as an infrastructure failure, or None.
 
     A test counts as failed when any attempt failed (verdict fail or flaky): a lost device mid-run
-    fails many tests, and reruns that pass afterwards would otherwise paint them all flaky.
+    fails many tests, and reruns that pass afterwards would otherwise paint them all flaky. ``still_failing``
+    of the run's ``fail`` verdicts are tests whose previous verdict failed every attempt too: broken tests,
+    explained without any infrastructure, so they do not count -- otherwise 3 of 10 tests failing in every
+    run made every run an infrastructure failure and the broken tests vanished from the report.
     """
     n = failed = 0
     for v in verdicts:
@@ -152,10 +157,12 @@ def run_infra_failure(verdicts: Iterable[Any], policy: FlakinessPolicy = Flakine
             continue
         n += 1
         failed += v.verdict in ("fail", "flaky")
+    failed -= still_failing
     if n < policy.infra_min_tests or failed / n <= policy.infra_failed_share:
         return None
+    broken = f" (and {still_failing} still failing from before)" if still_failing else ""
     return (
-        f"{failed} of {n} tests failed ({failed / n:.0%} > {policy.infra_failed_share:.0%}): "
+        f"{failed} of {n} tests failed{broken} ({failed / n:.0%} > {policy.infra_failed_share:.0%}): "
         "infrastructure failure, excluded from flakiness"
     )
 
@@ -163,14 +170,28 @@ def run_infra_failure(verdicts: Iterable[Any], policy: FlakinessPolicy = Flakine
 def infra_failed_runs(
     history: Iterable[HistoricVerdict], policy: FlakinessPolicy = FlakinessPolicy()
 ) -> dict[str, str]:
-    """Runs of ``history`` that :func:`run_infra_failure` calls infrastructure failures: {run_id: reason}."""
+    """Runs of ``history`` that :func:`run_infra_failure` calls infrastructure failures: {run_id: reason}.
+
+    A run's ``fail`` verdict of a test whose previous verdict (in ``history``, skips aside) was ``fail`` too is
+    still failing, not a mass failure (the store applies the same rule at ingest).
+    """
+    history = list(history)
     runs: dict[str, list[HistoricVerdict]] = defaultdict(list)
+    by_test: dict[str, list[HistoricVerdict]] = defaultdict(list)
     for v in history:
         if v.run_id is not None:
             runs[v.run_id].append(v)
+        if v.verdict != "skip":
+            by_test[v.test].append(v)
+    still: dict[str, int] = defaultdict(int)
+    for vs in by_test.values():
+        vs.sort(key=attrgetter("at"))
+        for prev, v in zip(vs, vs[1:], strict=False):
+            if v.verdict == "fail" and prev.verdict == "fail" and v.run_id is not None:
+                still[v.run_id] += 1
     out = {}
     for run, vs in runs.items():
-        reason = run_infra_failure(vs, policy)
+        reason = run_infra_failure(vs, policy, still_failing=still[run])
         if reason:
             out[run] = reason
     return out

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from guardrail.analysis.flaky_scores import run_infra_failure
@@ -171,6 +171,19 @@ def pair_runs(session: Session, run: m.Run) -> tuple[str | None, str | None, str
     return head, base, jm.pair_key(head, base, run.id), {r.id: r for r in session.execute(runs_q)}
 
 
+# This run's `fail` verdicts whose test's previous verdict (another commit pair, earlier, skips aside) was a
+# `fail` too: broken tests, which the infrastructure-failure rule does not count.
+_STILL_FAILING = text(
+    """
+SELECT count(*) FROM test_verdicts v
+WHERE v.pair_key = :pk AND v.run_id = :rid AND v.verdict = 'fail'
+  AND (SELECT p.verdict FROM test_verdicts p
+       WHERE p.test_pk = v.test_pk AND p.pair_key <> :pk AND p.verdict <> 'skip' AND p.at < v.at
+       ORDER BY p.at DESC, p.id DESC LIMIT 1) = 'fail'
+"""
+)
+
+
 class _Kind(NamedTuple):
     verdict: str
 
@@ -192,6 +205,16 @@ def mark_infra(
         else:
             verdicts = session.execute(select(V.verdict).where(V.pair_key == pk, V.run_id == rid))
         reason = run_infra_failure(verdicts, policy)
+        if reason:
+            # a mass failure? Not the tests that were failing already (their previous verdict failed too):
+            # read only for runs that look like one, so the common ingest pays nothing
+            still = session.execute(_STILL_FAILING, {"pk": pk, "rid": rid}).scalar_one()
+            if still:
+                reason = run_infra_failure(
+                    session.execute(select(V.verdict).where(V.pair_key == pk, V.run_id == rid)),
+                    policy,
+                    still_failing=int(still),
+                )
         if reason:
             infra[rid] = reason
             session.execute(
