@@ -144,8 +144,12 @@ def _pooled_repeat_var(sides: Sequence[SeriesData]) -> tuple[float, float]:
     d = np.concatenate(per_run_df)
     if v.size == 0:
         return 0.0, 0.0
-    if v.size >= 3:  # one bad night must not inflate the pool: cap at 9x the median run variance
-        v = np.minimum(v, 9.0 * float(np.median(v)) + 1e-18)
+    if v.size >= 3:
+        # One bad night must not inflate the pool: cap at 9x the upper quartile of the run variances. Not the
+        # median: with 2 repeats a run's variance is 0 whenever both processes share a clock state (half the runs
+        # of a bimodal series), so the median is 0 and the cap would zero the pool, moving all the process noise
+        # into the run-to-run part that no repeat reduces.
+        v = np.minimum(v, 9.0 * float(np.percentile(v, 75)) + 1e-18)
     return float((v * d).sum() / d.sum()), float(d.sum())
 
 
