@@ -12,7 +12,7 @@ from guardrail.store.db import session_scope
 from tests.factories import result_doc, write
 from tests.timeline import NOW, iso
 
-FORMULA_WORKLOAD = "=HYPERLINK(\"http://x\")"
+FORMULA_WORKLOAD = '=HYPERLINK("http://x")'
 
 
 def fill(url: str, tmp) -> dict[int, str]:

@@ -25,6 +25,7 @@ from web import charts
 from web.api import router as api_router
 from web.cache import TTLCache
 from web.pages import router as page_router
+from web.pages.downloads import reads as downloads_router
 from web.pages.rendering import qs
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +88,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api_router)
     app.include_router(page_router)
+    app.include_router(downloads_router)
 
     def error(request: Request, status: int, message: str, headers: dict | None = None):
         if _wants_html(request):
