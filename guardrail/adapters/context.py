@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from guardrail.adapters.hardware import device_type_of
 from guardrail.adapters.identity import digest
 from guardrail.errors import InputError
-from guardrail.schema import RESULT_SCHEMA, Result, Source, Status, json_path
+from guardrail.schema import RESULT_SCHEMA, Result, Source, Status, check_document, json_path
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,9 @@ class AdaptContext:
             # The file's name only: the same file ingested from another directory is the same result.
             "extra": {"adapter": self.fmt, "source_file": self.path.name, **extra},
         }
+        problem = check_document(doc)
+        if problem is not None:
+            raise self.error(f"cannot be stored as a result ({problem[0]}: {problem[1]})", where)
         try:
             return Result.model_validate(doc)
         except ValidationError as exc:

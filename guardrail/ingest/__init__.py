@@ -6,7 +6,6 @@ its workload and a hash of its content.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,10 +51,13 @@ def _read_json(path: Path) -> Any:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid JSON ({exc})", file=str(path)) from None
+    from guardrail.schema import check_document, loads
+
+    data = loads(raw, file=str(path))
+    problem = check_document(data)
+    if problem is not None:
+        raise InputError(problem[1], file=str(path), field=problem[0])
+    return data
 
 
 def load_documents(
