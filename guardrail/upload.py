@@ -19,18 +19,53 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # larger than any honest batch; a guard aga
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
     """Files as given; directories expanded to their .json/.xml files, sorted, so uploads are repeatable."""
-    out: list[Path] = []
+    return [p for p, _ in _collect(paths)]
+
+
+def _collect(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly?) pairs, as the local ingest expands them."""
+    out: list[tuple[Path, bool]] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES)
+            out.extend((p, False) for p in found)
         elif path.is_file():
-            out.append(path)
+            out.append((path, True))
         else:
             raise InputError("no such file or directory", file=str(path))
     if not out:
         raise InputError("no result files to upload")
     return out
+
+
+def _is_known(path: Path, content: Any, fmt: str) -> bool:
+    """Whether a file found in a directory is one the service would read: the local ingest's rule, so that a
+    stray JSON file (a config, a log) is ignored the same way locally and through --server."""
+    from guardrail import adapters
+    from guardrail.schema import RESULT_SCHEMA
+
+    if isinstance(content, dict) and "schema" in content:
+        return fmt in ("auto", "result") or content.get("schema") != RESULT_SCHEMA
+    if fmt == "result":
+        return False
+    kind = adapters.detect_format(path, content)
+    return kind is not None and fmt in ("auto", kind)
+
+
+def clean_token(token: str | None) -> str | None:
+    """The token as pasted: surrounding whitespace (a trailing newline from a secrets file) is dropped; one
+    with whitespace or control characters inside is refused, since no header can carry it."""
+    if token is None:
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in token):
+        raise InputError(
+            "contains whitespace or a control character inside; set it to the token alone", field="$GUARDRAIL_TOKEN"
+        )
+    return token
 
 
 def _document(path: Path) -> dict[str, Any]:
@@ -51,8 +86,22 @@ def _document(path: Path) -> dict[str, Any]:
     return {"name": path.name, "content": content}
 
 
-def build_payload(files: Iterable[Path], fmt: str = "auto") -> dict[str, Any]:
-    docs = [_document(p) for p in collect_files(files)]
+def build_payload(
+    files: Iterable[Path], fmt: str = "auto", ignored: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The request body. Files found in a directory that are of no known format are left out and listed in
+    `ignored` (named explicitly, they are sent, and the service says what is wrong with them)."""
+    docs = []
+    for path, explicit in _collect(files):
+        doc = _document(path)
+        if not explicit and path.suffix.lower() == ".json" and not _is_known(path, doc["content"], fmt):
+            if ignored is not None:
+                what = "a result file of any known format" if fmt == "auto" else f"a {fmt} file"
+                ignored.append({"file": str(path), "reason": f"not {what}"})
+            continue
+        docs.append(doc)
+    if not docs:
+        raise InputError("no result files to upload")
     return {"format": fmt, "documents": docs}
 
 
@@ -71,7 +120,9 @@ def upload(
     """
     if not server.startswith(("http://", "https://")):
         raise InputError(f"--server must be an http(s) URL, got {server!r}")
-    payload = build_payload(files, fmt)
+    token = clean_token(token)
+    ignored: list[dict[str, Any]] = []
+    payload = build_payload(files, fmt, ignored)
     size = len(json.dumps(payload))
     if size > MAX_UPLOAD_BYTES:
         raise InputError(f"upload of {size} bytes is larger than the {MAX_UPLOAD_BYTES} byte limit; split it")
@@ -83,4 +134,4 @@ def upload(
         raise InfraError(f"ingest server POST {INGEST_PATH}: HTTP {resp.status_code} answer is not JSON") from None
     if not isinstance(answer, dict):
         raise InfraError(f"ingest server POST {INGEST_PATH}: expected a JSON object")
-    return answer
+    return {**answer, "ignored": [*answer.get("ignored", []), *ignored]}

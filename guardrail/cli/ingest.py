@@ -46,9 +46,15 @@ def ingest_cmd(
     if server:
         from guardrail.upload import upload
 
-        files = [p for p in _expand(paths, fmt)]
+        # Directories go as they are, so that the client ignores stray files in them as the local ingest does.
+        files = list(_expand(paths, fmt)) if fmt == "junit" else list(paths)
         reply = upload(server, files, token=os.environ.get("GUARDRAIL_TOKEN"), fmt=fmt)
-        typer.echo(json.dumps(reply, indent=1) if output == "json" else _summarise_reply(reply))
+        if output == "json":
+            typer.echo(json.dumps(reply, indent=1, allow_nan=False))
+        else:
+            typer.echo(_summarise_reply(reply))
+            for s in reply.get("ignored", []):
+                typer.echo(f"ignored  {s['file']}: {s['reason']}")
         return
     from guardrail.ci_env import source_from_env
 
@@ -84,7 +90,7 @@ def ingest_cmd(
         defaults = AdaptDefaults(**({"lane": lane} if lane is not None else {}), hardware=hardware, source=source)
         report = ingest(url, paths, fmt, defaults)
     if output == "json":
-        typer.echo(json.dumps(report.to_dict(), indent=1))
+        typer.echo(json.dumps(report.to_dict(), indent=1, allow_nan=False))
         return
     for s in report.stored:
         typer.echo(
