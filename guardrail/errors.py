@@ -1,7 +1,10 @@
-"""Errors that map onto the CLI's exit codes (DESIGN.md): 2 bad input or usage, 3 infra failure; the web
-answers them with 422, 404 and 503."""
+"""Errors that map onto the CLI's exit codes (DESIGN.md): 2 bad input or usage, 3 infra failure, 4 internal
+error; the web answers them with 422, 404 and 503."""
 
 from __future__ import annotations
+
+# Any uncaught exception (a bug in the guardrail): neither a verdict (0/1) nor bad input (2) nor infra (3).
+INTERNAL_ERROR_EXIT_CODE = 4
 
 
 class GuardrailError(Exception):

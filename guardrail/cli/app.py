@@ -17,6 +17,24 @@ app = typer.Typer(
 
 DEFAULT_DB = "sqlite:///guardrail.db"
 
+_debug = False
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="On an internal error (exit 4), print the traceback (also GUARDRAIL_DEBUG=1)."),
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def debug_enabled() -> bool:
+    """Whether an internal error prints its traceback: `guardrail --debug ...` or GUARDRAIL_DEBUG=1."""
+    return _debug or os.environ.get("GUARDRAIL_DEBUG", "").strip().lower() in {"1", "true", "yes"}
+
 
 def default_db() -> str:
     return os.environ.get("GUARDRAIL_DB") or DEFAULT_DB
