@@ -91,6 +91,7 @@ def fill_db(url: str, tmp: Path, corpus: Path | None) -> dict:
             "series_id": series.id,
             "last_nightly": runs["n13"].id,
             "first_nightly": runs["n0"].id,
+            "first_high": runs["n10"].id,  # the first nightly of the output drift (ids need not be consecutive)
             "pr_run": runs["pr1"].id,
             "alert_ids": [a.id for a in s.query(m.Alert)],
         }
@@ -278,7 +279,7 @@ def test_run_page_verdicts_stages_drift(client, store):
     assert by_metric["denoise_step_latency"]["explanation"]
     assert {s["metric"] for s in res["stages"]} == {"text_encode_latency", "denoise_latency", "vae_decode_latency"}
     assert res["output_drift"]["verdict"] == "unchanged"
-    first_high = client.get(f"/api/v1/runs/{ids['last_nightly'] - 3}").json()
+    first_high = client.get(f"/api/v1/runs/{ids['first_high']}").json()
     res10 = next(r for r in first_high["results"] if r["workload"] == MARKUP_WORKLOAD)
     assert res10["output_drift"]["verdict"] == "drifted"
     assert d["check"]["status"] in ("success", "failure")
