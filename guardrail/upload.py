@@ -134,4 +134,6 @@ def upload(
         raise InfraError(f"ingest server POST {INGEST_PATH}: HTTP {resp.status_code} answer is not JSON") from None
     if not isinstance(answer, dict):
         raise InfraError(f"ingest server POST {INGEST_PATH}: expected a JSON object")
-    return {**answer, "ignored": [*answer.get("ignored", []), *ignored]}
+    if ignored:
+        answer = {**answer, "ignored": [*answer.get("ignored", []), *ignored]}
+    return answer

@@ -4,6 +4,7 @@ comments and the dashboard. README "JSON outputs" documents its keys."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -22,6 +23,13 @@ class _Part(BaseModel):
     @model_serializer(mode="wrap")
     def _leave_out_unset_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = handler(self)
+        # A statistic that came out NaN or infinite (a zero baseline, one sample) is unknown: null, since
+        # json.dumps would otherwise write NaN/Infinity, which no JSON parser of a CI step reads.
+        for key, value in out.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+            elif isinstance(value, list | tuple) and any(isinstance(x, float) and not math.isfinite(x) for x in value):
+                out[key] = None
         for key in self.omit_if_none:
             if out.get(key) is None:
                 out.pop(key, None)

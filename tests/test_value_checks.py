@@ -77,3 +77,16 @@ def test_cli_zero_latency_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip()
     assert len(line.splitlines()) == 1 and f"{f}: $.metrics[0].repeats[0][0]" in line and "may_be_zero" in line
+
+
+def test_verdicts_document_writes_no_nan_or_infinity():
+    from guardrail.verdicts import VerdictRow, VerdictsDoc
+
+    row = VerdictRow(
+        workload="w", metric="m", verdict="no_change", change=float("inf"), p_value=float("nan"), ci=(float("-inf"), 0.1)
+    )
+    doc = VerdictsDoc(verdicts=[row])
+    text = json.dumps(doc.to_dict(), allow_nan=False)  # raises on NaN/Infinity
+    (out,) = json.loads(text)["verdicts"]
+    assert out["change"] is None and out["p_value"] is None and out["ci"] is None
+    assert "Infinity" not in doc.model_dump_json() and "NaN" not in doc.model_dump_json()
