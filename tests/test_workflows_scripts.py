@@ -122,9 +122,52 @@ def test_report_step_without_pr_sets_only_the_status(gh, tmp_path):
     assert "No performance regression" in (tmp_path / "summary.md").read_text()
 
 
-@pytest.mark.parametrize(("check_rc", "code"), [("0", 0), ("1", 1), ("2", 2), ("", 3)])
+@pytest.mark.parametrize(("check_rc", "code"), [("0", 0), ("1", 1), ("2", 2), ("", 3), ("4", 4)])
 def test_gate_step(tmp_path, check_rc, code):
+    (tmp_path / "verdicts.json").write_text(json.dumps(DOC))
     assert run_step("Gate on the verdict", tmp_path, {"CHECK_RC": check_rc}).returncode == code
+
+
+@pytest.mark.parametrize("check_rc", ["0", "1"])
+@pytest.mark.parametrize("content", ["", None], ids=["empty", "absent"])
+def test_gate_step_without_verdicts_errs(tmp_path, check_rc, content):
+    # A check that exited 0/1 without writing its document (a crash before issue 13's exit 4) is no pass.
+    if content is not None:
+        (tmp_path / "verdicts.json").write_text(content)
+    proc = run_step("Gate on the verdict", tmp_path, {"CHECK_RC": check_rc})
+    assert proc.returncode == 3
+    assert "verdicts.json is empty or absent" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("check_rc", "verdicts", "says"),
+    [
+        ("4", "", "check exit 4 (internal error in guardrail)"),
+        ("2", "", "check exit 2 (bad input or usage)"),
+        ("3", "", "check exit 3 (infrastructure failure)"),
+        ("137", "", "check exit 137 (unexpected: crashed or killed)"),
+        ("1", "", "check exit 1, but verdicts.json is empty or absent"),
+        ("0", None, "check exit 0, but verdicts.json is empty or absent"),
+        ("1", "{not json", "but guardrail comment --verdicts verdicts.json exited 2"),
+    ],
+    ids=["internal", "bad-input", "infra", "killed", "rc1-empty", "rc0-absent", "rc1-garbage"],
+)
+def test_report_step_posts_error_for_anything_but_a_verdict(gh, tmp_path, check_rc, verdicts, says):
+    if verdicts is not None:
+        (tmp_path / "verdicts.json").write_text(verdicts)
+    env = {
+        "GITHUB_API_URL": gh.url,
+        "GITHUB_TOKEN": TOKEN,
+        "CHECK_RC": check_rc,
+        "RUN_OUTCOME": "success",
+        "INGEST_OUTCOME": "success",
+    }
+    proc = run_step("Comment, commit status and job summary", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert [s["state"] for s in gh.statuses] == ["error"]
+    body = gh.comments[("org/project", 7)][0]["body"]
+    assert says in body, body
+    assert gh.statuses[0]["description"].startswith("no verdict: run success, ingest success, check exit ")
 
 
 def test_pending_step(gh, tmp_path):

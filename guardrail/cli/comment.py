@@ -144,7 +144,12 @@ def comment(
     if not token:
         raise InputError("GITHUB_TOKEN is not set; the comment and status need a token")
     api_url = os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
-    description = "waiting for the performance check" if pending or not doc else summary_text(doc)
+    if pending or not doc:
+        description = "waiting for the performance check"
+    elif error is not None:
+        description = " ".join(error.split())  # the status says why there is no verdict (cut to 140 by GitHub)
+    else:
+        description = summary_text(doc)
     with GitHub(repo, token=token, api_url=api_url) as gh:
         if pr is not None and not pending:
             result = gh.upsert_comment(pr, marker_for(key), markdown)
