@@ -10,11 +10,20 @@ import json
 import math
 import os
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from guardrail.errors import InputError
 
@@ -32,8 +41,8 @@ Int32 = Annotated[int, Strict(), Field(le=2**31 - 1)]
 # limit, so a 100k-deep array is one line of bad input rather than a RecursionError.
 MAX_DEPTH = 64
 # Dates the analysis can do arithmetic on: year 1 or 9999 with an offset overflows on conversion to UTC.
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def _control_chars(v: str) -> bool:
@@ -59,9 +68,7 @@ Str2000 = Annotated[str, Field(max_length=2000), AfterValidator(_no_control)]
 # Units by what they measure: a latency or duration and a throughput are positive, a memory size is
 # non-negative; other units (ratios, counts, scores) are only required to be finite.
 TIME_UNITS = frozenset({"ns", "us", "µs", "μs", "ms", "s", "sec", "min", "h"})
-MEMORY_UNITS = frozenset(
-    {"B", "byte", "bytes", "KB", "kB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB"}
-)
+MEMORY_UNITS = frozenset({"B", "byte", "bytes", "KB", "kB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB"})
 
 
 def unit_kind(unit: str) -> Literal["time", "memory", "rate", "other"]:
@@ -72,6 +79,8 @@ def unit_kind(unit: str) -> Literal["time", "memory", "rate", "other"]:
     if unit.endswith(("/s", "/sec", "/min", "/h")) or unit in ("fps", "it/s", "Hz"):
         return "rate"
     return "other"
+
+
 Status = Literal["ok", "failed", "infra_error", "timeout"]
 Direction = Literal["lower_is_better", "higher_is_better"]
 
@@ -110,9 +119,9 @@ class RunInfo(_Model):
         if v.tzinfo is None:
             raise ValueError("timestamp needs a time zone (e.g. 2026-11-22T05:00:00Z)")
         try:
-            utc = v.astimezone(timezone.utc)
+            utc = v.astimezone(UTC)
         except OverflowError:
-            utc = datetime.min.replace(tzinfo=timezone.utc)
+            utc = datetime.min.replace(tzinfo=UTC)
         if not EARLIEST <= utc < LATEST:
             raise ValueError(f"timestamp {v.isoformat()} is outside {EARLIEST.year}..{LATEST.year - 1}")
         return v
@@ -157,7 +166,7 @@ class Metric(_Model):
                 if bad:
                     what = {"time": "a latency or duration", "memory": "a memory size", "rate": "a throughput"}[kind]
                     need = "non-negative" if kind == "memory" or self.may_be_zero else "positive"
-                    hint = "" if need == "non-negative" else " (set \"may_be_zero\": true if zero is a real value)"
+                    hint = "" if need == "non-negative" else ' (set "may_be_zero": true if zero is a real value)'
                     raise ValueError(f"at .repeats[{i}][{j}]: {x:g} {self.unit}: {what} must be {need}{hint}")
         return self
 

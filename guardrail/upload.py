@@ -77,10 +77,9 @@ def _document(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
     if path.suffix.lower() == ".json":
-        try:
-            content: Any = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"not JSON: {exc}", file=str(path)) from None
+        from guardrail.schema import loads
+
+        content: Any = loads(text, file=str(path))  # bad or too deeply nested JSON is one line, before sending
     else:
         content = text
     return {"name": path.name, "content": content}

@@ -17,6 +17,8 @@ from guardrail.store import models as m
 from guardrail.store.db import session_scope
 from guardrail.upload import build_payload, clean_token
 from tests.factories import result_doc, write
+from tests.test_github_flow import cli
+from tests.test_github_server_flow import service  # noqa: F401 (a fixture)
 
 
 def _with(path: tuple, value):
@@ -106,3 +108,43 @@ def test_stray_json_in_a_directory_is_left_out_of_an_upload_as_ingest_ignores_it
     assert ignored == report.ignored
     # Named explicitly, it is sent, and the service says what is wrong with it.
     assert [doc["name"] for doc in build_payload([d / "package.json"], "auto")["documents"]] == ["package.json"]
+
+
+# Through the service (`service`: the real app under uvicorn on loopback): the same bad inputs are HTTP 422 with
+# the same message, exit 2 from the client.
+
+
+@pytest.mark.parametrize("case", ["huge-int", "string-int", "year-1", "nul-name", "cr-name", "long-hardware"])
+def test_service_answers_422_with_the_local_message(service, tmp_path, capsys, monkeypatch, case):  # noqa: F811
+    url, db, token = service
+    where, value, field = CASES[case]
+    bad = write(tmp_path / "bad.json", _with(where, value))
+    with pytest.raises(InputError) as local:
+        ingest(f"sqlite:///{tmp_path / 'local.db'}", [bad])
+    monkeypatch.setenv("GUARDRAIL_TOKEN", token)
+    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(bad))
+    assert code == 2, err
+    assert "HTTP 422" in err and f"bad.json: {field}: {local.value.detail}" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert _results(db) == 0
+
+
+def test_service_upload_ignores_stray_json_and_takes_a_token_with_a_newline(service, tmp_path, capsys, monkeypatch):  # noqa: F811
+    url, db, token = service
+    d = tmp_path / "d"
+    write(d / "result.json", result_doc())
+    write(d / "package.json", {"name": "not-a-result"})
+    monkeypatch.setenv("GUARDRAIL_TOKEN", token + "\n")
+    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(d))
+    assert code == 0, err
+    assert "1 stored" in out and f"ignored  {d / 'package.json'}: not a result file of any known format" in out
+    assert _results(db) == 1
+
+
+def test_deep_json_through_server_is_refused_before_sending(service, tmp_path, capsys, monkeypatch):  # noqa: F811
+    url, _, token = service
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    monkeypatch.setenv("GUARDRAIL_TOKEN", token)
+    code, _, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(deep))
+    assert code == 2 and f"{deep}: $" in err and len(err.strip().splitlines()) == 1, err

@@ -83,7 +83,12 @@ def test_verdicts_document_writes_no_nan_or_infinity():
     from guardrail.verdicts import VerdictRow, VerdictsDoc
 
     row = VerdictRow(
-        workload="w", metric="m", verdict="no_change", change=float("inf"), p_value=float("nan"), ci=(float("-inf"), 0.1)
+        workload="w",
+        metric="m",
+        verdict="no_change",
+        change=float("inf"),
+        p_value=float("nan"),
+        ci=(float("-inf"), 0.1),
     )
     doc = VerdictsDoc(verdicts=[row])
     text = json.dumps(doc.to_dict(), allow_nan=False)  # raises on NaN/Infinity
