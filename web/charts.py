@@ -311,3 +311,81 @@ def health_chart(
         "xticks": xticks,
         "yticks": yticks,
     }
+
+
+def series_plot_data(detail: dict[str, Any]) -> dict[str, Any] | None:
+    """The series chart's data for the browser's charting library (uPlot), as aligned columns on one time
+    axis (x: seconds since 1970, so gaps between runs show as gaps): main's per-run value, presubmit/PR points
+    (never in main's line), the band of the baseline that judged each run, overlay lines, and the change-point
+    and environment-change marks with their labels. None without points."""
+    pts = detail["points"]
+    if not pts:
+        return None
+    overlays = detail.get("overlay") or []
+    xs = sorted({p["t"] for p in pts} | {t for o in overlays for t in o["t"]})
+    at = {t: i for i, t in enumerate(xs)}
+
+    def column() -> list[float | None]:
+        return [None] * len(xs)
+
+    main, pr, lo, hi = column(), column(), column(), column()
+    runs: list[dict[str, Any] | None] = [None] * len(xs)
+    for p in pts:
+        i = at[p["t"]]
+        (pr if p.get("kind") == "pr" else main)[i] = _finite(p["value"])
+        lo[i], hi[i] = _finite(p.get("band_low")), _finite(p.get("band_high"))
+        runs[i] = {
+            "run": p["run_id"],
+            "commit": (p["commit"] or "")[:10],
+            "kind": p.get("kind", "main"),
+            "pr": p.get("pr"),
+            "lane": p.get("lane"),
+        }
+    lines = []
+    for o in overlays:
+        col = column()
+        for t, v in zip(o["t"], o["values"], strict=True):
+            col[at[t]] = _finite(v)
+        lines.append({"label": o["label"], "values": col})
+    marks = [
+        {
+            "t": pts[c["index"]]["t"],
+            "kind": "change",
+            "label": ("alert " + str(c["alert_id"]) if c.get("alert_id") else "change")
+            + (f" {c['change']:+.1%}" if isinstance(c.get("change"), (int, float)) else ""),
+        }
+        for c in detail["change_points"]
+        if c["index"] < len(pts)
+    ] + [
+        {"t": pts[e["index"]]["t"], "kind": "env", "label": "env: " + ", ".join(sorted(e["changed"]))[:60]}
+        for e in detail["environment_changes"]
+        if e["index"] < len(pts)
+    ]
+    s = detail["series"]
+    return {
+        "metric": s["metric"],
+        "unit": s["unit"],
+        "hardware": s["hardware"],
+        "x": xs,
+        "main": main,
+        "pr": pr,
+        "band_low": lo,
+        "band_high": hi,
+        "overlay": lines,
+        "marks": marks,
+        "runs": runs,
+        "palette": list(PALETTE),
+    }
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def json_for_script(data: Any) -> str:
+    """JSON safe inside <script type="application/json">: '<', '>' and '&' as \\u escapes, so no text in it
+    (a commit message, a lane name) can close the element or open a comment."""
+    import json
+
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup, escape
 
+from guardrail import clock
 from guardrail.errors import NotFound
 from web import chart_svg, charts
 from web.auth import require_reader
@@ -47,9 +49,16 @@ def series_page(
     lane: Opt = None,
     branch: Opt = None,
     run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+    range_: Annotated[Literal["7d", "30d", "90d", "all"] | None, Query(alias="range")] = None,
+    overlay: Literal["hardware", "lane", ""] | None = None,
 ):
+    since, until = _time_range(from_, to, range_)
     with session(request) as s:
-        detail = series.series_detail(s, series_id, lane=lane or None, branch=branch or None)
+        detail = series.series_detail(
+            s, series_id, lane=lane or None, branch=branch or None, since=since, until=until, overlay=overlay or None
+        )
         pts = detail["points"]
         run_id = run or (pts[-1]["run_id"] if pts else None)
         samples = None
@@ -60,8 +69,10 @@ def series_page(
                 samples = None
     unit = detail["series"]["unit"]
     dist = None
-    if run_id and samples:
-        flat = [v for r in samples["repeats"] for v in r]
+    flat = [v for r in samples["repeats"] for v in r] if samples else []
+    # A series of one value per run (a build time, a binary size) has no distribution to draw.
+    single_valued = all(p["repeats"] <= 1 for p in pts) and len(flat) <= 1
+    if run_id and samples and not single_valued:
         strip, hist = charts.strip_chart(samples["repeats"], unit=unit), charts.histogram(flat)
         dist = {
             "run_id": run_id,
@@ -73,6 +84,7 @@ def series_page(
             "repeats": len(samples["repeats"]),
         }
     chart = charts.series_chart(detail)
+    plot = charts.series_plot_data(detail)
     return render(
         request,
         "series.html",
@@ -81,10 +93,29 @@ def series_page(
         point_rows=_point_rows(pts),
         run_options=_run_options(pts, run_id) if run_id and dist else None,
         chart_svg=chart_svg.series_svg(chart, detail["series"]["metric"]) if chart else None,
+        plot_json=Markup(charts.json_for_script(plot)) if plot else None,
         dist=dist,
         lane=lane or "",
         branch=branch or "",
+        range_from=from_.isoformat() if from_ else "",
+        range_to=to.isoformat() if to else "",
+        range_preset=range_ or "",
+        overlay=overlay or "",
+        n_pr=sum(1 for p in pts if p.get("kind") == "pr"),
     )
+
+
+PRESETS = {"7d": 7, "30d": 30, "90d": 90}
+
+
+def _time_range(from_: date | None, to: date | None, preset: str | None) -> tuple[datetime | None, datetime | None]:
+    """`?from=&to=` as UTC midnights (`to` inclusive: up to the end of that day); a preset (7d/30d/90d) is the
+    last days up to now; 'all' or nothing is the whole history."""
+    if preset in PRESETS and not from_ and not to:
+        return clock.now() - timedelta(days=PRESETS[preset]), None
+    since = datetime.combine(from_, time()) if from_ else None
+    until = datetime.combine(to, time()) + timedelta(days=1) if to else None
+    return since, until
 
 
 def _short(v: Any, n: int) -> str:

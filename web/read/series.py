@@ -4,6 +4,7 @@ sibling series on other hardware), and every sample of one series in one run."""
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,17 +55,39 @@ def _series_dict(s: m.Series) -> dict[str, Any]:
 
 
 def series_detail(
-    session: Session, series_id: int, *, lane: str | None = None, branch: str | None = None, limit: int = MAX_POINTS
+    session: Session,
+    series_id: int,
+    *,
+    lane: str | None = None,
+    branch: str | None = None,
+    limit: int = MAX_POINTS,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    overlay: str | None = None,
 ) -> dict[str, Any]:
+    """One series' history, oldest first. `since`/`until` (UTC) narrow the points to a time range before the
+    newest `limit` are kept; `overlay` ("hardware" or "lane") adds the same workload and metric on the other
+    hardware or lanes as extra lines (time, value only)."""
     conn = session.connection()
     s, siblings = _series_and_siblings(conn, series_id)
     lanes_seen: set[str] = set()
+    ranged = since is not None or until is not None
     pts = series_points(
-        session, series_id, lanes=[lane] if lane else None, branch=branch, limit=limit, lanes_seen=lanes_seen
+        session,
+        series_id,
+        lanes=[lane] if lane else None,
+        branch=branch,
+        limit=None if ranged else limit,
+        lanes_seen=lanes_seen,
     )
+    if ranged:
+        pts = [p for p in pts if _in_range(p.time, since, until)][-limit:]
+    runs = _run_meta(conn, series_id, [p.run_id for p in pts])
     points = [
         {
             "run_id": p.run_id,
+            "t": _epoch(p.time),
+            **runs.get(p.run_id, _NO_META),
             "result_id": p.result_id,
             "time": iso(p.time),
             "commit": p.commit,
@@ -94,7 +117,95 @@ def series_detail(
         "environment_changes": _environment_changes(conn, pts),
         "lanes": sorted(lanes_seen),
         "siblings": siblings,
+        "overlay": _overlay(session, s, siblings, sorted(lanes_seen), overlay, lane, branch, since, until, limit),
     }
+
+
+_NO_META: dict[str, Any] = {
+    "lane": None,
+    "branch": None,
+    "pr": None,
+    "kind": "main",
+    "band_low": None,
+    "band_high": None,
+    "band_median": None,
+    "ci_low": None,
+    "ci_high": None,
+}
+
+
+def _epoch(t: datetime) -> float:
+    """Seconds since 1970 of a stored time (stored naive, in UTC): the chart's x value, so gaps show."""
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+def _in_range(t: datetime, since: datetime | None, until: datetime | None) -> bool:
+    e = _epoch(t)
+    return (since is None or e >= _epoch(since)) and (until is None or e < _epoch(until))
+
+
+def _run_meta(conn: Connection, series_id: int, run_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per run: its lane, branch and PR (a run with a PR number is a presubmit point, never main's line) and
+    the band of the baseline that judged it: that run's own stored verdict on this series (its baseline
+    median +- the practical threshold, and the change's confidence interval), the newest check's if several."""
+    if not run_ids:
+        return {}
+    from guardrail.history import id_in
+
+    d = conn.dialect.name
+    out: dict[int, dict[str, Any]] = {}
+    for rid, lane, branch, pr in conn.execute(
+        select(m.Run.id, m.Run.lane, m.Run.branch, m.Run.pr).where(id_in(d, m.Run.id)), {"ids": run_ids}
+    ):
+        out[rid] = {**_NO_META, "lane": lane, "branch": branch, "pr": pr, "kind": "main" if pr is None else "pr"}
+    q = (
+        select(m.Check.run_id, m.Verdict.baseline_median, m.Verdict.threshold, m.Verdict.ci_low, m.Verdict.ci_high)
+        .join(m.Check, m.Verdict.check_id == m.Check.id)
+        .where(m.Verdict.series_id == series_id, id_in(d, m.Check.run_id))
+        .order_by(m.Verdict.id)
+    )
+    for rid, med, thr, lo, hi in conn.execute(q, {"ids": run_ids}):
+        if rid in out and med:
+            t = thr or 0.0
+            out[rid].update(band_median=med, band_low=med * (1 - t), band_high=med * (1 + t), ci_low=lo, ci_high=hi)
+    return out
+
+
+MAX_OVERLAYS = 6  # extra lines drawn at most
+
+
+def _overlay(
+    session: Session,
+    s: dict[str, Any],
+    siblings: list[dict[str, Any]],
+    lanes: list[str],
+    overlay: str | None,
+    lane: str | None,
+    branch: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The same workload and metric on other hardware (`hardware`) or other lanes (`lane`), each a line of
+    (time, value) over the same range; PR runs are left out of these lines like main's."""
+    if overlay == "hardware":
+        wanted = [(f"{x['hardware']}", x["id"], [lane] if lane else None) for x in siblings]
+    elif overlay == "lane":
+        wanted = [(f"lane {name}", s["id"], [name]) for name in lanes if name != lane]
+    else:
+        return []
+    out = []
+    conn = session.connection()
+    for label, sid, lanes_ in wanted[:MAX_OVERLAYS]:
+        pts = series_points(session, sid, lanes=lanes_, branch=branch, limit=None)
+        pts = [p for p in pts if _in_range(p.time, since, until)][-limit:]
+        meta = _run_meta(conn, sid, [p.run_id for p in pts])
+        pts = [p for p in pts if meta.get(p.run_id, _NO_META)["kind"] == "main"]
+        if pts:
+            out.append(
+                {"label": label, "series_id": sid, "t": [_epoch(p.time) for p in pts], "values": [p.value for p in pts]}
+            )
+    return out
 
 
 @functools.lru_cache(maxsize=1024)
