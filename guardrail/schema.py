@@ -216,7 +216,8 @@ def json_path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """(JSON path, one-line message) of a validation error's first problem."""
     err = exc.errors(include_url=False)[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     msg = err["msg"]
@@ -295,7 +296,7 @@ def parse_result(data: bytes | str | Any, *, file: str = "<input>") -> Result:
     try:
         return Result.model_validate(data)
     except ValidationError as exc:
-        path, msg = _first_error(exc)
+        path, msg = first_error(exc)
         raise InputError(msg, file=file, field=path) from None
 
 

@@ -95,3 +95,12 @@ def test_verdicts_document_writes_no_nan_or_infinity():
     (out,) = json.loads(text)["verdicts"]
     assert out["change"] is None and out["p_value"] is None and out["ci"] is None
     assert "Infinity" not in doc.model_dump_json() and "NaN" not in doc.model_dump_json()
+
+
+def test_adapter_results_get_the_same_checks(db_url, tmp_path):
+    bench = {"completed": 10, "duration": 12.5, "request_throughput": 0.8, "mean_ttft_ms": -3.0}
+    f = write(tmp_path / "vllm_bench-20261120-050000.json", bench)
+    with pytest.raises(InputError, match=r"mean_ttft_ms.*-3 ms: a latency or duration must be positive") as exc:
+        ingest(db_url, [f], fmt="vllm-bench")
+    assert exc.value.file == str(f) and "\n" not in str(exc.value)
+    assert _results(db_url) == 0

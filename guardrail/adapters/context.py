@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from guardrail.adapters.hardware import device_type_of
 from guardrail.adapters.identity import digest
 from guardrail.errors import InputError
-from guardrail.schema import RESULT_SCHEMA, Result, Source, Status, check_document, json_path
+from guardrail.schema import RESULT_SCHEMA, Result, Source, Status, check_document, first_error
 
 
 @dataclass(frozen=True)
@@ -184,10 +184,12 @@ class AdaptContext:
         try:
             return Result.model_validate(doc)
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            msg = err["msg"].removeprefix("Value error, ")
-            raise self.error(f"cannot be stored as a result ({json_path(loc)}: {msg})", where) from None
+            path, msg = first_error(exc)
+            loc = exc.errors(include_url=False)[0]["loc"]
+            if len(loc) >= 2 and loc[0] == "metrics" and isinstance(loc[1], int) and loc[1] < len(metrics):
+                # The result's path means little to the file's author; the metric is named after the file's key.
+                msg = f"metric {metrics[loc[1]].get('name')!r}: {msg}"
+            raise self.error(f"cannot be stored as a result ({path}: {msg})", where) from None
 
 
 def summary_metric(name: str, unit: str, value: float, *, summary: str | None, higher: bool = False) -> dict[str, Any]:
