@@ -146,3 +146,16 @@ def test_page_json_block_scripts_and_range(store):
         assert c.get(f"/series/{sid}?overlay=hardware", headers={"accept": "text/html"}).text.count("A100") >= 2
         for asset in ("/static/uplot/uPlot.iife.min.js", "/static/uplot/uPlot.min.css", "/static/series-chart.js"):
             assert c.get(asset).status_code == 200
+
+
+def test_series_index_sparklines(store):
+    url, ids = store
+    from web.read.series import sparklines
+
+    with session_scope(url) as s:
+        sparks = sparklines(s, [ids["series"]])
+    # Main's newest runs by time, oldest first: the six nights (100..105 ms + 1); the PR run (151) is not in it.
+    assert sparks[ids["series"]] == pytest.approx([101.0, 102.0, 103.0, 104.0, 105.0, 106.0])
+    with TestClient(create_app(url, cache_ttl=0)) as c:
+        html = c.get("/series?metric=" + METRIC, headers={"accept": "text/html"}).text
+    assert html.count('<svg class="spark"') == 2  # H100 and A100

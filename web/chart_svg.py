@@ -102,3 +102,19 @@ def hist_svg(hist: dict[str, Any]) -> Markup:
         out.append(f'<text class="tick" x="{t["x"]}" y="{axis}" text-anchor="middle">{escape(t["label"])}</text>')
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def sparkline_svg(values: list[float], *, width: int = 100, height: int = 20) -> Markup:
+    """The series index's tiny inline trend line of a series' newest per-run values (numbers only, no text)."""
+    if len(values) < 2:
+        return Markup("")
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = (width - 2) / (len(values) - 1)
+    pts = " ".join(
+        f"{1 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(values)
+    )
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" aria-hidden="true">'
+        f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="1.5"/></svg>'
+    )

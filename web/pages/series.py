@@ -32,8 +32,11 @@ def series_lookup(
         return RedirectResponse(f"/series/{series_id}", status_code=303)
     with session(request) as s:
         found = series.find_series(s, workload=workload, metric=metric, hardware=hardware, limit=200)
-    if len(found) == 1:
-        return RedirectResponse(f"/series/{found[0]['id']}", status_code=303)
+        if len(found) == 1:
+            return RedirectResponse(f"/series/{found[0]['id']}", status_code=303)
+        sparks = series.sparklines(s, [f["id"] for f in found])
+    for f in found:
+        f["spark"] = chart_svg.sparkline_svg(sparks.get(f["id"], []))
     return render(
         request,
         "series_list.html",

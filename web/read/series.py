@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from guardrail.errors import NotFound
@@ -318,4 +318,40 @@ def run_samples(session: Session, series_id: int, run_id: int) -> dict[str, Any]
         "series_id": series_id,
         "run_id": run_id,
         "repeats": [np.frombuffer(blob, dtype="<f8").tolist() for _, _, blob in rows],
+    }
+
+
+SPARK_RESULTS = 20  # newest results drawn in a series index sparkline
+
+
+def sparklines(session: Session, series_ids: list[int]) -> dict[int, list[float]]:
+    """Per series, the per-result median of its newest SPARK_RESULTS results (oldest first) for the index's
+    sparklines, in one windowed query over the measurements (at most 8 repeats a result read)."""
+    if not series_ids:
+        return {}
+    from guardrail.history import id_in
+
+    conn = session.connection()
+    # Ordered by the run's start (result ids follow ingest order, not time); PR runs are not main's line.
+    rn = (
+        func.row_number()
+        .over(partition_by=m.Measurement.series_id, order_by=(m.Run.started_at.desc(), m.Measurement.id))
+        .label("rn")
+    )
+    inner = (
+        select(m.Measurement.series_id, m.Measurement.result_id, m.Measurement.median, m.Run.started_at, rn)
+        .join(m.Result, m.Measurement.result_id == m.Result.id)
+        .join(m.Run, m.Result.run_id == m.Run.id)
+        .where(id_in(conn.dialect.name, m.Measurement.series_id), m.Run.pr.is_(None), m.Result.status == "ok")
+        .subquery()
+    )
+    q = select(inner.c.series_id, inner.c.result_id, inner.c.median, inner.c.started_at).where(
+        inner.c.rn <= SPARK_RESULTS * 8
+    )
+    per: dict[int, dict[tuple[Any, int], list[float]]] = {}
+    for sid, rid, med, started in conn.execute(q, {"ids": series_ids}):
+        if med is not None:
+            per.setdefault(sid, {}).setdefault((started, rid), []).append(med)
+    return {
+        sid: [float(np.median(v)) for _, v in sorted(results.items())][-SPARK_RESULTS:] for sid, results in per.items()
     }
