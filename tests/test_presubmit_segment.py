@@ -112,8 +112,9 @@ def test_pr_at_main_head_is_judged_after_the_step_on_main(db_url, tmp_path):
     from guardrail.reports.markdown import render_markdown
 
     md = render_markdown(VerdictsDoc.model_validate(doc))
-    assert "baseline: 4 runs main06..main09" in md and f"since the change at main06 (alert #{step.id})" in md
-    assert f"main already regressed here: alert #{step.id}" in md
+    # "#1" is defused (a zero-width space after `#`): GitHub would link it to the repository's issue 1.
+    assert "baseline: 4 runs main06..main09" in md and f"since the change at main06 (alert #\u200b{step.id})" in md
+    assert f"main already regressed here: alert #\u200b{step.id}" in md
 
 
 def test_pr_based_before_the_step_is_judged_against_the_runs_before_it(db_url, tmp_path):

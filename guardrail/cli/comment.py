@@ -134,7 +134,10 @@ def comment(
     key = key or lane
     sha = sha or run.commit
 
-    markdown = render_markdown(doc, dashboard_url=dashboard_url, title=title)
+    # Actions sets GITHUB_SERVER_URL: on GitHub Enterprise, runs on that host are linked too.
+    markdown = render_markdown(
+        doc, dashboard_url=dashboard_url, title=title, github_server_url=os.environ.get("GITHUB_SERVER_URL")
+    )
     if not pending:
         summary_path = write_step_summary(markdown)
         if summary_path:

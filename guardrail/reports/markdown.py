@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from guardrail.verdicts import (
     VerdictRow,
@@ -52,12 +52,33 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 Report = VerdictsDoc | Mapping[str, Any] | None  # a document, as stored or read from a file; None: pending
 
 
+# GitHub turns plain text into links after rendering markdown, on the HTML's text nodes: @user / @org/team
+# mentions, #5 / org/repo#5 / GH-5 references, http(s)://, www. and e-mail autolinks. HTML entities do not
+# stop that (`&#64;x` is decoded to `@x` first, then linked), and backslashes are not kept before `@` or `#`
+# (GitHub still links `\@x`). A zero-width space (U+200B) inside the trigger does: the reference patterns
+# need `@name`, `#123`, `scheme://`, `www.` contiguous, and the rendered text reads the same (Dependabot and
+# Renovate break mentions the same way, `@&#8203;name`).
+_ZWSP = "\u200b"
+_AUTOLINK_TRIGGERS = re.compile(r"(@|#|://|(?i:www)\.|(?i:gh)-(?=\d))")
+
+
+def _defuse(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if token == "://":
+        return ":" + _ZWSP + "//"
+    if token.endswith("."):  # www.
+        return token[:-1] + _ZWSP + "."
+    return token + _ZWSP
+
+
 def escape_md(value: Any) -> str:
-    """One safe line of table text: HTML-escaped, markdown specials backslashed, newlines flattened."""
+    """One inert line of text from untrusted input (every user-supplied string in a report passes here):
+    HTML-escaped, markdown specials backslashed, newlines flattened, and no mention, issue reference or
+    autolink GitHub could make of it."""
     text = "" if value is None else str(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = " ".join(text.split())  # newlines would end the table row
-    text = text.replace("@", "@\u200b")  # no accidental @mentions of users or teams
+    text = _AUTOLINK_TRIGGERS.sub(_defuse, text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
@@ -178,7 +199,7 @@ def summary_text(doc: Report) -> str:
     return text
 
 
-def _run_caption(doc: VerdictsDoc, dashboard_url: str | None) -> str | None:
+def _run_caption(doc: VerdictsDoc, dashboard_url: str | None, hosts: Mapping[str, str] | None) -> str | None:
     run = doc.run
     if run is None:
         return None
@@ -193,7 +214,7 @@ def _run_caption(doc: VerdictsDoc, dashboard_url: str | None) -> str | None:
         bits.append(f"[run {escape_md(run.id)}]({dashboard_url}/runs/{run.id})")
     elif run.id is not None:
         bits.append(f"run {escape_md(run.id)}")
-    ci_url = _safe_url(run.url)
+    ci_url = _safe_url(run.url, hosts)
     if ci_url:
         bits.append(f"[CI job]({ci_url})")
     return " · ".join(bits) if bits else None
@@ -215,8 +236,11 @@ def render_markdown(
     dashboard_url: str | None = None,
     collapse_unchanged: bool = True,
     title: str = DEFAULT_TITLE,
+    github_server_url: str | None = None,
 ) -> str:
-    """The whole report: headline, table of what needs attention, unchanged rows folded, errors, links."""
+    """The whole report: headline, table of what needs attention, unchanged rows folded, errors, links.
+    `github_server_url` names a GitHub Enterprise host whose Actions runs may be linked (besides github.com
+    and buildkite.com)."""
     dashboard_url = dashboard_url.rstrip("/") if dashboard_url else None
     status = doc_status(doc)
     typed = as_doc(doc) or VerdictsDoc()
@@ -224,7 +248,7 @@ def render_markdown(
 
     out = [f"### {escape_md(title)}", ""]
     out.append(f"{STATUS_HEADLINE[status]}: {_summary_line(typed)}")
-    caption = _run_caption(typed, dashboard_url)
+    caption = _run_caption(typed, dashboard_url, ci_hosts(github_server_url))
     if caption:
         out += ["", caption]
     # The baseline named (runs, commit range, dates, the change it starts after; main's open alerts), so a
@@ -284,9 +308,40 @@ def render_markdown(
     return "\n".join(out).rstrip() + "\n"
 
 
-def _safe_url(value: Any) -> str | None:
-    """An http(s) URL fit for a markdown link target, else None (the URL may come from untrusted input)."""
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
+GITHUB_HOST = "github.com"
+BUILDKITE_HOST = "buildkite.com"
+# The CI pages a run's URL may link to, per provider host: GitHub Actions runs and Buildkite builds.
+_CI_PATHS = {
+    "github": re.compile(r"^/[^/]+/[^/]+/actions/runs/\d+(/|$)"),
+    "buildkite": re.compile(r"^/[^/]+/[^/]+/builds/\d+(/|$)"),
+}
+
+
+def ci_hosts(github_server_url: str | None = None) -> dict[str, str]:
+    """Host → provider of the CI pages a report links: github.com, the GitHub Enterprise host of
+    `github_server_url` (Actions' GITHUB_SERVER_URL) and buildkite.com."""
+    hosts = {GITHUB_HOST: "github", BUILDKITE_HOST: "buildkite"}
+    ghe = urlsplit(github_server_url).hostname if github_server_url else None
+    if ghe:
+        hosts[ghe.lower()] = "github"
+    return hosts
+
+
+def _safe_url(value: Any, hosts: Mapping[str, str] | None = None) -> str | None:
+    """A CI run's URL fit for a link: https, on a known CI provider's host (no user, no port), pointing at a
+    run or build page; else None. The URL comes from a result file, so any other host stays unlinked."""
+    if not isinstance(value, str) or not re.match(r"^https://[^\s]+$", value):
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    provider = (hosts or ci_hosts()).get(host)
+    if provider is None or parts.username or parts.password or port is not None:
+        return None
+    if not _CI_PATHS[provider].match(parts.path):
         return None
     return quote(value, safe=":/?#[]@!$&'*+,;=%-._~")
 
