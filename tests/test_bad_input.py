@@ -148,3 +148,35 @@ def test_deep_json_through_server_is_refused_before_sending(service, tmp_path, c
     monkeypatch.setenv("GUARDRAIL_TOKEN", token)
     code, _, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(deep))
     assert code == 2 and f"{deep}: $" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 409, 413, 422])
+def test_upload_never_retries_a_4xx(tmp_path, code):
+    from guardrail.errors import GuardrailError
+    from guardrail.upload import upload
+    from tests.githubfake import TOKEN, FakeGitHub
+
+    f = write(tmp_path / "r.json", result_doc())
+    with FakeGitHub() as fake:
+        fake.fail("POST", r"/api/v1/ingest$", code, body={"detail": "r.json: $.run.lane: too long"}, times=5)
+        waits: list[float] = []
+        with pytest.raises(GuardrailError) as exc:
+            upload(fake.url, [f], token=TOKEN, sleep=waits.append)
+        assert len(fake.requests("POST")) == 1 and not waits
+    assert "\n" not in str(exc.value) and TOKEN not in str(exc.value)
+    if code == 422:
+        assert isinstance(exc.value, InputError) and exc.value.exit_code == 2
+        assert "r.json: $.run.lane: too long" in str(exc.value)
+
+
+def test_upload_retries_429_and_5xx(tmp_path):
+    from guardrail.upload import upload
+    from tests.githubfake import TOKEN, FakeGitHub
+
+    f = write(tmp_path / "r.json", result_doc())
+    with FakeGitHub() as fake:
+        fake.fail("POST", r"/api/v1/ingest$", 503, times=1)
+        fake.fail("POST", r"/api/v1/ingest$", 429, headers={"retry-after": "1"}, times=1)
+        waits: list[float] = []
+        upload(fake.url, [f], token=TOKEN, sleep=waits.append)
+        assert [r.status for r in fake.requests("POST")] == [503, 429, 200] and len(waits) == 2
