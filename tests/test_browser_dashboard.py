@@ -152,20 +152,43 @@ def test_bulk_triage_from_the_list(server, page):
 
 
 def test_series_page_chart_hover_and_click_through(server, page):
+    # The chart is uPlot's canvas (tests/test_browser_series.py); the server's SVG is its no-JavaScript fallback.
     base, ids = server
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{base}/series/{ids['series_id']}?lane=nightly")
-    chart = page.locator("svg#history")
-    assert chart.is_visible()
-    assert page.locator("svg#history .pt").count() == 14
-    assert page.locator("svg#history .cp").count() >= 1
-    assert page.locator("svg#history .envchange").count() == 1
-    assert page.locator("svg#history .band").count() == 1
-    titles = page.locator("svg#history .pt title").all_text_contents()
-    assert any("fix <img src=x onerror=alert(2)> speed" in t for t in titles)  # commit message, as text
-    page.locator("svg#history .pt").last.hover()
+    page.wait_for_selector("#series-chart[data-ready='1'] canvas")
+    data = page.evaluate("JSON.parse(document.getElementById('series-data').textContent)")
+    assert sum(v is not None for v in data["main"]) == 14
+    assert len([mk for mk in data["marks"] if mk["kind"] == "change"]) >= 1
+    assert len([mk for mk in data["marks"] if mk["kind"] == "env"]) == 1
+    page.locator("#series-chart .u-over").hover()
     shot(page, "series")
-    page.locator("svg#history .pt").last.click()
+    page.focus("#series-chart")
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/runs/{ids['last_nightly']}")
+    assert not dialogs
+
+
+def test_series_page_svg_without_javascript(server, page):
+    base, ids = server
+    context = page.context.browser.new_context(viewport={"width": 1360, "height": 900}, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/series/{ids['series_id']}?lane=nightly")
+        chart = page.locator("svg#history")
+        assert chart.is_visible()
+        assert page.locator("svg#history .pt").count() == 14
+        assert page.locator("svg#history .cp").count() >= 1
+        assert page.locator("svg#history .envchange").count() == 1
+        assert page.locator("svg#history .band").count() == 1
+        titles = page.locator("svg#history .pt title").all_text_contents()
+        assert any("fix <img src=x onerror=alert(2)> speed" in t for t in titles)  # commit message, as text
+        page.locator("svg#history .pt").last.click()
+        page.wait_for_url(f"{base}/runs/{ids['last_nightly']}")
+    finally:
+        context.close()
 
 
 def test_run_page_and_compare(server, page):
