@@ -6,6 +6,7 @@ which reads GUARDRAIL_DB and GUARDRAIL_READ_TOKEN.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from markdown_it import MarkdownIt
 from sqlalchemy.exc import DataError
 
 from guardrail.errors import InfraError, InputError, NotFound
-from web import charts
+from web import auth, charts
 from web.api import router as api_router
 from web.cache import TTLCache
 from web.pages import router as page_router
@@ -44,19 +45,118 @@ def _templates() -> Jinja2Templates:
 
 DEFAULT_THREADS = 2
 
+# A request body larger than this is refused with 413 while it streams in. A batch upload of result files is a
+# few MiB in practice; 32 MiB leaves room for big JUnit batches while one hostile request cannot make a worker
+# hold 64 MiB x a batch in memory (the JSON body is parsed whole). GUARDRAIL_MAX_BODY_MB or
+# `guardrail serve --max-body-mb` change it.
+DEFAULT_MAX_BODY_MB = 32
+
+# Scripts only from /static (the series chart's data is a JSON block, which CSP does not run); style attributes
+# carry the charts' colours and bar widths, hence 'unsafe-inline' for styles only. No framing by any site.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class _TooLarge(HTTPException):
+    # An HTTPException so that FastAPI's body reader passes it on (it turns other errors into a 400).
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the service's limit of {limit / (1 << 20):g} MiB")
+
+
+class Guard:
+    """Pure ASGI middleware, outside everything else: security headers on every response; an API write's Bearer
+    token checked (read-only) before one byte of its body is read, 401 otherwise; request bodies counted as
+    receive() delivers them and refused with 413 as soon as they pass the limit, whatever Content-Length says."""
+
+    def __init__(self, app, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_with_headers(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message = {
+                    **message,
+                    "headers": list(message.get("headers", [])) + [h for h in SECURITY_HEADERS if h[0] not in names],
+                }
+            await send(message)
+
+        async def refuse(status: int, detail: str, extra: list | None = None) -> None:
+            body = json.dumps({"detail": detail}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            # The rest of the body is never read: the connection is closed after this answer.
+            headers += [(b"connection", b"close")] + (extra or [])
+            await send_with_headers({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        too_large = _TooLarge(self.max_body).detail
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return await refuse(413, too_large)
+        if scope["method"] in WRITE_METHODS and scope["path"].startswith("/api/"):
+            request = Request(scope)
+            name = await anyio.to_thread.run_sync(lambda: auth.token_name(request, cookie=False))
+            if name is None:
+                return await refuse(401, auth.WRITER_REQUIRED, [(b"www-authenticate", b"Bearer")])
+            scope.setdefault("state", {})["writer"] = name
+
+        seen = 0
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send_with_headers)
+        except _TooLarge:
+            if started:
+                raise
+            await refuse(413, too_large)
+
 
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
 def create_app(
-    db_url: str, *, read_token_required: bool = False, cache_ttl: float = 10.0, threads: int | None = None
+    db_url: str,
+    *,
+    read_token_required: bool = False,
+    cache_ttl: float = 10.0,
+    threads: int | None = None,
+    max_body_mb: float | None = None,
 ) -> FastAPI:
-    """`threads`: how many requests one worker process runs at once in its thread pool (default: the
+    """`max_body_mb`: the request-body limit (default GUARDRAIL_MAX_BODY_MB, else 32).
+
+    `threads`: how many requests one worker process runs at once in its thread pool (default: the
     GUARDRAIL_WEB_THREADS environment variable, else 2; measured in docs/dashboard.md: 4 threads a worker
     served half the requests per second of 2 on two cores, 40 worse still)."""
     if threads is None:
         threads = int(os.environ.get("GUARDRAIL_WEB_THREADS") or 0) or DEFAULT_THREADS
+    if max_body_mb is None:
+        max_body_mb = float(os.environ.get("GUARDRAIL_MAX_BODY_MB") or 0) or DEFAULT_MAX_BODY_MB
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -89,6 +189,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(page_router)
     app.include_router(downloads_router)
+    app.add_middleware(Guard, max_body=int(max_body_mb * (1 << 20)))
 
     def error(request: Request, status: int, message: str, headers: dict | None = None):
         if _wants_html(request):

@@ -17,6 +17,12 @@ def serve_cmd(
     threads: Annotated[
         int | None, typer.Option(help="Requests one worker runs at once (default GUARDRAIL_WEB_THREADS, else 2).")
     ] = None,
+    max_body_mb: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse request bodies over this many MiB with 413 (default GUARDRAIL_MAX_BODY_MB, else 32)."
+        ),
+    ] = None,
     read_token: Annotated[bool, typer.Option("--read-token", help="Require a token for reads too.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -32,6 +38,8 @@ def serve_cmd(
     typer.echo(f"serving {redact(url)} on http://{host}:{port}/", err=True)
     if threads:
         os.environ["GUARDRAIL_WEB_THREADS"] = str(threads)
+    if max_body_mb:
+        os.environ["GUARDRAIL_MAX_BODY_MB"] = str(max_body_mb)
     if workers > 1:
         # Workers import the app by name and read their settings from the environment.
         os.environ["GUARDRAIL_DB"] = url
