@@ -84,12 +84,13 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         pid = server.pid
-        print(f"load average {os.getloadavg()}, {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(f"load average {os.getloadavg()}, {os.cpu_count()} cpus, {when}")
         for label, tok in [("no token", None), ("valid token, over the 32 MiB limit", token)]:
             latencies: list[float] = []
             stop = threading.Event()
 
-            def probe() -> None:
+            def probe(stop: threading.Event = stop, latencies: list[float] = latencies) -> None:
                 with httpx.Client() as c:
                     while not stop.is_set():
                         t0 = time.perf_counter()
@@ -111,7 +112,7 @@ def main() -> None:
             rss1 = proc_field(pid, "status", "VmRSS")
             print(
                 f"{label}: {status!r} after {took * 1000:.0f} ms; client sent {sent / 1024:.0f} KiB of 200 MB; "
-                f"server read {read / 1024:.0f} KiB (rchar, all reads); RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB; "
+                f"server read {read / 1024:.0f} KiB (rchar); RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB; "
                 f"/healthz n={len(latencies)} median {statistics.median(latencies):.1f} ms max {max(latencies):.1f} ms"
             )
     finally:
