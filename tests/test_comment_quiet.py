@@ -36,7 +36,7 @@ def test_unchanged_and_noisy_rows_leave_no_main_table_and_keep_the_noisy_reason_
     assert "| workload |" not in before_folds  # no main table
     assert "**Why:**" not in md
     noisy_fold = md.split("<details>")[1]
-    assert "1 too noisy to judge at their thresholds" in noisy_fold
+    assert "1 too noisy to judge at its threshold" in noisy_fold
     assert noisy_why in noisy_fold
 
 

@@ -67,10 +67,18 @@ def _table_rows(md: str) -> list[str]:
 
 def test_header_table_and_links():
     md = render_markdown(DOC, dashboard_url="https://perf.example.org/")
-    assert "Performance regression" in md.splitlines()[2]
-    assert "| workload | metric | baseline | candidate | change (95% CI) | verdict |" in md
-    reg = next(r for r in _table_rows(md) if "wan22" in r)
-    assert "1,098.2 ms" in reg and "1,135.5 ms" in reg and "+3.4% (+2.1% … +4.7%)" in reg and "regression" in reg
+    assert md.splitlines()[2] == (
+        "🔴 **Performance regression**: **will slow wan22-ti2v-5b-720p denoise\\_step\\_latency on H100 by 3.4%**"
+        " (95% CI 2.1–4.7%)"
+        " · 1 regression, 1 no change"
+    )
+    main, values = md.split("<summary>baseline and candidate values</summary>")
+    assert "| workload | metric | change (95% CI) | verdict |" in main  # compact: no value columns
+    reg = next(r for r in _table_rows(main) if "wan22" in r)
+    assert "+3.4% (+2.1% … +4.7%)" in reg and "regression" in reg and "1,098.2" not in reg
+    assert "| workload | metric | baseline | candidate | change (95% CI) | verdict |" in values
+    reg = next(r for r in _table_rows(values) if "wan22" in r)
+    assert "1,098.2 ms" in reg and "1,135.5 ms" in reg and "+3.4% (+2.1% … +4.7%)" in reg
     assert "https://perf.example.org/runs/12" in md
     assert "https://perf.example.org/series?workload=wan22-ti2v-5b-720p&metric=denoise_step_latency" in md
     assert "Expected false alarms in this check: 0.05" in md
@@ -79,7 +87,8 @@ def test_header_table_and_links():
 
 def test_unchanged_rows_are_collapsed_and_can_be_expanded():
     md = render_markdown(DOC)
-    details = md[md.index("<details>") : md.index("</details>")]
+    start = md.index("<summary>1 unchanged</summary>")
+    details = md[start : md.index("</details>", start)]
     assert "qwen-image-edit" in details and "wan22" not in details
     assert "1 unchanged" in details
     flat = render_markdown(DOC, collapse_unchanged=False)
@@ -92,9 +101,11 @@ def test_untrusted_names_cannot_break_the_table_or_inject_html():
     doc["verdicts"][0]["workload"] = "evil | <img src=x onerror=alert(1)> `code`\n| injected | row |"
     doc["verdicts"][0]["metric"] = "@octocat [link](http://x)"
     md = render_markdown(doc, dashboard_url="https://perf.example.org")
-    row = next(r for r in _table_rows(md) if "evil" in r)
-    # exactly 7 unescaped pipes: 6 columns
-    assert len(re.findall(r"(?<!\\)\|", row)) == 7
+    main, values = (next(r for r in _table_rows(part) if "evil" in r) for part in md.split("<details>")[:2])
+    # exactly 5 unescaped pipes: the main table's 4 columns; 7 in the values' 6 columns
+    assert len(re.findall(r"(?<!\\)\|", main)) == 5
+    assert len(re.findall(r"(?<!\\)\|", values)) == 7
+    row = main
     assert "<img" not in md and "&lt;img" in md
     assert "`code`" not in md
     assert "@octocat" not in md  # no mention pings
@@ -173,10 +184,14 @@ def test_counts_take_their_plural_and_no_sentinel_is_printed():
     doc["summary"] = {"regression": 3, "improvement": 1, "no_change": 1, "inconclusive": 0, "noisy": 1, "missing": 0}
     doc["errors"] = [{"workload": "e", "status": "timeout"}]
     md = render_markdown(doc)
-    assert md.splitlines()[2] == "🔴 **Performance regression**: 3 regressions, 1 noisy, 1 improvement, 1 no change"
-    w0 = next(r for r in _table_rows(md) if r.startswith("| w0 "))
+    assert md.splitlines()[2] == (
+        "🔴 **Performance regression**: **will slow w0 denoise\\_step\\_latency on H100 by 3.4%** (95% CI 2.1–4.7%)"
+        " · 3 regressions, 1 noisy, 1 improvement, 1 no change"
+    )
+    values = md.split("<summary>baseline and candidate values</summary>")[1]
+    w0 = next(r for r in _table_rows(values) if r.startswith("| w0 "))
     assert "1,098.2 ms <sub>(1 run)</sub> | 1,135.5 ms <sub>(1 repeat)</sub>" in w0
-    w1 = next(r for r in _table_rows(md) if r.startswith("| w1 "))
+    w1 = next(r for r in _table_rows(values) if r.startswith("| w1 "))
     assert "1,098.2 ms <sub>(10 runs)</sub> | 1,135.5 ms <sub>(2 repeats)</sub>" in w1
     assert f"- **n / denoise\\_step\\_latency**: {unreachable}\n" in md  # nothing appended to the sentence
     assert "1000000" not in md and "1,000,000" not in md

@@ -148,25 +148,33 @@ def _series_url(dashboard_url: str, v: VerdictRow) -> str:
     return f"{dashboard_url}/series?{urlencode(params)}"
 
 
-def _row(v: VerdictRow, dashboard_url: str | None) -> str:
+def _cells(v: VerdictRow, dashboard_url: str | None, *, compact: bool = False) -> list[str]:
     workload = escape_md(v.workload)
     metric = escape_md(v.metric)
     if v.hardware:
         workload = f"{workload} <sub>{escape_md(v.hardware)}</sub>"
     if dashboard_url:
         metric = f"[{metric}]({_series_url(dashboard_url, v)})"
-    cells = [
-        workload,
-        metric,
-        _side(v.baseline.median, v.baseline.runs, "run", v.unit),
-        _side(v.candidate.median, v.candidate.repeats, "repeat", v.unit),
-        _fmt_change(v),
-        VERDICT_LABEL[v.verdict],
-    ]
-    return "| " + " | ".join(cells) + " |"
+    values = (
+        []
+        if compact
+        else [
+            _side(v.baseline.median, v.baseline.runs, "run", v.unit),
+            _side(v.candidate.median, v.candidate.repeats, "repeat", v.unit),
+        ]
+    )
+    return [workload, metric, *values, _fmt_change(v), VERDICT_LABEL[v.verdict]]
 
 
-def _table(rows: Iterable[VerdictRow], dashboard_url: str | None) -> list[str]:
+def _row(v: VerdictRow, dashboard_url: str | None, *, compact: bool = False) -> str:
+    return "| " + " | ".join(_cells(v, dashboard_url, compact=compact)) + " |"
+
+
+def _table(rows: Iterable[VerdictRow], dashboard_url: str | None, *, compact: bool = False) -> list[str]:
+    """The rows as a table; `compact` (the main table, read on a phone too) leaves the values out."""
+    if compact:
+        lines = ["| workload | metric | change (95% CI) | verdict |", "|---|---|---:|---|"]
+        return lines + [_row(v, dashboard_url, compact=True) for v in rows]
     lines = [
         "| workload | metric | baseline | candidate | change (95% CI) | verdict |",
         "|---|---|---:|---:|---:|---|",
@@ -230,6 +238,86 @@ def _why_line(v: VerdictRow) -> str:
     return f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}"
 
 
+# The unit words of a duration: a lower-is-better metric measured in one of these gets slower when it grows; one in
+# any other unit (MiB, bytes, watts) grows or shrinks. No unit: a duration (most stage metrics are latencies).
+_TIME_UNITS = {"ns", "us", "µs", "μs", "ms", "s", "sec", "secs", "second", "seconds", "min", "minutes", "h"}
+# guardrail.analysis.planner.REPEATS_UNREACHABLE: a `repeats_needed` this large means no number of repeats resolves
+# the threshold (this layer does not import the analysis layer, so the sentinel is written here too).
+_UNREACHABLE = 1_000_000
+
+
+def _worse_sign(v: VerdictRow) -> int:
+    """+1 when a larger value is worse (latency, memory), -1 for a higher-is-better metric (throughput)."""
+    return -1 if v.direction == "higher_is_better" else 1
+
+
+def _verb(v: VerdictRow, worse: bool) -> str:
+    timed = v.unit is None or v.unit.strip().lower() in _TIME_UNITS
+    if v.direction == "higher_is_better":
+        return "will lower" if worse else "raises"
+    if timed:
+        return "will slow" if worse else "speeds up"
+    return "will raise" if worse else "lowers"
+
+
+def _magnitude(v: VerdictRow, worse: bool) -> tuple[str, str | None]:
+    """The change by its size in the named direction, and its 95% interval the same way round: "5.1%",
+    "4.2–6.0%"."""
+    sign = _worse_sign(v) * (1 if worse else -1)
+    size = f"{(_num(v.change) or 0.0) * sign * 100:.1f}%"
+    bounds = [_num(x) for x in v.ci] if v.ci is not None else []
+    if len(bounds) != 2 or None in bounds:
+        return size, None
+    lo, hi = sorted(x * sign * 100 for x in bounds if x is not None)
+    return size, (f"{lo:.1f}–{hi:.1f}%" if lo >= 0 else f"{lo:.1f}% to {hi:.1f}%")  # "–" after a minus misreads
+
+
+def _change_phrase(v: VerdictRow, *, worse: bool) -> str:
+    on = f" on {escape_md(v.hardware)}" if v.hardware else ""
+    size, ci = _magnitude(v, worse)
+    text = f"**{_verb(v, worse)} {escape_md(v.workload)} {escape_md(v.metric)}{on} by {size}**"
+    return f"{text} (95% CI {ci})" if ci else text
+
+
+def _headline(status: str, rows: list[VerdictRow]) -> str:
+    """The first line: the status and the worst gating regression by its size ("will slow w m by 5.1% (95% CI
+    4.2–6.0%)"), or, with none, the largest improvement ("speeds up …"); then the counts."""
+    gating = [v for v in rows if not v.informational and _num(v.change) is not None]
+    regressions = [v for v in gating if v.verdict == "regression"]
+    improvements = [v for v in gating if v.verdict == "improvement"]
+    if status == "failure" and regressions:
+        worst = max(regressions, key=lambda v: (_num(v.change) or 0.0) * _worse_sign(v))
+        return f"{STATUS_HEADLINE[status]}: {_change_phrase(worst, worse=True)} · "
+    if status == "success" and improvements:
+        best = max(improvements, key=lambda v: -(_num(v.change) or 0.0) * _worse_sign(v))
+        return f"{STATUS_HEADLINE[status]}: {_change_phrase(best, worse=False)} · "
+    return f"{STATUS_HEADLINE[status]}: "
+
+
+def _reachable(v: VerdictRow) -> bool:
+    return v.repeats_needed is not None and 0 < v.repeats_needed < _UNREACHABLE
+
+
+def _what_to_do(rows: list[VerdictRow]) -> str | None:
+    """One line after the main table: the step the PR's author takes next, or None when there is none."""
+    gating = [v for v in rows if not v.informational]
+    steps = []
+    if any(v.verdict == "regression" for v in gating):
+        steps.append("rerun `guardrail check` after a fix, or mark it expected on the alert page")
+    unresolved = [v for v in gating if v.verdict == "inconclusive"]
+    if unresolved:
+        # The rerun policy (guardrail.analysis.perf_reruns) asks, per series, what it still needs beyond the
+        # repeats run; several metrics of one workload share one rerun, so the largest request is the one run.
+        extra = [max(1, (v.repeats_needed or 0) - (v.candidate.repeats or 0)) for v in unresolved if _reachable(v)]
+        if extra:
+            steps.append(f"the rerun policy adds the repeats it needs ({count(max(extra), 'more repeat')})")
+        elif any(not v.repeats_needed for v in unresolved):
+            steps.append("the rerun policy adds the repeats it needs")
+        else:
+            steps.append("no number of repeats resolves the inconclusive rows: a person decides")
+    return f"**What to do:** {'; '.join(steps)}." if steps else None
+
+
 def render_markdown(
     doc: Report,
     *,
@@ -247,7 +335,7 @@ def render_markdown(
     rows = sorted(typed.verdicts, key=_sort_key)
 
     out = [f"### {escape_md(title)}", ""]
-    out.append(f"{STATUS_HEADLINE[status]}: {_summary_line(typed)}")
+    out.append(_headline(status, rows) + _summary_line(typed))
     caption = _run_caption(typed, dashboard_url, ci_hosts(github_server_url))
     if caption:
         out += ["", caption]
@@ -260,17 +348,34 @@ def render_markdown(
 
     shown = [v for v in rows if not (collapse_unchanged and v.verdict in FOLDED)]
     if shown:
-        out += _table(shown, dashboard_url)
+        # Folding on, the main table holds the changed metrics only, in four columns a phone shows whole; the
+        # values they were judged on are one click away.
+        out += _table(shown, dashboard_url, compact=collapse_unchanged)
         out.append("")
-    folds = ((_NOISY, "too noisy to judge at their thresholds"), (_NEW, "new series"), (_UNCHANGED, "unchanged"))
+    todo = _what_to_do(shown)
+    if todo:
+        out += [todo, ""]
+    if shown and collapse_unchanged:
+        out += [
+            "<details>",
+            "<summary>baseline and candidate values</summary>",
+            "",
+            *_table(shown, dashboard_url),
+            "",
+            "</details>",
+            "",
+        ]
+    folds = ((_NOISY, "too noisy to judge at {their} threshold{s}"), (_NEW, "new series"), (_UNCHANGED, "unchanged"))
     for kind, label in folds:
         folded = [v for v in rows if collapse_unchanged and v.verdict in kind]
         if folded:
+            one = len(folded) == 1
+            text = label.format(their="its" if one else "their", s="" if one else "s")
             # A noisy series' explanation says what it would take (its repeats, or none): kept inside the fold.
             why = [_why_line(v) for v in folded if v.explanation] if kind is _NOISY else []
             out += [
                 "<details>",
-                f"<summary>{len(folded)} {label}</summary>",
+                f"<summary>{len(folded)} {text}</summary>",
                 "",
                 *_table(folded, dashboard_url),
                 "",
@@ -286,13 +391,21 @@ def render_markdown(
         out += [_error_line(e) for e in typed.errors]
         out.append("")
 
-    explained = [v for v in rows if v.explanation and v.verdict not in FOLDED]
-    if explained:
-        out += ["**Why:**", ""]
-        for v in explained:
-            # The explanation already says what more repeats would do (or that none would): nothing is added.
-            out.append(_why_line(v))
-        out.append("")
+    explained = [v for v in shown if v.explanation and v.verdict not in FOLDED]
+    # The explanation already says what more repeats would do (or that none would): nothing is added to it.
+    why = [_why_line(v) for v in explained]
+    if len(why) > 3:  # a long list would bury the table: folded, its count named
+        out += [
+            "<details>",
+            f"<summary>Why: {count(len(why), 'explanation')}</summary>",
+            "",
+            *why,
+            "",
+            "</details>",
+            "",
+        ]
+    elif why:
+        out += ["**Why:**", "", *why, ""]
 
     efa = _num(typed.expected_false_alarms)
     if efa is not None:
