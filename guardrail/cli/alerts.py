@@ -3,12 +3,11 @@ document the JSON API serves). Parsing and printing only: the document is guardr
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.app import DbOption, app, echo_json, resolve_db
 from guardrail.errors import InputError
 from guardrail.vocabulary import ALERT_KINDS, OPEN_STATES, TRIAGE_STATES
 
@@ -52,7 +51,7 @@ def alerts_cmd(
             for a in rows
         ]
     if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
+        echo_json(doc, indent=1)
         return
     for line in lines:
         typer.echo(line)

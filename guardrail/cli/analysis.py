@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from guardrail.cli.app import app
+from guardrail.cli.app import app, echo_json
 from guardrail.errors import InputError
 
 REQUIRED_COLUMNS = ("time", "commit", "value")
@@ -151,6 +150,6 @@ def detect(
     rows = read_series_csv(series)
     doc = change_points_json(rows, window=window, p_value=p_value, min_magnitude=min_magnitude)
     if format == "json":
-        typer.echo(json.dumps(doc, indent=2))
+        echo_json(doc, indent=2)
     else:
         typer.echo(render_change_points(doc, str(series)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,3 +52,19 @@ DbOption = Annotated[
 
 def resolve_db(db: str | None) -> str:
     return db or default_db()
+
+
+def _finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float as None: JSON has no such numbers, and most parsers refuse them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def echo_json(doc: Any, *, indent: int = 1) -> None:
+    """Print a `--format json` document: valid JSON always (a non-finite number is written as null)."""
+    typer.echo(json.dumps(_finite(doc), indent=indent, allow_nan=False))

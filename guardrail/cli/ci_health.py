@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
 from guardrail import clock
-from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.app import DbOption, app, echo_json, resolve_db
 from guardrail.cli.flaky_report import FormatOption, text_or_json
 
 
@@ -29,7 +28,7 @@ def ci_health_cmd(
     with session_scope(resolve_db(db)) as s:
         doc = ci_health_doc(s, now=clock.now(), days=days, lane=lane, hardware=hardware)
     if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
+        echo_json(doc, indent=1)
         return
     if not doc["totals"]:
         typer.echo(f"no test verdicts in the last {days} days")

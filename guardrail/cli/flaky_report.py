@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from guardrail import clock
-from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.app import DbOption, app, echo_json, resolve_db
 from guardrail.errors import InputError
 
 FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
@@ -45,7 +44,7 @@ def flaky_cmd(
         stats = flaky_stats(s, now=clock.now(), policy=pol.flakiness, lane=lane, hardware=hardware)
     doc = flaky_report(stats, only_flagged=fmt == "text" and not all_tests)
     if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
+        echo_json(doc, indent=1)
         return
     for t in doc["tests"]:
         typer.echo(f"{t['state']:<11} {t['score']:.3f}  {t['key']}  ({t['reason']})")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
-from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.app import DbOption, app, echo_json, resolve_db
 
 
 @app.command("noise")
@@ -27,7 +26,10 @@ def noise_cmd(
 
     with session_scope(resolve_db(db)) as s:
         rows = noise_rows(s, lane=lane, hardware=hardware, workload=workload, history=history)
-    typer.echo(json.dumps(noise_json(rows), indent=1) if fmt == "json" else render_noise_table(rows))
+    if fmt == "json":
+        echo_json(noise_json(rows))
+    else:
+        typer.echo(render_noise_table(rows))
 
 
 @app.command("changepoints")
@@ -68,7 +70,7 @@ def changepoints_cmd(
             for a in alerts
         ]
     if fmt == "json":
-        typer.echo(json.dumps({"schema": "guardrail.alerts/v1", "new_alerts": out}, indent=1))
+        echo_json({"schema": "guardrail.alerts/v1", "new_alerts": out})
         return
     for a in out:
         typer.echo(

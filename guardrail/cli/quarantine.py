@@ -6,7 +6,6 @@ Parsing and printing only: the changes are :mod:`guardrail.quarantine`'s (the da
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from guardrail import clock
-from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.app import DbOption, app, echo_json, resolve_db
 from guardrail.errors import InputError
 
 quarantine_app = typer.Typer(help="Mute flaky tests: they still run but do not gate.", no_args_is_help=True)
@@ -50,7 +49,7 @@ def _flag_errors() -> Iterator[None]:
 
 def _echo(fmt: str, doc: dict[str, Any], lines: list[str]) -> None:
     if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
+        echo_json(doc, indent=1)
     elif fmt == "text":
         for line in lines:
             typer.echo(line)

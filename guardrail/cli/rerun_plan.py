@@ -3,13 +3,12 @@ every decision is stored (``rerun_decisions``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from guardrail import clock
-from guardrail.cli.app import DbOption, app, resolve_db
+from guardrail.cli.app import DbOption, app, echo_json, resolve_db
 from guardrail.cli.flaky_report import FormatOption, PolicyOption, text_or_json
 from guardrail.errors import InputError
 
@@ -121,7 +120,7 @@ def rerun_plan_cmd(
         doc = plan.to_dict()
         doc["stored_decisions"] = len(decisions)
     if fmt == "json":
-        typer.echo(json.dumps(doc, indent=1))
+        echo_json(doc, indent=1)
         return
     typer.echo(f"run {doc['run_id']}: {doc['reason']}")
     for t in doc["tests"]:
