@@ -1,5 +1,4 @@
-"""The runs pages: the list, one run (metrics with their strips, stages, drift), two runs compared, and the
-pinned baselines."""
+"""The runs pages: the list, one run (metrics with their strips, stages, drift), and the pinned baselines."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from web.pages.rendering import Opt, render, session
 from web.params import MAX_ID, PathId
 from web.read import runs
 from web.read.baselines import baseline_pins
-from web.read.compare import compare_runs
 
 reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)])
 
@@ -45,12 +43,3 @@ def baselines_page(request: Request):
     with session(request) as s:
         data = baseline_pins(s)
     return render(request, "baselines.html", d=data)
-
-
-@reads.get("/compare", response_class=HTMLResponse)
-def compare_page(
-    request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)]
-):
-    with session(request) as s:
-        data = compare_runs(s, a, b)
-    return render(request, "compare.html", d=data)

@@ -1,0 +1,24 @@
+"""Two runs compared, metric by metric."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from web.auth import require_reader
+from web.pages.rendering import render, session
+from web.params import MAX_ID
+from web.read.compare import compare_runs
+
+reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)])
+
+
+@reads.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)]
+):
+    with session(request) as s:
+        data = compare_runs(s, a, b)
+    return render(request, "compare.html", d=data)
