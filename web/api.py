@@ -71,15 +71,16 @@ def get_alert(alert_id: PathId, session=Depends(db)) -> dict[str, Any]:
     return alert_reads.alert_detail(session, alert_id)
 
 
-@reads.get("/series", summary="Find series by workload, metric and hardware")
+@reads.get("/series", summary="Find series: free text q (any order, typo-tolerant), exact workload, metric, hardware")
 def get_series_list(
+    q: Annotated[str | None, Query(max_length=300)] = None,
     workload: Annotated[str | None, Query(max_length=300)] = None,
     metric: Annotated[str | None, Query(max_length=200)] = None,
     hardware: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     session=Depends(db),
 ) -> list[dict[str, Any]]:
-    return series.find_series(session, workload=workload, metric=metric, hardware=hardware, limit=limit)
+    return series.find_series(session, q=q, workload=workload, metric=metric, hardware=hardware, limit=limit)
 
 
 @reads.get("/series/{series_id}", summary="History of one series: points, baseline band, change points")
@@ -120,11 +121,15 @@ def get_pins(session=Depends(db)) -> dict[str, Any]:
     return baseline_pins(session)
 
 
-@reads.get("/compare", summary="Two runs side by side")
+@reads.get("/compare", summary="Two runs side by side: b / a - 1 with a 95% CI per metric, sorted and filtered")
 def get_compare(
-    a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)], session=Depends(db)
+    a: Annotated[int, Query(ge=1, le=MAX_ID)],
+    b: Annotated[int, Query(ge=1, le=MAX_ID)],
+    sort: Literal["change", "name"] = "change",
+    only: Literal["regressions", "changed"] | None = None,
+    session=Depends(db),
 ) -> dict[str, Any]:
-    return compare_runs(session, a, b)
+    return compare_runs(session, a, b, sort=sort, only=only)
 
 
 @reads.get("/prs", summary="Pull requests with runs, most recent first")

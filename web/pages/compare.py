@@ -1,8 +1,8 @@
-"""Two runs compared, metric by metric."""
+"""Two runs compared, metric by metric: sorted by change or name, optionally regressions (or changes) only."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -17,8 +17,12 @@ reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)
 
 @reads.get("/compare", response_class=HTMLResponse)
 def compare_page(
-    request: Request, a: Annotated[int, Query(ge=1, le=MAX_ID)], b: Annotated[int, Query(ge=1, le=MAX_ID)]
+    request: Request,
+    a: Annotated[int, Query(ge=1, le=MAX_ID)],
+    b: Annotated[int, Query(ge=1, le=MAX_ID)],
+    sort: Literal["change", "name"] = "change",
+    only: Literal["regressions", "changed", ""] = "",
 ):
     with session(request) as s:
-        data = compare_runs(s, a, b)
+        data = compare_runs(s, a, b, sort=sort, only=only or None)
     return render(request, "compare.html", d=data)

@@ -23,6 +23,7 @@ reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)
 @reads.get("/series", response_class=HTMLResponse)
 def series_lookup(
     request: Request,
+    q: Opt = None,
     workload: Opt = None,
     metric: Opt = None,
     hardware: Opt = None,
@@ -31,8 +32,9 @@ def series_lookup(
     if series_id:
         return RedirectResponse(f"/series/{series_id}", status_code=303)
     with session(request) as s:
-        found = series.find_series(s, workload=workload, metric=metric, hardware=hardware, limit=200)
-        if len(found) == 1:
+        found = series.find_series(s, q=q, workload=workload, metric=metric, hardware=hardware, limit=LIST_LIMIT)
+        # An exact lookup of one series (the PR comment's links) goes straight to it; a typed search lists.
+        if len(found) == 1 and not q and found[0]["match"] == "exact":
             return RedirectResponse(f"/series/{found[0]['id']}", status_code=303)
         sparks = series.sparklines(s, [f["id"] for f in found])
     for f in found:
@@ -41,8 +43,14 @@ def series_lookup(
         request,
         "series_list.html",
         found=found,
-        filters={"workload": workload or "", "metric": metric or "", "hardware": hardware or ""},
+        limit=LIST_LIMIT,
+        fuzzy=bool(found) and found[0]["match"] == "fuzzy",
+        searched=bool(q or workload or metric or hardware),
+        filters={"q": q or "", "workload": workload or "", "metric": metric or "", "hardware": hardware or ""},
     )
+
+
+LIST_LIMIT = 200  # series listed at most by one search
 
 
 @reads.get("/series/{series_id}", response_class=HTMLResponse)

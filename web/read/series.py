@@ -3,7 +3,9 @@ sibling series on other hardware), and every sample of one series in one run."""
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,29 +31,106 @@ def find_series(
     workload: str | None = None,
     metric: str | None = None,
     hardware: str | None = None,
+    q: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    q = select(m.Series).join(m.Workload, m.Series.workload_id == m.Workload.id)
+    """Series by exact workload/metric/hardware (the PR comment's links) and a free-text query `q`.
+
+    `q` is split on spaces; every token must occur, in any order and case, in the series' workload, metric or
+    hardware ("hunyuan tp2" finds hunyuan_image_tp2_cfgp2 on every hardware). `-`, `_`, `.`, `/` count as one
+    separator, so "hunyuan-image" finds "hunyuan_image". When no series holds every token, a typo-tolerant
+    fallback (difflib) keeps the series whose words are each close to a token ("hunyan" -> "hunyuan"), best
+    first. Exact fields that match nothing are searched as text the same way. Each item says how it matched:
+    `match` is "exact", "substring" or "fuzzy"."""
+    exact = _series_rows(session, workload=workload, metric=metric, hardware=hardware)
+    text = (q or "").strip()
+    if not exact and (workload or metric or hardware):
+        # A typed-in field that names no series exactly is read as search text (the form's old behaviour was
+        # exact only, so "hunyuan" as a workload found nothing).
+        exact = _series_rows(session)
+        text = " ".join(x for x in (workload, metric, hardware, text) if x)
+    if not text:
+        return [{**r, "match": "exact"} for r in exact[:limit]]
+    return search_rows(exact, text)[:limit]
+
+
+# A query is matched on "words": these characters separate them both in names and in queries.
+_SEP = re.compile(r"[\s\-_./:@=,+]+")
+FUZZY_CUTOFF = 0.75  # difflib ratio a query word needs against some word of a series (hunyan/hunyuan: 0.92)
+FUZZY_MIN_LEN = 3  # shorter query words must occur as they are; at 3, tp2 vs tp4 is 0.67, below the cutoff
+
+
+def _fold(text: str) -> str:
+    return _SEP.sub("_", text.lower()).strip("_")
+
+
+def search_rows(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """`rows` (series dicts) that match the query `text`: every token as a substring, else the fuzzy fallback."""
+    tokens = [t for t in (_fold(x) for x in text.split()) if t]
+    if not tokens:
+        return [{**r, "match": "exact"} for r in rows]
+    hays = [f"{_fold(r['workload'])} {_fold(r['metric'])} {_fold(r['hardware'])}" for r in rows]
+    hits = [{**r, "match": "substring"} for r, hay in zip(rows, hays, strict=True) if all(t in hay for t in tokens)]
+    if hits:
+        return hits
+    parts = [p for t in tokens for p in t.split("_") if p]
+    # Each distinct word of the store is compared with each query word once (the vocabulary is much smaller
+    # than the series list: a few hundred words for thousands of series).
+    words_of = [set(hay.replace(" ", "_").split("_")) for hay in hays]
+    vocab = set().union(*words_of) if words_of else set()
+    best: dict[tuple[str, str], float] = {}
+    for part in parts:
+        matcher = difflib.SequenceMatcher(b=part, autojunk=False)
+        for w in vocab:
+            if part in w:
+                best[(part, w)] = 1.0
+            elif len(part) >= FUZZY_MIN_LEN:
+                matcher.set_seq1(w)
+                if matcher.real_quick_ratio() >= FUZZY_CUTOFF and matcher.quick_ratio() >= FUZZY_CUTOFF:
+                    ratio = matcher.ratio()
+                    if ratio >= FUZZY_CUTOFF:
+                        best[(part, w)] = ratio
+    scored: list[tuple[float, str, str, str, dict[str, Any]]] = []
+    for row, words in zip(rows, words_of, strict=True):
+        per_part = [max((best.get((p, w), 0.0) for w in words), default=0.0) for p in parts]
+        if per_part and min(per_part) > 0:
+            scored.append((-sum(per_part) / len(per_part), row["workload"], row["metric"], row["hardware"], row))
+    scored.sort(key=lambda x: x[:4])
+    return [{**x[4], "match": "fuzzy", "score": round(-x[0], 3)} for x in scored]
+
+
+def _series_rows(
+    session: Session, *, workload: str | None = None, metric: str | None = None, hardware: str | None = None
+) -> list[dict[str, Any]]:
+    """Series dicts (the columns shown) by exact fields, ordered by name; Core rows, no ORM objects."""
+    q = select(
+        m.Series.id,
+        m.Workload.name,
+        m.Series.workload_id,
+        m.Series.metric,
+        m.Series.hardware,
+        m.Series.unit,
+        m.Series.direction,
+    ).join(m.Workload, m.Series.workload_id == m.Workload.id)
     if workload:
         q = q.where(m.Workload.name == workload)
     if metric:
         q = q.where(m.Series.metric == metric)
     if hardware:
         q = q.where(m.Series.hardware == hardware)
-    rows = session.scalars(q.order_by(m.Workload.name, m.Series.metric, m.Series.hardware).limit(limit))
-    return [_series_dict(s) for s in rows]
-
-
-def _series_dict(s: m.Series) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "workload": s.workload.name,
-        "workload_id": s.workload_id,
-        "metric": s.metric,
-        "hardware": s.hardware,
-        "unit": s.unit,
-        "direction": s.direction,
-    }
+    rows = session.execute(q.order_by(m.Workload.name, m.Series.metric, m.Series.hardware))
+    return [
+        {
+            "id": r.id,
+            "workload": r.name,
+            "workload_id": r.workload_id,
+            "metric": r.metric,
+            "hardware": r.hardware,
+            "unit": r.unit,
+            "direction": r.direction,
+        }
+        for r in rows
+    ]
 
 
 def series_detail(
