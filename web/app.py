@@ -6,6 +6,7 @@ which reads GUARDRAIL_DB and GUARDRAIL_READ_TOKEN.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from contextlib import asynccontextmanager
@@ -110,7 +111,7 @@ class Guard:
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return await refuse(413, too_large)
-        if scope["method"] in WRITE_METHODS and scope["path"].startswith("/api/"):
+        if _is_api_write(scope):
             request = Request(scope)
             name = await anyio.to_thread.run_sync(lambda: auth.token_name(request, cookie=False))
             if name is None:
@@ -134,6 +135,64 @@ class Guard:
             if started:
                 raise
             await refuse(413, too_large)
+
+
+def _is_api_write(scope) -> bool:
+    return scope["method"] in WRITE_METHODS and scope["path"].startswith("/api/")
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UvicornHttp
+except ImportError:  # uvicorn without httptools parses with h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornHttp  # type: ignore[assignment]
+
+# One socket read. The event loop's own read is up to 256 KiB, so the read that brings a request's head can bring
+# that much of its body too, before the Guard has looked at the token.
+READ_SIZE = 16 * 1024
+
+
+class GuardedHttp(asyncio.BufferedProtocol):
+    """uvicorn's HTTP/1.1 protocol (`uvicorn.run(..., http=GuardedHttp)`) reading at most READ_SIZE bytes a read,
+    and none of an API write's body after the read that completed its head until the app first asks for it.
+
+    uvicorn reads ahead on its own: it pauses only once 64 KiB of body wait for the app, and one read may bring
+    256 KiB, so an unauthenticated upload had ~114 KiB read while its token was checked in the thread pool. Here
+    the server reads no more than the request head plus READ_SIZE of its body before the Guard's 401.
+
+    A wrapper, not a subclass: uvloop reads into the protocol's own buffer only for a protocol that is not an
+    asyncio.Protocol, which uvicorn's are."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._http = _UvicornHttp(*args, **kwargs)
+        self._view = memoryview(bytearray(READ_SIZE))
+        self._held: object | None = None
+
+    def connection_made(self, transport) -> None:
+        self._http.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._http.connection_lost(exc)
+
+    def eof_received(self) -> None:
+        self._http.eof_received()
+
+    def pause_writing(self) -> None:
+        self._http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._http.resume_writing()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        http = self._http
+        http.data_received(bytes(self._view[:nbytes]))
+        cycle = http.cycle
+        # A new API write's head came in this read: stop reading until the app calls receive(), which resumes.
+        if cycle is not None and cycle is not self._held and not cycle.response_complete and _is_api_write(cycle.scope):
+            self._held = cycle
+            http.flow.pause_reading()
 
 
 def _wants_html(request: Request) -> bool:

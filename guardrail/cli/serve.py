@@ -32,6 +32,7 @@ def serve_cmd(
     import uvicorn
 
     from guardrail.store.db import ensure_ready, redact
+    from web.app import GuardedHttp  # reads none of an unauthenticated upload's body beyond the head's read
 
     url = resolve_db(db)
     ensure_ready(url)  # migrate SQLite / refuse an out-of-date PostgreSQL before listening
@@ -44,8 +45,17 @@ def serve_cmd(
         # Workers import the app by name and read their settings from the environment.
         os.environ["GUARDRAIL_DB"] = url
         os.environ["GUARDRAIL_READ_TOKEN"] = "1" if read_token else ""
-        uvicorn.run("web.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+        uvicorn.run(
+            "web.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            http=GuardedHttp,  # type: ignore[arg-type]  # a BufferedProtocol; uvicorn's hint names Protocol only
+        )
     else:
         from web.app import create_app
 
-        uvicorn.run(create_app(url, read_token_required=read_token), host=host, port=port, log_level="warning")
+        app_ = create_app(url, read_token_required=read_token)
+        uvicorn.run(app_, host=host, port=port, log_level="warning", http=GuardedHttp)  # type: ignore[arg-type]
