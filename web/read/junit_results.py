@@ -276,3 +276,102 @@ def ci_health(
     )
     doc["since"], doc["until"] = since.isoformat(), when.isoformat()
     return doc
+
+
+# --- one run's test results (the run page of a JUnit-only run, and a PR's pages) ------------------------
+
+MAX_PASSED_LISTED = 300  # passing tests listed on a run page (the counts cover them all)
+_VERDICT_ORDER = ("fail", "flaky", "error", "skip", "pass")
+
+
+def _run_verdict(outcomes: list[tuple[str, bool]]) -> str:
+    """A test's verdict in one run from its attempts (outcome, final): failed then passed is flaky."""
+    finals = [o for o, final in outcomes if final] or [o for o, _ in outcomes]
+    failed = any(o in ("fail", "error") for o, _ in outcomes)
+    if any(o == "pass" for o in finals):
+        return "flaky" if failed else "pass"
+    if failed:
+        return "fail"
+    return "skip"
+
+
+def run_tests(session: Session, run_ids: list[int], *, passed_listed: int = MAX_PASSED_LISTED) -> dict[str, Any] | None:
+    """The test results of some runs (a run, or a PR's runs): per test its verdict there (fail, flaky, skip,
+    pass), attempts and the last failure's message, with counts, the tests quarantined now, the reruns decided
+    for those runs, and whether a run was excluded as an infrastructure failure. None without test results."""
+    if not run_ids:
+        return None
+    E = tm.ExecutionRow
+    q = (
+        select(
+            E.run_id,
+            E.test_pk,
+            T.test_id,
+            T.key,
+            T.hardware,
+            E.outcome,
+            E.final,
+            E.job_attempt,
+            E.process_attempt,
+            E.inprocess_attempt,
+            E.duration_s,
+            E.failure_type,
+            E.message,
+        )
+        .join(T, T.id == E.test_pk)
+        .where(E.run_id.in_(run_ids))
+        .order_by(E.run_id, E.test_pk, E.job_attempt, E.process_attempt, E.inprocess_attempt)
+    )
+    tests: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in session.execute(q):
+        t = tests.get((r.run_id, r.test_pk))
+        if t is None:
+            t = tests[(r.run_id, r.test_pk)] = {
+                "run_id": r.run_id,
+                "test_pk": r.test_pk,
+                "test_id": r.test_id,
+                "key": r.key,
+                "hardware": r.hardware,
+                "attempts": 0,
+                "outcomes": [],
+                "duration_s": 0.0,
+                "failure": None,
+            }
+        t["attempts"] += 1
+        t["outcomes"].append((r.outcome, bool(r.final)))
+        t["duration_s"] += r.duration_s or 0.0
+        if r.outcome in ("fail", "error"):
+            t["failure"] = f"{r.failure_type}: {r.message or ''}" if r.failure_type else (r.message or r.outcome)
+    if not tests:
+        return None
+    quarantined = tq.active_quarantine(session)
+    counts = dict.fromkeys(_VERDICT_ORDER, 0)
+    rows = []
+    for t in tests.values():
+        t["verdict"] = _run_verdict(t.pop("outcomes"))
+        t["duration_s"] = round(t["duration_s"], 3)
+        q_entry = quarantined.get(t["key"])
+        t["quarantine"] = {"since": iso(q_entry.since), "reason": q_entry.reason, "by": q_entry.by} if q_entry else None
+        counts[t["verdict"]] = counts.get(t["verdict"], 0) + 1
+        rows.append(t)
+    rows.sort(key=lambda t: (_VERDICT_ORDER.index(t["verdict"]), t["test_id"], t["run_id"]))
+    not_passed = [t for t in rows if t["verdict"] != "pass"]
+    passed = [t for t in rows if t["verdict"] == "pass"]
+    infra = session.execute(
+        select(V.run_id).where(V.run_id.in_(run_ids), V.infra_excluded.is_(True)).distinct()
+    ).scalars()
+    decisions = [d for rid in run_ids for d in tq.reruns(session, run_id=rid, limit=500)]
+    pks = _pks(session, [d["target"] for d in decisions if d["kind"] in ("test", "quarantine")])
+    for d in decisions:
+        d["test_pk"] = pks.get(d["target"]) if d["kind"] in ("test", "quarantine") else None
+    return {
+        "counts": {k: v for k, v in counts.items() if v},
+        "total": len(rows),
+        "tests": not_passed,
+        "passed": passed[:passed_listed],
+        "passed_total": len(passed),
+        "flaky": [t for t in rows if t["verdict"] == "flaky"],
+        "quarantined": [t for t in rows if t["quarantine"]],
+        "reruns": [d for d in decisions if d["action"] == "rerun"],
+        "infra_excluded_runs": sorted(infra),
+    }

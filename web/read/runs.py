@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from guardrail.errors import NotFound
@@ -20,6 +21,22 @@ from web.read.statements import AnyRow, RunStatements, run_statements
 
 STAGE_METRICS = ("text_encode_latency", "denoise_latency", "vae_decode_latency")
 STAGE_PREFIX = "stage_mean."
+# A run page lists what needs a look first: regressions, then what blocks or is unresolved, then the rest.
+VERDICT_ORDER = (
+    "regression",
+    "output_mismatch",
+    "missing",
+    "suspect",
+    "inconclusive",
+    "noisy",
+    "improvement",
+    "new",
+    "no_change",
+)
+
+
+def verdict_rank(v: str | None) -> int:
+    return VERDICT_ORDER.index(v) if v in VERDICT_ORDER else len(VERDICT_ORDER)
 
 
 def run_dict(r: m.Run) -> dict[str, Any]:
@@ -74,8 +91,56 @@ def runs(
         q = q.where(m.Run.hardware == hardware)
     if pr is not None:
         q = q.where(m.Run.pr == pr)
-    rows = session.scalars(q.order_by(m.Run.started_at.desc(), m.Run.id.desc()).limit(limit).offset(offset))
-    return {"schema": "guardrail.web.runs/v1", "limit": limit, "offset": offset, "runs": [run_dict(r) for r in rows]}
+    rows = list(session.scalars(q.order_by(m.Run.started_at.desc(), m.Run.id.desc()).limit(limit).offset(offset)))
+    status = run_statuses(session, [r.id for r in rows])
+    return {
+        "schema": "guardrail.web.runs/v1",
+        "limit": limit,
+        "offset": offset,
+        "runs": [{**run_dict(r), "status": status[r.id]} for r in rows],
+    }
+
+
+def run_statuses(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Each run's check outcome for the runs list: `regression` (its newest check found some), `blocked` (the
+    check failed without a regression: a missing baseline), `pass`, `error`, or `not checked`; a run of test
+    results only says how its tests went instead (`tests failed`, `tests passed`). Two queries for the page."""
+    from guardrail.store import junit_models as tm
+
+    out: dict[int, dict[str, Any]] = {i: {"outcome": "not checked", "check_id": None, "summary": None} for i in run_ids}
+    if not run_ids:
+        return out
+    ids = list(run_ids)
+    q = select(m.Check.run_id, m.Check.id, m.Check.status, m.Check.summary).where(m.Check.run_id.in_(ids))
+    for rid, cid, st, summary in session.execute(q.order_by(m.Check.id)):  # the newest check wins
+        summary = summary or {}
+        outcome = (
+            "regression"
+            if summary.get("regression")
+            else "blocked"
+            if st == "failure"
+            else "error"
+            if st == "error"
+            else "pass"
+        )
+        out[rid] = {"outcome": outcome, "check_id": cid, "summary": summary}
+    V = tm.CaseVerdictRow
+    tq = (
+        select(V.run_id, V.verdict, func.count())
+        .where(V.run_id.in_([i for i in ids if out[i]["check_id"] is None]))
+        .group_by(V.run_id, V.verdict)
+    )
+    tests: dict[int, dict[str, int]] = defaultdict(dict)
+    for rid, verdict, n in session.execute(tq):
+        tests[rid][verdict] = n
+    for rid, counts in tests.items():
+        out[rid] = {
+            "outcome": "tests failed" if counts.get("fail") else "tests passed",
+            "check_id": None,
+            "summary": None,
+            "tests": counts,
+        }
+    return out
 
 
 def run_detail(session: Session, run_id: int) -> dict[str, Any]:
@@ -124,8 +189,11 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
                     "change": v.change if v else None,
                     "ci": [v.ci_low, v.ci_high] if v and v.ci_low is not None else None,
                     "explanation": v.explanation if v else None,
+                    "baseline": v.baseline_median if v else None,
+                    "baseline_runs": v.baseline_runs if v else None,
                 }
             )
+        metrics.sort(key=lambda x: verdict_rank(x["verdict"]))  # stable: by metric name within a verdict
         stages = [
             {"metric": x["metric"], "median": x["median"], "unit": x["unit"]}
             for x in metrics
@@ -153,10 +221,13 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
                 "output_drift": _drift(fp, previous.get(r.workload_id)),
             }
         )
+    # the workloads with a regression first (then by their worst verdict), in stored order otherwise
+    out_results.sort(key=lambda r: min((verdict_rank(x["verdict"]) for x in r["metrics"]), default=len(VERDICT_ORDER)))
     return {
         "schema": "guardrail.web.run/v1",
         "run": _run_row_dict(run),
         "results": out_results,
+        "compare": _compare_runs(conn, sql, run, check),
         "check": None
         if check is None
         else {
@@ -168,6 +239,46 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
             "expected_false_alarms": check.expected_false_alarms,
         },
     }
+
+
+def _compare_runs(conn: Connection, sql: RunStatements, run: AnyRow, check: AnyRow | None) -> dict[str, Any]:
+    """The runs to compare this one with: the previous run of its lane and hardware (a PR run: its PR's previous
+    push), and the baseline run, the newest run of the window its check judged it against."""
+    if run.pr is not None:
+        prev = conn.execute(
+            sql.previous_pr_run, {"pr": run.pr, "hardware": run.hardware, "started_at": run.started_at}
+        ).scalar()
+    else:
+        prev = conn.execute(
+            sql.previous_run, {"lane": run.lane, "hardware": run.hardware, "started_at": run.started_at}
+        ).scalar()
+    baseline = None
+    window = None
+    if check is not None:
+        doc = conn.execute(sql.check_baseline, {"check_id": check.id}).scalar() or {}
+        windows = ((doc.get("baseline") or {}).get("windows")) or []
+        window = next((w for w in windows if w.get("to_commit")), None)
+        if window is not None:
+            until = _parse_time(window.get("last_at")) or run.started_at
+            baseline = conn.execute(
+                sql.commit_run, {"sha": window["to_commit"], "hardware": window.get("hardware"), "until": until}
+            ).scalar()
+    return {
+        "previous_run": prev,
+        "previous_kind": "push" if run.pr is not None else "run",
+        "baseline_run": baseline if baseline != run.id else None,
+        "baseline_window": window,
+    }
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _previous_fingerprints(

@@ -61,6 +61,10 @@ class RunStatements:
     measurements: Statement  # the measurements of a list of results
     previous: Statement  # the newest earlier ok result of a workload on the same hardware and lane
     pins: Statement  # baseline pins of the run, active first
+    check_baseline: Statement  # a check's document (its baseline windows name the runs it was judged against)
+    previous_run: Statement  # the newest earlier run of the same lane, hardware and PR (or main)
+    previous_pr_run: Statement  # the same for a PR run: its PR's previous push
+    commit_run: Statement  # the newest run of a commit on a hardware outside PRs, at or before a time
 
 
 @functools.cache
@@ -151,6 +155,8 @@ def run_statements(dialect: str) -> RunStatements:
             m.Verdict.ci_low,
             m.Verdict.ci_high,
             m.Verdict.explanation,
+            m.Verdict.baseline_median,
+            m.Verdict.baseline_runs,
         ).where(m.Verdict.check_id == bindparam("check_id")),
         measurements=select(
             m.Measurement.result_id,
@@ -177,4 +183,32 @@ def run_statements(dialect: str) -> RunStatements:
         pins=select(*PIN_COLS)
         .where(m.BaselinePin.run_id == bindparam("run_id"))
         .order_by(m.BaselinePin.active.desc(), m.BaselinePin.id.desc()),
+        check_baseline=select(m.Check.doc).where(m.Check.id == bindparam("check_id")),
+        previous_run=select(m.Run.id)
+        .where(
+            m.Run.lane == bindparam("lane"),
+            m.Run.hardware == bindparam("hardware"),
+            m.Run.pr.is_(None),
+            m.Run.started_at < bindparam("started_at"),
+        )
+        .order_by(m.Run.started_at.desc(), m.Run.id.desc())
+        .limit(1),
+        previous_pr_run=select(m.Run.id)
+        .where(
+            m.Run.pr == bindparam("pr"),
+            m.Run.hardware == bindparam("hardware"),
+            m.Run.started_at < bindparam("started_at"),
+        )
+        .order_by(m.Run.started_at.desc(), m.Run.id.desc())
+        .limit(1),
+        commit_run=select(m.Run.id)
+        .join(m.Commit, m.Run.commit_id == m.Commit.id)
+        .where(
+            m.Commit.sha == bindparam("sha"),
+            m.Run.hardware == bindparam("hardware"),
+            m.Run.pr.is_(None),
+            m.Run.started_at <= bindparam("until"),
+        )
+        .order_by(m.Run.started_at.desc(), m.Run.id.desc())
+        .limit(1),
     )
