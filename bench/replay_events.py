@@ -68,6 +68,10 @@ H200_TP4 = "test_hunyuan_image_tp4/1024x1024_steps8"
 H200_SP2 = "test_hunyuan_image_tp2_sp2/1024x1024_steps8"
 H200_CFGP2 = "test_hunyuan_image_tp2_cfgp2/1024x1024_steps8"
 H200_IT2I = "test_hunyuan_image3_ti2i_inline/inline_dataset_5_requests"
+H100_QIE = "test_qwen_image_edit_single_device/1536x1536_steps35_i2i"
+H100_QIE_VAE = "test_qwen_image_edit_ulysses2_cfg2_vae_patch4/1536x1536_steps35_i2i"
+H100_WAN_480 = "test_wan22_i2v_usp2_vae_patch2_hsdp_slicing/832x480_frames81_steps4"
+H100_WAN_720 = "test_wan22_i2v_usp2_vae_patch2_hsdp_slicing/1280x720_frames121_steps4"
 STEP = ("eb964dc", "10404e4")  # the last run before the 06-15 step and the first after it
 
 
@@ -184,6 +188,36 @@ GROUND_TRUTH: tuple[Event, ...] = (
         SPEED,
         ranges=(("a693ae6", "a624204"),),
         nights=("manual_20260616",),
+        named=False,
+    ),
+    # Three H100 changes that the issue does not name: each lasts 4-13 nights, Otava 0.8.0 places it at the same
+    # commits on the series' full history, and the memory steps are deterministic (a constant series that moves).
+    Event(
+        "H100 qwen-image-edit single-device speed-up at 083b5e3..1f1c82e (-2.4%, 13 nights after)",
+        "H100",
+        ("test_qwen_image_edit_single_device/*",),
+        ((H100_QIE, "latency_*"), (H100_QIE, "throughput*")),
+        SPEED,
+        ranges=(("083b5e3", "1f1c82e"),),
+        named=False,
+    ),
+    Event(
+        "H100 qwen-image-edit ulysses2+cfg2+vae_patch4 1536 speed-up at 1f1c82e..e35cd21 (-2%)",
+        "H100",
+        (H100_QIE_VAE,),
+        ((H100_QIE_VAE, "latency_mean"), (H100_QIE_VAE, "throughput*")),
+        SPEED,
+        ranges=(("1f1c82e", "e35cd21"),),
+        named=False,
+    ),
+    Event(
+        "H100 wan22 usp2+vae_patch2+hsdp change at 083b5e3..329c98f (latency +3-5%, peak memory -2-3%)",
+        "H100",
+        ("test_wan22_i2v_usp2_vae_patch2_hsdp_slicing/*",),
+        ((H100_WAN_480, "latency_*"), (H100_WAN_720, "peak_memory*")),
+        (*SPEED, "peak_memory*"),
+        # the 832x480 p95 moves on e35cd21 already, its mean half on e35cd21 and the rest on 329c98f
+        ranges=(("083b5e3", "e35cd21"), ("e35cd21", "329c98f")),
         named=False,
     ),
     Event(

@@ -218,10 +218,14 @@ def resolve_returned_alerts(session: Session, run: m.Run, doc: VerdictsDoc) -> N
 # ------------------------------------------------------------------ placed by the change-point scan
 
 
-def known_change_points(session: Session) -> set[str]:
-    """The keys (guardrail.analysis.alerts.Alert.key) of the change points already alerted on."""
-    keys = session.scalars(select(m.Alert.dedup_key).where(m.Alert.dedup_key.startswith(CHANGEPOINT)))
-    return {k.removeprefix(CHANGEPOINT) for k in keys}
+def known_change_points(session: Session) -> dict[str, set[tuple[int, str, int]]]:
+    """The keys (guardrail.analysis.alerts.Alert.key) of the change points already alerted on, each with the
+    series it names as (workload id, hardware, series id)."""
+    rows = session.scalars(select(m.Alert).where(m.Alert.dedup_key.startswith(CHANGEPOINT)))
+    return {
+        a.dedup_key.removeprefix(CHANGEPOINT): {(a.workload_id, a.hardware, x["series_id"]) for x in a.metrics or []}
+        for a in rows
+    }
 
 
 def _finite(x: float) -> float | None:  # a change from a zero level has no ratio
@@ -247,10 +251,11 @@ def raise_change_point_alerts(
     lane: str,
     series: Mapping[int, m.Series],
     last_run: Mapping[int, int],
-    min_magnitude: float,
+    thresholds: Mapping[int, float],
 ) -> list[m.Alert]:
     """Store the change points found on `lane` as alerts; returns those created or changed. Each member's series
-    key is (workload id, hardware, series id); `last_run` is the newest run of each series id.
+    key is (workload id, hardware, series id); `last_run` is the newest run of each series id, `thresholds` the
+    smallest change the scan looked for on it.
 
     A change point whose change an open alert already holds is that alert: a check's alert is placed at the
     change point's commit range (the other checks' alerts of the same change are merged into it and removed),
@@ -270,13 +275,17 @@ def raise_change_point_alerts(
                 "change": _finite(cp.change_point.change),
                 "p_value": cp.change_point.p_value,
                 "index": cp.change_point.index,
-                "threshold": min_magnitude,
+                "threshold": thresholds[k[2]],
             }
             for k, cp in alert.members
         ]
         run_id = max(last_run[k[2]] for k, _ in alert.members)
         same = [a for a in _open_alerts(session, workload_id, hardware, lane) if _same_change(a, metrics)]
         placed = [a for a in same if a.dedup_key.startswith(CHANGEPOINT)]
+        # the alert of this very change point (open or not) gains a metric found there a night later
+        keyed = session.scalar(select(m.Alert).where(m.Alert.dedup_key == f"{CHANGEPOINT}{alert.key}"))
+        if keyed is not None and keyed not in placed:
+            placed.insert(0, keyed)
         row = placed[0] if placed else same[0] if same else None
         # other checks' alerts of this change, untouched by people, are merged into it
         merged = [a for a in same if a is not row and a.state == "untriaged" and a.dedup_key.startswith(REGRESSION)]

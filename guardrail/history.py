@@ -14,6 +14,7 @@ from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, select
 from sqlalchemy.orm import Session
 
 from guardrail.alerts import known_change_points, raise_change_point_alerts
+from guardrail.policy import BASELINES_DIR, Policy, load_lane_policy
 from guardrail.store import models as m
 
 if TYPE_CHECKING:
@@ -149,6 +150,11 @@ def series_label(s: m.Series) -> str:
     return f"{s.workload.name}/{s.metric}@{s.hardware}"
 
 
+def _lane_policy(lane: str) -> Policy:
+    """The lane's policy file, else the defaults (a lane without a file is judged at the default thresholds)."""
+    return load_lane_policy(lane) if (BASELINES_DIR / f"{lane}.yaml").is_file() else Policy(lane=lane)
+
+
 def noise_rows(
     session: Session,
     *,
@@ -160,10 +166,9 @@ def noise_rows(
     """One noise report per series, judged with the lane's threshold for its metric, its baseline window,
     its alpha and the rerun policy's extra repeats (defaults where the lane has no policy file)."""
     from guardrail.analysis.noise import noise_report
-    from guardrail.policy import BASELINES_DIR, Policy, load_lane_policy
     from guardrail.rerun_policy.yaml_file import load_rerun_policy
 
-    policy = load_lane_policy(lane) if (BASELINES_DIR / f"{lane}.yaml").is_file() else Policy(lane=lane)
+    policy = _lane_policy(lane)
     extra = load_rerun_policy().performance.max_extra_repeats
     q = select(m.Series).join(m.Workload)
     if hardware:
@@ -198,17 +203,25 @@ def scan_change_points(
 ) -> list[m.Alert]:
     """Detect change points on every stored series of `lane`; new ones become alerts, one per workload and
     commit range (metrics that moved together share an alert), or place the open alert a check already raised
-    for the same change (guardrail.alerts.raise_change_point_alerts). Returns the alerts created or changed."""
+    for the same change (guardrail.alerts.raise_change_point_alerts). Returns the alerts created or changed.
+
+    The smallest change looked for on a series is its metric's threshold in the lane's policy (a stage mean 5%,
+    peak memory 2%), never less than `min_magnitude`: a change the lane's checks would call `no_change` is no
+    alert either. Informational metrics of the lane (queue wait, load time) are not scanned."""
     from guardrail.analysis.alerts import attribute, attribute_and_dedup  # scipy: only when scanning
 
     q = select(m.Series)
     if hardware:
         q = q.where(m.Series.hardware == hardware)
     series_all = session.scalars(q).all()
+    policy = _lane_policy(lane)
+    thresholds = {s.id: max(min_magnitude, policy.threshold(s.metric)) for s in series_all}
     found: dict[tuple[int, str, int], list[SeriesChangePoint]] = {}
     directions: dict[tuple[int, str, int], str] = {}
     last_run: dict[int, int] = {}
     for s in series_all:
+        if s.metric in policy.informational:
+            continue
         pts = series_points(session, s.id, lanes=[lane], branch=branch)
         if len(pts) < 4:
             continue
@@ -219,7 +232,7 @@ def scan_change_points(
             [p.time.isoformat() for p in pts],
             window=window,
             p_value=p_value,
-            min_magnitude=min_magnitude,
+            min_magnitude=thresholds[s.id],
         )
         if cps:
             found[key] = cps
@@ -237,5 +250,5 @@ def scan_change_points(
         lane=lane,
         series={s.id: s for s in series_all},
         last_run=last_run,
-        min_magnitude=min_magnitude,
+        thresholds=thresholds,
     )

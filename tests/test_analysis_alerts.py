@@ -42,3 +42,16 @@ def test_known_alerts_are_not_raised_again():
     [alert] = attribute_and_dedup(points)
     assert alert.workload == "wan22" and alert.kind == "change"
     assert attribute_and_dedup(points, known_keys={alert.key}) == []
+
+
+def test_a_known_change_point_gains_only_the_series_it_lacks():
+    rng = np.random.default_rng(1)
+    commits = [f"c{i:02d}" for i in range(80)]
+    steps = _series(rng, 40, 5)
+    points = {"wan22/latency": attribute(steps, commits), "wan22/p99": attribute([v * 1.1 for v in steps], commits)}
+    [alert] = attribute_and_dedup(points)
+    assert len(alert.members) == 2
+    # the alert held the latency already: only the p99 is new at that range
+    [again] = attribute_and_dedup(points, known_keys={alert.key: {"wan22/latency"}})
+    assert again.key == alert.key and [k for k, _ in again.members] == ["wan22/p99"]
+    assert attribute_and_dedup(points, known_keys={alert.key: {"wan22/latency", "wan22/p99"}}) == []

@@ -101,9 +101,12 @@ def attribute_and_dedup(
     *,
     workload_of: Callable[[K], str] = default_workload_of,
     directions: Mapping[K, str] | None = None,
-    known_keys: Collection[str] = (),
+    known_keys: Collection[str] | Mapping[str, Collection[K]] = (),
 ) -> list[Alert[K]]:
-    """One alert per (workload, commit range); alerts whose key is in `known_keys` are left out.
+    """One alert per (workload, commit range); alerts whose key is in `known_keys` are left out. Given as a
+    mapping of alert keys to the series keys already alerted on, only those series are left out: a metric whose
+    change point at a known range is found a night later (a series with fewer points after the change) still
+    joins that alert.
 
     Ordered by commit range time of first appearance, then workload. `directions` maps a series key to
     "lower_is_better"/"higher_is_better" to label the alert a regression or an improvement.
@@ -116,7 +119,11 @@ def attribute_and_dedup(
     alerts = []
     for (workload, prev, commit), members in groups.items():
         akey = f"{workload}@{prev or ''}..{commit}"
-        if akey in known_keys:
+        if isinstance(known_keys, Mapping):
+            members = [x for x in members if x[0] not in known_keys.get(akey, ())]
+            if not members:
+                continue
+        elif akey in known_keys:
             continue
         worst = max(members, key=lambda m: abs(m[1].change_point.change))[1].change_point.change
         alerts.append(
