@@ -229,3 +229,31 @@ def test_compare_page_units_ci_colours_and_links(client, store):
     assert [v for v, _ in re.findall(r"<tr class=\"row-(\w+)\">(.*?)</tr>", only, flags=re.S)] == ["regression"]
     none = client.get("/compare", params={"a": ids["a"], "b": ids["a"], "only": "regressions"}).text
     assert 'id="compare-empty"' in none and "No regressions." in none
+
+
+# ------------------------------------------------------------------ the API docs page (issue 14 point 8)
+
+
+def test_api_docs_page_renders_markdown_and_documents_post_bodies(client):
+    import html as html_lib
+    import json
+
+    page = client.get("/docs").text
+    spec = client.get("/openapi.json").json()
+    # The description's `code` spans are rendered: no literal backtick outside the example blocks.
+    assert "`" not in re.sub(r"<pre.*?</pre>", "", page, flags=re.S)
+    assert "<code>Authorization: Bearer &lt;token&gt;</code>" in page
+    # One section per operation of the OpenAPI description.
+    sections = re.findall(r'<section class="op" id="([^"]+)">', page)
+    assert len(sections) == sum(len(item) for item in spec["paths"].values()) and len(set(sections)) == len(sections)
+    ingest = page.split("/api/v1/ingest</code></h3>", 1)[1].split("</section>", 1)[0]
+    for field in ("format", "documents", "documents[].name", "documents[].content"):
+        assert f"<code>{field}</code>" in ingest
+    assert "at most 5000 items" in ingest and "401" in ingest
+    body = html_lib.unescape(re.search(r"-d '(.*?)' \\", ingest, flags=re.S).group(1))
+    assert json.loads(body) == {"documents": [{"name": "…", "content": {}}]}
+    triage = page.split("/api/v1/alerts/triage</code></h3>", 1)[1].split("</section>", 1)[0]
+    assert '<code>ids</code> <span class="req">required</span>' in triage
+    assert "one of untriaged, acknowledged, confirmed" in triage
+    search = page.split("/api/v1/series</code></h3>", 1)[1].split("</section>", 1)[0]
+    assert "<code>q</code>" in search

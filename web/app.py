@@ -285,26 +285,19 @@ def create_app(
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     def api_docs(request: Request):
+        from web import api_docs as docs
+
         spec = app.openapi()
-        ops = [
-            {
-                "method": method.upper(),
-                "path": path,
-                "summary": op.get("summary", ""),
-                "params": [p["name"] for p in op.get("parameters", [])],
-                "write": method != "get",
-            }
-            for path, item in spec["paths"].items()
-            for method, op in item.items()
-        ]
+        ops = docs.operations(spec)
         return app.state.templates.TemplateResponse(
             request,
             "api_docs.html",
             {
-                "ops": ops,
+                "reads": [o for o in ops if not o["write"]],
+                "writes": [o for o in ops if o["write"]],
                 "signed_in": False,
                 "title": spec["info"]["title"],
-                "description": spec["info"].get("description", ""),
+                "description": docs.inline_md(spec["info"].get("description", "")),
             },
         )
 
