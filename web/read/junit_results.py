@@ -196,7 +196,8 @@ def case_detail(session: Session, pk: int, *, executions: int = 200, at: datetim
 
 def _workload_outcome(session: Session, run_id: int, target: str) -> dict[str, Any] | None:
     """A workload rerun's outcome so far: the verdict of the run's newest check for that workload/metric."""
-    workload, _, rest = target.partition("/")
+    # "workload/metric@hardware": split at the last "/" (a workload name may hold one, a metric name does not)
+    workload, _, rest = target.rpartition("/") if "/" in target else (target, "", "")
     metric = rest.rsplit("@", 1)[0] if rest else None
     check = session.scalar(select(m.Check).where(m.Check.run_id == run_id).order_by(m.Check.id.desc()).limit(1))
     if check is None:
@@ -234,8 +235,37 @@ def reruns(session: Session, *, run_id: int | None = None, kind: str | None = No
                 "decisions": [],
             }
         g["decisions"].append(d)
+    rerun_targets = _rerun_targets(session, [d["target"] for d in items if d["action"] == "none"])
+    for d in items:
+        d["reason_shown"] = _reason_shown(d, rerun_targets)
+        d["quiet"] = d["action"] == "none" and not d["blocking"]
+    for g in groups.values():
+        # what was rerun (or flagged, or blocks) and its outcome first; "nothing to do" rows are folded
+        g["acted"] = [d for d in g["decisions"] if not d["quiet"]]
+        g["quiet"] = [d for d in g["decisions"] if d["quiet"]]
     runs = sorted(groups.values(), key=lambda g: g["newest"], reverse=True)
     return {"schema": "guardrail.web.reruns/v1", "runs": runs, "reruns": items}
+
+
+SEEN_AGAIN = "regression seen again after a rerun"
+
+
+def _rerun_targets(session: Session, targets: list[str]) -> set[str]:
+    """Those of `targets` that some stored decision did rerun."""
+    if not targets:
+        return set()
+    D = tm.RerunDecision
+    q = select(D.target).where(D.target.in_(sorted(set(targets))), D.action == "rerun").distinct()
+    return set(session.scalars(q))
+
+
+def _reason_shown(d: dict[str, Any], rerun_targets: set[str]) -> str:
+    """The stored reason, except the rerun policy's "seen again after a rerun" where nothing was rerun: that
+    decision comes from a regression already judged on this commit (or held by an open alert), not a rerun."""
+    reason = d["reason"] or ""
+    if reason.startswith(SEEN_AGAIN) and d["target"] not in rerun_targets:
+        return "regression already seen on this commit or open as an alert: confirmed, not rerun"
+    return reason
 
 
 def _health_rows(d: Any, lane: str, hw: str | None, verdict: str, n: int, rerun: float) -> Iterator[HealthRow]:
