@@ -242,3 +242,13 @@ def test_the_scan_looks_for_changes_beyond_the_lane_threshold_of_each_family(db_
         (a,) = scan_change_points(s, window=20)
         (x,) = a.metrics
         assert x["metric"] == "latency_mean" and x["threshold"] == 0.01
+
+
+def test_changepoints_text_names_the_kind_and_the_direction(sqlite_url, tmp_path):
+    _nights(sqlite_url, tmp_path, [1000.0] * 10 + [800.0] * 5, scan=False)
+    cli = [sys.executable, "-m", "guardrail", "changepoints", "--window", "20", "--db", sqlite_url]
+    out = subprocess.run(cli, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    line, count = out.stdout.splitlines()
+    assert "(improvement)" in line and "% denoise_step_latency (better)" in line and "main09 and main10" in line
+    assert count == "1 new change-point alert"

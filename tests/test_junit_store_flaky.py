@@ -274,3 +274,30 @@ def test_ci_health_figures(db_url, tmp_path, capsys):
 def test_policy_file_is_the_one_the_commands_read():
     pol = load_rerun_policy()
     assert pol.tests.max_reruns_per_test == 2 and pol.flakiness.window_verdicts == 100
+
+
+def test_an_improving_metric_of_a_regression_alert_is_not_a_regression_seen_again(db_url, tmp_path, capsys):
+    """A mixed alert (latency worse, memory better): a first-seen memory regression of the next run is confirmed by
+    a rerun, not taken as the alert's regression seen again."""
+    rep = ingest(db_url, tmp_path, 1, base(20), NOW - timedelta(hours=2), run_id="ci1")
+    run_id = rep.stored[0]["run_id"]
+    with session_scope(db_url, write=True) as s:
+        w = m.Workload(digest="sha256:wan22", name="wan22")
+        s.add(w)
+        s.flush()
+        metrics = [
+            {"metric": "latency", "direction": "lower_is_better", "change": 0.05},
+            {"metric": "memory", "direction": "lower_is_better", "change": -0.04},
+        ]
+        s.add(m.Alert(dedup_key="wan22-H100", kind="regression", workload_id=w.id, hardware="H100", lane="perf",
+                      metrics=metrics, created_at=NOW - timedelta(days=1)))  # fmt: skip
+    perf = [
+        {"workload": "wan22", "metric": metric, "hardware": "H100", "verdict": "regression",
+         "candidate": {"repeats": 2}}
+        for metric in ("latency", "memory")
+    ]  # fmt: skip
+    _check(db_url, run_id, perf)
+    code, out, _ = cli(capsys, "rerun-plan", "--run", str(run_id), "--format", "json", "--db", db_url)
+    wl = {w["metric"]: w for w in json.loads(out)["workloads"]}
+    assert code == 0 and "confirmed" in wl["latency"]["reason"] and wl["latency"]["action"] == "none"
+    assert wl["memory"]["action"] == "rerun" and "first-seen regression" in wl["memory"]["reason"]

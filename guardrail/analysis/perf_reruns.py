@@ -110,7 +110,11 @@ def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str
     first_seen = c.verdict == "regression" and c.key not in seen
     if c.verdict not in pp.rerun_verdicts or (c.verdict == "regression" and not first_seen):
         blocking = c.verdict in ("regression", "missing")
-        why = "regression seen again after a rerun: confirmed" if c.verdict == "regression" else c.verdict
+        why = {
+            "regression": "regression seen again after a rerun: confirmed",
+            # a one-night spike of a nightly summary series: the next nightly judges it again, at no extra cost
+            "suspect": "suspect: off its level for one night; the next nightly judges it again",
+        }.get(c.verdict, c.verdict)
         return decision("none", 0, blocking, why)
     if need is not None and need >= REPEATS_UNREACHABLE:
         reason = f"{c.verdict}: no number of repeats resolves it; flagged for a human"

@@ -45,6 +45,7 @@ def changepoints_cmd(
 ) -> None:
     """Find change points on every stored series of LANE; new ones become alerts (one per workload and commit
     range). `guardrail detect SERIES.csv` does the same for one series in a file."""
+    from guardrail.alerts import headline
     from guardrail.history import scan_change_points
     from guardrail.store.db import session_scope
 
@@ -61,6 +62,7 @@ def changepoints_cmd(
         out: list[dict[str, Any]] = [
             {
                 "id": a.id,
+                "kind": a.kind,
                 "workload": a.workload.name,
                 "hardware": a.hardware,
                 "commit_range": [a.from_commit, a.to_commit],
@@ -74,8 +76,8 @@ def changepoints_cmd(
         return
     for a in out:
         typer.echo(
-            f"alert {a['id']}: {a['workload']} on {a['hardware']} changed {a['change']:+.1%} between "
+            f"alert {a['id']} ({a['kind']}): {a['workload']} on {a['hardware']}, {headline(a['metrics'])}, between "
             f"{a['commit_range'][0] or '(start)'} and {a['commit_range'][1]} "
             f"({', '.join(x['metric'] for x in a['metrics'])})"
         )
-    typer.echo(f"{len(out)} new change-point alert(s)")
+    typer.echo(f"{len(out)} new change-point alert{'' if len(out) == 1 else 's'}")

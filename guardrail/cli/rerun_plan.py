@@ -29,9 +29,11 @@ def _find_run(s: Any, run: str):
 
 
 def _seen_regressions(s: Any, run: Any, check: Any) -> list[tuple[str, str, str]]:
-    """(workload, metric, hardware) with an earlier open regression alert: a regression seen again."""
+    """(workload, metric, hardware) with an earlier open regression alert that the metric made worse: a regression
+    seen again (an improving metric of the same alert is not)."""
     from sqlalchemy import or_, select
 
+    from guardrail.alerts import worse
     from guardrail.store import models as m
     from guardrail.vocabulary import OPEN_STATES
 
@@ -45,7 +47,8 @@ def _seen_regressions(s: Any, run: Any, check: Any) -> list[tuple[str, str, str]
     out = []
     for a in s.scalars(q):
         for x in a.metrics or []:
-            out.append((a.workload.name, x.get("metric", ""), a.hardware))
+            if x.get("change") is None or worse(x):  # a metric stored without its change counts
+                out.append((a.workload.name, x.get("metric", ""), a.hardware))
     return out
 
 
