@@ -99,7 +99,8 @@ def change_times(session: Session, rows: Sequence[m.Alert]) -> dict[int, datetim
 
 def states_of(session: Session, ids: Sequence[int]) -> dict[int, str]:
     """The current triage state of each alert named (a note-only bulk action keeps them)."""
-    return dict(session.execute(select(m.Alert.id, m.Alert.state).where(m.Alert.id.in_(list(ids)))).tuples())
+    rows = session.execute(select(m.Alert.id, m.Alert.state).where(m.Alert.id.in_(list(ids))))
+    return {i: st for i, st in rows}
 
 
 def compare_url(repo: str | None, good: str | None, bad: str | None) -> str | None:

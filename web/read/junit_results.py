@@ -235,7 +235,7 @@ def reruns(session: Session, *, run_id: int | None = None, kind: str | None = No
                 "decisions": [],
             }
         g["decisions"].append(d)
-    rerun_targets = _rerun_targets(session, [d["target"] for d in items if d["action"] == "none"])
+    rerun_targets = _rerun_targets(session, [d for d in items if d["action"] == "none"])
     for d in items:
         d["reason_shown"] = _reason_shown(d, rerun_targets)
         d["quiet"] = d["action"] == "none" and not d["blocking"]
@@ -250,20 +250,21 @@ def reruns(session: Session, *, run_id: int | None = None, kind: str | None = No
 SEEN_AGAIN = "regression seen again after a rerun"
 
 
-def _rerun_targets(session: Session, targets: list[str]) -> set[str]:
-    """Those of `targets` that some stored decision did rerun."""
+def _rerun_targets(session: Session, decisions: list[dict[str, Any]]) -> set[tuple[int | None, str]]:
+    """The (run, target) pairs among `decisions`' that a stored decision did rerun in that run."""
+    targets = sorted({d["target"] for d in decisions})
     if not targets:
         return set()
     D = tm.RerunDecision
-    q = select(D.target).where(D.target.in_(sorted(set(targets))), D.action == "rerun").distinct()
-    return set(session.scalars(q))
+    q = select(D.run_id, D.target).where(D.target.in_(targets), D.action == "rerun").distinct()
+    return {(rid, t) for rid, t in session.execute(q)}
 
 
-def _reason_shown(d: dict[str, Any], rerun_targets: set[str]) -> str:
+def _reason_shown(d: dict[str, Any], rerun_targets: set[tuple[int | None, str]]) -> str:
     """The stored reason, except the rerun policy's "seen again after a rerun" where nothing was rerun: that
     decision comes from a regression already judged on this commit (or held by an open alert), not a rerun."""
     reason = d["reason"] or ""
-    if reason.startswith(SEEN_AGAIN) and d["target"] not in rerun_targets:
+    if reason.startswith(SEEN_AGAIN) and (d["run_id"], d["target"]) not in rerun_targets:
         return "regression already seen on this commit or open as an alert: confirmed, not rerun"
     return reason
 
