@@ -198,8 +198,8 @@ def _sign_in_first(request: Request, next_url: str, state: str, note: str, issue
         "login.html",
         status_code=401,
         error=None,
-        reason="Sign in to save this triage. Your note is kept: after signing in you are back on the page with it "
-        "filled in; press Save.",
+        reason="Sign in to triage: what you typed is kept, and after signing in you are back on the page "
+        "with it filled in; press Save.",
         next_url=local_url(next_url, "/alerts"),
         pending={"state": state, "note": note, "issue_url": issue_url},
     )
