@@ -5,6 +5,7 @@ real store filled by real ingest and served by the real app."""
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from pathlib import Path
 
@@ -85,10 +86,10 @@ def client(store):
 
 
 def _listed(html: str) -> list[tuple[str, str]]:
-    """(workload, hardware) of each row of the series page's result table."""
+    """(workload, hardware) of each series row of the series page's result table (grouped under workload rows)."""
     body = html.split('id="series-found"', 1)[1].split("</table>", 1)[0] if 'id="series-found"' in html else ""
-    rows = re.findall(r'<tr><td class="wl">([^<]*)</td><td><a href="/series/\d+">[^<]*</a></td><td>([^<]*)</td>', body)
-    return rows
+    rows = re.findall(r'<tr data-workload="([^"]*)"><td><a href="/series/\d+">[^<]*</a>.*?</td><td>([^<]*)</td>', body)
+    return [(html_lib.unescape(w), h) for w, h in rows]
 
 
 # ------------------------------------------------------------------ search
@@ -213,7 +214,9 @@ def test_compare_page_units_ci_colours_and_links(client, store):
     rows = re.findall(r"<tr class=\"row-(\w+)\">(.*?)</tr>", body, flags=re.S)
     assert [v for v, _ in rows][:1] == ["regression"] and rows[-1][0] != "regression"
     reg = dict(rows)["regression"]
-    assert '<td title="lower is better">ms ↓</td>' in reg
+    assert '<span class="dir" title="lower is better">↓</span>' in reg and re.search(
+        r'<td class="num">[\d,.]+ ms</td>', reg
+    )
     assert re.search(r'class="num chg worse"[^>]*>\+\d+\.\d%<br><small class="ci">\+\d+\.\d% … \+\d+\.\d%</small>', reg)
     imp = dict(rows)["improvement"]
     assert 'class="num chg better"' in imp and "↑" in imp
@@ -235,7 +238,6 @@ def test_compare_page_units_ci_colours_and_links(client, store):
 
 
 def test_api_docs_page_renders_markdown_and_documents_post_bodies(client):
-    import html as html_lib
     import json
 
     page = client.get("/docs").text
