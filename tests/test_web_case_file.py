@@ -296,3 +296,35 @@ def test_baselines_page_shows_each_lanes_policy_and_window(client, store):
     assert "at the merge-base" in presubmit and "09abababab" in presubmit
     assert "rerun-policy" not in page  # not a lane policy
     assert "Pinned baselines" in page
+
+
+_TIMES = re.compile(r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(\+00:00)?)?")
+
+
+@pytest.mark.postgres
+def test_case_file_pages_on_postgres_equal_sqlite(pg_url, tmp_path):
+    """The queries of these pages (grouped commit times, run statuses, compare runs, test results) give the same
+    pages on PostgreSQL as on SQLite. Instants are left out of the comparison: checks and ingests are stamped
+    with the time they ran."""
+    from guardrail.store.db import upgrade
+    from web.app import create_app
+
+    lite = f"sqlite:///{tmp_path / 'lite.db'}"
+    upgrade(pg_url)
+    a_ids = fill_case_db(lite, tmp_path / "a")
+    b_ids = fill_case_db(pg_url, tmp_path / "b")
+    assert {k: v for k, v in a_ids.items() if k != "token"} == {k: v for k, v in b_ids.items() if k != "token"}
+    with session_scope(lite) as s:
+        run_ids = s.scalars(select(m.Run.id)).all()
+        alert_ids = s.scalars(select(m.Alert.id)).all()
+    paths = [f"/alerts/{i}" for i in alert_ids] + [f"/api/v1/alerts/{i}" for i in alert_ids]
+    paths += [f"/runs/{i}" for i in run_ids] + [f"/api/v1/runs/{i}" for i in run_ids]
+    paths += ["/alerts", "/runs", "/api/v1/runs", "/prs", "/api/v1/prs", f"/prs/{PR}", "/reruns", "/baselines"]
+    with TestClient(create_app(lite)) as a, TestClient(create_app(pg_url)) as b:
+        for path in paths:
+            ra, rb = a.get(path), b.get(path)
+            assert ra.status_code == rb.status_code == 200, path
+            assert _TIMES.sub("", ra.text) == _TIMES.sub("", rb.text), path
+    from guardrail.store import db as store_db
+
+    store_db.get_engine(lite).dispose()

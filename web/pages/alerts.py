@@ -65,7 +65,10 @@ def alerts_page(
         data=data,
         filters=filters,
         states=TRIAGE_STATES,
-        next_url="/alerts?" + _qs(filters) if any(filters.values()) else "/alerts",
+        # back to this list after a bulk action (without a carried note: it was applied)
+        next_url="/alerts?" + _qs({**filters, "offset": str(offset or "")})
+        if any(filters.values()) or offset
+        else "/alerts",
         kept_note=note,
     )
 
@@ -183,6 +186,12 @@ def next_actions(alert: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _list_url(filters: dict[str, str], offset: int) -> str:
+    """Where a bulk action on the list comes back to: the same filters and page, without a carried note."""
+    query = _qs({**filters, "offset": str(offset) if offset else ""})
+    return "/alerts?" + query if query else "/alerts"
 
 
 def _qs(params: dict[str, str]) -> str:

@@ -134,6 +134,7 @@ def run_statuses(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str
     for rid, verdict, n in session.execute(tq):
         tests[rid][verdict] = n
     for rid, counts in tests.items():
+        counts = dict(sorted(counts.items()))  # the same order whatever order the database grouped them in
         out[rid] = {
             "outcome": "tests failed" if counts.get("fail") else "tests passed",
             "check_id": None,
