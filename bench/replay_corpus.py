@@ -102,7 +102,7 @@ def read_alerts(db_path: Path) -> list[dict[str, Any]]:
     return [{**dict(r), "metrics": json.loads(r["metrics"])} for r in rows]
 
 
-def replay_night(night: Night, guardrail: Cli, db_path: Path, seen: set[int]) -> NightLog:
+def replay_night(night: Night, guardrail: Cli, db_path: Path, seen: dict[int, set[str]]) -> NightLog:
     now, db = night.at.isoformat(), f"sqlite:///{db_path}"
     rc, doc = guardrail(["ingest", "--branch", "main", str(night.path), "--output", "json"], now=now, db=db)
     doc = doc or {}
@@ -121,16 +121,20 @@ def replay_night(night: Night, guardrail: Cli, db_path: Path, seen: set[int]) ->
                 log.missing[run_id] = log.missing.get(run_id, 0) + 1
     log.changepoints_rc, _ = guardrail(["changepoints", "--lane", "nightly", "--format", "json"], now=now, db=db)
     for a in read_alerts(db_path):
+        names = {metric_name(x) for x in a["metrics"]}
         if a["id"] not in seen:
-            seen.add(a["id"])
             log.new_alerts.append(a)
+        elif names - seen[a["id"]]:  # an alert that gained metrics tonight: those are tonight's detections
+            gained = [x for x in a["metrics"] if metric_name(x) not in seen[a["id"]]]
+            log.new_alerts.append({**a, "metrics": gained, "gained": True})
+        seen[a["id"]] = seen.get(a["id"], set()) | names
     return log
 
 
 def replay(nights: list[Night], guardrail: Cli, db_path: Path) -> list[NightLog]:
     db_path.unlink(missing_ok=True)
     logs: list[NightLog] = []
-    seen: set[int] = set()
+    seen: dict[int, set[str]] = {}  # alert id -> the metrics it named so far
     for night in nights:
         logs.append(replay_night(night, guardrail, db_path, seen))
         print(f"{night.name}: {len(logs[-1].runs)} runs, {len(logs[-1].new_alerts)} new alerts", file=sys.stderr)
@@ -271,7 +275,8 @@ def verdict_item(v: dict[str, Any]) -> str:
 
 def alert_item(a: dict[str, Any]) -> str:
     metrics = ", ".join(map(metric_name, a["metrics"][:3])) + (" …" if len(a["metrics"]) > 3 else "")
-    return f"{a['kind']} {short_workload(a['workload'])} [{metrics}] {short_range(a['from_commit'], a['to_commit'])}"
+    what = f"alert {a['id']} gained" if a.get("gained") else a["kind"]
+    return f"{what} {short_workload(a['workload'])} [{metrics}] {short_range(a['from_commit'], a['to_commit'])}"
 
 
 def by_weight(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:

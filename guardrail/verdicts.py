@@ -111,6 +111,10 @@ class VerdictRow(_Part):
     summary: bool = False  # values are per-run summaries (one sample per run), not per-process samples
     series_id: int | None = None
     explanation: str = ""
+    # the look of sequential confirmation this verdict was reached at, of the lane's max_looks: a regression at a
+    # look after the first is a confirmation, not a first sighting (the rerun plan asks for no more repeats)
+    look: int = 1
+    max_looks: int = 1
 
 
 class WorkloadError(_Part):

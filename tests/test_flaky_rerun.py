@@ -226,3 +226,18 @@ def test_perf_candidate_from_a_verdicts_document_entry() -> None:
     )
     plan = rerun_plan("r", [], [c]).to_dict()
     assert plan["workloads"][0]["extra_repeats"] == 5 and plan["summary"]["workloads_to_rerun"] == 1
+
+
+def test_a_regression_at_a_confirmation_look_is_confirmed_and_the_last_look_asks_for_nothing():
+    def entry(verdict, look):
+        return {"workload": "w", "metric": "m", "hardware": "H", "verdict": verdict, "repeats_needed": 6,
+                "candidate": {"repeats": 4}, "look": look, "max_looks": 3}  # fmt: skip
+
+    (first,) = plan_perf_reruns([PerfCandidate.from_entry(entry("regression", 1))])
+    assert first.action == "rerun" and "first-seen" in first.reason
+    (again,) = plan_perf_reruns([PerfCandidate.from_entry(entry("regression", 2))])
+    assert (again.action, again.blocking) == ("none", True) and "look 2 of 3" in again.reason
+    (last,) = plan_perf_reruns([PerfCandidate.from_entry(entry("inconclusive", 3))])
+    assert (last.action, last.extra_repeats, last.blocking) == ("flag", 0, False) and "last look" in last.reason
+    (mid,) = plan_perf_reruns([PerfCandidate.from_entry(entry("inconclusive", 2))])
+    assert mid.action == "rerun" and mid.extra_repeats == 2

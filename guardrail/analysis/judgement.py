@@ -117,7 +117,7 @@ def _significant(p: float | None) -> float | None:
     return None if p is None else float(f"{p:.4g}")
 
 
-def _row(s: SeriesInput, c: MetricComparison) -> VerdictRow:
+def _row(s: SeriesInput, c: MetricComparison, max_looks: int) -> VerdictRow:
     return VerdictRow(
         workload=s.workload,
         metric=s.metric,
@@ -137,6 +137,8 @@ def _row(s: SeriesInput, c: MetricComparison) -> VerdictRow:
         summary=s.summary,
         series_id=s.series_id,
         explanation=c.explanation,
+        look=min(s.look, max_looks),
+        max_looks=max_looks,
     )
 
 
@@ -167,7 +169,7 @@ def judge(
         c = comparisons[i]
         if confirm_summary_regressions and not s.informational and c.verdict == "regression" and _first_night(s):
             comparisons[i] = _suspect(c)
-    rows = [_row(s, c) for s, c in zip(series, comparisons, strict=True)]
+    rows = [_row(s, c, rules.max_looks) for s, c in zip(series, comparisons, strict=True)]
     summary: Counter[str] = Counter(dict.fromkeys(VERDICTS, 0))
     summary.update(r.verdict for r in rows if not r.informational)
     return VerdictsDoc(

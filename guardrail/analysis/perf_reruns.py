@@ -54,6 +54,8 @@ class PerfCandidate:
     repeats_needed: int | None = None
     candidate_repeats: int | None = None
     informational: bool = False
+    look: int = 1  # the look of sequential confirmation the verdict was reached at, of max_looks
+    max_looks: int = 1
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -69,6 +71,8 @@ class PerfCandidate:
             repeats_needed=e.get("repeats_needed"),
             candidate_repeats=(e.get("candidate") or {}).get("repeats"),
             informational=bool(e.get("informational", False)),
+            look=int(e.get("look") or 1),
+            max_looks=int(e.get("max_looks") or 1),
         )
 
 
@@ -107,15 +111,20 @@ def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str
             else "the repeats needed are unknown"
         )
         return decision("flag", 0, False, f"noisy series: {how}; flagged, never blocking")
-    first_seen = c.verdict == "regression" and c.key not in seen
+    # a regression at a confirmation look (look 2 on) has been seen with the rerun's repeats: confirmed
+    first_seen = c.verdict == "regression" and c.key not in seen and c.look == 1
     if c.verdict not in pp.rerun_verdicts or (c.verdict == "regression" and not first_seen):
         blocking = c.verdict in ("regression", "missing")
         why = {
-            "regression": "regression seen again after a rerun: confirmed",
+            "regression": "regression seen again after a rerun: confirmed"
+            if c.look == 1
+            else f"regression at look {c.look} of {c.max_looks}, with the rerun's repeats: confirmed",
             # a one-night spike of a nightly summary series: the next nightly judges it again, at no extra cost
             "suspect": "suspect: off its level for one night; the next nightly judges it again",
         }.get(c.verdict, c.verdict)
         return decision("none", 0, blocking, why)
+    if c.max_looks > 1 and c.look >= c.max_looks:  # the lane's looks are spent: more repeats cannot be judged
+        return decision("flag", 0, False, f"{c.verdict} after the last look ({c.look} of {c.max_looks}); flagged")
     if need is not None and need >= REPEATS_UNREACHABLE:
         reason = f"{c.verdict}: no number of repeats resolves it; flagged for a human"
         return decision("flag", 0, c.verdict == "regression", reason)
