@@ -86,7 +86,9 @@ def _main(html: str) -> str:
 def _alert_id(store) -> int:
     url, _ = store
     with session_scope(url) as s:
-        return s.scalar(select(m.Alert.id).where(m.Alert.kind == "regression").order_by(m.Alert.id))
+        aid = s.scalar(select(m.Alert.id).where(m.Alert.kind == "regression").order_by(m.Alert.id))
+    assert aid is not None
+    return aid
 
 
 # ---------------------------------------------------------------- the alert page

@@ -6,7 +6,6 @@ newest push's commit subject as the title and no author (neither is part of the 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func, select
@@ -86,10 +85,9 @@ def prs(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
         .order_by(func.max(m.Run.started_at).desc())
         .limit(limit)
     )
-    rows = list(session.execute(q))
+    rows = [(pr, n, t) for pr, n, t in session.execute(q) if pr is not None]
     numbers = [pr for pr, _, _ in rows]
     newest: dict[int, int] = {}
-    by_pr: dict[int, list[int]] = defaultdict(list)
     if numbers:
         runs_q = (
             select(m.Run.pr, m.Run.id)
@@ -97,8 +95,8 @@ def prs(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
             .order_by(m.Run.pr, m.Run.started_at.desc(), m.Run.id.desc())
         )
         for pr, rid in session.execute(runs_q):
-            by_pr[pr].append(rid)
-            newest.setdefault(pr, rid)
+            if pr is not None:
+                newest.setdefault(pr, rid)
     info = _pr_info(session, newest)
     status = run_statuses(session, list(newest.values()))
     return [
