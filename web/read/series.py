@@ -42,8 +42,9 @@ def find_series(
     fallback (difflib) keeps the series whose words are each close to a token ("hunyan" -> "hunyuan"), best
     first. Exact fields that match nothing are searched as text the same way. Each item says how it matched:
     `match` is "exact", "substring" or "fuzzy"."""
-    exact = _series_rows(session, workload=workload, metric=metric, hardware=hardware)
     text = (q or "").strip()
+    # Without a query the first `limit` rows are all that is shown: only they are read.
+    exact = _series_rows(session, workload=workload, metric=metric, hardware=hardware, limit=None if text else limit)
     if not exact and (workload or metric or hardware):
         # A typed-in field that names no series exactly is read as search text (the form's old behaviour was
         # exact only, so "hunyuan" as a workload found nothing).
@@ -100,7 +101,12 @@ def search_rows(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
 
 
 def _series_rows(
-    session: Session, *, workload: str | None = None, metric: str | None = None, hardware: str | None = None
+    session: Session,
+    *,
+    workload: str | None = None,
+    metric: str | None = None,
+    hardware: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Series dicts (the columns shown) by exact fields, ordered by name; Core rows, no ORM objects."""
     q = select(
@@ -118,7 +124,7 @@ def _series_rows(
         q = q.where(m.Series.metric == metric)
     if hardware:
         q = q.where(m.Series.hardware == hardware)
-    rows = session.execute(q.order_by(m.Workload.name, m.Series.metric, m.Series.hardware))
+    rows = session.execute(q.order_by(m.Workload.name, m.Series.metric, m.Series.hardware).limit(limit))
     return [
         {
             "id": r.id,
