@@ -123,12 +123,13 @@ def _case_chart(s: Session, alert: dict[str, Any]) -> dict[str, Any] | None:
     t0 = changed.timestamp() if changed else None
     before, after = worst.get("before"), worst.get("after")
     thr = worst.get("threshold") or 0.01
-    low, high = [], []
-    for t in plot["x"]:
-        level = before if t0 is None or t < t0 else after
-        low.append(level * (1 - thr) if level else None)
-        high.append(level * (1 + thr) if level else None)
-    plot["band_low"], plot["band_high"] = low, high
+    if t0 is not None:  # without the change's time the band stays the per-run baseline band of the series page
+        low, high = [], []
+        for t in plot["x"]:
+            level = before if t < t0 else after
+            low.append(level * (1 - thr) if level else None)
+            high.append(level * (1 + thr) if level else None)
+        plot["band_low"], plot["band_high"] = low, high
     label = f"this change {worst['change']:+.1%}" if isinstance(worst.get("change"), (int, float)) else "this change"
     # the series' own change-point marks, except the one this alert is (it is drawn once, labelled)
     marks = [m for m in plot["marks"] if not (m["kind"] == "change" and (t0 is None or abs(m["t"] - t0) < 1))]
