@@ -30,12 +30,31 @@ from guardrail.ingest.junit_reruns import RerunWindow
 HARDWARE_PROPERTIES = ("hardware", "hardware_variant", "device")
 MESSAGE_CHARS = 1000  # what is kept of a failure message (the signature hashes up to 2000)
 SYSTEM_OUT_CHARS = 2000  # the tail of <system-out> kept per attempt (where "device lost" shows up)
+HARDWARE_CHARS = 200  # the hardware column (guardrail/store/junit_models.py): checked here, the same on both databases
+# A duration longer than this is no test's: GitHub's self-hosted jobs stop after 5 days. Anything above it (1e300,
+# a timestamp in a time field) would only poison sums of CI minutes.
+MAX_DURATION_S = 7 * 24 * 3600.0
 
 _PARAMS = re.compile(r"^(?P<name>[^\[]+)\[(?P<params>.*)\]$")
 _SETUP_TEARDOWN = re.compile(r"^failed on (setup|teardown) with ")
 _SUREFIRE_FLAKY: dict[str, Outcome] = {"flakyFailure": "fail", "flakyError": "error"}
 _SUREFIRE_RERUN: dict[str, Outcome] = {"rerunFailure": "fail", "rerunError": "error"}
 _FINAL: dict[str, Outcome] = {"failure": "fail", "error": "error", "skipped": "skip"}  # the final outcome's tag
+# Control characters (Unicode Cc) in a name: no JUnit writer emits them raw (pytest escapes them in ids), and a
+# "\r" in a test name would rewrite the terminal line that prints it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str | None, *, file: str, field: str) -> None:
+    if value and _CONTROL.search(value):
+        raise InputError(f"contains a control character ({value[:80]!r})", file=file, field=field)
+
+
+def _hardware(value: str | None, *, file: str, field: str) -> str | None:
+    _printable(value, file=file, field=field)
+    if value and len(value) > HARDWARE_CHARS:
+        raise InputError(f"longer than {HARDWARE_CHARS} characters ({len(value)})", file=file, field=field)
+    return value
 
 
 # --- identity ------------------------------------------------------------------------------------
@@ -78,11 +97,15 @@ def _float(value: str | None, *, file: str, field: str) -> float:
     if value is None or value == "":
         return 0.0
     try:
+        if "_" in value:  # float() takes "1_000"; no writer means that
+            raise ValueError
         out = float(value.replace(",", ""))  # some writers emit "1,234.5"
     except ValueError:
-        raise InputError(f"not a number: {value!r}", file=file, field=field) from None
+        raise InputError(f"not a number: {value[:80]!r}", file=file, field=field) from None
     if out != out or out in (float("inf"), float("-inf")) or out < 0:
-        raise InputError(f"not a finite, non-negative duration: {value!r}", file=file, field=field)
+        raise InputError(f"not a finite, non-negative duration: {value[:80]!r}", file=file, field=field)
+    if out > MAX_DURATION_S:
+        raise InputError(f"a duration of {value[:80]} s is longer than any CI job (7 days)", file=file, field=field)
     return out
 
 
@@ -124,7 +147,7 @@ class _Reader:
         self.path = path
         self.job_attempt = job_attempt
         self.process_attempt = process_attempt
-        self.hardware = hardware
+        self.hardware = _hardware(hardware, file=path, field="--hardware")
         self._idcache: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         self.window = RerunWindow()
 
@@ -133,12 +156,17 @@ class _Reader:
         none or one test's."""
         a = el.attrib
         raw_name = a.get("name")
-        if raw_name is None:
-            raise InputError("<testcase> without a name attribute", file=self.path, field="testcase.name")
+        if not raw_name:
+            what = "without a name attribute" if raw_name is None else "with an empty name"
+            raise InputError(f"<testcase> {what}", file=self.path, field="testcase.name")
+        if _CONTROL.search(raw_name):
+            _printable(raw_name, file=self.path, field="testcase.name")
         classname = a.get("classname") or a.get("class")
         key = (classname, a.get("file"))
         fc = self._idcache.get(key)
         if fc is None:
+            _printable(classname, file=self.path, field=f"testcase[{raw_name}].classname")
+            _printable(a.get("file"), file=self.path, field=f"testcase[{raw_name}].file")
             fc = self._idcache[key] = _file_and_class(classname, a.get("file"))
         name, params = _split_params(raw_name)
         duration = _float(a.get("time"), file=self.path, field=f"testcase[{raw_name}].time")
@@ -173,7 +201,9 @@ class _Reader:
             elif tag == "system-out":
                 out = _text(child, SYSTEM_OUT_CHARS, tail=True)
 
-        hw = next((v for k, v in props if k in HARDWARE_PROPERTIES and v), None) or suite_hw or self.hardware
+        hw = next((v for k, v in props if k in HARDWARE_PROPERTIES and v), None)
+        hw_field = f"testcase[{raw_name}].properties.hardware"
+        hw = _hardware(hw, file=self.path, field=hw_field) or suite_hw or self.hardware
         ident = (suite, fc[0], fc[1], name, params, hw)
         job, proc = self.job_attempt, self.process_attempt
         tprops = tuple(props)
@@ -264,6 +294,7 @@ def iter_raw(
                 if tag == "testsuite":
                     outer = suites[-1] if suites else None
                     name = el.get("name") or (outer.name if outer else "")
+                    _printable(name, file=p, field="testsuite.name")
                     suites.append(_Suite(el, name, outer.hardware if outer else None, depth))
                 continue
             depth -= 1
@@ -282,6 +313,7 @@ def iter_raw(
             elif suite is not None and depth == suite.depth:
                 if tag == "properties":
                     hw = next((q.get("value") for q in el if q.get("name") in HARDWARE_PROPERTIES), None)
+                    hw = _hardware(hw, file=p, field=f"testsuite[{suite.name}].properties.hardware")
                     suite.hardware = hw or suite.hardware
                 elif tag in ("system-out", "system-err"):
                     el.clear()  # suite-level logs can be megabytes; nothing reads them
@@ -304,6 +336,10 @@ def iter_raw(
         line, col = getattr(exc, "position", (0, 0))
         why = re.sub(r": line \d+, column \d+$", "", str(exc))
         raise InputError(f"not well-formed XML ({why})", file=p, field=f"line {line}, column {col}") from None
+    except LookupError as exc:  # <?xml encoding="..."?> naming a codec Python does not have
+        if "encoding" not in str(exc):
+            raise
+        raise InputError(f"unsupported XML encoding ({exc})", file=p, field="encoding") from None
     except FileNotFoundError:
         raise InputError("file not found", file=p) from None
     except OSError as exc:
