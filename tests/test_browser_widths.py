@@ -224,3 +224,28 @@ def test_favicon_is_served(server):
     base, _ = server
     r = httpx.get(base + "/static/favicon.svg")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg") and b"<svg" in r.content
+
+
+def test_search_box_finds_hunyuan_in_the_browser(server, browser):
+    """Typed into the search box at 390 px and sent with Enter: the hunyuan series, on a phone's width."""
+    base, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(base + "/series")
+        page.fill("#series-q", "Hunyuan TP2")
+        page.press("#series-q", "Enter")
+        page.wait_for_url("**/series?q=Hunyuan+TP2*")
+        workloads = page.locator("#series-found tr[data-workload]").evaluate_all(
+            "rows => rows.map(r => r.dataset.workload)"
+        )
+        assert workloads and all("hunyuan" in w.lower() and "tp2" in w.lower() for w in workloads)
+        assert "hunyuan-image-2.1-tp2" in workloads  # the synthetic NPU workload
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # A typo still finds it, with the note saying these are the closest names.
+        page.fill("#series-q", "hunyan-imge tp2")
+        page.press("#series-q", "Enter")
+        page.wait_for_selector("#fuzzy-note")
+        assert page.locator("#series-found tr[data-workload='hunyuan-image-2.1-tp2']").count() == 3
+    finally:
+        context.close()
