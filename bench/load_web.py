@@ -213,12 +213,23 @@ def fill(url: str) -> dict:
             [
                 {
                     "dedup_key": f"bench-{i}",
-                    "kind": "regression" if i % 2 else "changepoint",
+                    # half regressions, half improvements (the overview lists them apart), each with its direction
+                    "kind": "regression" if i % 2 else "improvement",
                     "workload_id": wl_ids[i % 100],
                     "hardware": HARDWARE[i % 2],
                     "lane": "nightly",
-                    "metrics": [{"metric": "denoise_step_latency", "series_id": None, "change": 0.03}],
-                    "change": 0.03,
+                    "metrics": [
+                        {
+                            "metric": "denoise_step_latency",
+                            "series_id": None,
+                            "direction": "lower_is_better",
+                            "unit": "ms",
+                            "before": 100.0,
+                            "after": 103.0 if i % 2 else 97.0,
+                            "change": 0.03 if i % 2 else -0.03,
+                        }
+                    ],
+                    "change": 0.03 if i % 2 else -0.03,
                     "to_commit": "abc",
                     "state": "untriaged",
                     "created_at": start + timedelta(hours=i),
