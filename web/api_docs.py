@@ -91,7 +91,8 @@ def constraints(schema: dict[str, Any]) -> str:
     notes = []
     for key, label in (("minimum", "≥"), ("maximum", "≤")):
         if key in merged:
-            notes.append(f"{label} {merged[key]:g}")
+            v = merged[key]
+            notes.append(f"{label} {int(v):,}" if float(v).is_integer() else f"{label} {v:g}")
     for key, label, noun in (
         ("minLength", "at least", "character"),
         ("maxLength", "at most", "character"),
