@@ -14,7 +14,7 @@ What can be read:
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +25,12 @@ from guardrail.adapters import vllm_omni_diffusion as diffusion
 from guardrail.adapters.hardware import normalize_hardware
 from guardrail.errors import InputError
 from guardrail.ingest.reference import ReferenceBaseline, write_reference_yaml
+from guardrail.schema import check_document, loads, unit_kind
+
+# Control characters (Unicode Cc): a name carrying one would break the YAML comment that cites the test case.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAME_CHARS = 200  # what the result schema allows a workload, metric or hardware name
+_SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
 
 _HW_KEY = re.compile(r"^([A-Za-z]{1,3}\d{1,4}[A-Za-z]*|Ascend[\w-]*|NVIDIA[\w-]*|AMD[\w-]*|MI\d+\w*|cpu)$")
 
@@ -60,14 +66,16 @@ def load_reference_baselines(
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_bytes())
+        raw = p.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(p)) from None
-    except ValueError as exc:
-        raise InputError(f"not valid JSON ({exc})", file=str(p)) from None
+    data = loads(raw, file=str(p))  # bad JSON or UTF-8, or nesting too deep for the parser: one line
+    problem = check_document(data)  # nesting past 64 levels, NUL, integers beyond 64 bits
+    if problem is not None:
+        raise InputError(problem[1], file=str(p), field=problem[0])
     src = source or str(p)
     if isinstance(data, dict):
-        return _from_tts_result(p, data, src)
+        return _guarded(p, "$", lambda: _from_tts_result(p, data, src))
     if not isinstance(data, list):
         raise InputError("expected a JSON array of test cases or result records", file=str(p), field="$")
     out: list[ReferenceBaseline] = []
@@ -76,12 +84,42 @@ def load_reference_baselines(
         if not isinstance(case, dict):
             raise InputError("expected a JSON object", file=str(p), field=at)
         if isinstance(case.get("benchmark_params"), list):
-            out.extend(_from_test_case(p, case, at, src, default_hardware))
+            out.extend(_guarded(p, at, lambda c=case, a=at: _from_test_case(p, c, a, src, default_hardware)))
         elif "result" in case or isinstance(case.get("benchmark_params"), dict):
-            out.extend(_from_result_record(p, case, at, src))
+            out.extend(_guarded(p, at, lambda c=case, a=at: _from_result_record(p, c, a, src)))
         else:
             raise InputError("neither a test case (benchmark_params list) nor a result record", file=str(p), field=at)
     return out
+
+
+def _guarded(p: Path, at: str, read: Any) -> list[ReferenceBaseline]:
+    # A shape the reader does not expect (a list where a name goes, ...) is the file's fault, not a crash.
+    try:
+        return read()
+    except InputError:
+        raise
+    except _SHAPE_ERRORS as exc:
+        raise InputError(
+            f"unexpected value in a test case ({type(exc).__name__}: {exc})"[:300], file=str(p), field=at
+        ) from None
+
+
+def _check_name(value: str | None, *, p: Path, field: str) -> None:
+    if value is None:
+        return
+    if _CONTROL.search(value):
+        raise InputError(f"contains a control character ({value[:80]!r})", file=str(p), field=field)
+    if len(value) > NAME_CHARS:
+        raise InputError(f"longer than {NAME_CHARS} characters ({len(value)})", file=str(p), field=field)
+
+
+def _check_value(v: float, unit: str, *, p: Path, field: str) -> None:
+    if not math.isfinite(v):
+        raise InputError(f"reference value {v} is not a finite number", file=str(p), field=field)
+    kind = unit_kind(unit)
+    if (kind in ("time", "rate") and v <= 0) or (kind == "memory" and v < 0):
+        need = "non-negative" if kind == "memory" else "positive"
+        raise InputError(f"reference value {v:g} {unit} must be {need}", file=str(p), field=field)
 
 
 def config_dims(
@@ -149,8 +187,8 @@ def _step_value(raw: Any, index: int, flow: Any) -> Any:
     """One sweep step's value: list -> by index, dict -> by concurrency/rate key, scalar -> itself."""
     if isinstance(raw, list | tuple):
         return raw[index] if 0 <= index < len(raw) else None
-    if isinstance(raw, dict):
-        return raw.get(str(flow), raw.get(flow)) if flow is not None else None
+    if isinstance(raw, dict):  # JSON object keys are strings: look the step up by its text
+        return raw.get(str(flow)) if flow is not None else None
     return raw
 
 
@@ -168,15 +206,25 @@ def _rows(
     dims: dict[str, str],
     src: str,
     test_name: str,
+    p: Path,
+    at: str,
 ) -> list[ReferenceBaseline]:
-    """The numeric values of one sweep step of a baseline block, per hardware (see :func:`_split_hardware`)."""
+    """The numeric values of one sweep step of a baseline block, per hardware (see :func:`_split_hardware`).
+    `at`: the block's JSON path, for errors."""
+    _check_name(test_name, p=p, field=at)
+    _check_name(workload, p=p, field=at)
     out = []
     for hardware, block in _split_hardware(baseline, pinned):
         for metric, raw in block.items():
             v = _step_value(raw, index, flow)
             if isinstance(v, bool) or not isinstance(v, int | float):
                 continue
+            where = f"{at}.{hardware}.{metric}" if hardware and hardware in baseline else f"{at}.{metric}"
+            where += f"[{index}]" if isinstance(raw, list) else f".{flow}" if isinstance(raw, dict) else ""
+            _check_name(metric, p=p, field=where)
+            _check_name(hardware, p=p, field=where)
             unit, direction = metric_unit(metric)
+            _check_value(float(v), unit, p=p, field=where)
             out.append(
                 ReferenceBaseline(workload, metric, hardware, float(v), unit, direction, src, dict(dims), test_name)
             )
@@ -204,11 +252,19 @@ def _from_test_case(
             continue
         if not isinstance(baseline, dict):
             raise InputError("expected a JSON object", file=str(p), field=f"{b_at}.baseline")
+        block_at = f"{b_at}.baseline"
+        for key in ("max-concurrency", "max_concurrency", "request_rate", "num_prompts"):
+            if any(isinstance(v, dict | list) for v in _as_list(bp.get(key))):
+                raise InputError("expected a number or a list of numbers", file=str(p), field=f"{b_at}.{key}")
         if "name" in bp:  # diffusion config: one workload per max-concurrency step
+            if bp["name"] is not None and not isinstance(bp["name"], str):
+                raise InputError("expected a string", file=str(p), field=f"{b_at}.name")
             name = diffusion.workload_name(test_name, bp.get("name"))
             for k, flow in enumerate(_as_list(bp.get("max-concurrency")) or [None]):
                 dims = config_dims(test_name, sp.get("model"), serve_args, bp, flow)
-                out += _rows(baseline, pinned, k, flow, workload=name, dims=dims, src=src, test_name=test_name)
+                out += _rows(
+                    baseline, pinned, k, flow, workload=name, dims=dims, src=src, test_name=test_name, p=p, at=block_at
+                )
         else:  # vllm bench serve --omni config (TTS/omni): the CI's result file name is the test case
             flows = _as_list(bp.get("max_concurrency")) or _as_list(bp.get("request_rate"))
             prompts = _as_list(bp.get("num_prompts"))
@@ -224,7 +280,18 @@ def _from_test_case(
                     bp.get("random_output_len"),
                 )
                 dims = {"test_case": case_name}
-                out += _rows(baseline, pinned, k, flow, workload=case_name, dims=dims, src=src, test_name=test_name)
+                out += _rows(
+                    baseline,
+                    pinned,
+                    k,
+                    flow,
+                    workload=case_name,
+                    dims=dims,
+                    src=src,
+                    test_name=test_name,
+                    p=p,
+                    at=block_at,
+                )
     return out
 
 
@@ -258,7 +325,10 @@ def _from_result_record(p: Path, rec: dict[str, Any], at: str, src: str) -> list
     else:
         hardware = None
     name = diffusion.workload_name(test_name, bp.get("name"))
-    return _rows(baseline, [hardware] if hardware else [], workload=name, dims=dims, src=src, test_name=test_name)
+    block = f"{at}.baseline" if isinstance(rec.get("baseline"), dict) else f"{at}.benchmark_params.baseline"
+    return _rows(
+        baseline, [hardware] if hardware else [], workload=name, dims=dims, src=src, test_name=test_name, p=p, at=block
+    )
 
 
 def _from_tts_result(p: Path, data: dict[str, Any], src: str) -> list[ReferenceBaseline]:
@@ -267,7 +337,7 @@ def _from_tts_result(p: Path, data: dict[str, Any], src: str) -> list[ReferenceB
     if not isinstance(baseline, dict) or not m:
         raise InputError("not a vLLM-Omni CI result_*.json with a baseline block", file=str(p), field="$.baseline")
     case = m.group(1)
-    return _rows(baseline, [], workload=case, dims={"test_case": case}, src=src, test_name=case)
+    return _rows(baseline, [], workload=case, dims={"test_case": case}, src=src, test_name=case, p=p, at="$.baseline")
 
 
 def _dict(value: Any) -> dict[str, Any]:
