@@ -8,7 +8,6 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from guardrail.analysis.judgement import SeriesInput, judge
 from guardrail.policy import BASELINES_DIR, Policy, load_lane_policy
 from guardrail.store import models as m
 from guardrail.verdicts import BaselineInfo, VerdictRow
@@ -33,6 +32,9 @@ def compare_runs(
     `sort`: "change" puts the worst change in each metric's direction first (regressions, then the rest by how much
     worse, improvements last); "name" by workload, metric. `only`: "regressions", or "changed" (regressions and
     improvements); the counts in `summary` are of every row either way."""
+    # The statistics (scipy) load when two runs are first compared, not when a worker starts.
+    from guardrail.analysis.judgement import SeriesInput, judge
+
     left, right = run_detail(session, a), run_detail(session, b)
 
     def index(d: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
