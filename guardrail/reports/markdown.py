@@ -71,14 +71,21 @@ def _defuse(match: re.Match[str]) -> str:
     return token + _ZWSP
 
 
+# GitHub links a bare full commit SHA (40 hex digits) in a comment's text to that commit. A zero-width space after
+# the 6th digit leaves no run of 7 or more of its digits from its start (the shortest SHA GitHub links). The
+# comment's own commits are untouched: the run's is a code span, the baseline's range 10-digit prefixes.
+_BARE_SHA = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{40}(?![0-9A-Za-z])")
+
+
 def escape_md(value: Any) -> str:
     """One inert line of text from untrusted input (every user-supplied string in a report passes here):
-    HTML-escaped, markdown specials backslashed, newlines flattened, and no mention, issue reference or
-    autolink GitHub could make of it."""
+    HTML-escaped, markdown specials backslashed, newlines flattened, and no mention, issue reference,
+    commit link or autolink GitHub could make of it."""
     text = "" if value is None else str(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = " ".join(text.split())  # newlines would end the table row
     text = _AUTOLINK_TRIGGERS.sub(_defuse, text)
+    text = _BARE_SHA.sub(lambda m: m.group(0)[:6] + _ZWSP + m.group(0)[6:], text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
