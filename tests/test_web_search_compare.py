@@ -234,6 +234,24 @@ def test_compare_page_units_ci_colours_and_links(client, store):
     assert 'id="compare-empty"' in none and "No regressions." in none
 
 
+def test_compare_picker_swap_and_series_links(client, store):
+    _, ids, _ = store
+    # Without both runs the page offers the newest runs to pick from (a GET form), not a 422.
+    pick = client.get("/compare", params={"a": ids["a"]})
+    assert pick.status_code == 200 and 'id="compare-pick"' in pick.text
+    assert re.search(rf'<select name="a" required>.*?<option value="{ids["a"]}" selected>', pick.text, flags=re.S)
+    assert f'<option value="{ids["b"]}">run {ids["b"]} · nightly · H100' in pick.text
+    assert client.get("/api/v1/compare", params={"a": ids["a"]}).status_code == 422  # the API needs both
+    html = client.get("/compare", params={"a": ids["a"], "b": ids["b"], "only": "changed"}).text
+    assert f'id="compare-swap" href="/compare?a={ids["b"]}&amp;b={ids["a"]}&amp;sort=change&amp;only=changed"' in html
+    changed = client.get("/api/v1/compare", params={"a": ids["a"], "b": ids["b"], "only": "changed"}).json()["rows"]
+    assert len(changed) == 2
+    for r in changed:  # each metric links to its series
+        assert f'<a class="metric" href="/series/{r["series_id"]}">{r["metric"]}</a>' in html
+    swapped = _rows(client.get("/api/v1/compare", params={"a": ids["b"], "b": ids["a"]}).json())
+    assert swapped["denoise_step_latency"]["change"] < 0 and swapped["denoise_step_latency"]["verdict"] == "improvement"
+
+
 # ------------------------------------------------------------------ the API docs page (issue 14 point 8)
 
 

@@ -77,6 +77,7 @@ def compare_runs(
             {
                 "workload": key[0],
                 "metric": key[1],
+                "series_id": either["series_id"],
                 "unit": either["unit"],
                 "direction": direction,
                 "a": ma,
