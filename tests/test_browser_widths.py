@@ -133,6 +133,7 @@ def pages(ids: dict) -> dict[str, str]:
         "run-corpus": f"/runs/{ids['last_nightly']}",
         "run-junit": f"/runs/{ids['test_run']}",
         "compare": f"/compare?a={ids['npu_before']}&b={ids['npu_last']}",
+        "compare-pick": "/compare",
         "series-index": "/series",
         "series-search": "/series?q=hunyuan",
         "series-fuzzy": "/series?q=hunyan+tp2",
