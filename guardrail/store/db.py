@@ -27,6 +27,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # The newest migration. Checked by reading alembic_version directly, so that a command's start-up does not load
 # Alembic; tests/test_store.py keeps it equal to Alembic's head.
 SCHEMA_REVISION = "0004"
+# PostgreSQL: migrations (upgrade and downgrade) of one schema run one at a time under the session-level advisory
+# lock (MIGRATION_LOCK_CLASS, hashtext(current_schema())); released when done or when the connection drops.
+MIGRATION_LOCK_CLASS = 0x67726D  # "grm"
 
 
 def redact(url: str) -> str:
@@ -83,10 +86,12 @@ def alembic_config(url: str, engine: Engine | None = None):
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate to ``revision``; a SQLite file under its lock file (see :func:`_prepare_sqlite`)."""
+    """Migrate to ``revision``; a SQLite file under its lock file (see :func:`_prepare_sqlite`), a PostgreSQL
+    schema under its advisory lock."""
     path = _sqlite_file(url) if get_engine(url).dialect.name == "sqlite" else None
     if path is None:
-        _plain_upgrade(url, revision)
+        with _migration_lock(url):
+            _plain_upgrade(url, revision)
         return
     if not path.parent.is_dir():
         raise InfraError(f"cannot create the database {path}: no directory {path.parent}")
@@ -101,9 +106,45 @@ def _plain_upgrade(url: str, revision: str) -> None:
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    """Migrate down to ``revision`` under the same lock as an upgrade or a first use, so that neither runs
+    against a schema a downgrade is halfway through."""
     from alembic import command
 
-    _guard_connect(url, lambda: command.downgrade(alembic_config(url), revision))
+    with _migration_lock(url):
+        _guard_connect(url, lambda: command.downgrade(alembic_config(url), revision))
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """SQLite: the exclusive lock on ``FILE.lock`` (:func:`_exclusive`). PostgreSQL: the schema's advisory lock,
+    taken on a connection of its own (committed at once, so it holds no transaction open meanwhile)."""
+    from sqlalchemy import text
+
+    engine = get_engine(url)
+    if engine.dialect.name == "sqlite":
+        path = _sqlite_file(url)
+        if path is None:  # in memory: nothing to share
+            yield
+            return
+        if not path.parent.is_dir():
+            raise InfraError(f"cannot open the database {path}: no directory {path.parent}")
+        with _exclusive(path):
+            yield
+        return
+    key = {"k": MIGRATION_LOCK_CLASS}
+    conn = _guard_connect(url, engine.connect)
+    try:
+        _guard_connect(url, lambda: conn.execute(text("SELECT pg_advisory_lock(:k, hashtext(current_schema()))"), key))
+        conn.commit()
+        yield
+    finally:
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"), key)
+            conn.commit()
+        except OperationalError:
+            pass  # the connection is gone, and the lock with it
+        finally:
+            conn.close()
 
 
 def current_revision(url: str) -> str | None:
