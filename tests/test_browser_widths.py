@@ -51,6 +51,9 @@ def _npu_history(url: str, tmp: Path) -> dict[str, int]:
                 run_id=f"npu-n{night}",
                 metrics={
                     "denoise_step_latency": noisy_repeats(level * step, repeats=3, rng=rng),
+                    # the stages of one generation (the run page's stage breakdown): 20 denoise steps
+                    "text_encode_latency": noisy_repeats(58.0, repeats=3, steps=1, rng=rng),
+                    "denoise_latency": noisy_repeats(level * step * 20, repeats=3, steps=1, rng=rng),
                     "vae_decode_latency": noisy_repeats(140.0 * vae, repeats=3, steps=1, rng=rng),
                     "peak_memory": [[23552.0], [23552.0], [23552.0]],
                 },
