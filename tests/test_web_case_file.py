@@ -281,7 +281,8 @@ def test_reruns_page_puts_what_was_rerun_first_and_folds_the_rest(client, store)
     )
     body = section.group(1)
     acted = re.search(r'<table class="reruns acted">(.*?)</table>', body, re.S).group(1)
-    assert "<td>rerun</td>" in acted and "tv-regression" in acted
+    assert "<td>rerun</td>" in acted and "v-regression" in acted
+    assert acted.index("<td>rerun</td>") < acted.index("<td>plan</td>")  # the job's plan after what was rerun
     assert '<details class="folded"><summary>' in body
     quiet = re.search(r'<table class="reruns quiet">(.*?)</table>', body, re.S).group(1)
     assert "<td>rerun</td>" not in quiet and "<td>none</td>" in quiet

@@ -241,13 +241,16 @@ def reruns(session: Session, *, run_id: int | None = None, kind: str | None = No
         d["quiet"] = d["action"] == "none" and not d["blocking"]
     for g in groups.values():
         # what was rerun (or flagged, or blocks) and its outcome first; "nothing to do" rows are folded
-        g["acted"] = [d for d in g["decisions"] if not d["quiet"]]
+        acted = [d for d in g["decisions"] if not d["quiet"]]
+        g["acted"] = sorted(acted, key=lambda d: _ACTION_ORDER.get(d["action"], len(_ACTION_ORDER)))
         g["quiet"] = [d for d in g["decisions"] if d["quiet"]]
     runs = sorted(groups.values(), key=lambda g: g["newest"], reverse=True)
     return {"schema": "guardrail.web.reruns/v1", "runs": runs, "reruns": items}
 
 
 SEEN_AGAIN = "regression seen again after a rerun"
+# the order of a run's decisions on the reruns page: reruns, then what was flagged or blocks, the job's plan last
+_ACTION_ORDER = {"rerun": 0, "flag": 1, "none": 2, "enter": 3, "release": 3, "keep": 3, "plan": 4}
 
 
 def _rerun_targets(session: Session, decisions: list[dict[str, Any]]) -> set[tuple[int | None, str]]:

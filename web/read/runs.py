@@ -256,8 +256,8 @@ def _compare_runs(conn: Connection, sql: RunStatements, run: AnyRow, check: AnyR
     baseline = None
     window = None
     if check is not None:
-        doc = conn.execute(sql.check_baseline, {"check_id": check.id}).scalar() or {}
-        windows = ((doc.get("baseline") or {}).get("windows")) or []
+        info = conn.execute(sql.check_baseline, {"check_id": check.id}).scalar()
+        windows = (info.get("windows") if isinstance(info, dict) else None) or []
         window = next((w for w in windows if w.get("to_commit")), None)
         if window is not None:
             until = _parse_time(window.get("last_at")) or run.started_at

@@ -61,7 +61,7 @@ class RunStatements:
     measurements: Statement  # the measurements of a list of results
     previous: Statement  # the newest earlier ok result of a workload on the same hardware and lane
     pins: Statement  # baseline pins of the run, active first
-    check_baseline: Statement  # a check's document (its baseline windows name the runs it was judged against)
+    check_baseline: Statement  # a check's baseline (its windows name the runs it was judged against)
     previous_run: Statement  # the newest earlier run of the same lane, hardware and PR (or main)
     previous_pr_run: Statement  # the same for a PR run: its PR's previous push
     commit_run: Statement  # the newest run of a commit on a hardware outside PRs, at or before a time
@@ -183,7 +183,8 @@ def run_statements(dialect: str) -> RunStatements:
         pins=select(*PIN_COLS)
         .where(m.BaselinePin.run_id == bindparam("run_id"))
         .order_by(m.BaselinePin.active.desc(), m.BaselinePin.id.desc()),
-        check_baseline=select(m.Check.doc).where(m.Check.id == bindparam("check_id")),
+        # the document's baseline part only (its verdicts, most of it, are not read here)
+        check_baseline=select(m.Check.doc["baseline"]).where(m.Check.id == bindparam("check_id")),
         previous_run=select(m.Run.id)
         .where(
             m.Run.lane == bindparam("lane"),
