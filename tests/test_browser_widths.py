@@ -250,6 +250,6 @@ def test_search_box_finds_hunyuan_in_the_browser(server, browser):
         page.fill("#series-q", "hunyan-imge tp2")
         page.press("#series-q", "Enter")
         page.wait_for_selector("#fuzzy-note")
-        assert page.locator("#series-found tr[data-workload='hunyuan-image-2.1-tp2']").count() == 3
+        assert page.locator("#series-found tr[data-workload='hunyuan-image-2.1-tp2']").count() == 5  # its 5 metrics
     finally:
         context.close()
