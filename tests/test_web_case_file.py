@@ -301,6 +301,19 @@ def test_baselines_page_shows_each_lanes_policy_and_window(client, store):
     assert "Pinned baselines" in page
 
 
+def test_junit_run_page_marks_a_quarantined_test(client, store):
+    """Quarantined through the API (the real write, with the token): the run page and the PR page say so."""
+    _, ids = store
+    headers = {"Authorization": f"Bearer {ids['token']}"}
+    body = {"test": ids["flaky_key"], "reason": "flaky on NPU: ACL sync"}
+    assert client.post("/api/v1/quarantine", json=body, headers=headers).status_code == 200
+    for path in (f"/runs/{ids['test_run']}", f"/prs/{PR}"):
+        page = _main(client.get(path).text)
+        summary = re.sub(r"<[^>]+>", "", re.search(r'id="[a-z-]*tests-summary">(.*?)</p>', page, re.S).group(1))
+        assert "1 quarantined" in summary, path
+        assert "t-quarantined" in page and "flaky on NPU: ACL sync" in page, path
+
+
 _TIMES = re.compile(r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(\+00:00)?)?")
 
 
