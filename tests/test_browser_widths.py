@@ -253,3 +253,25 @@ def test_search_box_finds_hunyuan_in_the_browser(server, browser):
         assert page.locator("#series-found tr[data-workload='hunyuan-image-2.1-tp2']").count() == 5  # its 5 metrics
     finally:
         context.close()
+
+
+def test_signed_in_pages_fit_a_phone(server, browser):
+    """Signed in, the pages with forms (triage, bulk triage, quarantine) fit 390 px too."""
+    base, ids = server
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(base + "/login")
+        page.fill("input[name=token]", ids["token"])
+        page.click("#login button[type=submit]")
+        page.wait_for_load_state()
+        assert "sign out" in page.locator("header").inner_text()
+        wide = []
+        for name in ("overview", "alerts", "alert", "flaky", "test", "reruns", "run-junit"):
+            page.goto(base + pages(ids)[name])
+            m = page.evaluate(MEASURE)
+            if m["scroll"] > m["inner"]:
+                wide.append(f"{name}: {m['scroll']} px")
+        assert not wide, wide
+    finally:
+        context.close()
