@@ -3,14 +3,14 @@
 # The import order is the order of `guardrail --help`: the workflow's order, not the alphabet's.
 # isort: off
 from guardrail.cli import db, ingest, check, run, analysis, history, alerts, baseline, comment
-from guardrail.cli import flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema
+from guardrail.cli import flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema, matrix
 
 # isort: on
 from guardrail.cli.app import app
 
 COMMAND_MODULES = (
     *(db, ingest, check, run, analysis, history, alerts, baseline, comment),
-    *(flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema),
+    *(flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema, matrix),
 )
 
 __all__ = ["COMMAND_MODULES", "app"]

@@ -6,10 +6,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.pages import alerts, compare, junit, login, overview, prs, runs, series
+from web.pages import alerts, compare, junit, login, matrix, overview, prs, runs, series
 
 router = APIRouter(include_in_schema=False)
 for part in (alerts.forms, junit.forms, login.public):
     router.include_router(part)
-for part in (overview.reads, alerts.reads, series.reads, runs.reads, compare.reads, prs.reads, junit.reads):
+for part in (
+    overview.reads,
+    alerts.reads,
+    series.reads,
+    runs.reads,
+    compare.reads,
+    matrix.reads,
+    prs.reads,
+    junit.reads,
+):
     router.include_router(part)

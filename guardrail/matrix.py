@@ -1,0 +1,265 @@
+"""The parallel-strategy matrix: per pipeline family, which strategies and degrees exist, which cells each lane
+runs, and what they cost in device minutes.
+
+A matrix file (workloads/matrix/*.yaml, schema `guardrail.matrix/v1`) names a base workload, the values each axis
+takes (the parallel degrees `ulysses`, `ring`, `cfg`, `tp`, `vae_patch`, the weight sharding `hsdp`, and the
+`cache`), and per strategy the library that implements it for the family or why none does. A cell is one value per
+axis; its world size is the product of the transformer's degrees (ulysses, ring, cfg, tp), or the VAE's patches
+where those need more ranks (VAE patches and hsdp are spread over the same ranks). It is `unsupported` when it asks
+for a strategy no library implements (the reason is the file's), for more devices than `max_world`, or for VAE
+patches that do not divide its ranks. Lanes pick cells:
+
+- `all` (weekly, release): every supported cell;
+- `pairwise` (nightly): a covering array of strength 2 over the supported cells, i.e. every pair of values of two
+  axes that some supported cell has is in at least one chosen cell (the standard combinatorial-testing
+  reduction: most interaction faults involve two factors), chosen greedily (the cell covering the most uncovered
+  pairs first; ties: fewer devices, then the order of the product), deterministic;
+- `named` (presubmit): the named cells (e.g. the vLLM-Omni perf cases) that are supported.
+
+Every lane runs the single-device cell too: scaling efficiency and output equivalence are judged against it.
+Device minutes of a cell: `minutes_per_run` x world size x the lane's repeats, the bound for a run whose
+parallel part does not speed up (model load, warm-up and compile dominate short CI runs).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from guardrail.errors import InputError
+from guardrail.schema import json_path
+
+MATRIX_DIR = Path(__file__).resolve().parents[1] / "workloads" / "matrix"
+SCHEMA = "guardrail.matrix/v1"
+DEGREES = ("ulysses", "ring", "cfg", "tp", "vae_patch")  # parallel degrees
+# The transformer's degrees multiply into the world size; the VAE's patches and the weight sharding (hsdp) are
+# spread over the same ranks (vLLM-Omni's ulysses2+cfg2+vae_patch4 runs on 4 devices).
+MULTIPLIED = ("ulysses", "ring", "cfg", "tp")
+STRATEGIES = (*DEGREES, "hsdp")
+AXES = (*STRATEGIES, "cache")
+Selection = Literal["all", "pairwise", "named"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Support(_Strict):
+    """How a strategy is implemented for the family: a library and its API, or why no library does it."""
+
+    library: str | None = None  # e.g. "diffusers 0.42.1", "cache-dit 1.5"
+    api: str | None = None  # the call that applies it
+    unsupported: str | None = None  # the reason no library implements it for this family
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Support:
+        if (self.library is None) == (self.unsupported is None):
+            raise ValueError("give either library (with api) or unsupported (the reason)")
+        return self
+
+
+class Lane(_Strict):
+    cells: Selection
+    repeats: int = Field(default=2, ge=1, le=50)
+
+
+class Matrix(_Strict):
+    schema_: Literal["guardrail.matrix/v1"] = Field(alias="schema")
+    family: str = Field(min_length=1, max_length=100)
+    workload: str = Field(min_length=1, max_length=200)  # the base workload (workloads/NAME.yaml)
+    minutes_per_run: float = Field(gt=0, le=10_000)  # device minutes of one single-device run
+    max_world: int = Field(default=8, ge=1, le=1024)
+    axes: dict[str, list[Any]]
+    support: dict[str, Support] = Field(default_factory=dict)
+    named: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    lanes: dict[str, Lane]
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in axes.items():
+            if name not in AXES:
+                raise ValueError(f"unknown axis {name!r} (known: {', '.join(AXES)})")
+            if not values or len(set(map(str, values))) != len(values):
+                raise ValueError(f"axis {name!r} needs distinct values")
+            if name in DEGREES and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+                raise ValueError(f"axis {name!r}: degrees are integers >= 1")
+            if name == "hsdp" and not all(isinstance(v, bool) for v in values):
+                raise ValueError("axis 'hsdp': values are true/false")
+        return axes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Matrix:
+        for name in self.support:
+            if name not in STRATEGIES:
+                raise ValueError(f"support: unknown strategy {name!r}")
+        for name, cell in self.named.items():
+            for axis, value in cell.items():
+                if axis not in AXES:
+                    raise ValueError(f"named cell {name!r}: unknown axis {axis!r}")
+                if axis in self.axes and value not in self.axes[axis]:
+                    raise ValueError(f"named cell {name!r}: {axis}={value!r} is not among the axis's values")
+        return self
+
+
+def _default(axis: str) -> Any:
+    return False if axis == "hsdp" else "none" if axis == "cache" else 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination: a value per axis (axes the matrix leaves out take their neutral value)."""
+
+    values: tuple[tuple[str, Any], ...]  # in AXES order
+    name: str | None = None  # a named cell's name
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any], name: str | None = None) -> Cell:
+        return cls(tuple((a, values.get(a, _default(a))) for a in AXES), name)
+
+    def get(self, axis: str) -> Any:
+        return dict(self.values)[axis]
+
+    @property
+    def world(self) -> int:
+        """The product of the transformer's degrees, or the VAE's patches where they need more ranks."""
+        out = 1
+        for d in MULTIPLIED:
+            out *= int(self.get(d))
+        return max(out, int(self.get("vae_patch")))
+
+    @property
+    def single_device(self) -> bool:
+        return self.world == 1
+
+    @property
+    def tag(self) -> str:
+        """e.g. "ulysses2+vae_patch2+cache_dit"; "single" for the single-device cell."""
+        parts = [f"{d}{self.get(d)}" for d in DEGREES if int(self.get(d)) > 1]
+        if self.get("hsdp"):
+            parts.append("hsdp")
+        if self.get("cache") != "none":
+            parts.append(str(self.get("cache")))
+        return "+".join(parts) or "single"
+
+    def workload(self, base: str) -> str:
+        """The workload name the cell's results are stored under."""
+        return base if self.tag == "single" else f"{base}@{self.tag}"
+
+    def pairs(self, axes: Sequence[str]) -> set[tuple[str, Any, str, Any]]:
+        v = dict(self.values)
+        return {(a, repr(v[a]), b, repr(v[b])) for a, b in itertools.combinations(axes, 2)}
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    cell: Cell
+    supported: bool
+    reason: str  # why not, or the libraries that implement it
+    device_minutes: float
+
+
+def _why_unsupported(m: Matrix, cell: Cell) -> str | None:
+    for s in STRATEGIES:
+        value = cell.get(s)
+        used = bool(value) if s == "hsdp" else int(value) > 1
+        if used:
+            support = m.support.get(s)
+            if support is None:
+                return f"{s}: the matrix names no library for it"
+            if support.unsupported:
+                return f"{s}: {support.unsupported}"
+    if cell.world % int(cell.get("vae_patch")):
+        return f"vae_patch {cell.get('vae_patch')} does not divide the job's {cell.world} ranks"
+    if cell.get("hsdp") and cell.world < 2:
+        return "hsdp shards the weights over the job's ranks: it needs a parallel degree > 1"
+    if cell.world > m.max_world:
+        return f"needs {cell.world} devices, more than the matrix's max_world {m.max_world}"
+    return None
+
+
+def _how(m: Matrix, cell: Cell) -> str:
+    used = [s for s in STRATEGIES if (bool(cell.get(s)) if s == "hsdp" else int(cell.get(s)) > 1)]
+    libs = [f"{s}: {m.support[s].library} ({m.support[s].api})" for s in used]
+    return "; ".join(libs) or "single device"
+
+
+def cells(m: Matrix) -> list[Cell]:
+    """The full product of the axes, in the file's order (named cells keep their names)."""
+    names = {Cell.of(v).values: n for n, v in m.named.items()}
+    axes = [a for a in AXES if a in m.axes]
+    out = []
+    for combo in itertools.product(*(m.axes[a] for a in axes)):
+        c = Cell.of(dict(zip(axes, combo, strict=True)))
+        out.append(Cell(c.values, names.get(c.values)))
+    known = {c.values for c in out}
+    out += [Cell.of(v, n) for n, v in m.named.items() if Cell.of(v).values not in known]
+    return out
+
+
+def pairwise(candidates: Sequence[Cell], axes: Sequence[str]) -> list[Cell]:
+    """A greedy covering array of strength 2: cells of `candidates` until every pair of values of two `axes` that
+    some candidate has is covered. Deterministic: the most new pairs first, then fewer devices, then order."""
+    uncovered: set[tuple[str, Any, str, Any]] = set()
+    for c in candidates:
+        uncovered |= c.pairs(axes)
+    chosen: list[Cell] = []
+    rest = list(candidates)
+    while uncovered:
+        best = max(range(len(rest)), key=lambda i: (len(rest[i].pairs(axes) & uncovered), -rest[i].world, -i))
+        cell = rest.pop(best)
+        uncovered -= cell.pairs(axes)
+        chosen.append(cell)
+    return chosen
+
+
+def plan(m: Matrix, lane: str) -> list[CellPlan]:
+    """The cells `lane` runs (the single-device reference first), then the unsupported cells it would have run,
+    each with its reason and device minutes."""
+    if lane not in m.lanes:
+        raise KeyError(lane)
+    spec = m.lanes[lane]
+    every = cells(m)
+    supported = [c for c in every if _why_unsupported(m, c) is None]
+    axes = [a for a in AXES if a in m.axes and len(m.axes[a]) > 1]
+    if spec.cells == "all":
+        chosen = supported
+    elif spec.cells == "pairwise":
+        chosen = pairwise(supported, axes)
+    else:
+        chosen = [c for c in supported if c.name]
+    single = [c for c in supported if c.single_device and c.get("cache") == "none"]
+    chosen = single[:1] + [c for c in chosen if c not in single[:1]]
+    out = [CellPlan(c, True, _how(m, c), m.minutes_per_run * c.world * spec.repeats) for c in chosen]
+    if spec.cells == "named":
+        refused = [c for c in every if c.name and _why_unsupported(m, c)]
+    else:
+        refused = [c for c in every if _why_unsupported(m, c)]
+    out += [CellPlan(c, False, _why_unsupported(m, c) or "", 0.0) for c in refused]
+    return out
+
+
+def load_matrix(path: Path) -> Matrix:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path)) from None
+    try:
+        return Matrix.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(msg, file=str(path), field=json_path(tuple(err["loc"]))) from None
+
+
+def load_matrices(paths: Iterable[Path] | None = None) -> list[tuple[Path, Matrix]]:
+    files = sorted(paths) if paths else sorted(MATRIX_DIR.glob("*.yaml"))
+    return [(p, load_matrix(p)) for p in files]
