@@ -228,7 +228,7 @@ def test_perf_candidate_from_a_verdicts_document_entry() -> None:
     assert plan["workloads"][0]["extra_repeats"] == 5 and plan["summary"]["workloads_to_rerun"] == 1
 
 
-def test_a_regression_at_a_confirmation_look_is_confirmed_and_the_last_look_asks_for_nothing():
+def test_a_regression_is_confirmed_once_more_until_the_last_look_which_asks_for_nothing():
     def entry(verdict, look):
         return {"workload": "w", "metric": "m", "hardware": "H", "verdict": verdict, "repeats_needed": 6,
                 "candidate": {"repeats": 4}, "look": look, "max_looks": 3}  # fmt: skip
@@ -236,7 +236,9 @@ def test_a_regression_at_a_confirmation_look_is_confirmed_and_the_last_look_asks
     (first,) = plan_perf_reruns([PerfCandidate.from_entry(entry("regression", 1))])
     assert first.action == "rerun" and "first-seen" in first.reason
     (again,) = plan_perf_reruns([PerfCandidate.from_entry(entry("regression", 2))])
-    assert (again.action, again.blocking) == ("none", True) and "look 2 of 3" in again.reason
+    assert again.action == "rerun" and "look 2: confirm once more" in again.reason
+    (final,) = plan_perf_reruns([PerfCandidate.from_entry(entry("regression", 3))])
+    assert (final.action, final.blocking) == ("none", True) and "last look (3 of 3): confirmed" in final.reason
     (last,) = plan_perf_reruns([PerfCandidate.from_entry(entry("inconclusive", 3))])
     assert (last.action, last.extra_repeats, last.blocking) == ("flag", 0, False) and "last look" in last.reason
     (mid,) = plan_perf_reruns([PerfCandidate.from_entry(entry("inconclusive", 2))])
