@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from guardrail.errors import InputError
@@ -41,6 +41,9 @@ _LOOKUP_CHUNK = 500  # keys per IN (...) lookup: well under SQLite's bound-param
 # Files at least this large are parsed in a child process while this one writes; below it, a process start
 # (~0.1 s) would cost more than the overlap saves.
 CHILD_MIN_BYTES = 2 << 20
+# PostgreSQL: the transaction-level advisory lock (PAIR_LOCK_CLASS, hashtext(pair key)) one ingest holds while it
+# writes a commit pair's verdicts (see _lock_pair).
+PAIR_LOCK_CLASS = 0x67727670  # "grvp"
 
 _EXEC_INSERT_COLS = (
     "test_pk", "run_id", "report_id", "job_attempt", "process_attempt", "inprocess_attempt", "outcome",
@@ -131,6 +134,7 @@ def _ingest(
             return report
         run, run_is_new = SharedRows(session).run(run_info, run_hardware)
         session.flush()
+        _lock_pair(session, run)
         for s in report.skipped:
             s["run_id"] = s["run_id"] or run.id
         head, base, pk, runs = pair_runs(session, run)
@@ -179,6 +183,20 @@ def _ingest(
             if run.id in grouped["infra"]:
                 s["infra_failure"] = grouped["infra"][run.id]
     return report
+
+
+def _lock_pair(session: Session, run: m.Run) -> None:
+    """One ingest at a time writes a commit pair's verdicts. Several CI jobs of one commit pair (shards, job
+    attempts, hardware) each regroup the pair's verdicts over every stored attempt: concurrently, on PostgreSQL
+    each would miss the others' uncommitted runs, take the "only run of the pair" path or insert the same
+    (test, pair) row, and all but one failed with a UniqueViolation on test_verdicts. Taken after the run row,
+    before this ingest reads the pair's runs or creates any test row, and held to commit: a waiting ingest then
+    reads the pair as the first one committed it (READ COMMITTED: each statement sees the latest commits).
+    SQLite needs none: the ingest's BEGIN IMMEDIATE already makes writers take turns."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    pk = jm.pair_key(run.commit.sha if run.commit is not None else None, run.base_commit, run.id)
+    session.execute(text("SELECT pg_advisory_xact_lock(:c, hashtext(:pk))"), {"c": PAIR_LOCK_CLASS, "pk": pk})
 
 
 def _stored_entry(
