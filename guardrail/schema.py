@@ -96,6 +96,7 @@ class CIInfo(_Model):
     run_id: Str100 | None = None
     attempt: Int32 | None = Field(default=None, ge=1)
     url: Str2000 | None = None
+    queue: Str100 | None = None  # the agent queue (Buildkite) or runner group the job ran on
 
 
 class Source(_Model):
