@@ -133,6 +133,10 @@ def run_lane(
 
     needs_device = any(spec.engine == "diffusers" for _, spec in chosen)
     dev = resolve(device) if needs_device else device
+    from runners.parallel import check_workload
+
+    for path, spec in chosen:  # a parallel workload that cannot run here is refused before anything runs
+        check_workload(path, spec, scale, dev)
     if source is None:
         from guardrail.ci_env import source_from_env
 
@@ -159,6 +163,27 @@ def run_lane(
             continue
         assert env is not None
         n = repeats or spec.repeats_for(lane)
+        if spec.parallel is not None:  # one torch.distributed job per repeat (runners.launch)
+            from runners.launch import run_workload
+
+            label = f"[{wi}/{len(chosen)}] {spec.name} (parallel, world {spec.parallel.world})"
+            written.append(
+                run_workload(
+                    path,
+                    spec,
+                    scale=scale,
+                    device=dev,
+                    lane=lane,
+                    lane_started=lane_started,
+                    source=source,
+                    env=env,
+                    repeats=n,
+                    out=out,
+                    ui=ui,
+                    label=label,
+                )
+            )
+            continue
         started = clock.now()
         runs: list[WorkerOk | WorkerFailure] = []
         walls: list[float] = []

@@ -18,6 +18,7 @@ from guardrail.adapters import FORMATS
 from guardrail.adapters.identity import digest
 from guardrail.schema import Workload
 from runners.measurements import DEFAULT_METRICS, METRICS
+from runners.parallel import Parallel
 
 LANES = ("presubmit", "nightly", "extended", "release")
 # Fresh processes per workload execution when neither the workload nor --repeats says otherwise.
@@ -138,6 +139,7 @@ class WorkloadSpec(_Strict):
     warmup_steps: int = Field(default=1, ge=0)
     repeats: dict[str, int] = {}
     timeout_s: float = Field(default=1800, gt=0)
+    parallel: Parallel | None = None  # degrees of a multi-device run (runners.parallel); absent: one device
     command: Command | None = None
 
     @field_validator("lanes")
@@ -248,6 +250,8 @@ def resolve_model_path(path: str) -> Path:
 def effective_spec(spec: WorkloadSpec, scale: str) -> dict[str, Any]:
     """What actually runs at this scale: the series identity (digest) is a hash of this."""
     d = spec.model_dump(mode="json", by_alias=True, exclude={"tiny", "repeats", "lanes", "description"})
+    if spec.parallel is None:  # absent, as before the field existed: single-device digests stay as they were
+        d.pop("parallel", None)
     if spec.engine == "diffusers":
         d["components"] = {
             k: v.model_dump(mode="json", by_alias=True, exclude={"source"})

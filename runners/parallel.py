@@ -1,0 +1,331 @@
+"""Parallel workloads: a workload's `parallel:` mapping, its checks before launch, and applying it to a built
+pipeline through the libraries that implement each strategy.
+
+Vocabulary (shared with `guardrail matrix`): integer degrees `ulysses`, `ring`, `cfg`, `tp`, `vae_patch` (1 each
+by default) and `hsdp` (false); the world size is the product of the degrees.
+
+Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5.3, 2026-12-02):
+
+- ulysses / ring, Wan2.2 and Qwen-Image: diffusers context parallelism, `ContextParallelConfig(ulysses_degree=,
+  ring_degree=)` through `ModelMixin.enable_parallelism` and the model's `_cp_plan`.
+- ulysses / ring / tp, HunyuanImage-2.1, and tp for Wan2.2 / Qwen-Image: cache-dit's
+  `ParallelismConfig(ulysses_size=, ring_size=, tp_size=)` (its planners `HunyuanImage`, `Wan`,
+  `QwenImageTransformer2DModel`) through `cache_dit.enable_cache(pipe, parallelism_config=...)`.
+- cfg (conditional and unconditional branch on separate ranks): neither library implements it for any of the
+  three families -> refused.
+- vae_patch: cache-dit has a data-parallel tiled decode for AutoencoderKLWan and AutoencoderKLQwenImage, but it
+  spreads the tiles over the transformer's own ranks; under the product rule vae_patch adds ranks of its own, which
+  no library does -> refused (see docs/runners.md, "Parallel workloads").
+- hsdp: no library wires HSDP/FSDP weight sharding into these pipelines -> refused.
+
+CPU accommodation (the only one, in `_cpu_device_count`): diffusers' `_resolve_parallel_config` computes the rank's
+device as `rank % torch.accelerator.device_count()`, which is 0 on a CPU-only host (ZeroDivisionError); while
+`enable_parallelism` runs on CPU the count reads 1, so every rank's device is `cpu`. Nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEGREES = ("ulysses", "ring", "cfg", "tp", "vae_patch")
+STRATEGIES = (*DEGREES, "hsdp")
+BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
+# diffusers 0.42.1 backends whose attention returns the log-sum-exp that ring attention merges partial results with
+# (native and _native_npu raise on return_lse=True); all are CUDA kernels, so ring has no CPU or Ascend backend here
+RING_BACKENDS = ("flash", "flash_hub", "_flash_3_hub", "_native_cudnn", "_native_flash", "sage", "sage_hub")
+
+
+class Parallel(BaseModel):
+    """A workload's `parallel:` mapping."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ulysses: int = Field(default=1, ge=1)
+    ring: int = Field(default=1, ge=1)
+    cfg: int = Field(default=1, ge=1)
+    tp: int = Field(default=1, ge=1)
+    vae_patch: int = Field(default=1, ge=1)
+    hsdp: bool = False
+
+    @property
+    def world(self) -> int:
+        return math.prod(getattr(self, d) for d in DEGREES)
+
+    def asked(self) -> list[str]:
+        """The strategies this mapping turns on."""
+        return [d for d in DEGREES if getattr(self, d) > 1] + (["hsdp"] if self.hsdp else [])
+
+
+@dataclass(frozen=True)
+class Support:
+    library: str | None = None  # "diffusers" or "cache-dit"
+    api: str | None = None
+    unsupported: str | None = None  # why no library does it for this family
+
+
+_VAE_PATCH = (
+    "vae_patch: no library adds VAE patch-parallel ranks of their own; cache-dit 1.5's tiled VAE decode "
+    "(cache_dit.distributed.autoencoders) spreads tiles over the transformer's own ranks, so it cannot be "
+    "the separate degree the product rule counts"
+)
+
+
+def _support(family: str) -> dict[str, Support]:
+    name = {"wan": "WanPipeline", "qwen-image": "QwenImageEdit*Pipeline", "hunyuanimage": "HunyuanImagePipeline"}
+    cfg = Support(
+        unsupported=f"cfg: neither diffusers 0.42.1 nor cache-dit 1.5 implements CFG-parallel for {name[family]}"
+    )
+    hsdp = Support(unsupported=f"hsdp: no library wires HSDP/FSDP weight sharding into {name[family]}")
+    cp = Support(
+        "diffusers", "ModelMixin.enable_parallelism(config=ContextParallelConfig(ulysses_degree, ring_degree))"
+    )
+    cd = Support("cache-dit", "cache_dit.enable_cache(pipe, parallelism_config=ParallelismConfig(...))")
+    if family == "hunyuanimage":
+        vae = Support(unsupported="vae_patch: cache-dit 1.5 has no VAE parallel planner for AutoencoderKLHunyuanImage")
+        return {"ulysses": cd, "ring": cd, "tp": cd, "cfg": cfg, "vae_patch": vae, "hsdp": hsdp}
+    return {"ulysses": cp, "ring": cp, "tp": cd, "cfg": cfg, "vae_patch": Support(unsupported=_VAE_PATCH), "hsdp": hsdp}
+
+
+def family_of(pipeline: str) -> str:
+    if pipeline.startswith("Wan"):
+        return "wan"
+    if pipeline.startswith("QwenImage"):
+        return "qwen-image"
+    if pipeline.startswith("HunyuanImage"):
+        return "hunyuanimage"
+    raise ValueError(f"no parallel support table for pipeline {pipeline!r}")
+
+
+SUPPORT: dict[str, dict[str, Support]] = {f: _support(f) for f in ("wan", "qwen-image", "hunyuanimage")}
+
+
+class ParallelInputError(ValueError):
+    """A parallel mapping that cannot run: `field` is the workload field (e.g. `parallel.cfg`)."""
+
+    def __init__(self, field: str, message: str, *, unsupported: bool = False):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.unsupported = unsupported  # no library implements it (the matrix shows it as `unsupported`)
+
+
+def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
+    """Why no library runs this combination for the pipeline (None: every asked strategy has one)."""
+    table = SUPPORT[family_of(pipeline)]
+    for s in par.asked():
+        if table[s].unsupported:
+            return table[s].unsupported
+    return None
+
+
+def plan(pipeline: str, par: Parallel) -> str:
+    """Which library applies the whole mapping: 'diffusers' (context parallel only) or 'cache-dit'."""
+    table = SUPPORT[family_of(pipeline)]
+    libs = {table[s].library for s in par.asked()}
+    return "cache-dit" if "cache-dit" in libs else "diffusers"
+
+
+def device_slots(device_type: str) -> int:
+    """Devices one job may use: accelerators on npu/cuda; on CPU each rank is a process, so the cores."""
+    if device_type == "cpu":
+        return os.cpu_count() or 1
+    from runners.device import Device
+
+    return Device(device_type).count()
+
+
+def check(
+    par: Parallel,
+    *,
+    pipeline: str,
+    transformer_config: dict[str, Any],
+    vae_config: dict[str, Any],
+    generation: Any,
+    device_type: str,
+    devices: int,
+    attention_backend: str | None = None,
+) -> None:
+    """Everything that can be known before launch; raises ParallelInputError naming the field."""
+    reason = unsupported_reason(pipeline, par)
+    if reason is not None:
+        field = reason.split(":", 1)[0]
+        raise ParallelInputError(f"parallel.{field}", f"unsupported: {reason.split(': ', 1)[1]}", unsupported=True)
+    if par.world > devices:
+        raise ParallelInputError(
+            "parallel",
+            f"world size {par.world} (product of the degrees) exceeds the {devices} device(s) available "
+            f"on {device_type}",
+        )
+    lib = plan(pipeline, par)
+    if lib == "cache-dit" and device_type == "cpu":
+        raise ParallelInputError(
+            "parallel.tp" if par.tp > 1 else "parallel",
+            "cache-dit 1.5 parallelism runs on cuda/npu only (its platform layer has no CPU device count); "
+            "on cpu only diffusers' ulysses/ring apply",
+        )
+    if lib == "cache-dit" and par.ulysses > 1 and par.ring > 1 and par.world < 4:
+        raise ParallelInputError("parallel", "cache-dit needs at least 4 ranks for ulysses and ring together")
+    if lib == "diffusers" and par.ring > 1:
+        if device_type == "cpu":
+            raise ParallelInputError(
+                "parallel.ring",
+                "diffusers' ring attention needs an attention backend that returns the log-sum-exp "
+                f"({', '.join(RING_BACKENDS)}); none runs on cpu (native raises on return_lse=True)",
+            )
+        if attention_backend not in RING_BACKENDS:
+            raise ParallelInputError(
+                "parallel.ring",
+                f"diffusers' ring attention needs options.attention_backend in {', '.join(RING_BACKENDS)} "
+                f"(the log-sum-exp); this workload's is {attention_backend or 'the default (native)'}",
+            )
+    heads = transformer_config.get("num_attention_heads")
+    if isinstance(heads, int):
+        for name in ("ulysses", "tp"):
+            d = getattr(par, name)
+            if d > 1 and heads % d:
+                raise ParallelInputError(
+                    f"parallel.{name}", f"{name}={d} must divide the transformer's num_attention_heads ({heads})"
+                )
+    cp = par.ulysses * par.ring
+    if cp > 1:
+        seq = image_tokens(pipeline, transformer_config, vae_config, generation)
+        frames = f"x{generation.num_frames}" if generation.num_frames else ""
+        if seq is not None and seq % cp:
+            raise ParallelInputError(
+                "parallel",
+                f"ulysses x ring = {cp} must divide the image sequence length ({seq} tokens at "
+                f"{generation.width}x{generation.height}{frames})",
+            )
+
+
+def image_tokens(pipeline: str, tcfg: dict[str, Any], vcfg: dict[str, Any], gen: Any) -> int | None:
+    """Tokens of the generated picture in the transformer's sequence (what context parallelism splits)."""
+    patch = tcfg.get("patch_size", 2)
+    if pipeline.startswith("Wan"):
+        spatial = int(vcfg.get("scale_factor_spatial", 8))
+        temporal = int(vcfg.get("scale_factor_temporal", 4))
+        pt, ph, pw = patch if isinstance(patch, list) else (1, patch, patch)
+        frames = ((gen.num_frames or 1) - 1) // temporal + 1
+        return (frames // pt) * (gen.height // spatial // ph) * (gen.width // spatial // pw)
+    if pipeline.startswith("QwenImage"):
+        return (gen.height // 8 // patch) * (gen.width // 8 // patch)
+    return None
+
+
+# --- applying it, inside a rank of a torch.distributed job ------------------------------------------------------
+@contextlib.contextmanager
+def _cpu_device_count() -> Iterator[None]:
+    """The CPU accommodation (module doc): torch.accelerator.device_count() reads 1 instead of 0 on a CPU-only
+    host, for the duration of the library call only."""
+    import torch
+
+    if torch.accelerator.device_count() > 0:
+        yield
+        return
+    original = torch.accelerator.device_count
+    torch.accelerator.device_count = lambda: 1
+    try:
+        yield
+    finally:
+        torch.accelerator.device_count = original
+
+
+def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str, Any]:
+    """Apply the mapping to the built pipeline (the process group is up); returns what was applied."""
+    import torch.distributed as dist
+
+    from runners.options import transformers_of
+
+    lib = plan(pipeline, par)
+    applied: dict[str, Any] = {
+        **par.model_dump(),
+        "world": par.world,
+        "backend": dist.get_backend(),
+        "library": lib,
+    }
+    if lib == "diffusers":
+        import diffusers
+        from diffusers import ContextParallelConfig
+
+        names = []
+        for t in transformers_of(pipe):
+            # one config per model: enable_parallelism records it (and its mesh) on the model
+            config = ContextParallelConfig(ulysses_degree=par.ulysses, ring_degree=par.ring)
+            with _cpu_device_count() if device_type == "cpu" else contextlib.nullcontext():
+                t.enable_parallelism(config=config)
+            names.append(type(t).__name__)
+        applied.update(
+            library_version=diffusers.__version__,
+            api="ContextParallelConfig + ModelMixin.enable_parallelism",
+            models=names,
+            cpu_accommodation="torch.accelerator.device_count() read as 1 in enable_parallelism"
+            if device_type == "cpu"
+            else None,
+        )
+    else:
+        import cache_dit
+        from cache_dit import ParallelismConfig
+
+        config = ParallelismConfig(
+            ulysses_size=par.ulysses if par.ulysses > 1 else None,
+            ring_size=par.ring if par.ring > 1 else None,
+            tp_size=par.tp if par.tp > 1 else None,
+        )
+        cache_dit.enable_cache(pipe, parallelism_config=config)
+        applied.update(
+            library_version=getattr(cache_dit, "__version__", None),
+            api="cache_dit.enable_cache(parallelism_config=ParallelismConfig)",
+            cache_dit_backend=str(getattr(config, "backend", None)),
+        )
+    applied["attention_backend"] = _attention_backends(pipe)
+    return applied
+
+
+def _attention_backends(pipe: Any) -> list[str]:
+    """The backend every attention processor runs (a processor without its own runs diffusers' active one)."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    from runners.options import transformers_of
+
+    active = _AttentionBackendRegistry.get_active_backend()[0]
+    seen: set[str] = set()
+    for t in transformers_of(pipe):
+        for m in t.modules():
+            proc = getattr(m, "processor", None)
+            if proc is not None and hasattr(proc, "_attention_backend"):
+                b = proc._attention_backend
+                seen.add(str(getattr(b or active, "value", b or active)))
+    return sorted(seen)
+
+
+def check_workload(path: Any, spec: Any, scale: str, device_type: str, devices: int | None = None) -> None:
+    """runners.lane, before anything runs: a parallel workload that cannot run here at this scale is bad input
+    (exit 2), one line naming the file and the field."""
+    from guardrail.errors import InputError
+
+    par = spec.parallel
+    if par is None:
+        return
+    if spec.engine != "diffusers":
+        raise InputError("parallel runs need engine: diffusers", file=str(path), field="parallel")
+    comps = spec.components_at(scale)
+    try:
+        check(
+            par,
+            pipeline=spec.pipeline or "",
+            transformer_config=comps["transformer"].config if "transformer" in comps else {},
+            vae_config=comps["vae"].config if "vae" in comps else {},
+            generation=spec.generation_at(scale),
+            device_type=device_type,
+            devices=device_slots(device_type) if devices is None else devices,
+            attention_backend=spec.options_at(scale).attention_backend,
+        )
+    except ParallelInputError as exc:
+        raise InputError(f"{exc.message} ({scale} scale)", file=str(path), field=exc.field) from None
