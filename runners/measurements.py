@@ -45,6 +45,15 @@ class Measurements(_Output):
     warmup_time: Annotated[Samples, MetricInfo("s")] = None
     compile_time: Annotated[Samples, MetricInfo("s")] = None
     throughput: Annotated[Samples, MetricInfo("outputs/s", "higher_is_better")] = None
+    # cache-dit's own counters for the measured generation (recorded whenever cache: cache_dit applied)
+    cache_cached_steps: Annotated[Samples, MetricInfo("steps", "higher_is_better")] = None
+    cache_computed_steps: Annotated[Samples, MetricInfo("steps")] = None
+    cache_residual_diff: Annotated[Samples, MetricInfo("ratio")] = None  # one per step cache-dit checked
+    # output equivalence against a no-cache generation of the same seed in the same process (only when the
+    # workload lists them: it costs one more generation)
+    cache_psnr: Annotated[Samples, MetricInfo("dB", "higher_is_better")] = None
+    cache_ssim: Annotated[Samples, MetricInfo("ratio", "higher_is_better")] = None
+    cache_max_abs_diff: Annotated[Samples, MetricInfo("abs")] = None
 
     def samples(self, metric: str) -> list[float]:
         """The values of one metric ([] when not measured)."""
@@ -56,8 +65,13 @@ CATALOGUE: dict[str, MetricInfo] = {
     for name, field in Measurements.model_fields.items()
 }
 METRICS = tuple(CATALOGUE)
-# What a workload measures unless it lists its metrics: compile_time is recorded when something compiles.
-DEFAULT_METRICS = [m for m in METRICS if m != "compile_time"]
+# Recorded whenever the option behind them applied, asked for or not.
+WHEN_APPLIED = ("compile_time", "cache_cached_steps", "cache_computed_steps", "cache_residual_diff")
+# Measured only when a workload lists them (an extra no-cache generation per process).
+EQUIVALENCE = ("cache_psnr", "cache_ssim", "cache_max_abs_diff")
+# What a workload measures unless it lists its metrics (unchanged by the optional ones above, so existing
+# workloads keep their digests).
+DEFAULT_METRICS = [m for m in METRICS if m not in WHEN_APPLIED + EQUIVALENCE]
 
 
 class Warmup(_Output):
@@ -80,13 +94,15 @@ class WorkerOk(_Output):
     wall_e2e_s: float
     outputs: int  # images or video frames per generation
     overhead: dict[str, Any] | None = None  # GUARDRAIL_OVERHEAD_CHECK=1 only
+    cache: dict[str, Any] | None = None  # cache-dit's counters, residual diffs, equivalence (runners.options)
+    compile: dict[str, Any] | None = None  # compile time's derivation and Dynamo's counters
 
 
 class WorkerFailure(_Output):
     """A process that produced no measurement: it raised (error), or the lane stopped it (timeout)."""
 
     status: Literal["error", "timeout"]
-    kind: str  # oom, collective_timeout, device_error, exception, crash or timeout
+    kind: str  # oom, collective_timeout, device_error, compile_error, option_unavailable, exception, crash, timeout
     message: str
 
 

@@ -56,6 +56,10 @@ def build_result(
     }
     if any(r.overhead is not None for r in ok):
         extra["overhead_check"] = [r.overhead for r in ok]
+    if any(r.cache is not None for r in ok):  # cache-dit's counters per process: whether it cached at all
+        extra["cache"] = [r.cache for r in ok]
+    if any(r.compile is not None for r in ok):
+        extra["compile"] = [r.compile for r in ok]
     return Result(
         schema="guardrail.result/v1",
         run=RunInfo(lane=lane, started_at=started, source=source),

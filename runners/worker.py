@@ -16,7 +16,10 @@ from runners.measurements import WorkerFailure, WorkerOk
 
 
 def classify(exc: BaseException) -> str:
-    """Error kind for a failed run: oom, collective_timeout, device_error or exception."""
+    """Error kind for a failed run: oom, collective_timeout, device_error or exception (or the kind an
+    option error carries: compile_error, option_unavailable)."""
+    if isinstance(getattr(exc, "guardrail_kind", None), str):
+        return exc.guardrail_kind  # type: ignore[attr-defined]
     text = f"{type(exc).__name__}: {exc}".lower()
     if "outofmemory" in text.replace(" ", "") or "out of memory" in text:
         return "oom"

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from runners.device import Device, Mark
-from runners.measurements import METRICS, Measurements, Warmup, WorkerOk
+from runners.measurements import EQUIVALENCE, METRICS, WHEN_APPLIED, Measurements, Warmup, WorkerOk
 from runners.spec import WorkloadSpec
 
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
@@ -221,7 +221,6 @@ def run(
     import torch
 
     from runners.components import build_pipeline, weights_digest
-    from runners.options import apply
 
     say = progress or (lambda msg: None)
     gen = spec.generation_at(scale)
@@ -242,22 +241,45 @@ def run(
     device.synchronize()
     load_s = time.perf_counter() - t0
     pipe.set_progress_bar_config(disable=True)
-    applied = {**apply(pipe, spec.options_at(scale), device.type), **shrunk}
+    from runners.options import OptionError, apply_attention, apply_cache, apply_compile, is_compile_failure
+
+    options = spec.options_at(scale)
+    applied: dict[str, Any] = apply_attention(pipe, options, device.type)
+    reference = None
+    if options.cache != "none" and any(m in spec.metrics for m in EQUIVALENCE):
+        # the same seed through the same pipeline before the cache is on: what the cache's output is held to
+        say("no-cache reference generation")
+        with torch.inference_mode():
+            reference = _output_of(pipe(**call_kwargs(spec, scale, pipe)))
+        device.synchronize()
+    applied.update(apply_cache(pipe, options))
+    applied.update(apply_compile(pipe, options, device.type))
+    applied.update(shrunk)
+    compiling = applied["compile"] != "none"
     probe = Probe(device)
     _instrument(pipe, probe)
 
+    def generate(kwargs: dict[str, Any]) -> Any:
+        try:
+            with torch.inference_mode():
+                return pipe(**kwargs, callback_on_step_end=probe.step_end)
+        except Exception as exc:
+            if compiling and is_compile_failure(exc):
+                raise OptionError(
+                    "compile_error", f"compile: {options.compile} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
+
     warm_times: list[float] = []
-    compile_s = None
+    warm_gen_steps: list[float] = []  # step latencies of the warm-up generations (compile happens in the first)
     for i in range(warm_gens):
         say(f"warm-up generation {i + 1}/{warm_gens}")
         steps = min(gen.num_inference_steps, max(2, warm_steps + 1))
         t = time.perf_counter()
-        with torch.inference_mode():
-            pipe(**call_kwargs(spec, scale, pipe, steps), callback_on_step_end=probe.step_end)
+        generate(call_kwargs(spec, scale, pipe, steps))
         device.synchronize()
         warm_times.append(time.perf_counter() - t)
-        if i == 0 and applied["compile"] != "none":
-            compile_s = warm_times[0]
+        warm_gen_steps.extend(probe.step_ms())
         probe.reset()
 
     say(f"measured generation ({gen.num_inference_steps} steps)")
@@ -267,8 +289,7 @@ def run(
     device.synchronize()
     start = device.event()
     t = time.perf_counter()
-    with torch.inference_mode():
-        result = pipe(**kwargs, callback_on_step_end=probe.step_end)
+    result = generate(kwargs)
     end = device.event()
     device.synchronize()
     wall_s = time.perf_counter() - t
@@ -279,8 +300,32 @@ def run(
     loop_start = probe.loop_start
     denoise_ms = loop_start.ms_until(probe.step_ends[-1]) if loop_start is not None and probe.step_ends else 0.0
     n_out = _count_outputs(output)
+    steady = steps_ms[warm_steps:] or steps_ms
+    compile_info = compile_time(warm_gen_steps + steps_ms[:warm_steps], steady) if compiling else None
+    if compile_info is not None:
+        from runners.options import compile_counters
+
+        compile_info["dynamo"] = compile_counters()
+    cache_info = None
+    cache_metrics: dict[str, list[float] | None] = {}
+    if applied.get("cache") == "cache_dit":
+        from runners.options import cache_stats
+
+        cache_info = cache_stats(pipe)
+        if cache_info is not None:
+            cache_metrics = {
+                "cache_cached_steps": [float(cache_info["cached_steps"])],
+                "cache_computed_steps": [float(cache_info["computed_steps"])],
+                "cache_residual_diff": list(cache_info["residual_diffs"].values()) or None,
+            }
+        if reference is not None:
+            eq = equivalence(reference, output)
+            cache_info = {**(cache_info or {}), "equivalence": eq}
+            cache_metrics.update(
+                cache_psnr=[eq["psnr_db"]], cache_ssim=[eq["ssim"]], cache_max_abs_diff=[eq["max_abs_diff"]]
+            )
     measured = Measurements(
-        denoise_step_latency=steps_ms[warm_steps:] or steps_ms,
+        denoise_step_latency=steady,
         e2e_latency=[e2e_ms],
         text_encode_latency=[Probe._sum(probe.text)],
         denoise_latency=[denoise_ms],
@@ -289,11 +334,12 @@ def run(
         reserved_memory=[device.reserved_mib()],
         load_time=[load_s],
         warmup_time=[sum(warm_times) if warm_times else sum(steps_ms[:warm_steps]) / 1000.0],
-        compile_time=None if compile_s is None else [compile_s],
+        compile_time=None if compile_info is None else [compile_info["compile_time_s"]],
         throughput=[n_out / (e2e_ms / 1000.0)] if e2e_ms > 0 else [0.0],
+        **cache_metrics,
     )
-    # the metrics the workload asks for; compile_time whenever something compiled
-    unasked = {m: None for m in METRICS if m not in spec.metrics and m != "compile_time"}
+    # the metrics the workload asks for, plus those recorded whenever their option applied
+    unasked = {m: None for m in METRICS if m not in spec.metrics and m not in WHEN_APPLIED}
     return WorkerOk(
         metrics=measured.model_copy(update=unasked),
         warmup=Warmup(generations=warm_gens, times_s=warm_times, step_latency_ms=steps_ms[:warm_steps]),
@@ -305,10 +351,76 @@ def run(
         forward_ms_per_step=probe.forward_ms_per_step(),
         wall_e2e_s=wall_s,
         outputs=n_out,
-        overhead=bare_forward_check(device, probe, steps_ms[warm_steps:] or steps_ms)
-        if keep_inputs and probe.captured
-        else None,
+        overhead=bare_forward_check(device, probe, steady) if keep_inputs and probe.captured else None,
+        cache=cache_info,
+        compile=compile_info,
     )
+
+
+def compile_time(warm_ms: list[float], steady_ms: list[float]) -> dict[str, Any]:
+    """Compile time as the excess of the warm-up steps (every step before the measured ones: the warm-up
+    generations' and the measured generation's first `warmup_steps`) over a steady step: torch.compile
+    compiles lazily, inside the first forwards, so that excess is the compiling (and any recompiles)."""
+    import statistics
+
+    med = statistics.median(steady_ms) if steady_ms else 0.0
+    excess = sum(max(0.0, s - med) for s in warm_ms)
+    return {
+        "compile_time_s": excess / 1000.0,
+        "warmup_steps_ms": [round(s, 3) for s in warm_ms],
+        "steady_step_median_ms": round(med, 3),
+        "method": "sum over warm-up steps of (step - steady median)",
+    }
+
+
+def _ssim_2d(a: Any, b: Any, win: int = 7) -> float:
+    """Mean SSIM (Wang et al. 2004) of two [0, 1] images with a win x win uniform window."""
+    import numpy as np
+
+    c1, c2 = 0.01**2, 0.03**2
+
+    def box(x: Any) -> Any:  # mean over every win x win window, by 2-D cumulative sums
+        s = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        return (s[win:, win:] - s[:-win, win:] - s[win:, :-win] + s[:-win, :-win]) / (win * win)
+
+    if min(a.shape) < win:
+        win = min(a.shape)
+    mu_a, mu_b = box(a), box(b)
+    va = box(a * a) - mu_a**2
+    vb = box(b * b) - mu_b**2
+    cov = box(a * b) - mu_a * mu_b
+    n = win * win
+    va, vb, cov = va * n / (n - 1), vb * n / (n - 1), cov * n / (n - 1)  # sample statistics
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (va + vb + c2)
+    return float((num / den).mean())
+
+
+def equivalence(reference: Any, output: Any) -> dict[str, Any]:
+    """PSNR, SSIM (mean over pictures and channels) and max abs difference of two [0, 1] outputs.
+    PSNR of identical outputs is reported as 100 dB (a cap: the value is infinite)."""
+    import math
+
+    import numpy as np
+
+    a = np.clip(np.nan_to_num(np.asarray(reference, dtype=np.float64), nan=0.0), 0, 1)
+    b = np.clip(np.nan_to_num(np.asarray(output, dtype=np.float64), nan=0.0), 0, 1)
+    if a.shape != b.shape:
+        raise ValueError(f"cache equivalence: output shape {b.shape} differs from the reference {a.shape}")
+    mse = float(((a - b) ** 2).mean())
+    psnr = 100.0 if mse == 0 else min(100.0, 10 * math.log10(1.0 / mse))
+    pa = a.reshape((-1,) + a.shape[-3:])
+    pb = b.reshape((-1,) + b.shape[-3:])
+    ssims = [_ssim_2d(pa[i, :, :, c], pb[i, :, :, c]) for i in range(pa.shape[0]) for c in range(pa.shape[-1])]
+    return {
+        "psnr_db": psnr,
+        "ssim": float(np.mean(ssims)),
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "mse": mse,
+        "pictures": int(pa.shape[0]),
+        "guard": {"ssim_min": 0.90, "psnr_min_db": 30.0},
+        "within_guard": bool(float(np.mean(ssims)) >= 0.90 and psnr >= 30.0),
+    }
 
 
 def bare_forward_check(device: Device, probe: Probe, steps_ms: list[float], reps: int = 5) -> dict[str, Any]:
