@@ -176,3 +176,14 @@ def test_what_to_do_follows_the_table():
 
     both = render_markdown(report(row("r", "regression", 0.05, (0.03, 0.07)), *maybe))
     assert "alert page; the rerun policy adds the repeats it needs (6 more repeats)." in both
+
+
+def test_each_changed_row_names_the_threshold_of_its_metric_family():
+    """Thresholds by family (issue 12 point 7) are shown where the verdict is: peak memory judged at 2%, a latency
+    at 1%."""
+    memory = row("wan22", "regression", 0.031, (0.025, 0.037), metric="peak_memory_mb_max", unit="MiB")
+    memory["threshold"] = 0.02
+    md = main_part(render_markdown(report(memory, row("wan22", "regression", 0.015, (0.012, 0.018)))))
+    lines = {line.split("|")[2].strip(): line for line in md.splitlines() if line.startswith("| wan22")}
+    assert lines[r"peak\_memory\_mb\_max"].rstrip(" |").endswith("<sub>±2%</sub>")
+    assert lines[r"denoise\_step\_latency"].rstrip(" |").endswith("<sub>±1%</sub>")

@@ -170,7 +170,13 @@ def _cells(v: VerdictRow, dashboard_url: str | None, *, compact: bool = False) -
             _side(v.candidate.median, v.candidate.repeats, "repeat", v.unit),
         ]
     )
-    return [workload, metric, *values, _fmt_change(v), VERDICT_LABEL[v.verdict]]
+    return [workload, metric, *values, _fmt_change(v), VERDICT_LABEL[v.verdict] + _threshold(v)]
+
+
+def _threshold(v: VerdictRow) -> str:
+    """The metric family's threshold the verdict was judged at (policy `thresholds`), e.g. " <sub>±2%</sub>"."""
+    t = _num(v.threshold)
+    return f" <sub>±{t * 100:.3g}%</sub>" if t else ""
 
 
 def _row(v: VerdictRow, dashboard_url: str | None, *, compact: bool = False) -> str:
