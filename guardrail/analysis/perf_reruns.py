@@ -121,7 +121,7 @@ def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str
         why = {
             "regression": f"regression at the last look ({c.look} of {c.max_looks}): confirmed"
             if last_look
-            else "regression seen again after a rerun: confirmed",
+            else "regression already seen on this commit or open as an alert: confirmed, not rerun",
             # a one-night spike of a nightly summary series: the next nightly judges it again, at no extra cost
             "suspect": "suspect: off its level for one night; the next nightly judges it again",
         }.get(c.verdict, c.verdict)
