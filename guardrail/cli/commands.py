@@ -4,6 +4,7 @@
 # isort: off
 from guardrail.cli import db, ingest, check, run, analysis, history, alerts, baseline, comment
 from guardrail.cli import flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema, matrix
+from guardrail.cli import buildkite
 
 # isort: on
 from guardrail.cli.app import app
@@ -11,6 +12,7 @@ from guardrail.cli.app import app
 COMMAND_MODULES = (
     *(db, ingest, check, run, analysis, history, alerts, baseline, comment),
     *(flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema, matrix),
+    buildkite,
 )
 
 __all__ = ["COMMAND_MODULES", "app"]
