@@ -2,8 +2,9 @@
 compile, attention backends side by side, cache-dit's cached/computed steps, speed-up and output equivalence
 against a no-cache run of the same seed.
 
-    python bench/gpu_optim.py --plan compile|attention|cache|cache-probe [--plan ...] --out DIR
+    python bench/gpu_optim.py --plan compile|attention|attention-flash|cache|cache-probe [--plan ...] --out DIR
                               [--device cuda] [--scale full] [--steps N] [--budget-s 500]
+    python bench/gpu_optim.py --render bench/results/gpu_optim_h200_*.json     # the tables again
 
 Every variant is a copy of a pinned workload with only the option under test (and, where the plan says so,
 the step count) changed, run by `runners.run_lane` as one fresh process (the real worker, hooks, events and
@@ -209,14 +210,17 @@ def summarise(label: str, r: dict[str, Any]) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]], bases: dict[str, str | None]) -> str:
     by = {r["label"]: r for r in rows}
     lines = [
-        f"{'variant':46} {'status':11} {'step ms':>9} {'cv':>6} {'speed-up':>8} {'compile s':>9} {'peak GiB':>8} "
-        f"{'cached/computed':>15} {'psnr':>6} {'ssim':>6} {'maxabs':>6}"
+        f"{'variant':46} {'status':11} {'step ms':>9} {'cv':>6} {'step x':>7} {'denoise s':>9} {'denoise x':>9} "
+        f"{'compile s':>9} {'peak GiB':>8} {'cached/computed':>15} {'psnr':>6} {'ssim':>6} {'maxabs':>6}"
     ]
     for r in rows:
         base = by.get(bases.get(r["label"]) or "")
         sp = ""
         if base and base.get("step_median_ms") and r.get("step_median_ms"):
             sp = f"{base['step_median_ms'] / r['step_median_ms']:.3f}x"
+        dx = ""  # the whole loop: with a cache, the median step is a computed or a cached one, not their mix
+        if base and base.get("denoise_latency") and r.get("denoise_latency"):
+            dx = f"{base['denoise_latency'] / r['denoise_latency']:.3f}x"
         cc = ""
         if "cache_cached_steps" in r:
             cc = f"{r['cache_cached_steps']:.0f}/{r['cache_computed_steps']:.0f}"
@@ -226,7 +230,9 @@ def table(rows: list[dict[str, Any]], bases: dict[str, str | None]) -> str:
 
         lines.append(
             f"{r['label'][:46]:46} {r['status']:11} {f('step_median_ms', '9.1f'):>9} "
-            f"{(format(r['step_cv'], '.2%') if 'step_cv' in r else ''):>6} {sp:>8} {f('compile_time', '9.1f'):>9} "
+            f"{(format(r['step_cv'], '.2%') if 'step_cv' in r else ''):>6} {sp:>7} "
+            f"{(format(r['denoise_latency'] / 1000, '9.2f') if 'denoise_latency' in r else ''):>9} {dx:>9} "
+            f"{f('compile_time', '9.1f'):>9} "
             f"{(format(r['peak_memory'] / 1024, '8.1f') if 'peak_memory' in r else ''):>8} {cc:>15} "
             f"{f('cache_psnr', '6.1f'):>6} {f('cache_ssim', '6.3f'):>6} {f('cache_max_abs_diff', '6.3f'):>6}"
         )
@@ -237,19 +243,25 @@ def table(rows: list[dict[str, Any]], bases: dict[str, str | None]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--render", nargs="+", help="print the tables of saved gpu_optim_*.json files and exit")
     ap.add_argument(
-        "--plan",
-        action="append",
-        required=True,
-        choices=["compile", "attention", "attention-flash", "cache", "cache-probe"],
+        "--plan", action="append", choices=["compile", "attention", "attention-flash", "cache", "cache-probe"]
     )
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--scale", default="full")
     ap.add_argument("--steps", type=int, default=0, help="denoising steps for compile/attention (0: 6 Wan, 8 Qwen)")
     ap.add_argument("--budget-s", type=float, default=500.0, help="start no variant after this many seconds")
     ap.add_argument("--only", action="append", help="run only variants whose label contains this")
     args = ap.parse_args()
+    if args.render:
+        for f in args.render:
+            d = json.loads(Path(f).read_text())
+            bases = {x["label"]: x["variant"].get("base") for x in d["raw"]}
+            print(f"== {d['plan']} ({Path(f).name})\n{table(d['rows'], bases)}")
+        return
+    if not args.plan or not args.out:
+        ap.error("--plan and --out are required (or --render)")
 
     from runners import run_lane
 
