@@ -62,9 +62,9 @@ def _probe_backend(name: str, device: str, dtype: Any, via: str = "diffusers") -
     q = torch.randn(1, 64, 2, 64, device=device, dtype=dtype)  # (batch, seq, heads, head_dim)
     with torch.inference_mode():
         if via == "diffusers":
-            from diffusers.models.attention_dispatch import dispatch_attention_fn
+            from diffusers.models.attention_dispatch import AttentionBackendName, dispatch_attention_fn
 
-            out = dispatch_attention_fn(q, q, q, backend=name)
+            out = dispatch_attention_fn(q, q, q, backend=AttentionBackendName(name))
         else:
             from cache_dit.attention.backends.register import _AttnBackend, _AttnBackendRegistry
 
