@@ -37,6 +37,8 @@ from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
 PSNR_MIN_DB = 30.0
 SSIM_MIN = 0.97
 TERM_GRACE_S = 10.0
+# What a rank's collective raises when a peer went away (gloo, NCCL): not the job's cause
+PEER_LOST = ("connection closed by peer", "connection reset by peer", "remote worker", "remote process exited")
 
 
 # --- one rank -----------------------------------------------------------------------------------------------
@@ -80,6 +82,8 @@ def classify(exc: BaseException) -> str:
     from runners.worker import classify as worker_classify
 
     text = f"{type(exc).__name__}: {exc}".lower()
+    if any(m in text for m in PEER_LOST):
+        return "peer_lost"  # a consequence: the job's kind is that of the rank that went away (job_failure)
     if ("gloo" in text or "distbackenderror" in text) and ("timed out" in text or "timeout" in text):
         return "collective_timeout"
     return worker_classify(exc)
@@ -261,12 +265,15 @@ def run_job(
 
 
 def job_failure(outs: list[WorkerOk | WorkerFailure]) -> WorkerFailure | None:
-    """The job's failure: the rank that raised (its own kind) before ranks stopped because of it."""
+    """The job's failure: the rank that caused it, not the ranks that stopped because of it."""
     bad = [o for o in outs if isinstance(o, WorkerFailure)]
     if not bad:
         return None
-    raised = [o for o in bad if o.kind not in ("crash", "timeout")]
-    first = (raised or bad)[0]
+    # the cause first: a rank that raised on its own, then one that died, then one whose peer went away
+    order = {"crash": 1, "peer_lost": 2, "timeout": 3}
+    first = min(bad, key=lambda o: order.get(o.kind, 0))
+    if first.kind == "peer_lost":  # every rank lost its peer and none says why: the peer is gone
+        first = WorkerFailure(status="error", kind="crash", message=first.message)
     others = len(bad) - 1
     note = f" ({others} other rank(s) without a result)" if others else ""
     return WorkerFailure(status=first.status, kind=first.kind, message=(first.message + note)[:2000])
