@@ -26,7 +26,13 @@ def _agent(argv: list[str], stdin: str | None = None) -> None:
     if found is None:
         raise InfraError(f"{argv[0]} is not on PATH (these commands run inside a Buildkite job)")
     try:
-        done = subprocess.run([found, *argv[1:]], input=stdin, capture_output=True, text=True, timeout=300, check=False)
+        # Without a body the agent gets no stdin at all: `annotate` would otherwise wait on ours.
+        if stdin is None:
+            done = subprocess.run(
+                [found, *argv[1:]], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+            )
+        else:
+            done = subprocess.run([found, *argv[1:]], input=stdin, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
         raise InfraError(f"{argv[0]} {argv[1]}: {exc}") from None
     if done.returncode != 0:
