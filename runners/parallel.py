@@ -243,14 +243,16 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
 
     from runners.options import transformers_of
 
-    lib = plan(pipeline, par)
+    lib = plan(pipeline, par) if par.asked() else None  # world 1: the launcher's 1-rank job, nothing to apply
     applied: dict[str, Any] = {
         **par.model_dump(),
         "world": par.world,
         "backend": dist.get_backend(),
         "library": lib,
     }
-    if lib == "diffusers":
+    if lib is None:
+        pass
+    elif lib == "diffusers":
         import diffusers
         from diffusers import ContextParallelConfig
 

@@ -96,3 +96,36 @@ def test_qwen_image_edit_ulysses2_gloo(tmp_path):
     r = _run(tmp_path, "qwen-ulysses2")
     _check(r)
     assert r.extra["parallel"]["applied"]["models"] == ["QwenImageTransformer2DModel"]
+
+
+def test_qwen_image_edit_ulysses2_with_cache_dit(tmp_path):
+    # the matrix's ulysses2-cache_dit cell: diffusers' context parallelism, then cache-dit's DBCache on top
+    (tmp_path / "w").mkdir()
+    _write(tmp_path / "w", "qwen-image-edit-2511-1024-cache-dit", "qwen-cd-ulysses2", {"ulysses": 2}, _qwen_two_heads)
+    from runners import run_lane
+
+    (f,) = run_lane(
+        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
+        workloads_dir=tmp_path / "w",
+    )  # fmt: skip
+    r = load_result(f)
+    _check(r)
+    assert r.extra["applied"]["cache"] == "cache_dit"
+    assert r.extra["cache"][0]["cached_steps"] > 0  # cache-dit did cache under context parallelism
+
+
+def test_one_rank_job_through_the_same_launcher(tmp_path):
+    # what a single-GPU machine runs before the multi-GPU run adds ranks: torchrun, one rank, a process group
+    from runners.launch import run_job
+    from runners.measurements import WorkerOk
+
+    (tmp_path / "w").mkdir()
+    _write(tmp_path / "w", "wan22-ti2v-5b-720p", "wan-world1", {})
+    outs, wall, timed_out = run_job(
+        tmp_path / "w" / "wan-world1.yaml", scale="tiny", device="cpu", world=1, job_dir=tmp_path / "job",
+        timeout_s=300, log=tmp_path / "job.log",
+    )  # fmt: skip
+    assert not timed_out and len(outs) == 1 and isinstance(outs[0], WorkerOk), outs
+    applied = outs[0].applied["parallel"]
+    assert applied["world"] == 1 and applied["backend"] == "gloo" and applied["library"] is None
+    assert outs[0].metrics.samples("denoise_step_latency")
