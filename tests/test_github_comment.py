@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from guardrail.cli import main
 from guardrail.errors import InfraError, InputError
 from guardrail.reports.github import GitHub, RetryPolicy, ServerError, marker_for
+from tests.cli_inprocess import run_cli
 from tests.githubfake import TOKEN, FakeGitHub
 
 REPO = "org/project"
@@ -81,25 +80,13 @@ def write_doc(tmp_path: Path, doc: dict, name: str = "verdicts.json") -> Path:
     return path
 
 
-def cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run the real `guardrail` entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["guardrail", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def comment_args(path: Path, *extra: str) -> list[str]:
     return ["comment", "--repo", REPO, "--pr", "7", "--verdicts", str(path), *extra]
 
 
 def test_comment_created_once_then_updated(gh, env, capsys, monkeypatch):
     first = write_doc(env, DOC, "first.json")
-    code, out, err = cli(capsys, monkeypatch, *comment_args(first, "--dashboard-url", "https://perf.example.org"))
+    code, out, err = run_cli(capsys, *comment_args(first, "--dashboard-url", "https://perf.example.org"))
     assert code == 0, err
     assert "comment created" in out
 
@@ -108,7 +95,7 @@ def test_comment_created_once_then_updated(gh, env, capsys, monkeypatch):
     fixed["summary"] = {"no_change": 2}
     fixed["status"] = "success"
     second = write_doc(env, fixed, "second.json")
-    code, out, err = cli(capsys, monkeypatch, *comment_args(second, "--dashboard-url", "https://perf.example.org"))
+    code, out, err = run_cli(capsys, *comment_args(second, "--dashboard-url", "https://perf.example.org"))
     assert code == 0, err
     assert "comment updated" in out
 
@@ -134,7 +121,7 @@ def test_comment_created_once_then_updated(gh, env, capsys, monkeypatch):
 def test_same_report_twice_leaves_comment_alone(gh, env, capsys, monkeypatch):
     path = write_doc(env, DOC)
     for _ in range(2):
-        code, _, err = cli(capsys, monkeypatch, *comment_args(path))
+        code, _, err = run_cli(capsys, *comment_args(path))
         assert code == 0, err
     assert len(gh.comments[(REPO, 7)]) == 1
     assert not gh.requests("PATCH")
@@ -149,7 +136,7 @@ def test_finds_its_comment_on_a_later_page(gh, env, capsys, monkeypatch):
     mine = gh.add_comment(REPO, 7, marker_for("presubmit") + "\nold report", login="github-actions[bot]", type_="Bot")
     for i in range(20):
         gh.add_comment(REPO, 7, f"later {i}")
-    code, out, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, out, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 0, err
     assert "comment updated" in out
     assert not gh.requests("POST", r"/comments$")
@@ -161,8 +148,8 @@ def test_finds_its_comment_on_a_later_page(gh, env, capsys, monkeypatch):
 
 def test_separate_keys_keep_separate_comments(gh, env, capsys, monkeypatch):
     path = write_doc(env, DOC)
-    assert cli(capsys, monkeypatch, *comment_args(path))[0] == 0
-    assert cli(capsys, monkeypatch, *comment_args(path, "--key", "presubmit-cuda"))[0] == 0
+    assert run_cli(capsys, *comment_args(path))[0] == 0
+    assert run_cli(capsys, *comment_args(path, "--key", "presubmit-cuda"))[0] == 0
     assert len(gh.comments[(REPO, 7)]) == 2
     assert {s["context"] for s in gh.statuses} == {
         "perf-guardrail/presubmit",
@@ -173,7 +160,7 @@ def test_separate_keys_keep_separate_comments(gh, env, capsys, monkeypatch):
 def test_server_error_then_success_is_retried(gh, env, capsys, monkeypatch):
     gh.fail("GET", r"/issues/7/comments$", 500)
     gh.fail("POST", r"/statuses/", 502)
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 0, err
     assert [r.status for r in gh.requests("GET")] == [500, 200]
     assert [r.status for r in gh.requests("POST", "/statuses/")] == [502, 201]
@@ -184,7 +171,7 @@ def test_server_error_then_success_is_retried(gh, env, capsys, monkeypatch):
 def test_failed_create_is_never_duplicated(gh, env, capsys, monkeypatch, performed):
     # A 502 on create may mean it happened (performed) or not: either way, one comment in the end.
     gh.fail("POST", r"/issues/7/comments$", 502, perform=performed)
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 0, err
     assert len(gh.comments[(REPO, 7)]) == 1
     assert len(gh.requests("POST", r"/issues/7/comments$")) == (1 if performed else 2)
@@ -200,7 +187,7 @@ def test_secondary_rate_limit_honours_retry_after(gh, env, capsys, monkeypatch):
     )
     gh.fail("POST", r"/statuses/", 429, headers={"retry-after": "0"})
     start = time.monotonic()
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 0, err
     assert time.monotonic() - start >= 1.0
     assert [r.status for r in gh.requests("GET")] == [403, 200]
@@ -209,7 +196,7 @@ def test_secondary_rate_limit_honours_retry_after(gh, env, capsys, monkeypatch):
 
 def test_bad_token_is_one_line_exit_3_and_never_printed(gh, env, capsys, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong_" + TOKEN)
-    code, out, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, out, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 3
     assert len(err.strip().splitlines()) == 1
     assert "401" in err and "credentials" in err
@@ -219,7 +206,7 @@ def test_bad_token_is_one_line_exit_3_and_never_printed(gh, env, capsys, monkeyp
 
 def test_token_echoed_by_the_server_is_scrubbed(gh, env, capsys, monkeypatch):
     gh.fail("GET", r"/comments$", 403, body={"message": f"Resource not accessible by integration\n{TOKEN}"})
-    code, out, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, out, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 3
     assert err.startswith("error: GitHub GET /repos/org/project/issues/7/comments: HTTP 403")
     assert len(err.strip().splitlines()) == 1
@@ -228,14 +215,14 @@ def test_token_echoed_by_the_server_is_scrubbed(gh, env, capsys, monkeypatch):
 
 def test_unknown_repo_is_a_usage_error(gh, env, capsys, monkeypatch):
     path = write_doc(env, DOC)
-    code, _, err = cli(capsys, monkeypatch, "comment", "--repo", "org/nope", "--pr", "7", "--verdicts", str(path))
+    code, _, err = run_cli(capsys, "comment", "--repo", "org/nope", "--pr", "7", "--verdicts", str(path))
     assert code == 2
     assert "HTTP 404" in err and len(err.strip().splitlines()) == 1
 
 
 def test_unprocessable_status_is_a_usage_error(gh, env, capsys, monkeypatch):
     gh.fail("POST", r"/statuses/", 422, body={"message": "Validation Failed", "errors": [{"code": "custom"}]})
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 2
     assert "HTTP 422" in err and "Validation Failed" in err
 
@@ -244,7 +231,7 @@ def test_rate_limit_too_far_away_fails_without_waiting(gh, env, capsys, monkeypa
     reset = str(int(time.time()) + 3600)
     gh.fail("GET", r"/comments$", 403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}, times=9)
     start = time.monotonic()
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 3
     assert time.monotonic() - start < 5
     assert "rate limited" in err
@@ -252,7 +239,7 @@ def test_rate_limit_too_far_away_fails_without_waiting(gh, env, capsys, monkeypa
 
 
 def test_pending_sets_only_a_status(gh, env, capsys, monkeypatch):
-    code, out, err = cli(capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", SHA, "--pending")
+    code, out, err = run_cli(capsys, "comment", "--repo", REPO, "--pr", "7", "--sha", SHA, "--pending")
     assert code == 0, err
     assert gh.statuses[0]["state"] == "pending"
     assert not gh.comments.get((REPO, 7))
@@ -264,7 +251,7 @@ def test_infra_errors_give_error_status(gh, env, capsys, monkeypatch):
     doc["verdicts"] = doc["verdicts"][1:]
     doc["errors"] = [{"workload": "wan22", "status": "infra_error", "kind": "oom", "message": "out of memory"}]
     doc.pop("status")
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, doc)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, doc)))
     assert code == 0, err
     assert gh.statuses[0]["state"] == "error"
     assert "out of memory" in gh.comments[(REPO, 7)][0]["body"]
@@ -272,7 +259,7 @@ def test_infra_errors_give_error_status(gh, env, capsys, monkeypatch):
 
 def test_missing_token_still_writes_summary(gh, env, capsys, monkeypatch):
     monkeypatch.delenv("GITHUB_TOKEN")
-    code, _, err = cli(capsys, monkeypatch, *comment_args(write_doc(env, DOC)))
+    code, _, err = run_cli(capsys, *comment_args(write_doc(env, DOC)))
     assert code == 2 and "GITHUB_TOKEN" in err
     assert "Performance regression" in (env / "summary.md").read_text()
     assert not gh.log
@@ -281,7 +268,7 @@ def test_missing_token_still_writes_summary(gh, env, capsys, monkeypatch):
 def test_bad_verdicts_file_names_the_file(env, capsys, monkeypatch):
     path = env / "bad.json"
     path.write_text("{not json")
-    code, _, err = cli(capsys, monkeypatch, *comment_args(path))
+    code, _, err = run_cli(capsys, *comment_args(path))
     assert code == 2 and str(path) in err
 
 
@@ -354,7 +341,7 @@ def test_error_option_reports_an_infra_error(gh, env, capsys, monkeypatch):
         "--error",
         "check exited 3",
     ]
-    code, out, err = cli(capsys, monkeypatch, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert gh.statuses[0]["state"] == "error" and gh.statuses[0]["context"] == "perf-guardrail/nightly"
     body = gh.comments[(REPO, 7)][0]["body"]

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from guardrail.cli import main
+from tests.cli_inprocess import run_cli
 from tests.githubfake import TOKEN, FakeGitHub
 
 REPO = "org/project"
@@ -50,17 +49,6 @@ def result(*, lane: str, commit: str, when: datetime, level: float, seed: int, p
     }
 
 
-def cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["guardrail", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture
 def gh():
     with FakeGitHub() as fake:
@@ -82,7 +70,7 @@ def test_presubmit_flow_regression_then_fix(gh, tmp_path, capsys, monkeypatch):
         doc = result(lane="nightly", commit=f"{i:040x}", when=start + timedelta(days=i), level=100.0, seed=i)
         (history / f"n{i:02d}.json").write_text(json.dumps(doc))
     base = f"{11:040x}"
-    code, out, err = cli(capsys, monkeypatch, "ingest", "--db", db, str(history))
+    code, out, err = run_cli(capsys, "ingest", "--db", db, str(history))
     assert code == 0, err
 
     def push(sha: str, level: float, seed: int, day: int) -> tuple[int, Path]:
@@ -93,10 +81,9 @@ def test_presubmit_flow_regression_then_fix(gh, tmp_path, capsys, monkeypatch):
             pr=7, base=base, branch="feature",
         )  # fmt: skip
         (results / "tiny-wan.json").write_text(json.dumps(doc))
-        assert cli(capsys, monkeypatch, "ingest", "--db", db, str(results))[0] == 0
-        code, out, err = cli(
+        assert run_cli(capsys, "ingest", "--db", db, str(results))[0] == 0
+        code, out, err = run_cli(
             capsys,
-            monkeypatch,
             "check",
             "--db",
             db,
@@ -111,7 +98,7 @@ def test_presubmit_flow_regression_then_fix(gh, tmp_path, capsys, monkeypatch):
         verdicts = tmp_path / f"verdicts-{sha[:4]}.json"
         verdicts.write_text(out)
         args = ["comment", "--repo", REPO, "--pr", "7", "--sha", sha, "--lane", "presubmit"]
-        c_code, c_out, c_err = cli(capsys, monkeypatch, *args, "--verdicts", str(verdicts))
+        c_code, c_out, c_err = run_cli(capsys, *args, "--verdicts", str(verdicts))
         assert c_code == 0, c_err
         return code, verdicts
 
@@ -143,7 +130,7 @@ def test_presubmit_flow_regression_then_fix(gh, tmp_path, capsys, monkeypatch):
         from guardrail.store.queries import latest_verdicts_doc  # noqa: F401
     except ImportError:
         return
-    code, out, err = cli(capsys, monkeypatch, "comment", "--repo", REPO, "--pr", "7", "--sha", GOOD_SHA, "--db", db)
+    code, out, err = run_cli(capsys, "comment", "--repo", REPO, "--pr", "7", "--sha", GOOD_SHA, "--db", db)
     assert code == 0, err
     assert gh.statuses[-1]["state"] == "success"
     assert len(gh.comments[(REPO, 7)]) == 1

@@ -5,7 +5,6 @@ with their reasons, and the commands exit with the right codes."""
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,26 +20,11 @@ from guardrail.store import junit_models as tm
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
 from guardrail.store.junit_queries import ci_health_doc, flaky_stats, flaky_top, history, reruns, verdict_strip
+from tests.cli_inprocess import run_cli
 from tests.timeline import at
 
 NOW = at()
 MSG = "RuntimeError: HCCL timeout after 1800 s on rank 3"
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the real CLI entry point in-process (its error handling and exit codes included)."""
-    import guardrail.cli as c
-
-    old, sys.argv = sys.argv, ["guardrail", *args]
-    try:
-        c.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def junit(path: Path, cases: dict[str, str], msg: str = MSG) -> Path:
@@ -98,14 +82,14 @@ def test_flaky_report_over_stored_history_matches_the_pure_functions(history_db,
     assert (t0.state, t0.flaky_verdicts, t0.verdicts) == ("flaky", 3, 7)  # run 4 excluded
     assert t1.state == "broken" and t2.state == "healthy"
     assert by["tests/test_s.py::t3"].failed_verdicts == 0  # its infra-run failure does not count
-    code, out, _ = cli(capsys, "flaky", "--format", "json", "--db", history_db)
+    code, out, _ = run_cli(capsys, "flaky", "--format", "json", "--db", history_db)
     doc = json.loads(out)
     assert code == 0 and doc["schema"] == "guardrail.flaky/v1"
     assert doc["tests"][0]["key"] == "tests/test_s.py::t1" and doc["summary"]["flaky"] == 1
     assert {t["key"]: t["score"] for t in doc["tests"]}["tests/test_s.py::t0"] == round(3.5 / 8, 4)
-    code, out, _ = cli(capsys, "flaky", "--db", history_db, "--lane", "tests")
+    code, out, _ = run_cli(capsys, "flaky", "--db", history_db, "--lane", "tests")
     assert code == 0 and "flaky" in out and "tests/test_s.py::t0" in out and "t5" not in out
-    code, out, _ = cli(capsys, "flaky", "--db", history_db, "--lane", "nightly", "--format", "json")
+    code, out, _ = run_cli(capsys, "flaky", "--db", history_db, "--lane", "nightly", "--format", "json")
     assert json.loads(out)["tests"] == []
     with session_scope(history_db) as s:
         top = flaky_top(s, now=NOW, by="minutes")
@@ -121,7 +105,7 @@ def test_quarantine_by_rule_enters_and_releases_with_reasons(history_db, tmp_pat
     assert decisions["tests/test_s.py::t0"]["action"] == "enter"
     assert "failure signature seen before" in decisions["tests/test_s.py::t0"]["reason"]
     assert "tests/test_s.py::t2" not in decisions  # one flaky verdict: not even a candidate
-    code, out, _ = cli(capsys, "quarantine", "list", "--format", "json", "--db", history_db)
+    code, out, _ = run_cli(capsys, "quarantine", "list", "--format", "json", "--db", history_db)
     (entry,) = json.loads(out)["entries"]
     assert code == 0 and entry["test"] == "tests/test_s.py::t0" and entry["by"] == "rule"
     with session_scope(history_db) as s:
@@ -134,7 +118,7 @@ def test_quarantine_by_rule_enters_and_releases_with_reasons(history_db, tmp_pat
     with session_scope(history_db, write=True) as s:
         (d,) = [d for d in apply_rules(s, now=NOW + timedelta(days=8)) if d["test"].endswith("t0")]
     assert d["action"] == "release" and d["reason"].startswith("released: 32/30 consecutive passes")
-    code, out, _ = cli(capsys, "quarantine", "list", "--all", "--format", "json", "--db", history_db)
+    code, out, _ = run_cli(capsys, "quarantine", "list", "--all", "--format", "json", "--db", history_db)
     (entry,) = json.loads(out)["entries"]
     assert entry["released_at"] and entry["release_reason"] == d["reason"]
 
@@ -151,28 +135,28 @@ def test_quarantine_rule_refuses_a_new_failure_signature(db_url, tmp_path):
 
 def test_quarantine_by_hand_needs_a_reason_and_keeps_it(history_db, capsys):
     db = ["--db", history_db]
-    code, out, _ = cli(
+    code, out, _ = run_cli(
         capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--reason", "driver bug #7", "--by", "li"
     )
     assert code == 0 and "added: tests/test_s.py::t5 (driver bug #7)" in out
-    code, out, _ = cli(capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--reason", "again", "--by", "li")
+    code, out, _ = run_cli(capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--reason", "again", "--by", "li")
     assert code == 0 and "already quarantined" in out
-    code, _, err = cli(capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--by", "li")
+    code, _, err = run_cli(capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--by", "li")
     assert code == 2 and "--reason" in err
-    code, _, err = cli(capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--reason", " ", "--by", "li")
+    code, _, err = run_cli(capsys, "quarantine", "add", "tests/test_s.py::t5", *db, "--reason", " ", "--by", "li")
     assert code == 2 and "reason" in err
-    code, _, err = cli(capsys, "quarantine", "add", "tests/nope.py::t", *db, "--reason", "x", "--by", "li")
+    code, _, err = run_cli(capsys, "quarantine", "add", "tests/nope.py::t", *db, "--reason", "x", "--by", "li")
     assert code == 2 and "no stored test" in err
-    code, out, _ = cli(capsys, "quarantine", "list", "--format", "json", *db)
+    code, out, _ = run_cli(capsys, "quarantine", "list", "--format", "json", *db)
     (entry,) = json.loads(out)["entries"]
     assert (entry["test"], entry["reason"], entry["by"]) == ("tests/test_s.py::t5", "driver bug #7", "li")
-    code, out, _ = cli(
+    code, out, _ = run_cli(
         capsys, "quarantine", "remove", "tests/test_s.py::t5", *db, "--reason", "fixed in #8", "--by", "li"
     )
     assert code == 0 and "fixed in #8" in out
-    code, _, err = cli(capsys, "quarantine", "remove", "tests/test_s.py::t5", *db, "--reason", "again")
+    code, _, err = run_cli(capsys, "quarantine", "remove", "tests/test_s.py::t5", *db, "--reason", "again")
     assert code == 2 and "not quarantined" in err
-    code, out, _ = cli(capsys, "quarantine", "list", "--all", "--format", "json", *db)
+    code, out, _ = run_cli(capsys, "quarantine", "list", "--all", "--format", "json", *db)
     (entry,) = json.loads(out)["entries"]
     assert entry["release_reason"] == "fixed in #8" and entry["released_by"] == "li"
 
@@ -196,7 +180,7 @@ def test_rerun_plan_stores_every_decision_with_its_reason(db_url, tmp_path, caps
         {"workload": "qwen", "metric": "latency", "hardware": "H100", "verdict": "noisy", "repeats_needed": 40},
     ]  # fmt: skip
     _check(db_url, run_id, perf)
-    code, out, _ = cli(capsys, "rerun-plan", "--run", str(run_id), "--format", "json", "--db", db_url)
+    code, out, _ = run_cli(capsys, "rerun-plan", "--run", str(run_id), "--format", "json", "--db", db_url)
     doc = json.loads(out)
     assert code == 0 and doc["schema"] == "guardrail.rerun-plan/v1"
     (t,) = doc["tests"]
@@ -225,7 +209,7 @@ def test_rerun_plan_stores_every_decision_with_its_reason(db_url, tmp_path, caps
         s.add(m.Alert(dedup_key="wan22-H100", kind="regression", workload_id=w.id, hardware="H100", lane="perf",
                       metrics=[{"metric": "memory"}], created_at=NOW - timedelta(days=1)))  # fmt: skip
     _check(db_url, run_id, perf)
-    code, out, _ = cli(
+    code, out, _ = run_cli(
         capsys, "rerun-plan", "--run", "ci9", "--format", "json", "--db", db_url, "--changed", "tests/test_s.py"
     )
     doc = json.loads(out)
@@ -236,12 +220,12 @@ def test_rerun_plan_stores_every_decision_with_its_reason(db_url, tmp_path, caps
 
 def test_rerun_plan_refuses_reruns_when_too_many_failed_and_unknown_runs(db_url, tmp_path, capsys):
     rep = ingest(db_url, tmp_path, 1, {**base(20), "t0": "fail", "t1": "fail"}, NOW)  # 10% failed
-    code, out, _ = cli(capsys, "rerun-plan", "--run", str(rep.stored[0]["run_id"]), "--db", db_url)
+    code, out, _ = run_cli(capsys, "rerun-plan", "--run", str(rep.stored[0]["run_id"]), "--db", db_url)
     assert code == 0 and "no reruns: 2 of 20 tests failed" in out and "2 decisions" not in out
     with session_scope(db_url) as s:
         rows = s.scalars(select(tm.RerunDecision)).all()
     assert len(rows) == 3 and all("no reruns" in r.reason for r in rows)
-    code, _, err = cli(capsys, "rerun-plan", "--run", "12345", "--db", db_url)
+    code, _, err = run_cli(capsys, "rerun-plan", "--run", "12345", "--db", db_url)
     assert code == 2 and "no stored run" in err
 
 
@@ -261,13 +245,13 @@ def test_ci_health_figures(db_url, tmp_path, capsys):
     assert [f["day"] for f in doc["figures"]] == sorted(
         {day.date().isoformat(), (day + timedelta(hours=1)).date().isoformat()}
     )
-    code, out, _ = cli(capsys, "ci-health", "--format", "json", "--days", "7", "--db", db_url)
+    code, out, _ = run_cli(capsys, "ci-health", "--format", "json", "--days", "7", "--db", db_url)
     assert code == 0 and json.loads(out)["totals"][0]["tests"] == 20
-    code, out, _ = cli(capsys, "ci-health", "--db", db_url)
+    code, out, _ = run_cli(capsys, "ci-health", "--db", db_url)
     assert code == 0 and "pass 75.0%" in out and "tests_mass_failure 1" in out
-    code, _, _ = cli(capsys, "ci-health", "--days", "0", "--db", db_url)
+    code, _, _ = run_cli(capsys, "ci-health", "--days", "0", "--db", db_url)
     assert code == 2
-    code, _, err = cli(capsys, "flaky", "--format", "xml", "--db", db_url)
+    code, _, err = run_cli(capsys, "flaky", "--format", "xml", "--db", db_url)
     assert code == 2 and "--format" in err
 
 
@@ -297,7 +281,7 @@ def test_an_improving_metric_of_a_regression_alert_is_not_a_regression_seen_agai
         for metric in ("latency", "memory")
     ]  # fmt: skip
     _check(db_url, run_id, perf)
-    code, out, _ = cli(capsys, "rerun-plan", "--run", str(run_id), "--format", "json", "--db", db_url)
+    code, out, _ = run_cli(capsys, "rerun-plan", "--run", str(run_id), "--format", "json", "--db", db_url)
     wl = {w["metric"]: w for w in json.loads(out)["workloads"]}
     assert code == 0 and "confirmed" in wl["latency"]["reason"] and wl["latency"]["action"] == "none"
     assert wl["memory"]["action"] == "rerun" and "first-seen regression" in wl["memory"]["reason"]
