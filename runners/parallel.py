@@ -219,6 +219,12 @@ def image_tokens(pipeline: str, tcfg: dict[str, Any], vcfg: dict[str, Any], gen:
     return None
 
 
+def transformers_of(pipe: Any) -> list[Any]:
+    """The pipeline's denoisers (Wan2.2 A14B has two experts); as runners.options has it, which imports runners.spec,
+    which imports this module."""
+    return [t for n in ("transformer", "transformer_2") if (t := getattr(pipe, n, None)) is not None]
+
+
 # --- applying it, inside a rank of a torch.distributed job ------------------------------------------------------
 @contextlib.contextmanager
 def _cpu_device_count() -> Iterator[None]:
@@ -240,8 +246,6 @@ def _cpu_device_count() -> Iterator[None]:
 def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str, Any]:
     """Apply the mapping to the built pipeline (the process group is up); returns what was applied."""
     import torch.distributed as dist
-
-    from runners.options import transformers_of
 
     lib = plan(pipeline, par) if par.asked() else None  # world 1: the launcher's 1-rank job, nothing to apply
     applied: dict[str, Any] = {
@@ -293,8 +297,6 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
 def _attention_backends(pipe: Any) -> list[str]:
     """The backend every attention processor runs (a processor without its own runs diffusers' active one)."""
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
-
-    from runners.options import transformers_of
 
     active = _AttentionBackendRegistry.get_active_backend()[0]
     seen: set[str] = set()
