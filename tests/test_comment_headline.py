@@ -187,3 +187,21 @@ def test_each_changed_row_names_the_threshold_of_its_metric_family():
     lines = {line.split("|")[2].strip(): line for line in md.splitlines() if line.startswith("| wan22")}
     assert lines[r"peak\_memory\_mb\_max"].rstrip(" |").endswith("<sub>±2%</sub>")
     assert lines[r"denoise\_step\_latency"].rstrip(" |").endswith("<sub>±1%</sub>")
+
+
+def test_a_line_says_what_changed_since_the_previous_push():
+    latency = row("wan22", "regression", 0.031, (0.025, 0.037))
+    now = report(latency, row("qwen", "no_change", 0.001, (-0.002, 0.004)), run={"commit": "b" * 40})
+    before = report(
+        row("wan22", "no_change", 0.0, (-0.003, 0.003)),
+        row("qwen", "regression", 0.02, (0.012, 0.028)),
+        run={"commit": "a" * 40},
+    )
+    md = main_part(render_markdown(now, previous=before))
+    (line,) = [x for x in md.splitlines() if x.startswith("**Since the previous push**")]
+    assert "`aaaaaaaaaa`" in line
+    assert r"new: wan22 denoise\_step\_latency (regression)" in line
+    assert r"no longer flagged: qwen denoise\_step\_latency (no change)" in line
+    same = main_part(render_markdown(now, previous=now))
+    assert "**Since the previous push** (`bbbbbbbbbb`): no verdict changed." in same
+    assert "Since the previous push" not in render_markdown(now)

@@ -382,3 +382,20 @@ def test_moved_repository_is_a_usage_error(gh):
     with GitHub(REPO, token=TOKEN, api_url=gh.url) as client:
         with pytest.raises(InputError, match="HTTP 301 moved to /repositories/42"):
             client.list_comments(7)
+
+
+def test_the_comment_says_what_changed_since_the_previous_push(gh, env, capsys):
+    earlier = json.loads(json.dumps(DOC))
+    earlier["run"]["commit"] = "1" * 40
+    earlier["verdicts"][0]["verdict"] = "no_change"
+    code, out, err = run_cli(
+        capsys, *comment_args(write_doc(env, DOC), "--previous", str(write_doc(env, earlier, "p.json")))
+    )
+    assert code == 0, err
+    body = gh.comments[(REPO, 7)][0]["body"]
+    assert (
+        r"**Since the previous push** (`1111111111`): new: wan22-ti2v-5b-720p denoise\_step\_latency (regression)."
+        in body
+    )
+    bad = run_cli(capsys, *comment_args(write_doc(env, DOC), "--previous", str(env / "absent.json")))
+    assert bad[0] == 2 and "absent.json" in bad[2]

@@ -98,6 +98,14 @@ def comment(
         typer.Option("--error", help="Report an infrastructure error (the check could not run) with this message."),
     ] = None,
     title: Annotated[str, typer.Option("--title", help="Heading of the comment.")] = "Performance guardrail",
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="The previous push's verdicts file, for a line on what changed since (else, with --db or "
+            "$GUARDRAIL_DB, the PR's previous checked push in the database).",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Upsert one sticky PR comment and a commit status, and append the report to $GITHUB_STEP_SUMMARY."""
@@ -126,6 +134,13 @@ def comment(
 
         doc = latest_verdicts_doc(resolve_db(db), repo=repo, pr=pr, commit=sha)
     run = (doc.run if doc else None) or RunInfo()
+    before: VerdictsDoc | None = None
+    if previous is not None:
+        before = load_verdicts(previous)
+    elif doc is not None and pr is not None and (db or os.environ.get("GUARDRAIL_DB")):
+        from guardrail.store.queries import previous_push_doc
+
+        before = previous_push_doc(resolve_db(db), repo=repo, pr=pr, commit=sha or run.commit)
     from guardrail.reports.github import DEFAULT_API_URL, GitHub, marker_for
     from guardrail.reports.markdown import doc_status, render_markdown, summary_text
 
@@ -136,7 +151,11 @@ def comment(
 
     # Actions sets GITHUB_SERVER_URL: on GitHub Enterprise, runs on that host are linked too.
     markdown = render_markdown(
-        doc, dashboard_url=dashboard_url, title=title, github_server_url=os.environ.get("GITHUB_SERVER_URL")
+        doc,
+        dashboard_url=dashboard_url,
+        title=title,
+        github_server_url=os.environ.get("GITHUB_SERVER_URL"),
+        previous=before,
     )
     if not pending:
         summary_path = write_step_summary(markdown)

@@ -331,6 +331,40 @@ def _what_to_do(rows: list[VerdictRow]) -> str | None:
     return f"**What to do:** {'; '.join(steps)}." if steps else None
 
 
+def since_previous(current: VerdictsDoc, previous: VerdictsDoc | None) -> str | None:
+    """One line on what changed since the PR's previous push: the metrics whose verdict became or stopped being
+    a change (regression, improvement, missing), by name; None without a previous push."""
+    if previous is None:
+        return None
+    changed = ("regression", "improvement", "missing")
+
+    def key(v: VerdictRow) -> tuple[str, str, str | None]:
+        return (v.workload, v.metric, v.hardware)
+
+    before = {key(v): v.verdict for v in previous.verdicts if not v.informational}
+    now = {key(v): v.verdict for v in current.verdicts if not v.informational}
+    new = [k for k, v in now.items() if v in changed and before.get(k) != v]
+    gone = [k for k, v in before.items() if v in changed and now.get(k) != v]
+    commit = (previous.run.commit or "")[:10] if previous.run else ""
+    where = f" (`{commit}`)" if commit else ""
+    if not new and not gone:
+        return f"**Since the previous push**{where}: no verdict changed."
+
+    def names(keys: list[tuple[str, str, str | None]]) -> str:
+        shown = [
+            f"{escape_md(w)} {escape_md(mt)} ({(now.get((w, mt, h)) or 'not judged').replace('_', ' ')})"
+            for w, mt, h in keys[:3]
+        ]
+        return ", ".join(shown) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    parts = []
+    if new:
+        parts.append(f"new: {names(new)}")
+    if gone:
+        parts.append(f"no longer flagged: {names(gone)}")
+    return f"**Since the previous push**{where}: " + "; ".join(parts) + "."
+
+
 def render_markdown(
     doc: Report,
     *,
@@ -338,10 +372,11 @@ def render_markdown(
     collapse_unchanged: bool = True,
     title: str = DEFAULT_TITLE,
     github_server_url: str | None = None,
+    previous: Report | None = None,
 ) -> str:
     """The whole report: headline, table of what needs attention, unchanged rows folded, errors, links.
     `github_server_url` names a GitHub Enterprise host whose Actions runs may be linked (besides github.com
-    and buildkite.com)."""
+    and buildkite.com); `previous`, the PR's previous push's verdicts, adds a line on what changed since."""
     dashboard_url = dashboard_url.rstrip("/") if dashboard_url else None
     status = doc_status(doc)
     typed = as_doc(doc) or VerdictsDoc()
@@ -368,6 +403,9 @@ def render_markdown(
     todo = _what_to_do(shown)
     if todo:
         out += [todo, ""]
+    since = since_previous(typed, as_doc(previous)) if previous is not None else None
+    if since:
+        out += [since, ""]
     if shown and collapse_unchanged:
         out += [
             "<details>",
