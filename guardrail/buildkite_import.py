@@ -81,8 +81,12 @@ class BuildkiteAPI:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ):
-        if not api.startswith(("http://", "https://")):
+        parts = urlsplit(api)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"must be an http(s) URL, got {api!r}", field="--api")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            # The token would cross the network in clear text; plain http is for a server on this machine.
+            raise InputError("must be https (plain http only to this machine)", field="--api")
         self.base = api.rstrip("/")
         self._token = token
         self.retry = retry or Retry()

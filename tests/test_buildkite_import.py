@@ -568,3 +568,20 @@ def test_import_of_the_corpus_keeps_build_numbers_as_run_ids(corpus, sqlite_url,
         assert code == 0 and "nothing new" in out, out
     finally:
         fake.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "last tuesday"), "--since: expected a date or time such as 2026-06-01"),
+        (("--since", "2026-06-01", "--api", "http://api.example.org"), "--api: must be https"),
+        (("--since", "2026-06-01", "--api", "ftp://x"), "--api: must be an http(s) URL"),
+    ],
+)
+def test_bad_arguments_are_exit_2(sqlite_url, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("BUILDKITE_API_TOKEN", TOKEN)
+    code, _, err = cli(
+        capsys, monkeypatch, "import", "buildkite", "--org", ORG, "--pipeline", PIPE, "--db", sqlite_url, *args
+    )
+    assert code == 2 and message in err, err
+    assert TOKEN not in err

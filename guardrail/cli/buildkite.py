@@ -64,10 +64,16 @@ def annotate_cmd(
     """Annotate the build with the check's report: style error (regression), warning (no verdict), success."""
     from guardrail.cli.comment import load_verdicts
     from guardrail.reports.buildkite import annotate_argv, annotation, error_doc
+    from guardrail.verdicts import VerdictsDoc
 
     if (verdicts is None) == (error is None):
         raise InputError("give exactly one of --verdicts FILE and --error WHY")
-    doc = error_doc(error, lane=lane, commit=sha) if error is not None else load_verdicts(verdicts)  # type: ignore[arg-type]
+    doc: VerdictsDoc | None  # None: an empty document, the check is still pending (style info)
+    if error is not None:
+        doc = error_doc(error, lane=lane, commit=sha)
+    else:
+        assert verdicts is not None  # one of the two, checked above
+        doc = load_verdicts(verdicts)
     ann = annotation(
         doc, key=key, dashboard_url=dashboard_url or os.environ.get("GUARDRAIL_DASHBOARD_URL") or None, title=title
     )
