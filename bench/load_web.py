@@ -1,7 +1,7 @@
 """Load test of the dashboard on PostgreSQL: 1,000,000 samples, 5,000 runs, 1,000 series.
 
 Fills a fresh schema (bulk inserts through SQLAlchemy Core, not the ingest path), starts `uvicorn` with a few
-workers on 127.0.0.1, drives the overview, series and run pages with N concurrent keep-alive clients (one
+workers on 127.0.0.1, drives the overview, series, run and alert pages with N concurrent keep-alive clients (one
 asyncio process, a minimal HTTP/1.1 client: the load generator shares the machine's cores with the server, so
 it must be cheap) for a bounded time, and prints p50/p95 per page, the server's and the load generator's CPU
 per request, and the server's resident memory over time. The schema is dropped after.
@@ -208,35 +208,39 @@ def fill(url: str) -> dict:
                     for me in METRICS
                 ],
             )
-        c.execute(
-            sa.insert(m.Alert),
-            [
-                {
-                    "dedup_key": f"bench-{i}",
-                    # half regressions, half improvements (the overview lists them apart), each with its direction
-                    "kind": "regression" if i % 2 else "improvement",
-                    "workload_id": wl_ids[i % 100],
-                    "hardware": HARDWARE[i % 2],
-                    "lane": "nightly",
-                    "metrics": [
-                        {
-                            "metric": "denoise_step_latency",
-                            "series_id": None,
-                            "direction": "lower_is_better",
-                            "unit": "ms",
-                            "before": 100.0,
-                            "after": 103.0 if i % 2 else 97.0,
-                            "change": 0.03 if i % 2 else -0.03,
-                        }
-                    ],
-                    "change": 0.03 if i % 2 else -0.03,
-                    "to_commit": "abc",
-                    "state": "untriaged",
-                    "created_at": start + timedelta(hours=i),
-                    "updated_at": start,
-                }
-                for i in range(300)
-            ],
+        alert_ids = (
+            c.execute(
+                sa.insert(m.Alert).returning(m.Alert.id),
+                [
+                    {
+                        "dedup_key": f"bench-{i}",
+                        # half regressions, half improvements (the overview lists them apart), each with its direction
+                        "kind": "regression" if i % 2 else "improvement",
+                        "workload_id": wl_ids[i % 100],
+                        "hardware": HARDWARE[i % 2],
+                        "lane": "nightly",
+                        "metrics": [
+                            {
+                                "metric": "denoise_step_latency",
+                                "series_id": series[(wl_ids[i % 100], "denoise_step_latency", HARDWARE[i % 2])],
+                                "direction": "lower_is_better",
+                                "unit": "ms",
+                                "before": 100.0,
+                                "after": 103.0 if i % 2 else 97.0,
+                                "change": 0.03 if i % 2 else -0.03,
+                            }
+                        ],
+                        "change": 0.03 if i % 2 else -0.03,
+                        "to_commit": "abc",
+                        "state": "untriaged",
+                        "created_at": start + timedelta(hours=i),
+                        "updated_at": start,
+                    }
+                    for i in range(300)
+                ],
+            )
+            .scalars()
+            .all()
         )
     with eng.begin() as c:  # committed: statistics gathered inside a rolled-back transaction are lost
         c.exec_driver_sql("ANALYZE")
@@ -248,6 +252,7 @@ def fill(url: str) -> dict:
         "fill_s": round(time.perf_counter() - t0, 1),
         "run_ids": run_ids,
         "series_ids": list(series.values()),
+        "alert_ids": list(alert_ids),
     }
 
 
@@ -363,6 +368,7 @@ async def drive(
     seconds: float,
     run_ids: list[int],
     series_ids: list[int],
+    alert_ids: list[int],
     server_pid: int,
     pg_backends=lambda: [],
 ) -> dict:
@@ -371,6 +377,7 @@ async def drive(
         "overview": lambda r: "/",
         "series": lambda r: f"/series/{r.choice(series_ids)}",
         "run": lambda r: f"/runs/{r.choice(run_ids)}",
+        "alert": lambda r: f"/alerts/{r.choice(alert_ids)}",
     }
     kinds = list(pages)
     lat: dict[str, list[float]] = {k: [] for k in pages}
@@ -505,7 +512,7 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        sample_runs, sample_series = info["run_ids"], info["series_ids"]
+        sample_runs, sample_series, sample_alerts = info["run_ids"], info["series_ids"], info["alert_ids"]
 
         def backends() -> list[int]:
             with admin.connect() as c:
@@ -519,8 +526,9 @@ def main() -> None:
         except ImportError:
             pass
         # warm-up: connections, caches
-        asyncio.run(drive(base, args.clients, args.warmup, sample_runs, sample_series, proc.pid, backends))
-        result = asyncio.run(drive(base, args.clients, args.seconds, sample_runs, sample_series, proc.pid, backends))
+        samples = (sample_runs, sample_series, sample_alerts)
+        asyncio.run(drive(base, args.clients, args.warmup, *samples, proc.pid, backends))
+        result = asyncio.run(drive(base, args.clients, args.seconds, *samples, proc.pid, backends))
         rss = result.pop("rss_mib")
         print(
             json.dumps(

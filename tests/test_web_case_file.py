@@ -347,3 +347,21 @@ def test_case_file_pages_on_postgres_equal_sqlite(pg_url, tmp_path):
     from guardrail.store import db as store_db
 
     store_db.get_engine(lite).dispose()
+
+
+def test_an_alert_whose_metrics_lack_p_values_and_levels_still_renders(sqlite_url, tmp_path):
+    """Alerts stored by older versions (or written by hand) name a metric and its change only."""
+    from web.app import create_app
+
+    with session_scope(sqlite_url, write=True) as s:
+        w = m.Workload(digest="sha256:old", name="old-workload")
+        s.add(w)
+        s.flush()
+        a = m.Alert(dedup_key="old", kind="regression", workload_id=w.id, hardware="H100", lane="nightly",
+                    metrics=[{"metric": "denoise_step_latency", "change": 0.03}], to_commit="abc")  # fmt: skip
+        s.add(a)
+        s.flush()
+        aid = a.id
+    with TestClient(create_app(sqlite_url), raise_server_exceptions=True) as c:
+        page = c.get(f"/alerts/{aid}")
+        assert page.status_code == 200 and "denoise_step_latency" in page.text and "+3.0%" in page.text
