@@ -151,6 +151,7 @@ def check(
     device_type: str,
     devices: int,
     attention_backend: str | None = None,
+    cache: str = "none",
 ) -> None:
     """Everything that can be known before launch; raises ParallelInputError naming the field."""
     reason = unsupported_reason(pipeline, par)
@@ -170,8 +171,12 @@ def check(
             "cache-dit 1.5 parallelism runs on cuda/npu only (its platform layer has no CPU device count); "
             "on cpu only diffusers' ulysses/ring apply",
         )
-    if lib == "cache-dit" and par.ulysses > 1 and par.ring > 1 and par.world < 4:
-        raise ParallelInputError("parallel", "cache-dit needs at least 4 ranks for ulysses and ring together")
+    if lib == "cache-dit" and cache == "cache_dit":
+        raise ParallelInputError(
+            "options.cache",
+            "cache: cache_dit with a cache-dit parallel strategy: cache-dit takes both in one enable_cache call, "
+            "and the runner applies the cache separately (runners.options); not combined yet",
+        )
     if lib == "diffusers" and par.ring > 1:
         if device_type == "cpu":
             raise ParallelInputError(
@@ -330,6 +335,7 @@ def check_workload(path: Any, spec: Any, scale: str, device_type: str, devices: 
             device_type=device_type,
             devices=device_slots(device_type) if devices is None else devices,
             attention_backend=spec.options_at(scale).attention_backend,
+            cache=spec.options_at(scale).cache,
         )
     except ParallelInputError as exc:
         raise InputError(f"{exc.message} ({scale} scale)", file=str(path), field=exc.field) from None

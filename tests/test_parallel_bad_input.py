@@ -112,3 +112,31 @@ def test_efficiency_is_single_over_world_times_parallel():
     assert efficiency(100.0, 2, 50.0) == 1.0
     assert efficiency(100.0, 2, 80.0) == pytest.approx(0.625)
     assert efficiency(None, 2, 80.0) is None
+
+
+def _check_cuda(par: Parallel, pipeline: str = "WanPipeline", **kw) -> None:
+    from runners.parallel import check
+
+    gen = type("G", (), {"height": 704, "width": 1280, "num_frames": 121})()
+    tcfg = {"num_attention_heads": 24, "patch_size": [1, 2, 2]}
+    vcfg = {"scale_factor_spatial": 16, "scale_factor_temporal": 4}
+    check(par, pipeline=pipeline, transformer_config=tcfg, vae_config=vcfg, generation=gen, device_type="cuda",
+          devices=8, **kw)  # fmt: skip
+
+
+def test_rules_of_accelerator_runs():
+    from runners.parallel import ParallelInputError
+
+    _check_cuda(Parallel(ulysses=2))  # diffusers' Ulysses with the default backend
+    _check_cuda(Parallel(ring=2), attention_backend="_native_cudnn")  # a backend that returns the log-sum-exp
+    with pytest.raises(ParallelInputError, match="needs options.attention_backend in flash") as err:
+        _check_cuda(Parallel(ring=2))
+    assert err.value.field == "parallel.ring"
+    _check_cuda(Parallel(tp=2))  # cache-dit's Wan planner
+    with pytest.raises(ParallelInputError, match="not combined yet") as err:
+        _check_cuda(Parallel(tp=2), cache="cache_dit")
+    assert err.value.field == "options.cache"
+    with pytest.raises(ParallelInputError, match=r"num_attention_heads \(24\)"):
+        _check_cuda(Parallel(tp=5))
+    with pytest.raises(ParallelInputError, match="exceeds the 8 device"):
+        _check_cuda(Parallel(ulysses=4, ring=4))
