@@ -1,5 +1,5 @@
 """The Buildkite job summary: `guardrail buildkite annotate|upload-results` and scripts/buildkite-report (and, slow,
-the whole scripts/buildkite-lane on a tiny CPU run), with the real `buildkite-agent` command line replaced only by a
+a pipeline step from .buildkite/ run as written on a tiny CPU run), with the real `buildkite-agent` command line replaced only by a
 recording stand-in on PATH, and GitHub by the loopback server of tests/githubfake.py."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from guardrail.reports.buildkite import ANNOTATION_LIMIT, STYLE, annotation, context_for, fit_annotation
 from tests.githubfake import TOKEN, FakeGitHub
@@ -244,32 +245,63 @@ def test_a_failing_annotation_does_not_change_the_gate(agent, gh, tmp_path):
 # --- the whole lane, step by step, on this machine -----------------------------------------------------------
 
 
+def pipeline_step(name: str, device: str) -> dict:
+    steps = yaml.safe_load((ROOT / ".buildkite" / name).read_text())["steps"]
+    return next(st for st in steps if st["env"]["DEVICE"] == device)
+
+
 @pytest.mark.slow
-def test_the_lane_script_runs_upload_ingest_check_annotate_comment(agent, gh, tmp_path):
-    """scripts/buildkite-lane with Buildkite's environment set: a tiny CPU run of one workload → artifact upload →
-    ingest → check → annotation → PR comment and status. No history here: a missing baseline fails closed (1)."""
+@pytest.mark.parametrize(
+    ("pipeline", "pr", "exit_code", "style", "state"),
+    [("perf-presubmit.yml", "42", 1, "error", "failure"), ("perf-nightly.yml", "false", 0, "success", "success")],
+)
+def test_a_pipeline_step_runs_as_written(agent, gh, tmp_path, pipeline, pr, exit_code, style, state):
+    """The NPU step of a pipeline from the repo, its last command as Buildkite runs it ($$ unescaped at upload) with
+    its env and Buildkite's, the device switched to a tiny CPU run of one workload: pending status → run → artifact
+    upload → ingest → check → (nightly: change points) → annotation → PR comment and status. No history here: the
+    presubmit's missing baseline fails closed (exit 1); the first nightly's series are new (exit 0)."""
     try:
         import diffusers  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"guardrail run needs {exc.name}")
-    for folder in ("workloads", "baselines"):
+    step = pipeline_step(pipeline, "npu")
+    lane, key = step["env"]["LANE"], step["env"]["KEY"]
+    for folder in ("workloads", "baselines", "scripts"):
         (tmp_path / folder).symlink_to(ROOT / folder)
+    (tmp_path / ".guardrail-venv").symlink_to(Path(sys.executable).parent.parent)  # the venv the steps create
     db = f"sqlite:///{tmp_path / 'guardrail.db'}"
-    env = bk_env(agent, tmp_path, GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GUARDRAIL_DB=db, DEVICE="cpu",
+    # The step's env as written, then this machine's: a CPU, no service (the pipeline's GUARDRAIL_URL is left out,
+    # so the ingest goes into GUARDRAIL_DB), the loopback GitHub.
+    env = bk_env(agent, tmp_path, **{**step["env"], "DEVICE": "cpu"}, GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN,
+                 GUARDRAIL_DB=db, BUILDKITE_PULL_REQUEST=pr, BUILDKITE_BRANCH="main" if pr == "false" else "feature/x",
                  SCALE="tiny", WORKLOADS="qwen-image-edit-1024", REPEATS="1")  # fmt: skip
-    proc = run([str(ROOT / "scripts/buildkite-lane")], tmp_path, env, timeout=600)
-    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    env["PATH"] = f"{agent}{os.pathsep}/usr/bin{os.pathsep}/bin"  # guardrail only from the step's own venv
+    command = step["commands"][-1].replace("$$", "$")
+    proc = run(["bash", "--noprofile", "--norc", "-c", command], tmp_path, env, timeout=600)
+    assert proc.returncode == exit_code, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = sorted((tmp_path / "results").glob("*.json"))
     assert results
     source = json.loads(results[0].read_text())["run"]["source"]
-    assert source["pr"] == 42 and source["commit"] == SHA
+    assert source["pr"] == (42 if pr == "42" else None) and source["commit"] == SHA
     url = f"https://buildkite.com/org/project/builds/77#{JOB}"
     assert source["ci"] == {"provider": "buildkite", "run_id": "77", "attempt": 1, "url": url, "queue": "a3_npu_4"}
-    argv = [c["argv"] for c in calls(agent)]
-    assert argv[0] == ["artifact", "upload", "results/**/*"]
-    assert argv[1][:2] == ["annotate", "--style"] and argv[1][-1] == "perf-guardrail-presubmit"
-    assert "qwen-image-edit-1024" in calls(agent)[1]["stdin"]
-    states = [s["state"] for s in gh.statuses]
-    assert states[0] == "pending" and states[-1] in ("success", "failure")
-    assert "qwen-image-edit-1024" in gh.comments[("org/project", 42)][0]["body"]
+    made = calls(agent)
+    assert made[0]["argv"] == ["artifact", "upload", "results/**/*"]
+    report = made[-1]
+    assert report["argv"] == ["annotate", "--style", style, "--context", f"perf-guardrail-{key}"]
+    assert "qwen-image-edit-1024" in report["stdin"]
+    assert ("missing baseline" if lane == "presubmit" else "new series") in report["stdin"]
+    if lane == "nightly":
+        assert made[1]["argv"] == ["annotate", "--style", "info", "--context", "perf-guardrail-nightly-changepoints"]
+        assert "Change points on the nightly history" in made[1]["stdin"]
+    assert len(made) == (3 if lane == "nightly" else 2)
+    assert [(s["state"], s["context"]) for s in gh.statuses] == [
+        ("pending", f"perf-guardrail/{key}"),
+        (state, f"perf-guardrail/{key}"),
+    ]
+    if pr == "42":
+        assert "qwen-image-edit-1024" in gh.comments[("org/project", 42)][0]["body"]
+    else:
+        assert not gh.comments
+    assert TOKEN not in proc.stdout + proc.stderr
