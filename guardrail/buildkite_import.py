@@ -334,6 +334,8 @@ def import_builds(
             for job in build.get("jobs") or []:
                 if not isinstance(job, Mapping) or job.get("type") != "script" or not job.get("id"):
                     continue  # waits, blocks and triggers have no artifacts
+                if job.get("retried"):
+                    continue  # superseded by its retry, which is in the list too: its numbers are the build's
                 for art in bk.job_artifacts(org, pipeline, number, str(job["id"])):
                     name = Path(str(art.get("filename") or art.get("path") or "")).name
                     if art.get("state") not in (None, "finished") or not any(

@@ -585,3 +585,21 @@ def test_bad_arguments_are_exit_2(sqlite_url, capsys, monkeypatch, args, message
     )
     assert code == 2 and message in err, err
     assert TOKEN not in err
+
+
+def test_a_retried_job_is_superseded_by_its_retry(bk, sqlite_url):
+    bk.add_build(1000, NOW - timedelta(days=1), {"diffusion_result_a.json": diffusion_file(1000, 9.0)})
+    build = bk.builds[0]
+    first = build["jobs"][1]
+    first["retried"] = True
+    retry = {**first, "id": "job-1000-b", "retried": False}
+    build["jobs"].append(retry)
+    bk.artifacts[(1000, "job-1000-b")] = [
+        {**a, "download_url": a["download_url"].replace("job-1000-a", "job-1000-b")}
+        for a in bk.artifacts[(1000, "job-1000-a")]
+    ]
+    report = import_builds(sqlite_url, org=ORG, pipeline=PIPE, since=NOW - timedelta(days=2), token=TOKEN,
+                           api=bk.api.url, retry=FAST)  # fmt: skip
+    assert [(b.number, b.files, b.stored) for b in report.builds] == [(1000, 1, 1)]
+    assert not bk.requests("job-1000-a"), "the superseded job's artifacts are not read"
+    assert len(bk.requests("job-1000-b/artifacts$")) == 1
