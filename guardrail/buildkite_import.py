@@ -155,7 +155,8 @@ class BuildkiteAPI:
             if code == 429:
                 wait = _wait_for(resp)
                 if last or (wait is not None and wait > self.retry.max_wait):
-                    self._fail(url, resp, f"HTTP 429 rate limited (retry in {wait or 0:.0f}s)")
+                    after = f"; RateLimit-Reset {wait:.0f}s" if wait is not None else ""
+                    self._fail(url, resp, f"HTTP 429 rate limited after {attempt} attempt(s){after}")
                 self._backoff(attempt, wait)
                 continue
             if code >= 500 and not last:
@@ -209,15 +210,30 @@ class BuildkiteAPI:
             target = resp.headers.get("location")
             if not target:
                 self._fail(url, resp, f"HTTP {resp.status_code} without a Location")
-            try:
-                resp = self._plain.get(httpx.URL(url).join(target))
-            except httpx.TransportError as exc:
-                raise InfraError(f"artifact storage: {type(exc).__name__} for {artifact.get('path')!r}") from None
-            if resp.status_code >= 400:
-                raise InfraError(f"artifact storage: HTTP {resp.status_code} for {artifact.get('path')!r}")
+            resp = self._storage_get(str(httpx.URL(url).join(target)), str(artifact.get("path")))
         if len(resp.content) > MAX_ARTIFACT_BYTES:
             raise InputError(f"artifact {artifact.get('path')!r} is larger than {MAX_ARTIFACT_BYTES} bytes")
         return resp.content
+
+    def _storage_get(self, url: str, what: str) -> httpx.Response:
+        """The signed storage URL, with the same retries on 5xx and dropped connections (no token to send)."""
+        for attempt in range(1, self.retry.attempts + 1):
+            last = attempt == self.retry.attempts
+            self.requests += 1
+            try:
+                resp = self._plain.get(url)
+            except httpx.TransportError as exc:
+                if last:
+                    raise InfraError(f"artifact storage: {type(exc).__name__} for {what!r}") from None
+                self._backoff(attempt, None)
+                continue
+            if resp.status_code >= 500 and not last:
+                self._backoff(attempt, None)
+                continue
+            if resp.status_code >= 400:
+                raise InfraError(f"artifact storage: HTTP {resp.status_code} for {what!r}")
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _seg(value: str) -> str:

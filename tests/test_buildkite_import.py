@@ -93,6 +93,7 @@ class FakeBuildkite:
         self.script: list[Scripted] = []
         self.log: list[Logged] = []
         self.storage_auth: list[str | None] = []
+        self.storage_failures = 0  # how many storage GETs answer 503 first
         self._lock = threading.Lock()
         self.api = _Server(self._route)
         self.storage = _Server(self._storage)
@@ -189,6 +190,10 @@ class FakeBuildkite:
 
     def _storage(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, dict[str, str], Any]:
         self.storage_auth.append(headers.get("Authorization"))
+        with self._lock:
+            if self.storage_failures > 0:
+                self.storage_failures -= 1
+                return 503, {}, b"slow down"
         aid = path.rsplit("/", 1)[-1]
         if aid not in self.blobs or "X-Amz-Signature" not in query:
             return 403, {}, b"denied"
@@ -435,6 +440,7 @@ def test_5xx_is_retried_with_backoff(bk, sqlite_url):
     bk.add_build(800, NOW - timedelta(days=1), {"diffusion_result_a.json": diffusion_file(800, 2.0)})
     bk.script.append(Scripted(r"/artifacts$", 502, times=2))
     bk.script.append(Scripted(r"/download$", 503, times=1))
+    bk.storage_failures = 1
     waits: list[float] = []
     report = import_builds(
         sqlite_url,
@@ -446,8 +452,9 @@ def test_5xx_is_retried_with_backoff(bk, sqlite_url):
         retry=FAST,
         sleep=waits.append,
     )
-    assert report.stored == 1 and report.retries == 3
-    assert len(waits) == 3 and all(0 < w <= FAST.max_delay for w in waits)
+    assert report.stored == 1 and report.retries == 4
+    assert len(waits) == 4 and all(0 < w <= FAST.max_delay for w in waits)
+    assert bk.storage_auth == [None, None]
 
 
 def test_5xx_every_time_is_exit_3_after_the_attempts(bk, sqlite_url, capsys, monkeypatch):
