@@ -1,6 +1,6 @@
 """The Buildkite job summary: `guardrail buildkite annotate|upload-results` and scripts/buildkite-report (and, slow,
-a pipeline step from .buildkite/ run as written on a tiny CPU run), with the real `buildkite-agent` command line replaced only by a
-recording stand-in on PATH, and GitHub by the loopback server of tests/githubfake.py."""
+a pipeline step from .buildkite/ run as written on a tiny CPU run), with the real `buildkite-agent` command line
+replaced only by a recording stand-in on PATH, and GitHub by the loopback server of tests/githubfake.py."""
 
 from __future__ import annotations
 
