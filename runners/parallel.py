@@ -2,7 +2,9 @@
 pipeline through the libraries that implement each strategy.
 
 Vocabulary (shared with `guardrail matrix`): integer degrees `ulysses`, `ring`, `cfg`, `tp`, `vae_patch` (1 each
-by default) and `hsdp` (false); the world size is the product of the degrees.
+by default) and `hsdp` (false); the world size is the product of the transformer's degrees (ulysses, ring, cfg,
+tp), or the VAE's patches where those need more ranks: VAE patches and hsdp spread over the same ranks, as in
+vLLM-Omni (ulysses2+cfg2+vae_patch4 runs on 4 devices).
 
 Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5.3, 2026-12-02):
 
@@ -13,9 +15,8 @@ Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5
   `QwenImageTransformer2DModel`) through `cache_dit.enable_cache(pipe, parallelism_config=...)`.
 - cfg (conditional and unconditional branch on separate ranks): neither library implements it for any of the
   three families -> refused.
-- vae_patch: cache-dit has a data-parallel tiled decode for AutoencoderKLWan and AutoencoderKLQwenImage, but it
-  spreads the tiles over the transformer's own ranks; under the product rule vae_patch adds ranks of its own, which
-  no library does -> refused (see docs/runners.md, "Parallel workloads").
+- vae_patch: cache-dit has a data-parallel tiled decode for AutoencoderKLWan and AutoencoderKLQwenImage over the
+  job's ranks; the runner does not wire it yet -> refused, saying so (see docs/runners.md, "Parallel workloads").
 - hsdp: no library wires HSDP/FSDP weight sharding into these pipelines -> refused.
 
 CPU accommodation (the only one, in `_cpu_device_count`): diffusers' `_resolve_parallel_config` computes the rank's
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEGREES = ("ulysses", "ring", "cfg", "tp", "vae_patch")
 STRATEGIES = (*DEGREES, "hsdp")
+MULTIPLIED = ("ulysses", "ring", "cfg", "tp")  # the transformer's degrees: VAE patches and hsdp reuse their ranks
 BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
 # diffusers 0.42.1 backends whose attention returns the log-sum-exp that ring attention merges partial results with
 # (native and _native_npu raise on return_lse=True); all are CUDA kernels, so ring has no CPU or Ascend backend here
@@ -56,7 +58,7 @@ class Parallel(BaseModel):
 
     @property
     def world(self) -> int:
-        return math.prod(getattr(self, d) for d in DEGREES)
+        return max(math.prod(getattr(self, d) for d in MULTIPLIED), self.vae_patch)
 
     def asked(self) -> list[str]:
         """The strategies this mapping turns on."""
@@ -71,9 +73,8 @@ class Support:
 
 
 _VAE_PATCH = (
-    "vae_patch: no library adds VAE patch-parallel ranks of their own; cache-dit 1.5's tiled VAE decode "
-    "(cache_dit.distributed.autoencoders) spreads tiles over the transformer's own ranks, so it cannot be "
-    "the separate degree the product rule counts"
+    "vae_patch: cache-dit 1.5 implements it (a data-parallel tiled VAE decode over the job's ranks, "
+    "cache_dit.distributed.autoencoders), but the runner does not wire it yet"
 )
 
 
@@ -161,8 +162,8 @@ def check(
     if par.world > devices:
         raise ParallelInputError(
             "parallel",
-            f"world size {par.world} (product of the degrees) exceeds the {devices} device(s) available "
-            f"on {device_type}",
+            f"world size {par.world} (the product of ulysses, ring, cfg and tp, or vae_patch) exceeds the "
+            f"{devices} device(s) available on {device_type}",
         )
     lib = plan(pipeline, par)
     if lib == "cache-dit" and device_type == "cpu":
