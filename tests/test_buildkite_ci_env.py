@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,24 @@ def test_queue_survives_a_result_file_round_trip():
 )
 def test_repo_slug(url, slug):
     assert repo_slug(url) == slug
+
+
+def test_ingest_of_an_adapter_file_inside_a_buildkite_job_records_the_job(tmp_path):
+    """`guardrail ingest` reads the CI's identity in a Buildkite job as it does in GitHub Actions."""
+    import os
+    import sys
+
+    from sqlalchemy import create_engine, text
+
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "vllm-omni-nightly" / "buildkite_nightly_raw"
+    src = next((corpus / "11865").glob("diffusion_result_test_wan22_i2v_*.json"))
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDKITE"))}
+    env.update(bk_env(BUILDKITE_RETRY_COUNT="1"))
+    out = subprocess.run(
+        [sys.executable, "-m", "guardrail", "ingest", "--db", db, str(src)], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    with create_engine(db).connect() as c:
+        row = c.execute(text("SELECT ci_provider, ci_run_id, pr FROM runs")).one()
+    assert tuple(row) == ("buildkite", "11865", 42)  # the PR comes from the job's environment, not the file

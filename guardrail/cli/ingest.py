@@ -59,9 +59,8 @@ def ingest_cmd(
     from guardrail.ci_env import source_from_env
 
     source = None
-    if any(v is not None for v in (commit, branch, pr, base_commit, run_id, attempt)) or os.environ.get(
-        "GITHUB_ACTIONS"
-    ):
+    in_ci = os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("BUILDKITE") == "true"
+    if any(v is not None for v in (commit, branch, pr, base_commit, run_id, attempt)) or in_ci:
         # The file's own commit wins over these; never guess it from the local checkout.
         source = source_from_env(
             commit=commit,
