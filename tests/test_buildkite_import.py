@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,10 +18,10 @@ import pytest
 from sqlalchemy import select
 
 from guardrail.buildkite_import import Retry, import_builds, next_link
-from guardrail.cli import main
 from guardrail.errors import InfraError, InputError
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
+from tests.cli_inprocess import run_cli
 from tests.timeline import NOW
 
 TOKEN = "bkua_fakeTOKEN_do_not_print_0123456789"
@@ -244,17 +243,6 @@ def bk():
     fake.close()
 
 
-def cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["guardrail", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _runs(url: str) -> list[tuple[str | None, str | None, str | None]]:
     with session_scope(url) as s:
         rows = s.execute(select(m.Run.ci_provider, m.Run.ci_run_id, m.Run.ci_url).order_by(m.Run.ci_run_id)).all()
@@ -294,7 +282,7 @@ def test_import_pages_downloads_and_is_idempotent(bk, db_url, capsys, monkeypatc
         bk.api.url,
     )
 
-    code, out, err = cli(capsys, monkeypatch, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "5 build(s), 5 result file(s): 5 stored, 0 already there" in out
     # Paging: 5 builds at 2 a page is 3 requests, the 2nd and 3rd from the Link header, each with the filter kept.
@@ -311,7 +299,7 @@ def test_import_pages_downloads_and_is_idempotent(bk, db_url, capsys, monkeypatc
     ]
     assert TOKEN not in out + err
 
-    code, out, err = cli(capsys, monkeypatch, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "nothing new: all 5 results of 5 build(s) were already stored" in out
     assert len(_runs(db_url)) == 5
@@ -359,9 +347,8 @@ def test_a_second_file_of_a_build_without_a_build_url_joins_its_run(bk, sqlite_u
 
 def test_401_is_exit_3_in_one_line_without_the_token(bk, sqlite_url, capsys, monkeypatch):
     monkeypatch.setenv("BUILDKITE_API_TOKEN", "bkua_wrong_token_never_printed_42")
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys,
-        monkeypatch,
         "import",
         "buildkite",
         "--org",
@@ -384,9 +371,8 @@ def test_401_is_exit_3_in_one_line_without_the_token(bk, sqlite_url, capsys, mon
 
 def test_missing_token_is_bad_input(bk, sqlite_url, capsys, monkeypatch):
     monkeypatch.delenv("BUILDKITE_API_TOKEN", raising=False)
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys,
-        monkeypatch,
         "import",
         "buildkite",
         "--org",
@@ -461,9 +447,8 @@ def test_5xx_every_time_is_exit_3_after_the_attempts(bk, sqlite_url, capsys, mon
     bk.script.append(Scripted(r"/builds$", 500, times=99))
     monkeypatch.setenv("BUILDKITE_API_TOKEN", TOKEN)
     monkeypatch.setattr("guardrail.buildkite_import.Retry", lambda: FAST)  # real sleeps, short ones
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys,
-        monkeypatch,
         "import",
         "buildkite",
         "--org",
@@ -487,9 +472,8 @@ def test_a_build_with_a_bad_file_is_reported_and_the_others_imported(bk, sqlite_
     bk.add_build(901, NOW - timedelta(days=2), {"diffusion_result_a.json": b"[{not json"})
     bk.add_build(902, NOW - timedelta(days=1), {"diffusion_result_a.json": diffusion_file(902, 2.0)})
     monkeypatch.setenv("BUILDKITE_API_TOKEN", TOKEN)
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys,
-        monkeypatch,
         "import",
         "buildkite",
         "--org",
@@ -563,7 +547,7 @@ def test_import_of_the_corpus_keeps_build_numbers_as_run_ids(corpus, sqlite_url,
             "--api",
             fake.api.url,
         )
-        code, out, err = cli(capsys, monkeypatch, *args)
+        code, out, err = run_cli(capsys, *args)
         assert code == 0, err + out
         files = sum(
             len(list(p.glob("*.json"))) for p in (corpus / "vllm-omni-nightly" / "buildkite_nightly_raw").iterdir()
@@ -571,7 +555,7 @@ def test_import_of_the_corpus_keeps_build_numbers_as_run_ids(corpus, sqlite_url,
         assert f"{len(numbers)} build(s), {files} result file(s)" in out
         assert {r[1] for r in _runs(sqlite_url)} == {str(n) for n in numbers}
         assert {r[0] for r in _runs(sqlite_url)} == {"buildkite"}
-        code, out, err = cli(capsys, monkeypatch, *args)
+        code, out, err = run_cli(capsys, *args)
         assert code == 0 and "nothing new" in out, out
     finally:
         fake.close()
@@ -587,9 +571,7 @@ def test_import_of_the_corpus_keeps_build_numbers_as_run_ids(corpus, sqlite_url,
 )
 def test_bad_arguments_are_exit_2(sqlite_url, capsys, monkeypatch, args, message):
     monkeypatch.setenv("BUILDKITE_API_TOKEN", TOKEN)
-    code, _, err = cli(
-        capsys, monkeypatch, "import", "buildkite", "--org", ORG, "--pipeline", PIPE, "--db", sqlite_url, *args
-    )
+    code, _, err = run_cli(capsys, "import", "buildkite", "--org", ORG, "--pipeline", PIPE, "--db", sqlite_url, *args)
     assert code == 2 and message in err, err
     assert TOKEN not in err
 
