@@ -16,8 +16,8 @@ from guardrail.ingest import ingest
 from guardrail.store import models as m
 from guardrail.store.db import session_scope
 from guardrail.upload import build_payload, clean_token
+from tests.cli_inprocess import run_cli
 from tests.factories import result_doc, write
-from tests.test_github_flow import cli
 from tests.test_github_server_flow import service  # noqa: F401 (a fixture)
 
 
@@ -122,7 +122,7 @@ def test_service_answers_422_with_the_local_message(service, tmp_path, capsys, m
     with pytest.raises(InputError) as local:
         ingest(f"sqlite:///{tmp_path / 'local.db'}", [bad])
     monkeypatch.setenv("GUARDRAIL_TOKEN", token)
-    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(bad))
+    code, out, err = run_cli(capsys, "ingest", "--server", url, str(bad))
     assert code == 2, err
     assert "HTTP 422" in err and f"bad.json: {field}: {local.value.detail}" in err, err
     assert len(err.strip().splitlines()) == 1
@@ -135,7 +135,7 @@ def test_service_upload_ignores_stray_json_and_takes_a_token_with_a_newline(serv
     write(d / "result.json", result_doc())
     write(d / "package.json", {"name": "not-a-result"})
     monkeypatch.setenv("GUARDRAIL_TOKEN", token + "\n")
-    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(d))
+    code, out, err = run_cli(capsys, "ingest", "--server", url, str(d))
     assert code == 0, err
     assert "1 stored" in out and f"ignored  {d / 'package.json'}: not a result file of any known format" in out
     assert _results(db) == 1
@@ -146,7 +146,7 @@ def test_deep_json_through_server_is_refused_before_sending(service, tmp_path, c
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     monkeypatch.setenv("GUARDRAIL_TOKEN", token)
-    code, _, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(deep))
+    code, _, err = run_cli(capsys, "ingest", "--server", url, str(deep))
     assert code == 2 and f"{deep}: $" in err and len(err.strip().splitlines()) == 1, err
 
 

@@ -25,7 +25,8 @@ from guardrail.quarantine import apply_rules
 from guardrail.rerun_policy import CaseRerunPolicy
 from guardrail.store.db import session_scope
 from tests import test_junit_store_flaky as store_flaky
-from tests.test_junit_store_flaky import base, cli, ingest
+from tests.cli_inprocess import run_cli
+from tests.test_junit_store_flaky import base, ingest
 from tests.timeline import at
 
 NOW = at()
@@ -81,7 +82,9 @@ def test_single_failure_in_a_small_suite_gets_its_rerun() -> None:
 def test_rerun_plan_cli_reruns_the_one_failure_of_a_16_test_suite(db_url, tmp_path, capsys) -> None:
     cases = {f"t{k}": "pass" for k in range(16)} | {"t3": "fail"}
     rep = ingest(db_url, tmp_path, 1, cases, NOW)
-    code, out, _ = cli(capsys, "rerun-plan", "--run", str(rep.stored[0]["run_id"]), "--format", "json", "--db", db_url)
+    code, out, _ = run_cli(
+        capsys, "rerun-plan", "--run", str(rep.stored[0]["run_id"]), "--format", "json", "--db", db_url
+    )
     doc = json.loads(out)
     assert code == 0 and [(t["id"], t["rerun"]) for t in doc["tests"]] == [("tests/test_s.py::t3", True)]
 
@@ -133,18 +136,18 @@ def test_apply_rules_releases_a_quarantined_test_that_now_fails_every_attempt(hi
     for i in range(2):  # the timeout flake became a hard failure with a new message
         ingest(history_db, tmp_path, 200 + i, {**base(), "t0": "fail"}, NOW + timedelta(hours=1 + i), msg=NEW_MSG)
     with clock.frozen(NOW + timedelta(hours=3)):
-        code, out, _ = cli(capsys, "quarantine", "apply-rules", "--format", "json", "--db", history_db)
+        code, out, _ = run_cli(capsys, "quarantine", "apply-rules", "--format", "json", "--db", history_db)
         assert code == 0, out
         doc = json.loads(out)
         (d,) = [d for d in doc["decisions"] if d["test"] == "tests/test_s.py::t0"]
         assert d["action"] == "release" and "broken: failed all" in d["reason"]
-        code, out, _ = cli(capsys, "quarantine", "list", "--all", "--format", "json", "--db", history_db)
+        code, out, _ = run_cli(capsys, "quarantine", "list", "--all", "--format", "json", "--db", history_db)
         (entry,) = json.loads(out)["entries"]
         assert entry["released_at"] and entry["released_by"] == "rule" and entry["release_reason"] == d["reason"]
         # apply-rules again: not quarantined again (it fails every attempt), and the report shows it broken
-        code, out, _ = cli(capsys, "quarantine", "apply-rules", "--format", "json", "--db", history_db)
+        code, out, _ = run_cli(capsys, "quarantine", "apply-rules", "--format", "json", "--db", history_db)
         assert all(x["action"] != "enter" for x in json.loads(out)["decisions"])
-        code, out, _ = cli(capsys, "flaky", "--all", "--format", "json", "--db", history_db)
+        code, out, _ = run_cli(capsys, "flaky", "--all", "--format", "json", "--db", history_db)
         t0 = next(t for t in json.loads(out)["tests"] if t["key"] == "tests/test_s.py::t0")
         assert t0["state"] == "broken"
 
@@ -182,7 +185,7 @@ def test_flaky_all_shows_tests_failing_every_run_as_broken(db_url, tmp_path, cap
         cases = {f"t{k}": "fail" if k < 3 else "pass" for k in range(10)}
         ingest(db_url, tmp_path, r, cases, NOW - timedelta(days=10 - r))
     with clock.frozen(NOW):
-        code, out, _ = cli(capsys, "flaky", "--all", "--format", "json", "--db", db_url)
+        code, out, _ = run_cli(capsys, "flaky", "--all", "--format", "json", "--db", db_url)
     doc = json.loads(out)
     by = {t["id"]: t for t in doc["tests"]}
     for k in range(3):

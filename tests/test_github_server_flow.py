@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_inprocess import run_cli
 from tests.githubfake import TOKEN, FakeGitHub
-from tests.test_github_flow import REPO, cli, result
+from tests.test_github_flow import REPO, result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,21 +90,19 @@ def test_upload_check_comment_through_the_service(service, gh, tmp_path, capsys,
     )  # fmt: skip
     (results / "presubmit.json").write_text(json.dumps(pr_doc))
 
-    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(results))
+    code, out, err = run_cli(capsys, "ingest", "--server", url, str(results))
     assert code == 0, err
     assert token not in out + err
     # Idempotent: the same upload again stores nothing new.
-    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, "--output", "json", str(results))
+    code, out, err = run_cli(capsys, "ingest", "--server", url, "--output", "json", str(results))
     assert code == 0, err
     assert not json.loads(out)["stored"]
 
-    code, out, err = cli(
-        capsys, monkeypatch, "check", "--db", db, "--commit", sha, "--lane", "presubmit", "--format", "json"
-    )
+    code, out, err = run_cli(capsys, "check", "--db", db, "--commit", sha, "--lane", "presubmit", "--format", "json")
     assert code == 1, err
     (tmp_path / "verdicts.json").write_text(out)
     args = ["comment", "--repo", REPO, "--pr", "7", "--verdicts", str(tmp_path / "verdicts.json")]
-    code, out, err = cli(capsys, monkeypatch, *args, "--dashboard-url", url)
+    code, out, err = run_cli(capsys, *args, "--dashboard-url", url)
     assert code == 0, err
     assert gh.statuses[-1]["state"] == "failure"
     assert gh.statuses[-1]["target_url"].startswith(f"{url}/runs/")
@@ -115,7 +114,7 @@ def test_ingest_server_rejects_a_wrong_token(service, tmp_path, capsys, monkeypa
     monkeypatch.setenv("GUARDRAIL_TOKEN", "gr_wrong_" + token)
     doc = result(lane="nightly", commit="f" * 40, when=datetime(2026, 11, 1, tzinfo=UTC), level=1.0, seed=1)
     (tmp_path / "r.json").write_text(json.dumps(doc))
-    code, out, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(tmp_path / "r.json"))
+    code, out, err = run_cli(capsys, "ingest", "--server", url, str(tmp_path / "r.json"))
     assert code == 3
     assert "401" in err and len(err.strip().splitlines()) == 1
     assert token not in out + err
@@ -154,11 +153,9 @@ def test_tiny_cpu_run_through_the_service(service, gh, tmp_path, capsys, monkeyp
     sha = json.loads(files[0].read_text())["run"]["source"]["commit"]
 
     monkeypatch.setenv("GUARDRAIL_TOKEN", token)
-    code, _, err = cli(capsys, monkeypatch, "ingest", "--server", url, str(out_dir))
+    code, _, err = run_cli(capsys, "ingest", "--server", url, str(out_dir))
     assert code == 0, err
-    code, out, err = cli(
-        capsys, monkeypatch, "check", "--db", db, "--commit", sha, "--lane", "presubmit", "--format", "json"
-    )
+    code, out, err = run_cli(capsys, "check", "--db", db, "--commit", sha, "--lane", "presubmit", "--format", "json")
     assert code in (0, 1), err  # no CPU history here: a missing baseline fails closed (1)
     (tmp_path / "verdicts.json").write_text(out)
     args = [
@@ -172,7 +169,7 @@ def test_tiny_cpu_run_through_the_service(service, gh, tmp_path, capsys, monkeyp
         "--verdicts",
         str(tmp_path / "verdicts.json"),
     ]
-    code, _, err = cli(capsys, monkeypatch, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 0, err
     assert gh.statuses[-1]["state"] == ("failure" if json.loads(out)["status"] == "failure" else "success")
     assert "qwen-image-edit-1024" in gh.comments[(REPO, 7)][0]["body"]
