@@ -145,6 +145,7 @@ def pages(ids: dict) -> dict[str, str]:
         "prs": "/prs",
         "pr": f"/prs/{PR}",
         "baselines": "/baselines",
+        "matrix": "/matrix",
         "flaky": "/flaky",
         "test": f"/tests/{ids['flaky_pk']}",
         "reruns": "/reruns",
