@@ -92,7 +92,13 @@ def _blast(port: int, token: str | None, total: int = 200 * 1000 * 1000) -> byte
 @pytest.mark.parametrize("token", [None, "gr_bogus"])
 def test_unauthenticated_upload_has_at_most_64_kib_read(served, token):
     port, _ = served
-    answer = _blast(port, token)
+    for _ in range(3):
+        # The server closes with the client's unread body in its buffer, so the kernel may reset the connection;
+        # a reset that arrives before the client's recv drops the 401 from its buffer (an empty answer): try again.
+        READ.clear()
+        answer = _blast(port, token)
+        if answer:
+            break
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     time.sleep(0.2)  # any read still in flight when the answer came
     assert 0 < sum(READ) <= 64 * 1024, READ
