@@ -3,13 +3,8 @@ write one `guardrail.result/v1` file per workload execution."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +15,7 @@ from guardrail.errors import InputError
 from guardrail.schema import Source
 from runners.fingerprint import environment
 from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
+from runners.process import run_logged
 from runners.result import build_result
 from runners.spec import SCALES
 from runners.workloads import select
@@ -68,30 +64,8 @@ def _run_process(
         "--seed",
         str(seed),
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    with open(log, "w") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-
-        def pump() -> None:
-            assert proc.stderr is not None
-            for raw in proc.stderr:
-                logf.write(raw)
-                logf.flush()
-                if raw.startswith("progress: "):
-                    on_line(raw[len("progress: ") :].strip())
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)  # the worker's own process group only
-            proc.wait()
-        reader.join(timeout=5)
-    wall = time.perf_counter() - t0
+    done = run_logged(cmd, log, timeout_s=timeout_s, on_line=on_line)  # SIGKILL past the timeout
+    timed_out, wall = done.timed_out, done.wall_s
     try:
         if timed_out:
             message = f"no result within the workload's timeout of {timeout_s:g} s"
@@ -99,7 +73,7 @@ def _run_process(
         try:
             return WORKER_OUTPUT.validate_json(out_json.read_bytes()), wall
         except (OSError, ValidationError):  # nothing written, or cut short: the worker died on its way
-            rc = proc.returncode
+            rc = done.returncode
             why = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
             message = f"worker died without a result ({why}); see {log}"
             return WorkerFailure(status="error", kind="crash", message=message), wall

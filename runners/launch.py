@@ -22,15 +22,13 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
-import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
+from runners.process import run_logged
 
 # Equivalence thresholds (the field's practice: vLLM-Omni accepts PSNR >= 30 dB and SSIM >= 0.97 against a
 # reference image); the judgement's own per-family thresholds live in policy.
@@ -220,35 +218,17 @@ def run_job(
         str(seed),
         *(["--single"] if single else []),
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    timed_out = False
-    with open(log, "w") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-
-        def pump() -> None:
-            assert proc.stderr is not None
-            for raw in proc.stderr:
-                logf.write(raw)
-                logf.flush()
-                if on_line is not None and "progress: " in raw:
-                    on_line(raw.split("progress: ", 1)[1].strip())
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGTERM)  # torchrun's agent stops its ranks on SIGTERM
-            try:
-                proc.wait(timeout=TERM_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        _kill_ranks(job_dir)  # whatever the agent left behind
-        reader.join(timeout=5)
-    wall = time.perf_counter() - t0
+    # torchrun's agent stops its ranks on SIGTERM; whatever it leaves behind is killed after
+    done = run_logged(
+        cmd,
+        log,
+        timeout_s=timeout_s,
+        on_line=on_line,
+        progress_anywhere=True,
+        term_grace_s=TERM_GRACE_S,
+        after=lambda: _kill_ranks(job_dir),
+    )
+    wall, timed_out = done.wall_s, done.timed_out
     outs: list[WorkerOk | WorkerFailure] = []
     for r in range(world):
         f = job_dir / f"rank{r}.json"
@@ -259,7 +239,7 @@ def run_job(
                 msg = f"rank {r}: no result within the workload's timeout of {timeout_s:g} s"
                 outs.append(WorkerFailure(status="timeout", kind="timeout", message=msg))
             else:
-                msg = f"rank {r} died without a result (torchrun exit code {proc.returncode}); see {log}"
+                msg = f"rank {r} died without a result (torchrun exit code {done.returncode}); see {log}"
                 outs.append(WorkerFailure(status="error", kind="crash", message=msg))
     return outs, wall, timed_out
 
