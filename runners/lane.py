@@ -92,8 +92,12 @@ def run_lane(
     progress: bool = True,
     source: Source | None = None,
     workloads_dir: str | Path | None = None,
+    profile: bool = False,
 ) -> list[Path]:
     """Run the lane's workloads; returns the result files written (one per workload execution).
+
+    `profile`: after a workload's timed repeats, one more fresh process profiles it (runners.profile_run); its
+    aggregates go into the result's `extra.profile`, its trace beside the result file.
 
     Bad input (unknown lane/workload, invalid spec, --device npu without torch_npu) raises InputError
     before anything runs. A workload that fails still gets a result file (infra_error / timeout).
@@ -180,6 +184,10 @@ def run_lane(
         result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, n)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         f = out / f"{spec.name}.{scale}.{dev}.{stamp}.json"
+        if profile and result.status == "ok":  # never among the timed repeats: its own process, after them
+            from runners.profile_run import profile_workload
+
+            result = profile_workload(path, spec, result, scale=scale, device=dev, result_file=f, ui=ui)
         f.write_text(result.to_json())
         written.append(f)
     return written

@@ -30,6 +30,10 @@ def run_command(
     base_commit: Annotated[str | None, typer.Option("--base-commit")] = None,
     repo: Annotated[str | None, typer.Option("--repo")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="After the timed repeats, one more process profiles each workload (docs/profiles.md)."),
+    ] = False,
 ) -> None:
     """Run workloads through the real pipelines. Exit 0 all ok, 3 if any failed or timed out, 2 bad input."""
     from guardrail.ci_env import source_from_env
@@ -47,6 +51,7 @@ def run_command(
         progress=not quiet,
         source=source,
         workloads_dir=workloads_dir,
+        profile=profile,
     )
     failed = []
     for f in files:
