@@ -88,6 +88,7 @@ def run_lane(
     device: str = "auto",
     scale: str = "tiny",
     repeats: int | None = None,
+    planned_repeats: dict[tuple[str, str], int] | None = None,
     out_dir: str | Path,
     progress: bool = True,
     source: Source | None = None,
@@ -96,6 +97,7 @@ def run_lane(
 ) -> list[Path]:
     """Run the lane's workloads; returns the result files written (one per workload execution).
 
+    `planned_repeats`: (workload, hardware) -> repeats (`guardrail plan-repeats`), used where `repeats` is None.
     `profile`: after a workload's timed repeats, one more fresh process profiles it (runners.profile_run); its
     aggregates go into the result's `extra.profile`, its trace beside the result file.
 
@@ -140,7 +142,8 @@ def run_lane(
             written.extend(files)
             continue
         assert env is not None
-        n = repeats or spec.repeats_for(lane)
+        # --repeats wins; else the stored history's plan for this workload on this hardware; else its file's.
+        n = repeats or (planned_repeats or {}).get((spec.name, env.hardware)) or spec.repeats_for(lane)
         if spec.parallel is not None:  # one torch.distributed job per repeat (runners.launch)
             from runners.launch import run_workload
 

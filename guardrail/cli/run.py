@@ -21,6 +21,10 @@ def run_command(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | npu")] = "auto",
     scale: Annotated[str, typer.Option("--scale", help="tiny (CPU-sized configs) | full (real architecture)")] = "tiny",
     repeats: Annotated[int | None, typer.Option("--repeats", help="Fresh processes per workload.")] = None,
+    repeats_plan: Annotated[
+        Path | None,
+        typer.Option("--repeats-plan", help="Repeats per workload and hardware from `guardrail plan-repeats --out`."),
+    ] = None,
     workloads_dir: Annotated[
         Path | None, typer.Option("--workloads-dir", help="Workload YAML directory (default: ./workloads).")
     ] = None,
@@ -41,12 +45,14 @@ def run_command(
     from runners import run_lane
 
     source = source_from_env(repo=repo, commit=commit, branch=branch, pr=pr, base_commit=base_commit)
+    planned = _read_repeats_plan(repeats_plan) if repeats_plan is not None else None
     files = run_lane(
         lane,
         names=workload or None,
         device=device,
         scale=scale,
         repeats=repeats,
+        planned_repeats=planned,
         out_dir=out,
         progress=not quiet,
         source=source,
@@ -61,3 +67,24 @@ def run_command(
             failed.append(f"{r.workload.name} ({r.status}: {r.error.kind if r.error else '?'})")
     if failed:
         raise InfraError(f"{len(failed)} of {len(files)} workloads did not complete: {', '.join(failed)}")
+
+
+def _read_repeats_plan(path: Path) -> dict[tuple[str, str], int]:
+    """(workload, hardware) -> repeats, from a `guardrail.repeat_plan/v1` file; bad input names the file and field."""
+    import json
+
+    from guardrail.errors import InputError
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the repeats plan ({exc})", file=str(path)) from None
+    if not isinstance(doc, dict) or doc.get("schema") != "guardrail.repeat_plan/v1":
+        raise InputError("not a guardrail.repeat_plan/v1 file", file=str(path), field="$.schema")
+    out: dict[tuple[str, str], int] = {}
+    for i, w in enumerate(doc.get("workloads") or []):
+        n = w.get("repeats") if isinstance(w, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not w.get("workload") or not w.get("hardware"):
+            raise InputError("needs workload, hardware and repeats >= 1", file=str(path), field=f"$.workloads[{i}]")
+        out[(str(w["workload"]), str(w["hardware"]))] = n
+    return out
