@@ -257,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"progress: {msg}", file=sys.stderr, flush=True)
 
     try:
+        import runners.device as device_mod
+
+        pin = getattr(device_mod, "pin_cpu_threads", None)
+        if args.device == "cpu" and pin is not None:  # the timed worker's CPU threads, set before torch loads
+            pin()
         from runners.workloads import load_workload
 
         spec = load_workload(args.workload)
