@@ -7,7 +7,7 @@ Numbers: the ``performance`` section of baselines/rerun-policy.yaml; rules in do
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from guardrail.rerun_policy import RerunPolicy
@@ -15,6 +15,8 @@ from guardrail.rerun_policy import RerunPolicy
 # guardrail.analysis.planner.REPEATS_UNREACHABLE (not imported: the planner loads scipy): no number of repeats
 # resolves the comparison
 REPEATS_UNREACHABLE = 1_000_000
+# Verdicts whose workloads are profiled when run again: the profile diff says why they got slower.
+PROFILED = ("regression", "suspect")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class PerfRerun:
     repeats_needed: int | None
     blocking: bool
     reason: str
+    # the rerun (or next run) of a regression or a suspect carries a profile (guardrail run --profile), so that
+    # its verdict can say which ops made it slower (docs/profiles.md)
+    profile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +45,7 @@ class PerfRerun:
             "repeats_needed": self.repeats_needed,
             "blocking": self.blocking,
             "reason": self.reason,
+            "profile": self.profile,
         }
 
 
@@ -98,7 +104,8 @@ def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str
     need = c.repeats_needed
 
     def decision(action: Literal["rerun", "flag", "none"], extra: int, blocking: bool, reason: str) -> PerfRerun:
-        return PerfRerun(c.workload, c.metric, c.hardware, c.verdict, action, extra, need, blocking, reason)
+        profile = c.verdict in PROFILED and not c.informational
+        return PerfRerun(c.workload, c.metric, c.hardware, c.verdict, action, extra, need, blocking, reason, profile)
 
     if c.informational:
         return decision("none", 0, False, "informational metric")
@@ -151,9 +158,9 @@ def _cap_workloads(decisions: list[PerfRerun], cap: int) -> list[PerfRerun]:
         if d.action == "rerun":
             wl = (d.workload, d.hardware)
             if wl not in chosen and len(chosen) >= cap:
-                d = PerfRerun(
-                    d.workload, d.metric, d.hardware, d.verdict, "none", 0, d.repeats_needed,
-                    d.verdict == "regression", f"job cap reached: {cap} workloads rerun already",
+                d = replace(
+                    d, action="none", extra_repeats=0, blocking=d.verdict == "regression",
+                    reason=f"job cap reached: {cap} workloads rerun already",
                 )  # fmt: skip
             elif wl not in chosen:
                 chosen.append(wl)

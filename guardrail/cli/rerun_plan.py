@@ -130,7 +130,7 @@ def rerun_plan_cmd(
         typer.echo(f"  {'rerun' if t['rerun'] else 'keep '} {t['id']}  x{t['attempts']}  ({t['reason']})")
     for w in doc["workloads"]:
         typer.echo(f"  {w['action']:<5} {w['workload']}/{w['metric']} on {w['hardware']}  +{w['extra_repeats']}"
-                   f"  ({w['reason']})")  # fmt: skip
+                   f"{'  profile: true' if w.get('profile') else ''}  ({w['reason']})")  # fmt: skip
     sm = doc["summary"]
     typer.echo(
         f"{sm['tests_to_rerun']} tests and {sm['workloads_to_rerun']} workloads to rerun, "
