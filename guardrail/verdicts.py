@@ -90,9 +90,48 @@ class CandidateSide(_Part):
     median: float | None = None
 
 
+class ProfileContributor(_Part):
+    """One op (or transformer block) of a profile diff: what it costs per step on each side, and its share of the
+    change explained (guardrail.analysis.profile_diff)."""
+
+    omit_if_none = ("share",)
+    name: str
+    kind: str = "op"  # op | module
+    status: str = "changed"  # changed | new | vanished
+    delta_ms: float = 0.0
+    share: float | None = None
+    baseline_ms: float = 0.0
+    candidate_ms: float = 0.0
+    baseline_calls: float = 0.0
+    candidate_calls: float = 0.0
+    calls_changed: bool = False
+
+
+class ProfileDiffInfo(_Part):
+    """Why a regression got slower, from the profiles of its candidate run and of its newest profiled baseline run
+    (`guardrail run --profile`): the top contributors, and whether they explain the change (docs/profiles.md)."""
+
+    omit_if_none = ("baseline_run", "candidate_run", "baseline_commit", "trace", "explained_share")
+    baseline_run: int | None = None
+    baseline_commit: str | None = None
+    candidate_run: int | None = None
+    time_basis: str | None = None
+    change_ms: float = 0.0  # the change explained, ms per step
+    explained_ms: float = 0.0
+    explained_share: float | None = None
+    explains: bool = False
+    note: str = ""
+    contributors: list[ProfileContributor] = Field(default_factory=list)
+    modules: list[ProfileContributor] = Field(default_factory=list)
+    new_ops: list[str] = Field(default_factory=list)
+    vanished_ops: list[str] = Field(default_factory=list)
+    trace: str | None = None  # the candidate's trace file, relative to its result file
+
+
 class VerdictRow(_Part):
     """One workload x metric x hardware and its verdict."""
 
+    omit_if_none = ("profile_diff",)
     workload: str
     metric: str
     hardware: str | None = None
@@ -115,6 +154,8 @@ class VerdictRow(_Part):
     # look after the first is a confirmation, not a first sighting (the rerun plan asks for no more repeats)
     look: int = 1
     max_looks: int = 1
+    # a regression whose candidate and baseline runs both carry profiles: the ops that made it slower
+    profile_diff: ProfileDiffInfo | None = None
 
 
 class WorkloadError(_Part):

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from guardrail.analysis.judgement import Repeats, SeriesInput, judge
 from guardrail.analysis.noise_model import FAMILY_MIN_RUNS, family_cv
 from guardrail.check.baseline import Baseline, name_the_baseline, select_baseline
+from guardrail.check.profiles import attach_profile_diffs
 from guardrail.ingest.reference import load_reference_yaml
 from guardrail.policy import ColdStart, Policy
 from guardrail.rerun_policy.yaml_file import load_rerun_policy
@@ -228,4 +229,5 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
         confirm_summary_regressions=policy.confirm_summary_regressions,
         max_extra_repeats=load_rerun_policy().performance.max_extra_repeats,  # noisy: beyond the lane's repeats
     )
-    return name_the_baseline(doc, baselines.values(), policy)  # its windows, and where main regressed already
+    doc = name_the_baseline(doc, baselines.values(), policy)  # its windows, and where main regressed already
+    return attach_profile_diffs(doc, groups, {wid: b.results for wid, b in baselines.items()})

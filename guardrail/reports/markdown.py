@@ -247,6 +247,38 @@ def _error_line(e: WorkloadError) -> str:
     return f"- {escape_md(e.workload)}: `{_code(e.status)}`{kind}{msg}"
 
 
+def profile_lines(rows: Iterable[VerdictRow], top: int = 5) -> list[str]:
+    """Under the regressions: each profiled workload's top contributors (ms added per step, share of the change),
+    once per workload (the step-latency row's diff where several metrics regressed), and whether they explain it."""
+    chosen: dict[str, VerdictRow] = {}
+    for v in rows:
+        if v.verdict != "regression" or v.profile_diff is None:
+            continue
+        if v.workload not in chosen or v.metric == "denoise_step_latency":
+            chosen[v.workload] = v
+    out: list[str] = []
+    for name, v in chosen.items():
+        d = v.profile_diff
+        assert d is not None
+        against = f" against run {d.baseline_run}" if d.baseline_run is not None else ""
+        out.append(f"**Top contributors: {escape_md(name)}** ({escape_md(d.time_basis or 'profile')}{against}, "
+                   f"{d.change_ms:+.2f} ms per step to explain)")  # fmt: skip
+        out.append("")
+        for c in d.contributors[:top]:
+            share = f", {100 * c.share:.0f}%" if c.share is not None else ""
+            calls = f", calls {c.baseline_calls:g} → {c.candidate_calls:g}" if c.calls_changed else ""
+            tag = f" ({c.status})" if c.status != "changed" else ""
+            out.append(f"- `{_code(c.name)}`{tag}: {c.delta_ms:+.2f} ms per step{share}{calls}")
+        if not d.contributors:
+            out.append("- no op changed beyond the profiles' noise")
+        if not d.explains:
+            out.append(f"- ⚠️ {escape_md(d.note)}")
+        elif d.explained_share is not None:
+            out.append(f"- together {100 * d.explained_share:.0f}% of the change")
+        out.append("")
+    return out
+
+
 def _why_line(v: VerdictRow) -> str:
     return f"- **{escape_md(v.workload)} / {escape_md(v.metric)}**: {escape_md(v.explanation)}"
 
@@ -403,6 +435,7 @@ def render_markdown(
     todo = _what_to_do(shown)
     if todo:
         out += [todo, ""]
+    out += profile_lines(shown)
     since = since_previous(typed, as_doc(previous)) if previous is not None else None
     if since:
         out += [since, ""]

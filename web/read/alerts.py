@@ -16,6 +16,7 @@ from guardrail.alerts import SCHEMA, alert_doc, headline, metric_doc, worse, wor
 from guardrail.errors import NotFound
 from guardrail.store import models as m
 from web.read.fields import commit_url, iso
+from web.read.runs import profile_diffs
 
 MAX_RANGE_COMMITS = 30  # stored commits listed between an alert's last good and first bad commit
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -170,6 +171,16 @@ def _commit_range(session: Session, a: m.Alert) -> dict[str, Any]:
     }
 
 
+def _profile_diff(session: Session, a: m.Alert) -> dict[str, Any] | None:
+    """The profile diff of the regression that raised the alert: its run's newest check, its workload's row."""
+    if a.run_id is None:
+        return None
+    check_id = session.scalar(select(m.Check.id).where(m.Check.run_id == a.run_id).order_by(m.Check.id.desc()).limit(1))
+    if check_id is None:
+        return None
+    return profile_diffs(session.connection(), check_id).get(a.workload.name)
+
+
 def alert_detail(session: Session, alert_id: int) -> dict[str, Any]:
     a = session.get(m.Alert, alert_id)
     if a is None:
@@ -182,6 +193,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any]:
         **alert_dict(a, change_times(session, [a]).get(a.id)),
         "worst": {**worst, **metric_doc(worst), "worse": worse(worst)} if worst else None,
         "commit_range": _commit_range(session, a),
+        "profile_diff": _profile_diff(session, a),
         "events": [
             {"state": e.state, "note": e.note, "author": e.author, "created_at": iso(e.created_at)} for e in events
         ],

@@ -171,6 +171,8 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
     for x in meas:
         by_result[x.result_id][x.series_id].append(np.frombuffer(x.samples, dtype="<f8").tolist())
     previous = _previous_fingerprints(conn, sql, run, results)
+    # the regressions' profile diffs (docs/profiles.md): read from the check's document only when it has one
+    diffs = profile_diffs(conn, check.id) if check is not None and (check.summary or {}).get("regression") else {}
     out_results = []
     for r in results:
         metrics = []
@@ -220,6 +222,8 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
                     "software": r.software,
                 },
                 "output_drift": _drift(fp, previous.get(r.workload_id)),
+                "profile": profile_summary((r.extra or {}).get("profile")),
+                "profile_diff": diffs.get(r.name),
             }
         )
     # the workloads with a regression first (then by their worst verdict), in stored order otherwise
@@ -239,6 +243,35 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
             "created_at": iso(check.created_at),
             "expected_false_alarms": check.expected_false_alarms,
         },
+    }
+
+
+def profile_diffs(conn: Connection, check_id: int) -> dict[str, dict[str, Any]]:
+    """workload -> the profile diff of its regression in a check's document (the step latency's where several of
+    its metrics regressed); {} when none carries one."""
+    rows = conn.execute(select(m.Check.doc["verdicts"]).where(m.Check.id == check_id)).scalar()
+    out: dict[str, dict[str, Any]] = {}
+    for v in rows if isinstance(rows, list) else []:
+        d = v.get("profile_diff") if isinstance(v, dict) and v.get("verdict") == "regression" else None
+        if isinstance(d, dict) and (v["workload"] not in out or v.get("metric") == "denoise_step_latency"):
+            out[v["workload"]] = {**d, "metric": v.get("metric")}
+    return out
+
+
+def profile_summary(p: Any) -> dict[str, Any] | None:
+    """What a result's own profile holds, in brief: its basis, its total per step, its costliest ops, its trace."""
+    if not isinstance(p, dict):
+        return None
+    if "error" in p:
+        return {"error": str(p["error"])[:500]}
+    ops = [o for o in p.get("ops") or [] if isinstance(o, dict)][:5]
+    return {
+        "time_basis": p.get("time_basis"),
+        "device": p.get("device"),
+        "steps": len(p.get("steps") or []),
+        "total_ms_per_step": p.get("total_ms_per_step"),
+        "top_ops": [{"name": o.get("name"), "ms_per_step": o.get("ms_per_step")} for o in ops],
+        "trace": p.get("trace"),
     }
 
 
