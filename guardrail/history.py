@@ -4,7 +4,7 @@ change-point scan that turns new change points on main into alerts."""
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -189,6 +189,63 @@ def noise_rows(
             )
             rows.append((series_label(s), report))
     return rows
+
+
+def repeat_plans(
+    session: Session,
+    *,
+    lane: str = "presubmit",
+    hardware: str | None = None,
+    workloads: list[str] | None = None,
+    min_repeats: int = 2,
+) -> list[dict[str, Any]]:
+    """Per workload and hardware: the repeats a LANE run should start with (guardrail.analysis.repeat_plan), the
+    most any of its gating step series asks for, planned on the history the lane's baseline reads (its lanes and
+    branch, its noise history); from the workload's own repeats for the lane (else `min_repeats`) up to that plus
+    the rerun policy's extra repeats. Per-run summary series (one value per run) are left out: their repeats are
+    whole server runs, which the plan does not size."""
+    from guardrail.analysis.repeat_plan import plan_repeats
+    from guardrail.rerun_policy.yaml_file import load_rerun_policy
+
+    policy = _lane_policy(lane)
+    extra = load_rerun_policy().performance.max_extra_repeats
+    q = select(m.Series).join(m.Workload).where(m.Series.summary.is_(None))
+    if hardware:
+        q = q.where(m.Series.hardware == hardware)
+    if workloads:
+        q = q.where(m.Workload.name.in_(workloads))
+    gating = [
+        s
+        for s in session.scalars(q.order_by(m.Workload.name, m.Series.hardware, m.Series.metric))
+        if s.metric not in policy.informational
+    ]
+    per_hardware = Counter(s.hardware for s in gating)  # a check judges one hardware's series together
+    plans: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in gating:
+        own = (s.workload.spec or {}).get("repeats", {})
+        lowest = int(own.get(lane, min_repeats)) if isinstance(own, dict) else min_repeats
+        runs = series_runs(
+            session, s.id, lanes=policy.baseline.lanes, branch=policy.baseline.branch, limit=policy.baseline.noise_history
+        )
+        plan = plan_repeats(
+            runs[::-1],  # newest first, as the check reads them
+            window=policy.baseline.window,
+            threshold=policy.threshold(s.metric),
+            min_repeats=lowest,
+            max_repeats=lowest + extra,
+            gating_series=per_hardware[s.hardware],
+            alpha=policy.alpha,
+            fdr=policy.fdr,
+        )
+        entry = plans.setdefault(
+            (s.workload.name, s.hardware),
+            {"workload": s.workload.name, "hardware": s.hardware, "lane_repeats": lowest, "repeats": lowest, "series": []},
+        )
+        entry["repeats"] = max(entry["repeats"], plan.repeats)
+        entry["series"].append(
+            {"metric": s.metric, "repeats": plan.repeats, "se": plan.se, "budget": plan.budget, "reason": plan.reason}
+        )
+    return list(plans.values())
 
 
 def scan_change_points(

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
-from guardrail.analysis.noise_model import PRIOR_BETWEEN_CV, SeriesData, estimate_noise, flatten
+from guardrail.analysis.noise_model import PRIOR_BETWEEN_CV, NoiseEstimate, SeriesData, estimate_noise, flatten
 from guardrail.analysis.planner import REPEATS_UNREACHABLE, repeats_needed
 from guardrail.verdicts import count
 from guardrail.vocabulary import Verdict
@@ -112,7 +112,7 @@ def _robust_level(values: np.ndarray, scale: float) -> tuple[float, bool]:
     return mu, bool(np.any(w < 1.0))
 
 
-def _baseline_level(
+def baseline_level(
     base: SeriesData, hist: SeriesData | None, run_var: float, repeat_var: float
 ) -> tuple[float, int, float]:
     """The baseline level at its newest run: (level, runs left out, variance factor of the level).
@@ -149,6 +149,16 @@ def _baseline_level(
     if sxx > 0:
         w += -float(x[: means.size][keep].mean()) * xc / sxx
     return float(w @ hist.run_means), dropped, float(w @ w)
+
+
+def variance_parts(noise: NoiseEstimate, level_factor: float, baseline_repeats: float, k: int) -> tuple[float, float]:
+    """The variance of (candidate mean - baseline level) in two parts: (run-level part, repeat part). A fresh run
+    level on each side; process noise over the candidate's `k` repeats; the baseline level carries `level_factor`
+    of one run level's variance (1/R for a plain mean of R runs of `baseline_repeats` repeats each)."""
+    return (
+        noise.run_var * (1.0 + level_factor),
+        noise.repeat_var * (1.0 / k + level_factor / baseline_repeats),
+    )
 
 
 def compare_metric(
@@ -225,16 +235,13 @@ def compare_metric(
     hist = flatten(hist_runs, log_scale=log_scale, scale=scale) if len(hist_runs) >= base.runs else base
     noise = estimate_noise(hist, cand, prior_cv=prior_cv)  # a given history includes the baseline runs
 
-    level, dropped, level_factor = _baseline_level(
+    level, dropped, level_factor = baseline_level(
         base, hist if (trend and hist is not base) else None, noise.run_var, noise.repeat_var
     )
     r_b = base.runs - dropped
     kbar_b = float(base.run_sizes.mean())
     k_c = cand.repeats
-    # Variance of (candidate mean - baseline level): a fresh run level on each side, process noise / repeats;
-    # the baseline level's share is `level_factor` of one run level's variance (1/R for a plain mean).
-    comp_run = noise.run_var * (1.0 + level_factor)
-    comp_rep = noise.repeat_var * (1.0 / k_c + level_factor / kbar_b)
+    comp_run, comp_rep = variance_parts(noise, level_factor, kbar_b, k_c)
     var = comp_run + comp_rep
     se = math.sqrt(var)
     denom = (comp_run**2 / noise.run_df if noise.run_df > 0 else 0.0) + (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -30,6 +32,59 @@ def noise_cmd(
         echo_json(noise_json(rows))
     else:
         typer.echo(render_noise_table(rows))
+
+
+REPEAT_PLAN_SCHEMA = "guardrail.repeat_plan/v1"
+
+
+@app.command("plan-repeats")
+def plan_repeats_cmd(
+    lane: Annotated[str, typer.Option(help="Lane the run is for; its policy names the history and thresholds.")] = (
+        "presubmit"
+    ),
+    hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
+    workload: Annotated[list[str] | None, typer.Option("--workload", help="Only this workload (repeatable).")] = None,
+    min_repeats: Annotated[
+        int, typer.Option("--min-repeats", help="A workload's repeats where its file names none for the lane.")
+    ] = 2,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON plan here (for `guardrail run --repeats-plan`).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    db: DbOption = None,
+) -> None:
+    """How many repeats each workload's LANE run should start with, so that the check can resolve its thresholds
+    without a rerun: more only where the stored history is noisy enough to need them (docs/statistics.md)."""
+    from guardrail.errors import InputError
+    from guardrail.history import repeat_plans
+    from guardrail.store.db import session_scope
+
+    if min_repeats < 1:
+        raise InputError("must be at least 1", field="--min-repeats")
+    with session_scope(resolve_db(db)) as s:
+        plans = repeat_plans(s, lane=lane, hardware=hardware, workloads=workload, min_repeats=min_repeats)
+    doc = {"schema": REPEAT_PLAN_SCHEMA, "lane": lane, "workloads": plans}
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(out)  # never half-written
+    if fmt == "json":
+        echo_json(doc)
+        return
+    if not plans:
+        typer.echo(f"no stored history for lane {lane}'s baseline: every workload runs its own repeats")
+        return
+    for p in plans:
+        more = p["repeats"] - p["lane_repeats"]
+        head = f"{p['workload']} on {p['hardware']}: {p['repeats']} repeats"
+        if more <= 0:
+            typer.echo(f"{head} (the lane's)")
+            continue
+        top = max(p["series"], key=lambda x: x["repeats"])
+        typer.echo(f"{head} ({more} more than the lane's {p['lane_repeats']}: {top['metric']}: {top['reason']})")
+    added = sum(max(p["repeats"] - p["lane_repeats"], 0) for p in plans)
+    typer.echo(
+        f"{len(plans)} workload{'' if len(plans) == 1 else 's'}, {sum(p['repeats'] for p in plans)} repeats in all "
+        f"({added} more than the lanes' own)"
+    )
 
 
 @app.command("changepoints")
