@@ -121,12 +121,43 @@ class Command(_Strict):
     env: dict[str, str] = {}
 
 
+class VllmOmniSeries(_Strict):
+    """A series the case's record continues (the adapter's identity), one per sweep step."""
+
+    name: str
+    digest: str
+    step: int = 0
+
+
+class VllmOmni(_Strict):
+    """Engine `vllm-omni-serve`: one benchmark config of a vLLM-Omni perf case (guardrail.vllm_omni_cases writes
+    these), run against a `vllm serve MODEL --omni` server started for it (runners.engines.vllm_omni_serve)."""
+
+    test_name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    serve_args: dict[str, Any] = {}
+    benchmark_params: dict[str, Any]
+    hardware_marks: dict[str, str] = {}  # device type -> hardware the case is pinned to ({"cuda": "H100"})
+    num_cards: int = Field(default=1, ge=1)
+    marks: list[str] = []
+    baseline: dict[str, Any] = {}  # the case's own numbers; cold-start references live in baselines/reference/
+    source: dict[str, str | None] = {}  # repo, path, commit of the case file
+    series: list[VllmOmniSeries] = []
+    # Commands: overridden by $GUARDRAIL_VLLM_OMNI_SERVER / $GUARDRAIL_VLLM_OMNI_CLIENT (shell words).
+    server: list[str] = Field(default_factory=lambda: ["vllm", "serve"], min_length=1)
+    client: list[str] = Field(
+        default_factory=lambda: ["python", "benchmarks/diffusion/diffusion_benchmark_serving.py"], min_length=1
+    )
+    health_timeout_s: float = Field(default=1200, gt=0)  # run_diffusion_benchmark.py waits as long
+    term_grace_s: float = Field(default=30, ge=0)
+
+
 class WorkloadSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     family: str
     description: str | None = None
     lanes: list[str] = Field(min_length=1)
-    engine: Literal["diffusers", "command"] = "diffusers"
+    engine: Literal["diffusers", "command", "vllm-omni-serve"] = "diffusers"
     pipeline: str | None = None
     model: Model | None = None
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -141,6 +172,7 @@ class WorkloadSpec(_Strict):
     timeout_s: float = Field(default=1800, gt=0)
     parallel: Parallel | None = None  # degrees of a multi-device run (runners.parallel); absent: one device
     command: Command | None = None
+    vllm_omni: VllmOmni | None = None
 
     @field_validator("lanes")
     @classmethod
@@ -172,6 +204,10 @@ class WorkloadSpec(_Strict):
                 raise FieldError(
                     "command.adapter", f"unknown adapter {self.command.adapter!r}; known: {', '.join(FORMATS)}"
                 )
+            return self
+        if self.engine == "vllm-omni-serve":
+            if self.vllm_omni is None:
+                raise FieldError("vllm_omni", "engine 'vllm-omni-serve' needs a 'vllm_omni' section")
             return self
         for key in ("pipeline", "model", "generation"):
             if getattr(self, key) is None:
