@@ -277,3 +277,32 @@ def test_api_docs_page_renders_markdown_and_documents_post_bodies(client):
     assert "one of untriaged, acknowledged, confirmed" in triage
     search = page.split("/api/v1/series</code></h3>", 1)[1].split("</section>", 1)[0]
     assert "<code>q</code>" in search
+
+
+def test_a_stored_infinity_reads_as_null_not_a_500(tmp_path):
+    """A sample of -inf in the store (rows written before the schema refused them) makes that value unknown in the
+    JSON answer; the rest of the comparison still comes back."""
+    from sqlalchemy import select
+
+    from guardrail.store import models as m
+    from guardrail.store.db import session_scope
+    from web.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'guardrail.db'}"
+    ids = _fill(url, tmp_path)
+    with session_scope(url, write=True) as s:
+        run_a = s.get(m.Run, ids["a"])
+        meas = s.scalars(
+            select(m.Measurement)
+            .join(m.Result, m.Measurement.result_id == m.Result.id)
+            .join(m.Series, m.Measurement.series_id == m.Series.id)
+            .where(m.Result.run_id == run_a.id, m.Series.metric == "vae_decode_latency")
+        ).all()
+        for x in meas:
+            x.samples = np.full(4, -np.inf, dtype="<f8").tobytes()
+    with TestClient(create_app(url), raise_server_exceptions=True) as c:
+        r = c.get("/api/v1/compare", params={"a": ids["a"], "b": ids["b"]})
+    assert r.status_code == 200, r.text[:300]
+    rows = _rows(r.json())
+    assert rows["vae_decode_latency"]["a"] is None
+    assert rows["denoise_step_latency"]["verdict"] == "regression"  # the rest is judged as before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,29 @@ from web.pages.downloads import reads as downloads_router
 from web.pages.rendering import qs
 
 HERE = Path(__file__).resolve().parent
+
+
+def _finite(x: object) -> object:
+    """`x` with every NaN or infinity replaced by None (JSON has no such numbers)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+class FiniteJSONResponse(JSONResponse):
+    """JSON whose non-finite numbers read as null: a stored infinity (an old row, a metric of 0 ms turned into a
+    ratio) is one unknown value in the answer, not a 500 for the whole request. Only a failing render pays for the
+    walk."""
+
+    def render(self, content: object) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:
+            return super().render(_finite(content))
 
 
 def _templates() -> Jinja2Templates:
@@ -233,6 +257,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        default_response_class=FiniteJSONResponse,
         description="Performance guardrail dashboard and JSON API. Reads are public unless the "
         "service requires a token; writes need `Authorization: Bearer <token>` "
         "(`guardrail token create NAME`).",

@@ -3,6 +3,7 @@ verdict from the same judgement `guardrail compare` gives result files (run a as
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -115,7 +116,9 @@ def compare_runs(
 
 
 def _values(x: dict[str, Any] | None) -> list[list[float]]:
-    return [rep for rep in (x or {}).get("repeats") or [] if rep]
+    """The repeats' finite samples (a stored infinity is no measurement), empty repeats left out."""
+    reps = ([v for v in rep if math.isfinite(v)] for rep in (x or {}).get("repeats") or [])
+    return [rep for rep in reps if rep]
 
 
 def _worse_sign(change: float | None, direction: str) -> int:
