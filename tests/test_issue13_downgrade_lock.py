@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from guardrail.store.db import MIGRATION_LOCK_CLASS, upgrade
+from guardrail.store.db import MIGRATION_LOCK_CLASS, SCHEMA_REVISION, upgrade
 
 WAIT = 2.0  # long enough for an unlocked downgrade to have finished (it takes ~1 s here)
 
@@ -52,7 +52,7 @@ def test_sqlite_downgrade_waits_for_the_first_use_lock(tmp_path: Path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     proc = _guardrail("db", "downgrade", "0001", "--db", url)
     before, out = _waits_then_finishes(proc, lambda: os.close(fd), revision)
-    assert before == "0004"  # nothing changed while the lock was held
+    assert before == SCHEMA_REVISION  # nothing changed while the lock was held
     assert revision() == "0001" and "schema at 0001" in out
 
 
@@ -87,11 +87,11 @@ def test_postgres_downgrade_and_upgrade_wait_for_the_advisory_lock(pg_url: str):
     revision = _pg_revision(pg_url)
     unlock = _pg_lock(pg_url)
     before, out = _waits_then_finishes(_guardrail("db", "downgrade", "0001", "--db", pg_url), unlock, revision)
-    assert before == "0004" and revision() == "0001" and "schema at 0001" in out
+    assert before == SCHEMA_REVISION and revision() == "0001" and "schema at 0001" in out
 
     unlock = _pg_lock(pg_url)
     before, out = _waits_then_finishes(_guardrail("db", "upgrade", "--db", pg_url), unlock, revision)
-    assert before == "0001" and revision() == "0004" and "schema at 0004" in out
+    assert before == "0001" and revision() == SCHEMA_REVISION and f"schema at {SCHEMA_REVISION}" in out
 
 
 def test_postgres_lock_is_per_schema(pg_url: str):

@@ -26,7 +26,7 @@ from guardrail.errors import InfraError, InputError
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # The newest migration. Checked by reading alembic_version directly, so that a command's start-up does not load
 # Alembic; tests/test_store.py keeps it equal to Alembic's head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 # PostgreSQL: migrations (upgrade and downgrade) of one schema run one at a time under the session-level advisory
 # lock (MIGRATION_LOCK_CLASS, hashtext(current_schema())); released when done or when the connection drops.
 MIGRATION_LOCK_CLASS = 0x67726D  # "grm"

@@ -284,3 +284,51 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Bisection(Base):
+    """One bisection of a first-parent commit range for one workload x metric x hardware (guardrail bisect)."""
+
+    __tablename__ = "bisections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
+    workload: Mapped[str] = mapped_column(String(300))
+    metric: Mapped[str] = mapped_column(String(200))
+    hardware: Mapped[str | None] = mapped_column(String(200))
+    good: Mapped[str] = mapped_column(String(64))
+    bad: Mapped[str] = mapped_column(String(64))
+    commits: Mapped[list[Any]] = mapped_column(default=list)  # first-parent SHAs, the good end first
+    dispatch: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20), default="running")  # running | culprit | stopped
+    stop_reason: Mapped[str | None] = mapped_column(String(40))
+    culprit: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[dict[str, Any]] = mapped_column(default=dict)  # both sides' p-values at the culprit
+    low: Mapped[int] = mapped_column(Integer, default=0)  # the open range: last good position ...
+    high: Mapped[int] = mapped_column(Integer, default=0)  # ... first bad position
+    budget_minutes: Mapped[float | None] = mapped_column(Float)
+    spent_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    steps: Mapped[list[BisectionStep]] = relationship(order_by="BisectionStep.seq", cascade="all, delete-orphan")
+
+
+class BisectionStep(Base):
+    """One step of a bisection: what was asked for at which commit, why, and what the commit read as."""
+
+    __tablename__ = "bisection_steps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bisection_id: Mapped[int] = mapped_column(ForeignKey("bisections.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))  # run | culprit | stop
+    position: Mapped[int | None] = mapped_column(Integer)
+    sha: Mapped[str | None] = mapped_column(String(64))
+    why: Mapped[str] = mapped_column(Text, default="")
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str | None] = mapped_column(String(40))  # dispatched | ok | infra_error | printed ...
+    readings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # position -> good | bad | unclear | skipped
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)  # dispatch reference, minutes, sides
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("bisection_id", "seq"),)
