@@ -64,6 +64,8 @@ def test_alert_case_file_shows_chart_links_and_actions(server, browser, width):
         data = page.evaluate("JSON.parse(document.getElementById('series-data').textContent)")
         assert [mk["label"][:12] for mk in data["marks"] if mk["kind"] == "change"] == ["this change "]
         assert page.locator("#series-chart canvas").first.bounding_box()["width"] > 200
+        legend = page.locator("#series-chart .u-legend").inner_text()
+        assert "level ±1%, before / after the change" in legend and "baseline band" not in legend
         assert "denoise_step_latency" in page.locator("#case-headline").inner_text()
         compare = page.locator("#compare-link")
         assert compare.get_attribute("href").startswith("https://github.com/org/project/compare/09")

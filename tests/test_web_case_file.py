@@ -119,6 +119,7 @@ def test_alert_page_is_a_case_file(client, store):
     before = {round(h, 6) for t, h in zip(data["x"], data["band_high"], strict=True) if t < t0}
     after = {round(h, 6) for t, h in zip(data["x"], data["band_high"], strict=True) if t >= t0}
     assert len(before) == 1 and len(after) == 1 and after.pop() > before.pop() * 1.05  # two levels, 8% apart
+    assert data["band_label"] == "level ±1%, before / after the change"  # the legend names what is shaded
     changes = [mk for mk in data["marks"] if mk["kind"] == "change"]
     assert [mk["t"] for mk in changes] == [t0] and changes[0]["label"].startswith("this change +")
     # metrics with unit and direction

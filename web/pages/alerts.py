@@ -130,6 +130,7 @@ def _case_chart(s: Session, alert: dict[str, Any]) -> dict[str, Any] | None:
             low.append(level * (1 - thr) if level else None)
             high.append(level * (1 + thr) if level else None)
         plot["band_low"], plot["band_high"] = low, high
+        plot["band_label"] = f"level ±{thr:.0%}, before / after the change"
     label = f"this change {worst['change']:+.1%}" if isinstance(worst.get("change"), (int, float)) else "this change"
     # the series' own change-point marks, except the one this alert is (it is drawn once, labelled)
     marks = [m for m in plot["marks"] if not (m["kind"] == "change" and (t0 is None or abs(m["t"] - t0) < 1))]

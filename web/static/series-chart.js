@@ -9,6 +9,8 @@
   if (!host || !block || typeof uPlot === "undefined") return;
   var d = JSON.parse(block.textContent);
   var unit = d.unit || "";
+  // What the shaded band is: the baseline that judged each run (series page), or the levels around a change.
+  var band = d.band_label || "baseline band";
 
   function fmt(v) {
     if (v == null || !isFinite(v)) return "—";
@@ -24,8 +26,8 @@
     { label: d.hardware + " main", stroke: d.palette[0], width: 2, spanGaps: true, points: { size: 5 }, value: valueOf },
     { label: "presubmit / PR", stroke: d.palette[1], width: 0, paths: function () { return null; },
       points: { show: true, size: 8, fill: d.palette[1], stroke: d.palette[1] }, value: valueOf },
-    { label: "baseline band high", stroke: "rgba(31,119,180,0.25)", width: 1, spanGaps: true, value: valueOf },
-    { label: "baseline band low", stroke: "rgba(31,119,180,0.25)", width: 1, spanGaps: true, value: valueOf },
+    { label: band + " high", stroke: "rgba(31,119,180,0.25)", width: 1, spanGaps: true, value: valueOf },
+    { label: band + " low", stroke: "rgba(31,119,180,0.25)", width: 1, spanGaps: true, value: valueOf },
   ];
   d.overlay.forEach(function (o, i) {
     data.push(o.values);
