@@ -199,11 +199,15 @@ def convert(
             raise InputError("expected an object", file=file, field=f"{at}.server_params.serve_args")
         if case.get("server_type", "vllm-omni") != "vllm-omni":
             raise InputError(
-                f"unsupported server_type {case.get('server_type')!r} (only vllm-omni)", file=file, field=f"{at}.server_type"
+                f"unsupported server_type {case.get('server_type')!r} (only vllm-omni)",
+                file=file,
+                field=f"{at}.server_type",
             )
         bps = case.get("benchmark_params")
         if isinstance(bps, dict) and "$ref" in bps:
-            raise InputError("a $ref is not resolved here; pass the file it names", file=file, field=f"{at}.benchmark_params")
+            raise InputError(
+                "a $ref is not resolved here; pass the file it names", file=file, field=f"{at}.benchmark_params"
+            )
         if not isinstance(bps, list) or not bps:
             raise InputError("required field is missing (a non-empty list)", file=file, field=f"{at}.benchmark_params")
         res, cards, marks = hardware_marks(case)
@@ -214,7 +218,9 @@ def convert(
                 continue
             name = workload_name(test_name, bp.get("name"))
             if name in seen:
-                raise InputError(f"two configs make the same workload {name!r} (first at {seen[name]})", file=file, field=b_at)
+                raise InputError(
+                    f"two configs make the same workload {name!r} (first at {seen[name]})", file=file, field=b_at
+                )
             seen[name] = b_at
             series = [{**series_of(test_name, model, serve_args, step), "step": k} for k, step in enumerate(steps(bp))]
             vo: dict[str, Any] = {
@@ -223,9 +229,9 @@ def convert(
                 "serve_args": serve_args,
                 "benchmark_params": {k: v for k, v in bp.items() if k != "baseline"},
                 "hardware_marks": res,
-                "num_cards": cards if cards is not None else diffusion.device_count_of(
-                    series[0]["dims"]["Parallelism"], serve_args
-                ),
+                "num_cards": cards
+                if cards is not None
+                else diffusion.device_count_of(series[0]["dims"]["Parallelism"], serve_args),
                 "marks": marks,
                 "source": dict(source or {}),
                 "series": [{"name": s["name"], "digest": s["digest"], "step": s["step"]} for s in series],

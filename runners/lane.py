@@ -141,6 +141,15 @@ def run_lane(
             ui.line(f"[{wi}/{len(chosen)}] {spec.name}: {len(files)} result file(s)")
             written.extend(files)
             continue
+        if spec.engine == "vllm-omni-serve":
+            from runners.engines import vllm_omni_serve
+
+            assert spec.vllm_omni is not None  # the spec requires it for this engine
+            with ui.status(f"[{wi}/{len(chosen)}] {spec.name}: vllm serve {spec.vllm_omni.model} --omni"):
+                files = vllm_omni_serve.run(spec, lane, source, out, hardware=env.hardware if env else None)
+            ui.line(f"[{wi}/{len(chosen)}] {spec.name}: {len(files)} result file(s)")
+            written.extend(files)
+            continue
         assert env is not None
         # --repeats wins; else the stored history's plan for this workload on this hardware; else its file's.
         n = repeats or (planned_repeats or {}).get((spec.name, env.hardware)) or spec.repeats_for(lane)

@@ -146,7 +146,10 @@ def test_imported_series_continue_the_corpus_history(tmp_path, capsys, case_file
         (lambda d: d[0].pop("test_name"), "$[0].test_name"),
         (lambda d: d[0]["server_params"].pop("model"), "$[0].server_params.model"),
         (lambda d: d[0].__setitem__("benchmark_params", {"name": "x"}), "$[0].benchmark_params"),
-        (lambda d: d[1]["benchmark_params"][0].__setitem__("max-concurrency", "one"), "$[1].benchmark_params[0].max-concurrency"),
+        (
+            lambda d: d[1]["benchmark_params"][0].__setitem__("max-concurrency", "one"),
+            "$[1].benchmark_params[0].max-concurrency",
+        ),
         (lambda d: d[1]["benchmark_params"][1].__setitem__("task", "t2a"), "$[1].benchmark_params[1].task"),
         (lambda d: d[0]["benchmark_params"][0].pop("name"), "$[0].benchmark_params[0].name"),
     ],
