@@ -72,6 +72,10 @@ def backend_of(bp: dict[str, Any]) -> str:
 
 
 def endpoint_of(bp: dict[str, Any]) -> str:
+    """The endpoint the config's requests go to: its own `endpoint` (newer clients take one), else its backend's."""
+    if isinstance(bp.get("endpoint"), str) and bp["endpoint"]:
+        e = str(bp["endpoint"])
+        return ENDPOINTS.get(e, e if e.startswith("/") else f"/{e}")
     backend = backend_of(bp)
     return ENDPOINTS.get(backend, backend if backend.startswith("/") else f"/{backend}")
 

@@ -87,7 +87,8 @@ def test_healthy_run_is_ingested_with_the_cases_series(standin, capsys):
     assert r.environment.hardware == "H100"  # the case's only hardware mark
     assert r.run.lane == "nightly"
     metrics = {m.name: m for m in r.metrics}
-    assert {"latency_mean", "throughput_qps", "peak_memory_mb_max"} <= set(metrics)
+    assert {"latency_mean", "throughput_qps", "peak_memory_mb_max", "stage_mean.denoise"} <= set(metrics)
+    assert metrics["peak_memory_mb_max"].repeats == [[1234.5]]  # read where vLLM-Omni puts it in the response
     assert r.extra["completed_requests"] == 10 and r.extra["endpoint"] == "/v1/chat/completions"
     served = r.extra["vllm_omni_serve"]
     assert served["server_stop"] == "sigterm"
@@ -126,6 +127,8 @@ def test_video_case_uses_the_videos_endpoint_and_the_hardware_variable(standin, 
     (r,) = results
     assert r.environment.hardware == "H200" and r.environment.device_count == 2
     assert r.extra["endpoint"] == "/v1/videos"
+    server_log = Path(r.extra["vllm_omni_serve"]["server_log"]).read_text()
+    assert server_log.count("POST /v1/videos ") == 10 and server_log.count("DELETE /v1/videos/") == 10
     assert "--usp" in r.extra["vllm_omni_serve"]["server_argv"]
     client = r.extra["vllm_omni_serve"]["client_argv"][0]
     assert client[client.index("--backend") + 1] == "v1/videos"

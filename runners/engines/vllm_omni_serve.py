@@ -91,7 +91,9 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
                 break
             out_file = work / f"metrics.{k}.json"
             cmd = [*_rooted(_command(CLIENT_ENV, vo.client)), "--host", HOST, "--port", str(port), "--model", vo.model]
-            cmd += ["--backend", cases.backend_of(step), "--dataset", str(step.get("dataset", "random"))]
+            if "endpoint" not in step:  # a config naming its endpoint passes it as its own flag instead
+                cmd += ["--backend", cases.backend_of(step)]
+            cmd += ["--dataset", str(step.get("dataset", "random"))]
             cmd += ["--task", str(step.get("task", "t2i")), "--output-file", str(out_file), *cases.client_flags(step)]
             log = logs / f"{spec.name}.bench.{k}.log"
             client_logs.append(log)

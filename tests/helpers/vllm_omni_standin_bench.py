@@ -14,8 +14,10 @@ import statistics
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 
+PROMPT = "A red fox walking through fresh snow at dawn"
 ENDPOINTS = {"vllm-omni": "/v1/chat/completions", "openai": "/v1/images/generations", "v1/videos": "/v1/videos"}
 
 
@@ -45,16 +47,44 @@ def main() -> int:
     args, _unknown = p.parse_known_args()
     endpoint = ENDPOINTS[args.backend]
     url = f"http://{args.host}:{args.port}{endpoint}"
-    if args.backend == "vllm-omni":
-        body = {"model": args.model, "messages": [{"role": "user", "content": "A red fox in the snow"}]}
-    else:
-        body = {"model": args.model, "prompt": "A red fox in the snow"}
-    body.update({"width": args.width, "height": args.height, "num_inference_steps": args.num_inference_steps})
+    params = {"width": args.width, "height": args.height, "num_inference_steps": args.num_inference_steps}
     latencies: list[float] = []
     peaks: list[float] = []
+    stages: list[dict[str, float]] = []
     failed = 0
     lock = threading.Lock()
     todo = list(range(args.num_prompts))
+
+    def post(path_url: str, body: bytes, ctype: str) -> dict:
+        req = urllib.request.Request(path_url, body, {"Content-Type": ctype})
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            return json.loads(resp.read())
+
+    def get(path_url: str) -> bytes:
+        with urllib.request.urlopen(path_url, timeout=600) as resp:
+            return resp.read()
+
+    def one() -> tuple[float, dict[str, float]]:
+        """One request as the real client's backend sends it; returns the server's peak memory and stages."""
+        if args.backend == "vllm-omni":
+            payload = {"model": args.model, "messages": [{"role": "user", "content": PROMPT}], "extra_body": params}
+            out = post(url, json.dumps(payload).encode(), "application/json")
+            item = out["choices"][0]["message"]["content"][0]
+            return float(item.get("peak_memory_mb", 0)), item.get("stage_durations") or {}
+        if args.backend == "openai":
+            payload = {"model": args.model, "prompt": PROMPT, "n": 1, "response_format": "b64_json", **params}
+            out = post(url, json.dumps(payload).encode(), "application/json")
+            return float(out.get("usage", {}).get("peak_memory_mb", 0)), {}
+        form = urllib.parse.urlencode({"prompt": PROMPT, **{k: v for k, v in params.items() if v is not None}})
+        job = post(url, form.encode(), "application/x-www-form-urlencoded")["id"]  # POST /v1/videos, then poll
+        status: dict = {}
+        while status.get("status") not in ("completed", "failed"):
+            status = json.loads(get(f"{url}/{job}"))
+        if status["status"] != "completed":
+            raise OSError(f"video job failed: {status}")
+        get(f"{url}/{job}/content")
+        urllib.request.urlopen(urllib.request.Request(f"{url}/{job}", method="DELETE"), timeout=60).close()
+        return float(status.get("peak_memory_mb", 0)), status.get("stage_durations") or {}
 
     def worker() -> None:
         nonlocal failed
@@ -65,13 +95,12 @@ def main() -> int:
                 todo.pop()
             t0 = time.perf_counter()
             try:
-                req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=600) as resp:
-                    out = json.loads(resp.read())
+                peak, stage = one()
                 with lock:
                     latencies.append(time.perf_counter() - t0)
-                    peaks.append(float(out.get("peak_memory_mb", 0)))
-            except OSError as exc:
+                    peaks.append(peak)
+                    stages.append(stage)
+            except (OSError, KeyError, ValueError) as exc:
                 print(f"request failed: {exc}", file=sys.stderr)
                 with lock:
                     failed += 1
@@ -96,7 +125,7 @@ def main() -> int:
         "peak_memory_mb_max": max(peaks, default=0.0),
         "peak_memory_mb_mean": statistics.fmean(peaks) if peaks else 0.0,
         "peak_memory_mb_median": statistics.median(peaks) if peaks else 0.0,
-        "stage_durations_mean": {},
+        "stage_durations_mean": {k: statistics.fmean(d[k] for d in stages) for k in (stages[0] if stages else {})},
         "stage_durations_p50": {},
         "stage_durations_p99": {},
         "backend": args.backend,

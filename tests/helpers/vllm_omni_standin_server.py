@@ -1,6 +1,7 @@
 """A stand-in for `vllm serve MODEL --omni`: a real HTTP server on loopback speaking the endpoints vLLM-Omni's
 diffusion benchmark client uses (GET /health; POST /v1/chat/completions, /v1/images/generations,
-/v1/images/edits, /v1/videos), started by the vllm-omni-serve engine exactly as it starts the real server.
+/v1/images/edits; POST /v1/videos with its job's GET status, GET content and DELETE), started by the
+vllm-omni-serve engine exactly as it starts the real server.
 
 Like the real server it starts a child process (vLLM's engine-core workers), so that the engine's stop of the
 process group is tested. $STANDIN_MODE picks a behaviour:
@@ -36,6 +37,7 @@ REQUEST_S = float(os.environ.get("STANDIN_REQUEST_S", "0.02"))
 HEALTHY_AFTER_S = float(os.environ.get("STANDIN_HEALTHY_AFTER_S", "0.3"))
 STARTED = time.monotonic()
 PEAK_MB = 1234.5
+STAGES = {"text_encoder": 0.004, "denoise": 0.012, "vae_decode": 0.003}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,34 +58,47 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200 if healthy else 503, {"status": "ok" if healthy else "loading"})
         elif self.path == "/v1/models":
             self._send(200, {"data": [{"id": ARGS.model}]})
+        elif self.path.startswith("/v1/videos/") and self.path.endswith("/content"):
+            raw = base64.b64decode(PNG_1X1)  # stands for the mp4
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        elif self.path.startswith("/v1/videos/"):  # the job's status, polled by the client
+            job = self.path.rsplit("/", 1)[-1]
+            self._send(200, {"id": job, "status": "completed", "peak_memory_mb": PEAK_MB, "stage_durations": STAGES})
         else:
             self._send(404, {"error": "not found"})
+
+    def do_DELETE(self) -> None:
+        self._send(200, {"deleted": True})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            self._send(400, {"error": "body is not JSON"})
-            return
         time.sleep(REQUEST_S)
         if self.path == "/v1/chat/completions":
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                self._send(400, {"error": "body is not JSON"})
+                return
             if not body.get("messages"):
                 self._send(400, {"error": "messages is required"})
                 return
-            url = f"data:image/png;base64,{PNG_1X1}"
-            content = [{"type": "image_url", "image_url": {"url": url}}]
-            self._send(
-                200, {"choices": [{"message": {"role": "assistant", "content": content}}], "peak_memory_mb": PEAK_MB}
-            )
-        elif self.path in ("/v1/images/generations", "/v1/images/edits"):
-            self._send(200, {"data": [{"b64_json": PNG_1X1}], "peak_memory_mb": PEAK_MB})
-        elif self.path == "/v1/videos":
-            self._send(
-                200,
-                {"id": "video-1", "status": "completed", "data": [{"b64_json": PNG_1X1}], "peak_memory_mb": PEAK_MB},
-            )
+            # Where vLLM-Omni puts them: the first content item carries the profiler's numbers.
+            item = {
+                "type": "image_url",
+                "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"},
+                "peak_memory_mb": PEAK_MB,
+                "stage_durations": STAGES,
+            }
+            self._send(200, {"choices": [{"message": {"role": "assistant", "content": [item]}}]})
+        elif self.path in ("/v1/images/generations", "/v1/images/edits"):  # JSON or multipart form
+            self._send(200, {"data": [{"b64_json": PNG_1X1}], "usage": {"peak_memory_mb": PEAK_MB}})
+        elif self.path == "/v1/videos":  # multipart form; the job is done when first polled
+            self._send(200, {"id": f"video-{time.monotonic_ns()}", "status": "queued"})
         else:
             self._send(404, {"error": "not found"})
 
