@@ -20,16 +20,41 @@ def _git(*args: str, cwd: str | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _github_pr(env: dict[str, str]) -> tuple[int | None, str | None, str | None]:
-    """PR number, base SHA and head SHA from the pull_request event payload, when there is one."""
+def _github_event_pr(env: dict[str, str]) -> dict:
     path = env.get("GITHUB_EVENT_PATH")
     if not path or not Path(path).is_file():
-        return None, None, None
+        return {}
     try:
         event = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return None, None, None
-    pr = event.get("pull_request") or {}
+        return {}
+    pr = event.get("pull_request") if isinstance(event, dict) else None
+    return pr if isinstance(pr, dict) else {}
+
+
+def pr_details(env: dict[str, str] | None = None) -> dict[str, str] | None:
+    """The PR's title and author where the CI says them (the dashboard's PR list shows them; result files carry
+    them as `extra.pr`): GitHub's pull_request event has both; Buildkite names the build's author only (the title
+    then falls back to the commit subject). None outside a PR build."""
+    env = dict(os.environ if env is None else env)
+    out: dict[str, str] = {}
+    if env.get("GITHUB_ACTIONS") == "true":
+        pr = _github_event_pr(env)
+        title, user = pr.get("title"), (pr.get("user") or {}).get("login")
+        if isinstance(title, str) and title:
+            out["title"] = title[:300]
+        if isinstance(user, str) and user:
+            out["author"] = user[:100]
+    elif env.get("BUILDKITE") == "true" and buildkite_job(env).pr:
+        author = env.get("BUILDKITE_BUILD_AUTHOR") or env.get("BUILDKITE_BUILD_CREATOR")
+        if author:
+            out["author"] = author[:100]
+    return out or None
+
+
+def _github_pr(env: dict[str, str]) -> tuple[int | None, str | None, str | None]:
+    """PR number, base SHA and head SHA from the pull_request event payload, when there is one."""
+    pr = _github_event_pr(env)
     return pr.get("number"), (pr.get("base") or {}).get("sha"), (pr.get("head") or {}).get("sha")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from guardrail.ci_env import pr_details
 from guardrail.schema import Environment, ErrorInfo, Metric, Result, RunInfo, Source, Status
 from runners.measurements import CATALOGUE, WorkerFailure, WorkerOk
 from runners.spec import WorkloadSpec, workload_of
@@ -60,6 +61,8 @@ def build_result(
         extra["cache"] = [r.cache for r in ok]
     if any(r.compile is not None for r in ok):
         extra["compile"] = [r.compile for r in ok]
+    if source.pr and (pr := pr_details()):  # the PR's title and author, for the dashboard's PR list
+        extra["pr"] = pr
     return Result(
         schema="guardrail.result/v1",
         run=RunInfo(lane=lane, started_at=started, source=source),

@@ -19,6 +19,7 @@ from typing import Any
 
 from guardrail import clock
 from guardrail.adapters import AdaptDefaults, adapt
+from guardrail.ci_env import pr_details
 from guardrail.schema import Environment, ErrorInfo, Result, RunInfo, Source, Status
 from runners.spec import WorkloadSpec, workload_of
 
@@ -88,7 +89,8 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
         adapted = adapt(
             out_file, cmd.adapter, data, defaults=AdaptDefaults(lane=lane, hardware=hardware, source=source)
         )
-        results = [r.model_copy(update={"extra": {**r.extra, "command": extra}}) for r in adapted]
+        pr = {"pr": details} if source.pr and (details := pr_details()) else {}
+        results = [r.model_copy(update={"extra": {**r.extra, "command": extra, **pr}}) for r in adapted]
     written = []
     for i, r in enumerate(results):
         f = out_dir / f"{spec.name}.{i}.{stamp}.json"
