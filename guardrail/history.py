@@ -191,6 +191,9 @@ def noise_rows(
     return rows
 
 
+REPEAT_PLAN_SCHEMA = "guardrail.repeat_plan/v1"
+
+
 def repeat_plans(
     session: Session,
     *,

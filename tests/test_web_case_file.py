@@ -366,3 +366,19 @@ def test_an_alert_whose_metrics_lack_p_values_and_levels_still_renders(sqlite_ur
     with TestClient(create_app(sqlite_url), raise_server_exceptions=True) as c:
         page = c.get(f"/alerts/{aid}")
         assert page.status_code == 200 and "denoise_step_latency" in page.text and "+3.0%" in page.text
+
+
+def test_api_has_run_tests_lane_policies_and_the_repeat_plan(client, store):
+    """What the run page's tests, the baselines page's policies and `guardrail plan-repeats` show, as JSON."""
+    _, ids = store
+    r = client.get(f"/api/v1/runs/{ids['test_run']}/tests")
+    assert r.status_code == 200 and r.json()["run_id"] == ids["test_run"]
+    assert "test_sdpa_npu_bfloat16" in r.text and "flaky" in r.text
+    assert client.get("/api/v1/runs/999999/tests").status_code == 404
+    policies = {p["lane"]: p for p in client.get("/api/v1/baselines/policies").json()["policies"]}
+    assert policies["nightly"]["window"] == 10 and policies["presubmit"]["anchor"] == "base_commit"
+    assert policies["nightly"]["latest"]["windows"]  # the window its newest check was judged against
+    plan = client.get("/api/v1/repeat-plan", params={"lane": "presubmit"}).json()
+    assert plan["schema"] == "guardrail.repeat_plan/v1" and plan["workloads"]
+    assert all(w["repeats"] >= w["lane_repeats"] >= 1 for w in plan["workloads"])
+    assert client.get("/api/v1/repeat-plan", params={"min_repeats": 0}).status_code == 422

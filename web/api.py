@@ -25,7 +25,7 @@ from web.cached_reads import cached_flaky, cached_overview
 from web.params import MAX_ID, PathId
 from web.read import alerts as alert_reads
 from web.read import junit_results, runs, series
-from web.read.baselines import baseline_pins
+from web.read.baselines import baseline_pins, lane_policies
 from web.read.compare import compare_runs
 from web.read.prs import pr_checks, prs
 
@@ -116,9 +116,34 @@ def get_run(run_id: PathId, session=Depends(db)) -> dict[str, Any]:
     return runs.run_detail(session, run_id)
 
 
+@reads.get("/runs/{run_id}/tests", summary="One run's test results (JUnit): per test its verdict, attempts, failure")
+def get_run_tests(run_id: PathId, session=Depends(db)) -> dict[str, Any]:
+    runs.run_detail(session, run_id)  # 404 for a run that does not exist
+    return {"run_id": run_id, "tests": junit_results.run_tests(session, [run_id])}
+
+
 @reads.get("/baselines/pins", summary="Pinned baselines with reason and author, active first")
 def get_pins(session=Depends(db)) -> dict[str, Any]:
     return baseline_pins(session)
+
+
+@reads.get("/baselines/policies", summary="Each lane's baseline policy and the windows its newest check used")
+def get_policies(session=Depends(db)) -> dict[str, Any]:
+    return {"policies": lane_policies(session)}
+
+
+@reads.get("/repeat-plan", summary="Repeats each workload's run should start with (`guardrail plan-repeats`)")
+def get_repeat_plan(
+    lane: Annotated[str, Query(max_length=50)] = "presubmit",
+    hardware: Annotated[str | None, Query(max_length=200)] = None,
+    workload: Annotated[list[str] | None, Query()] = None,
+    min_repeats: Annotated[int, Query(ge=1, le=100)] = 2,
+    session=Depends(db),
+) -> dict[str, Any]:
+    from guardrail.history import REPEAT_PLAN_SCHEMA, repeat_plans
+
+    plans = repeat_plans(session, lane=lane, hardware=hardware, workloads=workload, min_repeats=min_repeats)
+    return {"schema": REPEAT_PLAN_SCHEMA, "lane": lane, "workloads": plans}
 
 
 @reads.get("/compare", summary="Two runs side by side: b / a - 1 with a 95% CI per metric, sorted and filtered")

@@ -34,9 +34,6 @@ def noise_cmd(
         typer.echo(render_noise_table(rows))
 
 
-REPEAT_PLAN_SCHEMA = "guardrail.repeat_plan/v1"
-
-
 @app.command("plan-repeats")
 def plan_repeats_cmd(
     lane: Annotated[str, typer.Option(help="Lane the run is for; its policy names the history and thresholds.")] = (
@@ -54,7 +51,7 @@ def plan_repeats_cmd(
     """How many repeats each workload's LANE run should start with, so that the check can resolve its thresholds
     without a rerun: more only where the stored history is noisy enough to need them (docs/statistics.md)."""
     from guardrail.errors import InputError
-    from guardrail.history import repeat_plans
+    from guardrail.history import REPEAT_PLAN_SCHEMA, repeat_plans
     from guardrail.store.db import session_scope
 
     if min_repeats < 1:
