@@ -146,7 +146,9 @@ def run_lane(
 
             assert spec.vllm_omni is not None  # the spec requires it for this engine
             with ui.status(f"[{wi}/{len(chosen)}] {spec.name}: vllm serve {spec.vllm_omni.model} --omni"):
-                files = vllm_omni_serve.run(spec, lane, source, out, hardware=env.hardware if env else None)
+                files = vllm_omni_serve.run(
+                    spec, lane, source, out, hardware=env.hardware if env else None, lane_started=lane_started
+                )
             ui.line(f"[{wi}/{len(chosen)}] {spec.name}: {len(files)} result file(s)")
             written.extend(files)
             continue

@@ -207,3 +207,18 @@ def test_log_rules_name_the_kind_and_a_timeout_stays_a_timeout(tmp_path):
     assert classify(("infra_error", "server_exited", "exited"), [clean]) == ("infra_error", "server_exited", "exited")
     assert [k for k, _ in LOG_RULES][:2] == ["oom", "collective_timeout"]
     assert os.environ.get("GUARDRAIL_NOW")  # the suite's clock, not the wall clock, stamps the results
+
+
+def test_one_guardrail_run_is_one_run_across_workloads(standin, capsys):
+    tmp_path = standin
+    _workloads(tmp_path / "w", "test_qwen_image_edit_vllm_omni.json")
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys,
+        *("run", "--lane", "nightly", "--workloads-dir", str(tmp_path / "w"), "--out", str(out)),
+        *("--workload", f"{EDIT}.512x512_steps20_i2i", "--workload", f"{EDIT}.1536x1536_steps35_i2i"),
+    )
+    assert code == 0, err
+    results = [load_result(f) for f in sorted(out.glob("*.json"))]
+    assert len(results) == 2 and len({r.run.started_at for r in results}) == 1
+    assert len({r.workload.digest for r in results}) == 2

@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,16 @@ POLL_S = 0.2
 Failure = tuple[Status, str, str]  # (status, error kind, message)
 
 
-def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: str | None = None) -> list[Path]:
-    """Run the workload; one result file per sweep step (failed steps too), written into `out_dir`."""
+def run(
+    spec: WorkloadSpec,
+    lane: str,
+    source: Source,
+    out_dir: Path,
+    hardware: str | None = None,
+    lane_started: datetime | None = None,
+) -> list[Path]:
+    """Run the workload; one result file per sweep step (failed steps too), written into `out_dir`. The results
+    carry `lane_started` (one `guardrail run` is one run in the store), else the workload's own start."""
     vo = spec.vllm_omni
     assert vo is not None  # the spec requires it for this engine
     started = clock.now()
@@ -81,7 +90,7 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
     extra: dict[str, Any] = {"engine": "vllm-omni-serve", "server_argv": server_cmd, "server_log": str(server_log)}
     failure: Failure | None = None
     t0 = time.perf_counter()
-    server = _Server(server_cmd, server_log, cwd=work)
+    server = _Server(server_cmd, server_log, cwd=Path(os.environ.get("VLLM_OMNI_ROOT") or os.getcwd()))
     try:
         failure = server.wait_healthy(f"http://{HOST}:{port}/health", vo.health_timeout_s)
         extra["healthy_after_s"] = round(time.perf_counter() - t0, 3) if failure is None else None
@@ -107,7 +116,11 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
                     f"the benchmark ran past the workload's timeout of {spec.timeout_s:g} s",
                 )
             elif server.exited():
-                failure = ("infra_error", "server_exited", f"the server exited ({server.returncode()}) mid-benchmark")
+                failure = (
+                    "infra_error",
+                    "server_exited",
+                    f"the server exited ({server.returncode()}) mid-benchmark; see {server_log}",
+                )
             elif done.returncode != 0:
                 failure = (
                     "infra_error",
@@ -124,8 +137,11 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
     extra["client_logs"] = [str(p) for p in client_logs]
     if failure is not None:
         failure = classify(failure, [server_log, *client_logs])
-    record_file = work / f"diffusion_result_{vo.test_name}_{started.strftime('%Y%m%d-%H%M%S')}.json"
-    records = [_record(vo, step, m, started, source, hw, server_log) for step, m in zip(steps, metrics, strict=True)]
+    record_file = work / f"diffusion_result_{vo.test_name}_{(lane_started or started).strftime('%Y%m%d-%H%M%S')}.json"
+    records = [
+        _record(vo, step, m, lane_started or started, source, hw, server_log)
+        for step, m in zip(steps, metrics, strict=True)
+    ]
     record_file.write_text(json.dumps(records, indent=2, ensure_ascii=False))
     extra["record_file"] = str(record_file)
     adapted = adapt(
@@ -211,7 +227,7 @@ class _Server:
                 return (
                     "infra_error",
                     "server_exited",
-                    f"the server exited ({self.proc.returncode}) before it was healthy",
+                    f"the server exited ({self.proc.returncode}) before it was healthy; see {self.log}",
                 )
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
@@ -297,7 +313,7 @@ def _record(
     vo: VllmOmni,
     step: dict[str, Any],
     metrics: dict[str, Any] | None,
-    started: Any,
+    started: datetime,
     source: Source,
     hardware: str,
     server_log: Path,
