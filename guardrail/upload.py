@@ -1,4 +1,5 @@
-"""Client for `guardrail ingest --server URL`: post result files to a running service's ingest API."""
+"""Client for a running service: `guardrail ingest --server URL` posts result files to its ingest API, and
+`guardrail plan-repeats --server URL` reads its repeat plan."""
 
 from __future__ import annotations
 
@@ -135,4 +136,37 @@ def upload(
         raise InfraError(f"ingest server POST {INGEST_PATH}: expected a JSON object")
     if ignored:
         answer = {**answer, "ignored": [*answer.get("ignored", []), *ignored]}
+    return answer
+
+
+REPEAT_PLAN_PATH = "/api/v1/repeat-plan"
+
+
+def fetch_repeat_plan(
+    server: str,
+    *,
+    token: str | None,
+    lane: str,
+    hardware: str | None = None,
+    workloads: list[str] | None = None,
+    min_repeats: int = 2,
+    policy: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """The service's `guardrail.repeat_plan/v1` for LANE (what `guardrail plan-repeats` computes from a store)."""
+    if not server.startswith(("http://", "https://")):
+        raise InputError(f"--server must be an http(s) URL, got {server!r}")
+    params: dict[str, Any] = {"lane": lane, "min_repeats": min_repeats}
+    if hardware:
+        params["hardware"] = hardware
+    if workloads:
+        params["workload"] = workloads
+    with HttpSender(server, token=clean_token(token), service="guardrail server", policy=policy, sleep=sleep) as http:
+        resp = http.request("GET", REPEAT_PLAN_PATH, params=params)
+    try:
+        answer = resp.json()
+    except ValueError:
+        raise InfraError(f"guardrail server GET {REPEAT_PLAN_PATH}: HTTP {resp.status_code} answer is not JSON") from None
+    if not isinstance(answer, dict) or not isinstance(answer.get("workloads"), list):
+        raise InfraError(f"guardrail server GET {REPEAT_PLAN_PATH}: not a repeat plan")
     return answer

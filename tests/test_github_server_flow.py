@@ -173,3 +173,23 @@ def test_tiny_cpu_run_through_the_service(service, gh, tmp_path, capsys, monkeyp
     assert code == 0, err
     assert gh.statuses[-1]["state"] == ("failure" if json.loads(out)["status"] == "failure" else "success")
     assert "qwen-image-edit-1024" in gh.comments[(REPO, 7)][0]["body"]
+
+
+def test_plan_repeats_through_the_service_equals_the_stores(service, tmp_path, capsys, monkeypatch):
+    """`guardrail plan-repeats --server` (the GitHub workflow's step) reads the same plan the store gives."""
+    import numpy as np
+
+    from tests.test_repeat_plan import _store
+
+    url, db, token = service
+    _store(db, tmp_path, np.random.default_rng(7))
+    monkeypatch.setenv("GUARDRAIL_TOKEN", token)
+    out = tmp_path / "plan.json"
+    code, _, err = run_cli(capsys, "plan-repeats", "--lane", "presubmit", "--server", url, "--out", str(out))
+    assert code == 0, err
+    code, local, err = run_cli(capsys, "plan-repeats", "--lane", "presubmit", "--db", db, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out.read_text()) == json.loads(local)
+    assert token not in err
+    code, _, err = run_cli(capsys, "plan-repeats", "--server", "http://127.0.0.1:9/")
+    assert code == 3 and "cannot connect" in err

@@ -44,7 +44,13 @@ def plan_repeats_cmd(
     min_repeats: Annotated[
         int, typer.Option("--min-repeats", help="A workload's repeats where its file names none for the lane.")
     ] = 2,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON plan here (for `guardrail run --repeats-plan`).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the JSON plan here (for `guardrail run --repeats-plan`).")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="Ask a running service instead of a store (token: $GUARDRAIL_TOKEN)."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     db: DbOption = None,
 ) -> None:
@@ -56,9 +62,24 @@ def plan_repeats_cmd(
 
     if min_repeats < 1:
         raise InputError("must be at least 1", field="--min-repeats")
-    with session_scope(resolve_db(db)) as s:
-        plans = repeat_plans(s, lane=lane, hardware=hardware, workloads=workload, min_repeats=min_repeats)
-    doc = {"schema": REPEAT_PLAN_SCHEMA, "lane": lane, "workloads": plans}
+    if server:
+        import os
+
+        from guardrail.upload import fetch_repeat_plan
+
+        doc = fetch_repeat_plan(
+            server,
+            token=os.environ.get("GUARDRAIL_TOKEN"),
+            lane=lane,
+            hardware=hardware,
+            workloads=workload,
+            min_repeats=min_repeats,
+        )
+        plans = doc["workloads"]
+    else:
+        with session_scope(resolve_db(db)) as s:
+            plans = repeat_plans(s, lane=lane, hardware=hardware, workloads=workload, min_repeats=min_repeats)
+        doc = {"schema": REPEAT_PLAN_SCHEMA, "lane": lane, "workloads": plans}
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
