@@ -1,6 +1,6 @@
 """A profile's compact aggregates (`guardrail.profile/v1`, stored in a result's `extra.profile`): per op the self
 time in each counted step and its calls per step, per transformer block and per pipeline stage the same, and the
-median of each over the counted steps (what runners.profile_diff-style comparisons read: a median is robust to one
+median of each over the counted steps (what guardrail.analysis.profile_diff compares: a median is robust to one
 noisy step).
 
 Times are self device time (CUDA kernels launched by the op itself) on CUDA and NPU, self CPU time on CPU
@@ -45,6 +45,10 @@ def _median(xs: Sequence[float]) -> float:
 
 def _r(x: float) -> float:
     return round(x, 4)
+
+
+def _by_cost(row: dict[str, Any]) -> tuple[float, str]:
+    return (-float(row["ms_per_step"]), str(row["name"]))
 
 
 def aggregate(spans: Iterable[Span], counted: Sequence[int], *, time_basis: str) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def aggregate(spans: Iterable[Span], counted: Sequence[int], *, time_basis: str)
                     "steps_ms": [_r(x) for x in ms],
                 }
             )
-        out.sort(key=lambda d: (-d["ms_per_step"], d["name"]))
+        out.sort(key=_by_cost)
         return out
 
     op_rows = rows(per_op)
@@ -178,9 +182,14 @@ def from_npu_kernels(kernel_csv: Path, counted: Sequence[int]) -> dict[str, Any]
         ms = [by_step[s][0] / 1000.0 if s in by_step else 0.0 for s in step_ids]
         calls = [by_step[s][1] if s in by_step else 0.0 for s in step_ids]
         ops.append(
-            {"name": name, "ms_per_step": _r(_median(ms)), "calls_per_step": _median(calls), "steps_ms": [_r(x) for x in ms]}
+            {
+                "name": name,
+                "ms_per_step": _r(_median(ms)),
+                "calls_per_step": _median(calls),
+                "steps_ms": [_r(x) for x in ms],
+            }
         )
-    ops.sort(key=lambda d: (-d["ms_per_step"], d["name"]))
+    ops.sort(key=_by_cost)
     totals = [spans_total[s] / 1000.0 for s in step_ids]
     return {
         "schema": PROFILE_SCHEMA,
