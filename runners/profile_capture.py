@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from runners.device import Device
-from runners.spec import WorkloadSpec
-
 from runners.profile_aggregate import BLOCK, STAGE, STEP
+from runners.spec import WorkloadSpec
 
 # Steps profiled after the warm-up steps: enough for a median per op, few enough for a small trace.
 DEFAULT_STEPS = 5

@@ -67,5 +67,6 @@ def profile_workload(
         profile["trace_bytes"] = trace.stat().st_size
     profile["process_wall_s"] = round(done.wall_s, 3)
     if ui is not None:
-        ui.line(f"{label}: {'failed: ' + profile['error'][:200] if 'error' in profile else 'ok'} in {done.wall_s:.1f} s")
+        what = f"failed: {profile['error'][:200]}" if "error" in profile else "ok"
+        ui.line(f"{label}: {what} in {done.wall_s:.1f} s")
     return result.model_copy(update={"extra": {**result.extra, "profile": profile}})

@@ -171,8 +171,6 @@ def render_text(diff: Mapping[str, Any]) -> str:
         if diff[key]:
             lines.append(f"{label}: {', '.join(diff[key][:12])}" + (" ..." if len(diff[key]) > 12 else ""))
     if diff["calls_changed"]:
-        lines.append(
-            "calls changed: "
-            + ", ".join(f"{c['name']} {c['baseline_calls']:g}->{c['candidate_calls']:g}" for c in diff["calls_changed"][:8])
-        )
+        changed = [f"{c['name']} {c['baseline_calls']:g}->{c['candidate_calls']:g}" for c in diff["calls_changed"][:8]]
+        lines.append("calls changed: " + ", ".join(changed))
     return "\n".join(lines)

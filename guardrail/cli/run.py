@@ -36,7 +36,9 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     profile: Annotated[
         bool,
-        typer.Option("--profile", help="After the timed repeats, one more process profiles each workload (docs/profiles.md)."),
+        typer.Option(
+            "--profile", help="After the timed repeats, one more process profiles each workload (docs/profiles.md)."
+        ),
     ] = False,
 ) -> None:
     """Run workloads through the real pipelines. Exit 0 all ok, 3 if any failed or timed out, 2 bad input."""
