@@ -177,3 +177,24 @@ def test_the_rerun_plan_profiles_regressions_and_suspects():
     plan = {d.workload: d for d in plan_perf_reruns(cands)}
     assert plan["w1"].profile and plan["w1"].to_dict()["profile"] is True
     assert plan["w2"].profile and not plan["w3"].profile and not plan["w4"].profile
+
+
+def test_the_pr_comment_says_when_the_profiles_cannot_explain_a_regression():
+    from guardrail.reports.markdown import render_markdown
+    from guardrail.verdicts import VerdictsDoc
+
+    cand = dict(BASE)
+    cand["aten::add"] = ([3.0, 3.1, 2.9, 3.0, 3.0], 80)
+    d = diff_profiles(profile(BASE), profile(cand), change_ms=20.0)
+    row = {
+        "workload": "w", "metric": "denoise_step_latency", "hardware": "H100", "unit": "ms", "verdict": "regression",
+        "change": 0.2, "baseline": {"runs": 10, "median": 100.0}, "candidate": {"repeats": 2, "median": 120.0},
+        "profile_diff": {**d, "contributors": d["contributors"][:5], "modules": []},
+    }  # fmt: skip
+    doc = VerdictsDoc.model_validate({"schema": "guardrail.verdicts/v1", "verdicts": [row], "status": "failure"})
+    md = render_markdown(doc)
+    assert "**Top contributors: w**" in md and "- `aten::add`: +1.00 ms per step, 5%" in md
+    assert "⚠️ cannot explain the change" in md
+    assert "profile_diff" in doc.to_dict()["verdicts"][0]
+    bare = VerdictsDoc.model_validate({"schema": "guardrail.verdicts/v1", "verdicts": [{**row, "profile_diff": None}]})
+    assert "profile_diff" not in bare.to_dict()["verdicts"][0] and "Top contributors" not in render_markdown(bare)
