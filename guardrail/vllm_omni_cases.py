@@ -209,9 +209,7 @@ def convert(
             )
         bps = case.get("benchmark_params")
         if isinstance(bps, dict) and "$ref" in bps:
-            raise InputError(
-                "a $ref is not resolved here; pass the file it names", file=file, field=f"{at}.benchmark_params"
-            )
+            raise InputError("a $ref must be resolved before conversion", file=file, field=f"{at}.benchmark_params")
         if not isinstance(bps, list) or not bps:
             raise InputError("required field is missing (a non-empty list)", file=file, field=f"{at}.benchmark_params")
         res, cards, marks = hardware_marks(case)

@@ -171,3 +171,18 @@ def test_unparsable_case_file_exits_2(tmp_path, capsys):
     bad.write_text('[{"test_name": ')
     code, _, err = _import(capsys, tmp_path / "w", bad)
     assert code == 2 and str(bad) in err
+
+
+def test_benchmark_params_ref_is_resolved_next_to_the_case(tmp_path, capsys):
+    data = json.loads((DATA / "test_wan22_i2v_vllm_omni.json").read_text())
+    (tmp_path / "wan_params.json").write_text(json.dumps(data[1]["benchmark_params"]))
+    data[1]["benchmark_params"] = {"$ref": "wan_params.json"}
+    case = tmp_path / "test_wan_ref.json"
+    case.write_text(json.dumps(data))
+    code, out, err = _import(capsys, tmp_path / "w", case)
+    assert code == 0, err
+    assert "3 workload(s)" in out
+    data[1]["benchmark_params"] = {"$ref": "missing.json"}
+    case.write_text(json.dumps(data))
+    code, _, err = _import(capsys, tmp_path / "w2", case)
+    assert code == 2 and "$[1].benchmark_params.$ref" in err and "missing.json" in err

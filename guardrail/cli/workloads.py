@@ -54,7 +54,7 @@ def import_vllm_omni(
     refs: list[ReferenceBaseline] = []
     for path in cases:
         repo_path = f"{CASES_DIR}/{path.name}"
-        data = _read(path)
+        data = _resolve_refs(_read(path), path)
         source = {"repo": repo, "path": repo_path, "commit": commit}
         docs = vllm_omni_cases.convert(data, file=str(path), lanes=lanes, source=source, timeout_s=timeout_s)
         for doc in docs:
@@ -84,6 +84,25 @@ def _read(path: Path) -> Any:
     problem = check_document(data)
     if problem is not None:
         raise InputError(problem[1], file=str(path), field=problem[0])
+    return data
+
+
+def _resolve_refs(data: Any, path: Path) -> Any:
+    """`"benchmark_params": {"$ref": "file.json"}` -> that file's list, relative to the case file, as
+    run_diffusion_benchmark.py resolves it."""
+    if not isinstance(data, list):
+        return data
+    for i, case in enumerate(data):
+        bp = case.get("benchmark_params") if isinstance(case, dict) else None
+        if not (isinstance(bp, dict) and "$ref" in bp):
+            continue
+        field = f"$[{i}].benchmark_params.$ref"
+        if not isinstance(bp["$ref"], str) or not bp["$ref"]:
+            raise InputError("expected a file name", file=str(path), field=field)
+        target = path.parent / bp["$ref"]
+        if not target.is_file():
+            raise InputError(f"the file it names does not exist: {target}", file=str(path), field=field)
+        case["benchmark_params"] = _read(target)
     return data
 
 
