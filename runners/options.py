@@ -89,6 +89,26 @@ def _backends_set(pipe: Any) -> dict[str, int]:
     return counts
 
 
+def check_attention(path: Any, options: Options, device_type: str, scale: str) -> None:
+    """runners.lane, before anything runs: an attention backend no installed library knows, or an Ascend kernel
+    asked of another device, is bad input (exit 2) naming the file and field — not a failed run (exit 3) after
+    the model was built. Whether a known backend really runs here is still found when it is applied."""
+    from guardrail.errors import InputError
+
+    name = options.attention_backend
+    if not name:
+        return
+    field = "options.attention_backend"
+    if name in NPU_BACKENDS and device_type != "npu":
+        raise InputError(
+            f"{name} is an Ascend NPU kernel; this run's device is {device_type} ({scale} scale)", file=str(path),
+            field=field,
+        )  # fmt: skip
+    known = _diffusers_backends() | _cache_dit_backends() | set(NPU_BACKENDS)
+    if name not in known:
+        raise InputError(f"unknown backend {name!r}; known: {', '.join(sorted(known))}", file=str(path), field=field)
+
+
 def apply_attention(pipe: Any, options: Options, device_type: str) -> dict[str, Any]:
     applied: dict[str, Any] = {"attention_backend": None}
     name = options.attention_backend

@@ -216,3 +216,32 @@ def test_mindiesd_compile_is_refused_off_an_npu(tiny_qwen):
     with pytest.raises(OptionError, match="compile: mindiesd needs an Ascend NPU") as caught:
         apply_compile(tiny_qwen, Options(compile="mindiesd"), "cpu")
     assert caught.value.guardrail_kind == "option_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("backend", "needle"),
+    [
+        ("no-such-backend", "unknown backend 'no-such-backend'; known: "),
+        ("_npu_fia", "_npu_fia is an Ascend NPU kernel; this run's device is cpu"),
+    ],
+)
+def test_an_attention_backend_is_checked_before_the_lane_runs(tmp_path, capsys, backend, needle):
+    """`guardrail run` refuses it as bad input (exit 2, file and field) before any process starts."""
+    import yaml
+
+    from tests.cli_inprocess import run_cli
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "workloads" / "qwen-image-edit-512.yaml").read_text())
+    spec["options"] = {**spec.get("options", {}), "attention_backend": backend}
+    wdir = tmp_path / "w"
+    wdir.mkdir()
+    (wdir / "qwen-image-edit-512.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "run", "--lane", spec["lanes"][0], "--device", "cpu", "--workloads-dir", str(wdir), "--out", str(out),
+        "--quiet",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "qwen-image-edit-512.yaml" in err and "options.attention_backend" in err and needle in err
+    assert not out.exists()  # nothing ran, nothing half-written
