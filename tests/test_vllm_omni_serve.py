@@ -222,3 +222,18 @@ def test_one_guardrail_run_is_one_run_across_workloads(standin, capsys):
     results = [load_result(f) for f in sorted(out.glob("*.json"))]
     assert len(results) == 2 and len({r.run.started_at for r in results}) == 1
     assert len({r.workload.digest for r in results}) == 2
+
+
+def test_hardware_comes_from_nvidia_smi_when_the_lane_does_not_say(standin, capsys, monkeypatch):
+    """A CUDA host: the GPU nvidia-smi names (here a stand-in on PATH printing what an H200 prints), not the mark."""
+    tmp_path = standin
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200'\necho 'NVIDIA H200'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _workloads(tmp_path / "w", "test_qwen_image_edit_vllm_omni.json")
+    code, output, results = _run(capsys, tmp_path, tmp_path / "w", f"{EDIT}.512x512_steps20_i2i")
+    assert code == 0, output
+    assert results[0].environment.hardware == "H200" and results[0].environment.device_type == "cuda"
