@@ -134,6 +134,7 @@ def run_lane(
     # One invocation is one run: every result carries the lane's start time, so that without a CI run id the
     # store still groups them (guardrail.store.writer.run_key).
     lane_started = clock.now()
+    served: set[str] = set()  # vllm-omni-serve workloads already run with their case's server
     for wi, (path, spec) in enumerate(chosen, 1):
         if spec.engine == "command":
             from runners.engines import command
@@ -147,12 +148,18 @@ def run_lane(
         if spec.engine == "vllm-omni-serve":
             from runners.engines import vllm_omni_serve
 
+            if spec.name in served:
+                continue  # ran with an earlier workload of its case, against the same server
+            key = vllm_omni_serve.server_key(spec)
+            group = [s for _, s in chosen if s.engine == spec.engine and vllm_omni_serve.server_key(s) == key]
+            served.update(s.name for s in group)
             assert spec.vllm_omni is not None  # the spec requires it for this engine
-            with ui.status(f"[{wi}/{len(chosen)}] {spec.name}: vllm serve {spec.vllm_omni.model} --omni"):
-                files = vllm_omni_serve.run(
-                    spec, lane, source, out, hardware=env.hardware if env else None, lane_started=lane_started
+            label = f"[{wi}/{len(chosen)}] {spec.name}: vllm serve {spec.vllm_omni.model} --omni"
+            with ui.status(label + (f" (shared by {len(group)} workloads)" if len(group) > 1 else "")):
+                files = vllm_omni_serve.run_group(
+                    group, lane, source, out, hardware=env.hardware if env else None, lane_started=lane_started
                 )
-            ui.line(f"[{wi}/{len(chosen)}] {spec.name}: {len(files)} result file(s)")
+            ui.line(f"{label}: {len(files)} result file(s)")
             written.extend(files)
             continue
         assert env is not None

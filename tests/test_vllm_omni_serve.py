@@ -209,7 +209,9 @@ def test_log_rules_name_the_kind_and_a_timeout_stays_a_timeout(tmp_path):
     assert os.environ.get("GUARDRAIL_NOW")  # the suite's clock, not the wall clock, stamps the results
 
 
-def test_one_guardrail_run_is_one_run_across_workloads(standin, capsys):
+def test_configs_of_one_case_share_one_server_and_one_run(standin, capsys):
+    """As vLLM-Omni's runner: one server per test case for all its configs (a 14B model loads once), and one
+    `guardrail run` is one run in the store."""
     tmp_path = standin
     _workloads(tmp_path / "w", "test_qwen_image_edit_vllm_omni.json")
     out = tmp_path / "out"
@@ -221,7 +223,12 @@ def test_one_guardrail_run_is_one_run_across_workloads(standin, capsys):
     assert code == 0, err
     results = [load_result(f) for f in sorted(out.glob("*.json"))]
     assert len(results) == 2 and len({r.run.started_at for r in results}) == 1
-    assert len({r.workload.digest for r in results}) == 2
+    assert len({r.workload.digest for r in results}) == 2 and all(r.status == "ok" for r in results)
+    served = [r.extra["vllm_omni_serve"] for r in results]
+    assert served[0]["server_log"] == served[1]["server_log"] and len(served[0]["shared_by"]) == 2
+    log = Path(served[0]["server_log"]).read_text()
+    assert log.count("standin vllm serve") == 1 and log.count("POST /v1/chat/completions") == 20
+    _no_orphans(tmp_path)
 
 
 def test_hardware_comes_from_nvidia_smi_when_the_lane_does_not_say(standin, capsys, monkeypatch):
@@ -237,3 +244,22 @@ def test_hardware_comes_from_nvidia_smi_when_the_lane_does_not_say(standin, caps
     code, output, results = _run(capsys, tmp_path, tmp_path / "w", f"{EDIT}.512x512_steps20_i2i")
     assert code == 0, output
     assert results[0].environment.hardware == "H200" and results[0].environment.device_type == "cuda"
+
+
+def test_an_nccl_crash_mid_case_fails_every_config_that_shared_the_server(standin, capsys, monkeypatch):
+    tmp_path = standin
+    monkeypatch.setenv("STANDIN_MODE", "nccl_crash")  # dies after 3 of the first config's 10 requests
+    _workloads(tmp_path / "w", "test_qwen_image_edit_vllm_omni.json")
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys,
+        *("run", "--lane", "nightly", "--workloads-dir", str(tmp_path / "w"), "--out", str(out)),
+        *("--workload", f"{EDIT}.512x512_steps20_i2i", "--workload", f"{EDIT}.1536x1536_steps35_i2i"),
+    )
+    assert code == 3
+    results = [load_result(f) for f in sorted(out.glob("*.json"))]
+    assert [r.status for r in results] == ["infra_error", "infra_error"]
+    assert all(r.error is not None and r.error.kind == "device_error" for r in results)
+    assert all(r.error is not None and "ncclUnhandledCudaError" in r.error.message for r in results)
+    assert "device_error" in err
+    _no_orphans(tmp_path)

@@ -60,6 +60,20 @@ POLL_S = 0.2
 Failure = tuple[Status, str, str]  # (status, error kind, message)
 
 
+def server_key(spec: WorkloadSpec) -> tuple[str, ...] | None:
+    """Workloads with the same key can share one server: the same case, model, serve args and commands (as
+    vLLM-Omni's runner starts one server per test case for all its configs)."""
+    vo = spec.vllm_omni
+    if vo is None:
+        return None
+    return (
+        vo.test_name,
+        vo.model,
+        json.dumps(vo.serve_args, sort_keys=True),
+        json.dumps([vo.server, vo.client, vo.health_timeout_s, vo.term_grace_s]),
+    )
+
+
 def run(
     spec: WorkloadSpec,
     lane: str,
@@ -68,92 +82,158 @@ def run(
     hardware: str | None = None,
     lane_started: datetime | None = None,
 ) -> list[Path]:
-    """Run the workload; one result file per sweep step (failed steps too), written into `out_dir`. The results
-    carry `lane_started` (one `guardrail run` is one run in the store), else the workload's own start."""
-    vo = spec.vllm_omni
-    assert vo is not None  # the spec requires it for this engine
+    """Run one workload against a server started for it (see :func:`run_group`)."""
+    return run_group([spec], lane, source, out_dir, hardware=hardware, lane_started=lane_started)
+
+
+@dataclass
+class _Bench:
+    """One workload's part of a group: its sweep steps, their metrics and logs, and how it ended."""
+
+    spec: WorkloadSpec
+    steps: list[dict[str, Any]]
+    work: Path
+    metrics: list[dict[str, Any] | None]
+    client_logs: list[Path]
+    client_argv: list[list[str]]
+    failure: Failure | None = None
+    wall_s: float = 0.0
+
+
+def run_group(
+    specs: list[WorkloadSpec],
+    lane: str,
+    source: Source,
+    out_dir: Path,
+    hardware: str | None = None,
+    lane_started: datetime | None = None,
+) -> list[Path]:
+    """Workloads of one :func:`server_key` against ONE server, each in turn within its own `timeout_s`; one result
+    file per sweep step (failed steps too), written into `out_dir`. The results carry `lane_started` (one `guardrail
+    run` is one run in the store), else the group's own start."""
+    first = specs[0].vllm_omni
+    assert first is not None and all(server_key(s) == server_key(specs[0]) for s in specs)
     started = clock.now()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     out = Path(out_dir)
-    work = out / "work" / f"{spec.name}.{stamp}"
-    work.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    hw = _hardware(vo, hardware)
-    server_log = logs / f"{spec.name}.server.log"
+    hw = _hardware(first, hardware)
+    server_log = logs / f"{specs[0].name if len(specs) == 1 else cases.workload_name(first.test_name, None)}.server.log"
     port = _free_port()
-    server_cmd = [*_command(SERVER_ENV, vo.server), vo.model, "--omni", "--host", HOST, "--port", str(port)]
-    server_cmd += cases.serve_flags(vo.serve_args)
-    steps = cases.steps(vo.benchmark_params)
-    metrics: list[dict[str, Any] | None] = [None] * len(steps)
-    client_logs: list[Path] = []
-    extra: dict[str, Any] = {"engine": "vllm-omni-serve", "server_argv": server_cmd, "server_log": str(server_log)}
-    failure: Failure | None = None
+    server_cmd = [*_command(SERVER_ENV, first.server), first.model, "--omni", "--host", HOST, "--port", str(port)]
+    server_cmd += cases.serve_flags(first.serve_args)
+    benches = []
+    for spec in specs:
+        assert spec.vllm_omni is not None
+        steps = cases.steps(spec.vllm_omni.benchmark_params)
+        work = out / "work" / f"{spec.name}.{stamp}"
+        work.mkdir(parents=True, exist_ok=True)
+        benches.append(_Bench(spec, steps, work, [None] * len(steps), [], []))
+    server_extra: dict[str, Any] = {
+        "engine": "vllm-omni-serve",
+        "server_argv": server_cmd,
+        "server_log": str(server_log),
+        "shared_by": [s.name for s in specs],
+    }
     t0 = time.perf_counter()
     server = _Server(server_cmd, server_log, cwd=Path(os.environ.get("VLLM_OMNI_ROOT") or os.getcwd()))
     try:
-        failure = server.wait_healthy(f"http://{HOST}:{port}/health", vo.health_timeout_s)
-        extra["healthy_after_s"] = round(time.perf_counter() - t0, 3) if failure is None else None
-        deadline = time.monotonic() + spec.timeout_s
-        for k, step in enumerate(steps):
-            if failure is not None:
-                break
-            out_file = work / f"metrics.{k}.json"
-            cmd = [*_rooted(_command(CLIENT_ENV, vo.client)), "--host", HOST, "--port", str(port), "--model", vo.model]
-            if "endpoint" not in step:  # a config naming its endpoint passes it as its own flag instead
-                cmd += ["--backend", cases.backend_of(step)]
-            cmd += ["--dataset", str(step.get("dataset", "random"))]
-            cmd += ["--task", str(step.get("task", "t2i")), "--output-file", str(out_file), *cases.client_flags(step)]
-            log = logs / f"{spec.name}.bench.{k}.log"
-            client_logs.append(log)
-            left = deadline - time.monotonic()
-            done = run_logged(cmd, log, timeout_s=max(left, 0.01), term_grace_s=5.0)
-            extra.setdefault("client_argv", []).append(cmd)
-            if done.timed_out:
-                failure = (
-                    "timeout",
-                    "timeout",
-                    f"the benchmark ran past the workload's timeout of {spec.timeout_s:g} s",
-                )
-            elif server.exited():
-                failure = (
+        unhealthy = server.wait_healthy(f"http://{HOST}:{port}/health", first.health_timeout_s)
+        server_extra["healthy_after_s"] = round(time.perf_counter() - t0, 3) if unhealthy is None else None
+        for b in benches:
+            if unhealthy is not None:
+                b.failure = unhealthy
+            elif server.exited():  # it died during an earlier workload of the group
+                b.failure = (
                     "infra_error",
                     "server_exited",
-                    f"the server exited ({server.returncode()}) mid-benchmark; see {server_log}",
+                    f"the server exited ({server.returncode()}); see {server_log}",
                 )
-            elif done.returncode != 0:
-                failure = (
-                    "infra_error",
-                    "benchmark_failed",
-                    f"the benchmark client exited {done.returncode}; see {log}",
-                )
-            elif not out_file.is_file():
-                failure = ("infra_error", "no_output", f"the benchmark client exited 0 but wrote no {out_file.name}")
             else:
-                metrics[k] = _read_metrics(out_file)
+                _bench(b, server, port, logs, server_log)
     finally:
-        extra["server_stop"] = server.stop(vo.term_grace_s)
-    extra["wall_s"] = round(time.perf_counter() - t0, 3)
-    extra["client_logs"] = [str(p) for p in client_logs]
-    if failure is not None:
-        failure = classify(failure, [server_log, *client_logs])
-    record_file = work / f"diffusion_result_{vo.test_name}_{(lane_started or started).strftime('%Y%m%d-%H%M%S')}.json"
+        server_extra["server_stop"] = server.stop(first.term_grace_s)
+    server_extra["wall_s"] = round(time.perf_counter() - t0, 3)
+    written: list[Path] = []
+    for b in benches:
+        written += _results(b, lane, source, out, hw, lane_started or started, stamp, server_log, server_extra)
+    return written
+
+
+def _bench(b: _Bench, server: _Server, port: int, logs: Path, server_log: Path) -> None:
+    """Run the client once per sweep step of one workload, within its timeout; stops at the first failure."""
+    vo = b.spec.vllm_omni
+    assert vo is not None
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + b.spec.timeout_s
+    for k, step in enumerate(b.steps):
+        out_file = b.work / f"metrics.{k}.json"
+        cmd = [*_rooted(_command(CLIENT_ENV, vo.client)), "--host", HOST, "--port", str(port), "--model", vo.model]
+        if "endpoint" not in step:  # a config naming its endpoint passes it as its own flag instead
+            cmd += ["--backend", cases.backend_of(step)]
+        cmd += ["--dataset", str(step.get("dataset", "random"))]
+        cmd += ["--task", str(step.get("task", "t2i")), "--output-file", str(out_file), *cases.client_flags(step)]
+        log = logs / f"{b.spec.name}.bench.{k}.log"
+        b.client_logs.append(log)
+        b.client_argv.append(cmd)
+        done = run_logged(cmd, log, timeout_s=max(deadline - time.monotonic(), 0.01), term_grace_s=5.0)
+        if done.timed_out:
+            why = f"the benchmark ran past the workload's timeout of {b.spec.timeout_s:g} s"
+            b.failure = ("timeout", "timeout", why)
+        elif server.exited():
+            why = f"the server exited ({server.returncode()}) mid-benchmark; see {server_log}"
+            b.failure = ("infra_error", "server_exited", why)
+        elif done.returncode != 0:
+            b.failure = ("infra_error", "benchmark_failed", f"the benchmark client exited {done.returncode}; see {log}")
+        elif not out_file.is_file():
+            b.failure = ("infra_error", "no_output", f"the benchmark client exited 0 but wrote no {out_file.name}")
+        elif (m := _read_metrics(out_file)) is None:
+            b.failure = ("infra_error", "bad_output", f"{out_file.name} is not a JSON object of metrics")
+        else:
+            b.metrics[k] = m
+        if b.failure is not None:
+            break
+    b.wall_s = round(time.perf_counter() - t0, 3)
+
+
+def _results(
+    b: _Bench,
+    lane: str,
+    source: Source,
+    out: Path,
+    hw: str,
+    started: datetime,
+    stamp: str,
+    server_log: Path,
+    server_extra: dict[str, Any],
+) -> list[Path]:
+    """The record file vLLM-Omni's runner writes, adapted; steps without numbers carry the classified failure."""
+    vo = b.spec.vllm_omni
+    assert vo is not None
+    failure = classify(b.failure, [server_log, *b.client_logs]) if b.failure is not None else None
+    record_file = b.work / f"diffusion_result_{vo.test_name}_{started.strftime('%Y%m%d-%H%M%S')}.json"
     records = [
-        _record(vo, step, m, lane_started or started, source, hw, server_log)
-        for step, m in zip(steps, metrics, strict=True)
+        _record(vo, step, m, started, source, hw, server_log) for step, m in zip(b.steps, b.metrics, strict=True)
     ]
     record_file.write_text(json.dumps(records, indent=2, ensure_ascii=False))
-    extra["record_file"] = str(record_file)
+    extra = {
+        **server_extra,
+        "client_argv": b.client_argv,
+        "client_logs": [str(p) for p in b.client_logs],
+        "bench_wall_s": b.wall_s,
+        "record_file": str(record_file),
+    }
     adapted = adapt(
         record_file, "vllm-omni-diffusion", records, defaults=AdaptDefaults(lane=lane, hardware=hw, source=source)
     )
     written = []
-    for i, (r, m) in enumerate(zip(adapted, metrics, strict=True)):
+    for i, (r, m) in enumerate(zip(adapted, b.metrics, strict=True)):
         r = r.model_copy(update={"extra": {**r.extra, "vllm_omni_serve": extra}})
         if m is None:  # a step that never produced numbers: the classified failure, not "no result"
-            status, kind, message = failure or ("infra_error", "no_output", "the step did not run")
+            status, kind, message = failure or ("infra_error", "not_run", "an earlier step of the sweep failed")
             r = r.model_copy(update={"status": status, "error": ErrorInfo(kind=kind, message=message[:4000])})
-        f = out / f"{spec.name}.{i}.{stamp}.json"
+        f = out / f"{b.spec.name}.{i}.{stamp}.json"
         f.write_text(r.to_json())
         written.append(f)
     return written

@@ -10,6 +10,7 @@ process group is tested. $STANDIN_MODE picks a behaviour:
   oom           prints a CUDA out-of-memory traceback while loading and exits 1
   hccl          prints an HCCL initialisation error and exits 1
   slow          healthy, but every request takes $STANDIN_REQUEST_S (set it long: the benchmark times out)
+  nccl_crash    healthy; after $STANDIN_CRASH_AFTER requests (default 3) prints an NCCL error and exits 1
 $STANDIN_PIDS: a file where it writes {"server": pid, "child": pid, "argv": [...]}.
 """
 
@@ -36,6 +37,8 @@ MODE = os.environ.get("STANDIN_MODE", "ok")
 REQUEST_S = float(os.environ.get("STANDIN_REQUEST_S", "0.02"))
 HEALTHY_AFTER_S = float(os.environ.get("STANDIN_HEALTHY_AFTER_S", "0.3"))
 STARTED = time.monotonic()
+LOCK = threading.Lock()
+SERVED = [0]
 PEAK_MB = 1234.5
 STAGES = {"text_encoder": 0.004, "denoise": 0.012, "vae_decode": 0.003}
 
@@ -78,6 +81,17 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         time.sleep(REQUEST_S)
+        if MODE == "nccl_crash":
+            with LOCK:
+                SERVED[0] += 1
+                if SERVED[0] > int(os.environ.get("STANDIN_CRASH_AFTER", "3")):
+                    print(
+                        "RuntimeError: NCCL error in: ProcessGroupNCCL.cpp:1970, unhandled cuda error, NCCL version "
+                        "2.21.5; ncclUnhandledCudaError: Call to CUDA function failed.",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    os._exit(1)
         if self.path == "/v1/chat/completions":
             try:
                 body = json.loads(raw or b"{}")
