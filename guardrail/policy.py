@@ -65,6 +65,30 @@ class BaselineSpec(_Strict):
     cold_start: Literal["reference", "none"] = "reference"  # when there is no history: pinned reference values
 
 
+class EquivalenceBound(_Strict):
+    """An absolute bound on an output-equivalence metric: at least `min` (PSNR, SSIM), at most `max` (max abs diff)."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def violated_by(self, value: float) -> bool:
+        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+
+    def describe(self) -> str:
+        parts = ([f">= {self.min:g}"] if self.min is not None else []) + ([f"<= {self.max:g}"] if self.max is not None else [])
+        return " and ".join(parts) or "unbounded"
+
+
+# The field's practice: vLLM-Omni accepts a parallel picture at PSNR >= 30 dB and SSIM >= 0.97 against the
+# single-device reference; a cached run (cache-dit) against the dense one at SSIM >= 0.90, PSNR >= 30.
+DEFAULT_EQUIVALENCE = {
+    "parallel_psnr": EquivalenceBound(min=30.0),
+    "parallel_ssim": EquivalenceBound(min=0.97),
+    "cache_psnr": EquivalenceBound(min=30.0),
+    "cache_ssim": EquivalenceBound(min=0.90),
+}
+
+
 class Policy(_Strict):
     lane: str
     description: str = ""
@@ -72,6 +96,9 @@ class Policy(_Strict):
     # metric name or family glob (`peak_memory*`) -> relative threshold; `default` for every other metric
     thresholds: dict[str, float] = Field(default_factory=lambda: {"default": 0.01})
     informational: MetricPatterns = MetricPatterns(())  # names or globs: reported, never gate
+    # metric name or glob -> absolute bound: a value outside it is `output_mismatch` (judged on its own, not
+    # against the baseline, and left out of false-discovery control)
+    equivalence: dict[str, EquivalenceBound] = Field(default_factory=lambda: dict(DEFAULT_EQUIVALENCE))
     fdr: float = Field(default=0.05, gt=0, lt=1)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     # Looks of sequential confirmation: with more than one, an unclear or first-seen result is judged at an
@@ -81,6 +108,11 @@ class Policy(_Strict):
     # A regression of a per-run summary series (one value per run) that the series' previous check on this lane
     # did not show is `suspect`, not a regression: one night off its level is judged again on the next run.
     confirm_summary_regressions: bool = False
+
+    def equivalence_bound(self, metric: str) -> EquivalenceBound | None:
+        """The output-equivalence bound of `metric` (its exact name, else its most specific glob), if it has one."""
+        key = best_match(metric, self.equivalence)
+        return self.equivalence[key] if key is not None else None
 
     def threshold(self, metric: str) -> float:
         """The threshold of `metric`: its exact name, else its most specific family glob, else `default`."""

@@ -9,15 +9,20 @@ from typing import Literal, get_args
 # `new`: a series' first run in the history its lane reads (nothing to compare with yet; recorded, never blocks).
 # `suspect`: a per-run summary off its level for one night only, on a lane that confirms those (policy
 # `confirm_summary_regressions`): judged again on the next run before blaming; never blocks.
-Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "noisy", "missing", "new", "suspect"]
+# `output_mismatch`: an output-equivalence metric (a parallel or cached run's picture against the single-device,
+# uncached one) outside the lane's bound (policy `equivalence`): the run changed the picture, however fast it is.
+Verdict = Literal[
+    "regression", "improvement", "no_change", "inconclusive", "noisy", "missing", "new", "suspect", "output_mismatch"
+]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)  # also the key order of a verdicts document's `summary`
-# What blocks a merge: a real regression, or no usable baseline for a series with history (fail closed, never a
-# silent pass). A `new` series has no history: it is recorded and does not block.
-BLOCKING: tuple[Verdict, ...] = ("regression", "missing")
+# What blocks a merge: a real regression, a changed picture, or no usable baseline for a series with history (fail
+# closed, never a silent pass). A `new` series has no history: it is recorded and does not block.
+BLOCKING: tuple[Verdict, ...] = ("regression", "missing", "output_mismatch")
 # Final at any look of sequential confirmation: more repeats of the candidate would not change them.
-SETTLED: tuple[Verdict, ...] = ("regression", "improvement", "no_change", "missing", "new")
+SETTLED: tuple[Verdict, ...] = ("regression", "improvement", "no_change", "missing", "new", "output_mismatch")
 # What needs attention first: reports list rows in this order, and a workload shows its worst verdict.
 DISPLAY_ORDER: tuple[Verdict, ...] = (
+    "output_mismatch",
     "regression",
     "missing",
     "suspect",

@@ -8,6 +8,7 @@ counts and status make the `guardrail.verdicts/v1` document. The callers only ga
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,11 +26,19 @@ from guardrail.verdicts import (
     VerdictRow,
     VerdictsDoc,
     WorkloadError,
+    count,
     status_of,
 )
 from guardrail.vocabulary import VERDICTS
 
 Repeats = list[list[float]]  # one run: repeats (fresh processes) -> values
+
+
+class Bound(Protocol):
+    """An absolute bound on an output-equivalence metric (guardrail.policy.EquivalenceBound is one)."""
+
+    def violated_by(self, value: float) -> bool: ...
+    def describe(self) -> str: ...
 
 
 class LaneRules(Protocol):
@@ -42,6 +51,7 @@ class LaneRules(Protocol):
     @property
     def max_looks(self) -> int: ...
     def threshold(self, metric: str) -> float: ...
+    def equivalence_bound(self, metric: str) -> Bound | None: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,41 @@ class SeriesInput:
     previous_regressed: bool = False
 
 
+def _equivalence(s: SeriesInput, bound: Bound) -> MetricComparison:
+    """An output-equivalence metric is judged against its absolute bound, every repeat on its own: one picture
+    outside it is a changed picture (`output_mismatch`), whatever the speed and whatever the baseline did."""
+    reps = [rep for rep in s.candidate if len(rep)]
+    values = [float(v) for rep in reps for v in rep]
+    common = {
+        "change": None,
+        "ci": None,
+        "p_value": None,
+        "baseline_runs": len(s.baseline),
+        "baseline_median": None,
+        "candidate_repeats": len(reps),
+        "candidate_median": statistics.median(values) if values else None,
+        "threshold": 0.0,
+        "details": {"method": "equivalence_bound", "bound": bound.describe()},
+    }
+    if not values:
+        return MetricComparison(verdict="missing", explanation="No candidate values for this metric.", **common)
+    bad = [i for i, rep in enumerate(reps) if any(bound.violated_by(float(v)) for v in rep)]
+    unit = f" {s.unit}" if s.unit and s.unit not in ("ratio", "abs") else ""
+    span = f"{min(values):.4g}{unit}" if min(values) == max(values) else f"{min(values):.4g}..{max(values):.4g}{unit}"
+    if bad:
+        why = (
+            f"{s.metric} {span}: {count(len(bad), 'repeat')} of {len(reps)} outside the equivalence bound "
+            f"({bound.describe()}): the output differs from its reference, however fast the run is."
+        )
+        return MetricComparison(verdict="output_mismatch", explanation=why, **common)
+    why = f"{s.metric} {span}: within the equivalence bound ({bound.describe()}) in every repeat."
+    return MetricComparison(verdict="no_change", explanation=why, **common)
+
+
 def _compare(s: SeriesInput, rules: LaneRules, max_extra_repeats: int | None) -> MetricComparison:
+    bound = rules.equivalence_bound(s.metric)
+    if bound is not None:
+        return _equivalence(s, bound)
     baseline, history, summary = s.baseline, s.history, s.summary
     if not baseline and s.reference is None and not s.has_history:
         return new_series(s.candidate, threshold=rules.threshold(s.metric))
@@ -161,7 +205,14 @@ def judge(
     # False-discovery control picks what needs attention among a check's first looks. A confirmation look (a
     # rerun of a workload that look 1 picked) is a test of its own at the look's alpha-spending level, so it is
     # not put through the check-wide control a second time.
-    gating = [i for i, s in enumerate(series) if not s.informational and min(s.look, rules.max_looks) == 1]
+    # Output-equivalence series are absolute tests of their own bound, not discoveries among the check's metrics.
+    gating = [
+        i
+        for i, s in enumerate(series)
+        if not s.informational
+        and min(s.look, rules.max_looks) == 1
+        and rules.equivalence_bound(s.metric) is None
+    ]
     fdr = judge_check([comparisons[i] for i in gating], fdr=rules.fdr)
     for i, adjusted in zip(gating, fdr.comparisons, strict=True):
         comparisons[i] = adjusted

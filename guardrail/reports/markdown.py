@@ -22,6 +22,7 @@ from guardrail.vocabulary import DISPLAY_ORDER, Status
 DEFAULT_TITLE = "Performance guardrail"
 
 VERDICT_LABEL = {
+    "output_mismatch": "❌ output mismatch",
     "regression": "🔴 regression",
     "missing": "⛔ missing baseline",
     "suspect": "🔍 suspect",
@@ -330,6 +331,11 @@ def _headline(status: str, rows: list[VerdictRow]) -> str:
     gating = [v for v in rows if not v.informational and _num(v.change) is not None]
     regressions = [v for v in gating if v.verdict == "regression"]
     improvements = [v for v in gating if v.verdict == "improvement"]
+    mismatched = [v for v in rows if v.verdict == "output_mismatch"]
+    if mismatched:  # a changed picture outranks any speed
+        first = mismatched[0]
+        more = f" and {count(len(mismatched) - 1, 'more metric')}" if len(mismatched) > 1 else ""
+        return f"❌ **Output changed**: {escape_md(first.workload)} {escape_md(first.metric)} outside its equivalence bound{more} · "
     if status == "failure" and regressions:
         worst = max(regressions, key=lambda v: (_num(v.change) or 0.0) * _worse_sign(v))
         return f"{STATUS_HEADLINE[status]}: {_change_phrase(worst, worse=True)} · "
@@ -347,6 +353,11 @@ def _what_to_do(rows: list[VerdictRow]) -> str | None:
     """One line after the main table: the step the PR's author takes next, or None when there is none."""
     gating = [v for v in rows if not v.informational]
     steps = []
+    if any(v.verdict == "output_mismatch" for v in rows):
+        steps.append(
+            "the output no longer matches its reference (parallel vs single device, cached vs dense): fix the "
+            "strategy or the cache before any speed counts"
+        )
     if any(v.verdict == "regression" for v in gating):
         steps.append("rerun `guardrail check` after a fix, or mark it expected on the alert page")
     unresolved = [v for v in gating if v.verdict == "inconclusive"]
