@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from guardrail import vllm_omni_cases as cases
+from guardrail.ingest.reference import matches
+from guardrail.ingest.reference_import import load_reference_baselines
 from guardrail.schema import load_result
 from runners.engines.vllm_omni_serve import LOG_RULES, classify
 from tests.cli_inprocess import run_cli
@@ -102,6 +104,13 @@ def test_healthy_run_is_ingested_with_the_cases_series(standin, capsys):
     )
     record = json.loads(Path(served["record_file"]).read_text())[0]
     assert record["test_name"] == EDIT and record["Hardware"] == "H100" and record["Attn_backend"] == "FLASH_ATTN"
+
+    # The case's own baselines (what the import writes as cold-start references) apply to this result's series.
+    refs = [ref for ref in load_reference_baselines(DATA / "test_qwen_image_edit_vllm_omni.json") if matches(ref, r)]
+    assert sorted(ref.metric for ref in refs) == sorted(
+        ["throughput_qps", "latency_mean", "peak_memory_mb_max", "peak_memory_mb_mean"]
+    )
+    assert {ref.metric for ref in refs} <= set(metrics)
 
     # ... and the result file goes into the store as that series.
     db = f"sqlite:///{tmp_path / 'g.db'}"
