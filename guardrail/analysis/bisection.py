@@ -63,9 +63,12 @@ class Side:
     def of(c: MetricComparison) -> Side:
         return Side(verdict=c.verdict, change=c.change, p_value=c.p_value, ci=c.ci)
 
-    def to_dict(self) -> dict[str, object]:
-        return {"verdict": self.verdict, "change": self.change, "p_value": self.p_value,
-                "ci": list(self.ci) if self.ci else None}
+    def to_dict(self, *, better: bool = False) -> dict[str, object]:
+        """`better=True`: the p-value of the other direction (compare's p is one-sided towards worse)."""
+        p = self.p_value
+        if better and p is not None:
+            p = 1.0 - p
+        return {"verdict": self.verdict, "change": self.change, "p_value": p, "ci": list(self.ci) if self.ci else None}
 
 
 @dataclass(frozen=True)
@@ -205,10 +208,10 @@ def decide(n: int, observed: Mapping[int, Observed], cfg: Config) -> Action:
         if cfg.confirm and looks(obs[culprit], cfg) < 2:
             return run(culprit, "confirm the culprit once more", cfg.repeats, low, high, labels)
         confidence = {
-            # culprit vs its parent's side: the culprit reads as a regression against the good end's level ...
+            # the culprit reads as a regression against the good end (one-sided p of "slower") ...
             "culprit_vs_good": reads[culprit].vs_good.to_dict(),
-            # ... and its parent as an improvement against the bad end's level
-            "parent_vs_bad": reads[low].vs_bad.to_dict(),
+            # ... and its parent as an improvement against the bad end (one-sided p of "faster": 1 - p of slower)
+            "parent_vs_bad": reads[low].vs_bad.to_dict(better=True),
         }
         return Action("culprit", "found", position=culprit, low=low, high=high, confidence=confidence,
                       readings=labels)

@@ -4,7 +4,7 @@
 # isort: off
 from guardrail.cli import db, ingest, check, run, analysis, history, alerts, baseline, comment
 from guardrail.cli import flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema, matrix
-from guardrail.cli import buildkite, profile, workloads
+from guardrail.cli import buildkite, profile, workloads, bisect
 
 # isort: on
 from guardrail.cli.app import app
@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     buildkite,
     profile,
     workloads,
+    bisect,
 )
 
 __all__ = ["COMMAND_MODULES", "app"]
