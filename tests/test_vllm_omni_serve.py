@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,44 @@ def test_an_nccl_crash_mid_case_fails_every_config_that_shared_the_server(standi
     assert all(r.error is not None and "ncclUnhandledCudaError" in r.error.message for r in results)
     assert "device_error" in err
     _no_orphans(tmp_path)
+
+
+def test_import_run_ingest_check_against_the_cases_own_baselines(standin, capsys):
+    """The chain a CI job runs: the case's baselines become cold-start references, and `guardrail check` judges the
+    first run of the series against them (the stand-in is ~400x faster than an H100, so: improvements)."""
+    tmp_path = standin
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    for policy in (Path(__file__).parents[1] / "baselines").glob("*.yaml"):
+        (baselines / policy.name).write_text(policy.read_text())
+    case = DATA / "test_qwen_image_edit_vllm_omni.json"
+    code, _, err = run_cli(
+        capsys,
+        "workloads",
+        "import-vllm-omni",
+        str(case),
+        "--out",
+        str(tmp_path / "w"),
+        "--references",
+        str(baselines / "reference"),
+    )
+    assert code == 0, err
+    code, output, results = _run(capsys, tmp_path, tmp_path / "w", f"{EDIT}.512x512_steps20_i2i")
+    assert code == 0, output
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    assert run_cli(capsys, "db", "upgrade", "--db", db)[0] == 0
+    assert run_cli(capsys, "ingest", *map(str, sorted((tmp_path / "out").glob("*.json"))), "--db", db)[0] == 0
+    # A fresh process: the reference directory is read from $GUARDRAIL_BASELINES when the policy module loads.
+    done = subprocess.run(
+        [sys.executable, "-m", "guardrail", "check", "--run", "1", "--db", db, "--format", "json"],
+        env={**os.environ, "GUARDRAIL_BASELINES": str(baselines)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    verdicts = {v["metric"]: v for v in json.loads(done.stdout)["verdicts"]}
+    for metric in ("throughput_qps", "latency_mean", "peak_memory_mb_max", "peak_memory_mb_mean"):
+        assert verdicts[metric]["verdict"] == "improvement", verdicts[metric]
+        assert verdicts[metric]["workload"] == f"{EDIT}/512x512_steps20_i2i" and verdicts[metric]["hardware"] == "H100"
+    assert verdicts["latency_median"]["verdict"] == "new"  # no reference for it: the series starts here
