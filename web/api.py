@@ -71,6 +71,13 @@ def get_alert(alert_id: PathId, session=Depends(db)) -> dict[str, Any]:
     return alert_reads.alert_detail(session, alert_id)
 
 
+@reads.get("/alerts/{alert_id}/bisection", summary="The newest bisection of an alert: steps, progress and the culprit")
+def get_alert_bisection(alert_id: PathId, session=Depends(db)) -> dict[str, Any]:
+    from web.read.bisections import alert_bisection
+
+    return alert_bisection(session, alert_id)
+
+
 @reads.get("/series", summary="Find series: free text q (any order, typo-tolerant), exact workload, metric, hardware")
 def get_series_list(
     q: Annotated[str | None, Query(max_length=300)] = None,
