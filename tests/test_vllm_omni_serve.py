@@ -213,9 +213,16 @@ def test_log_rules_name_the_kind_and_a_timeout_stays_a_timeout(tmp_path):
     status, kind, message = classify(("timeout", "timeout", "ran past"), [log])
     assert (status, kind) == ("timeout", "timeout") and "Watchdog" in message
     clean = tmp_path / "clean.log"
-    clean.write_text("INFO all good\n")
+    clean.write_text(
+        "INFO 12-02 06:00:01 [pynccl.py:69] vLLM is using nccl==2.21.5\n"
+        "(EngineCore pid=7) INFO 12-02 06:00:02 [parallel_state.py:1] HCCL_CONNECT_TIMEOUT=1800, NCCL error checks on\n"
+        "Loading weights took 42.1 s\n"
+    )
     assert classify(("infra_error", "server_exited", "exited"), [clean]) == ("infra_error", "server_exited", "exited")
     assert [k for k, _ in LOG_RULES][:2] == ["oom", "collective_timeout"]
+    ascend = tmp_path / "npu.log"
+    ascend.write_text("[ERROR] RUNTIME: EI0006: Getting socket times out. Reason: remote rank 3 did not connect\n")
+    assert classify(("infra_error", "server_unhealthy", "never healthy"), [ascend])[1] == "device_error"
     assert os.environ.get("GUARDRAIL_NOW")  # the suite's clock, not the wall clock, stamps the results
 
 

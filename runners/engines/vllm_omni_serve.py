@@ -45,16 +45,23 @@ SERVER_ENV = "GUARDRAIL_VLLM_OMNI_SERVER"
 CLIENT_ENV = "GUARDRAIL_VLLM_OMNI_CLIENT"
 HARDWARE_ENV = "GUARDRAIL_HARDWARE"
 # (error kind, pattern) — the first rule matching a line of the server log (then the client's) names the failure.
-# Collective timeouts before other collective errors: a watchdog timeout also says "NCCL error".
+# Collective timeouts before other collective errors: a watchdog timeout also says "NCCL error". Every rule needs
+# error wording: a healthy vLLM server logs "using nccl==2.21.5" and its NCCL/HCCL settings at INFO.
 LOG_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("oom", re.compile(r"out of memory|OutOfMemoryError|\bOOM\b|NPU memory.*(exhausted|insufficient)", re.I)),
     (
         "collective_timeout",
-        re.compile(r"\b(HCCL|NCCL|c10d|ProcessGroup\w*)\b.*(time[d ]?out|timeout)|Watchdog caught collective", re.I),
+        re.compile(r"Watchdog caught collective|\b(HCCL|NCCL|c10d)\b.*\b(timed out|timeout (error|exceeded))", re.I),
     ),
-    ("device_error", re.compile(r"\b(HCCL|NCCL)\b|\bhccl\w*Error|\bnccl\w*Error|\bEI\d{4}\b|\bEH\d{4}\b", re.I)),
+    (
+        "device_error",
+        re.compile(r"\b(HCCL|NCCL)\b.*\b(error|fail\w*|abort\w*)\b|\b(hccl|nccl)\w*Error\b", re.I),
+    ),
+    ("device_error", re.compile(r"\bE[EHILZ]\d{4}\b")),  # Ascend error codes (EI0006, EZ9999, ...)
     ("device_error", re.compile(r"CUDA error|ACL error|device-side assert|Xid \d+|uncorrectable ECC", re.I)),
 )
+# Lines logged at INFO/DEBUG ("INFO 12-02 06:00:01 [file.py:12] ...", "(EngineCore pid=7) DEBUG ...") name no failure.
+QUIET = re.compile(r"^[^:]{0,60}?\b(INFO|DEBUG)\b")
 POLL_S = 0.2
 
 Failure = tuple[Status, str, str]  # (status, error kind, message)
@@ -259,6 +266,7 @@ def _first_match(log: Path) -> tuple[str, str] | None:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return None
+    lines = [line for line in lines if not QUIET.search(line)]
     for rule_kind, pattern in LOG_RULES:
         for line in lines:
             if pattern.search(line):
