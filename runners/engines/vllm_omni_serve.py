@@ -5,8 +5,8 @@ What vLLM-Omni's `tests/dfx/perf/scripts/run_diffusion_benchmark.py` does, with 
 `OUT/logs/`), wait for `GET /health` to answer 200 (up to `health_timeout_s`), run the benchmark client
 (`diffusion_benchmark_serving.py`, which writes its metrics to `--output-file`) once per sweep step within the
 workload's `timeout_s`, stop the server however that ended (SIGTERM to the group, `term_grace_s`, then SIGKILL of
-the group), write the `diffusion_result_<test_name>_<stamp>.json` record file the CI writes, and adapt it through
-the `vllm-omni-diffusion` adapter, so the results carry the case's own series identity.
+the group), write the `diffusion_result_<test_name>_<stamp>.json` record the CI writes (kept as `….json.raw`), and
+adapt it through the `vllm-omni-diffusion` adapter, so the results carry the case's own series identity.
 
 A server that never became healthy, an OOM / HCCL / NCCL error in the logs (LOG_RULES), a client that failed or
 ran past the timeout become `infra_error` / `timeout` results with a classified `error.kind`; `guardrail run`
@@ -63,6 +63,9 @@ LOG_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 # Lines logged at INFO/DEBUG ("INFO 12-02 06:00:01 [file.py:12] ...", "(EngineCore pid=7) DEBUG ...") name no failure.
 QUIET = re.compile(r"^[^:]{0,60}?\b(INFO|DEBUG)\b")
 POLL_S = 0.2
+# The client's metrics and the record are kept under OUT/work/ with this suffix, so that `guardrail ingest OUT/`
+# (which reads every *.json below a directory) stores each result once, from its result file.
+RAW = ".raw"
 
 Failure = tuple[Status, str, str]  # (status, error kind, message)
 
@@ -175,7 +178,7 @@ def _bench(b: _Bench, server: _Server, port: int, logs: Path, server_log: Path) 
     t0 = time.perf_counter()
     deadline = time.monotonic() + b.spec.timeout_s
     for k, step in enumerate(b.steps):
-        out_file = b.work / f"metrics.{k}.json"
+        out_file = b.work / f"metrics.{k}.json{RAW}"
         cmd = [*_rooted(_command(CLIENT_ENV, vo.client)), "--host", HOST, "--port", str(port), "--model", vo.model]
         if "endpoint" not in step:  # a config naming its endpoint passes it as its own flag instead
             cmd += ["--backend", cases.backend_of(step)]
@@ -219,7 +222,7 @@ def _results(
     vo = b.spec.vllm_omni
     assert vo is not None
     failure = classify(b.failure, [server_log, *b.client_logs]) if b.failure is not None else None
-    record_file = b.work / f"diffusion_result_{vo.test_name}_{started.strftime('%Y%m%d-%H%M%S')}.json"
+    record_file = b.work / f"diffusion_result_{vo.test_name}_{started.strftime('%Y%m%d-%H%M%S')}.json{RAW}"
     records = [
         _record(vo, step, m, started, source, hw, server_log) for step, m in zip(b.steps, b.metrics, strict=True)
     ]
