@@ -162,7 +162,9 @@ def _pick_metric(data: Mapping[int, CommitData], n: int) -> str | None:
     return best[1] if best else None
 
 
-def _observed(data: Mapping[int, CommitData], metric: str | None, extra_failures: Mapping[int, int]) -> dict[int, Observed]:
+def _observed(
+    data: Mapping[int, CommitData], metric: str | None, extra_failures: Mapping[int, int]
+) -> dict[int, Observed]:
     out = {}
     for p in set(data) | set(extra_failures):
         d = data.get(p, CommitData())
@@ -239,7 +241,9 @@ class LocalDispatcher:
             try:
                 _git(self.repo, "worktree", "add", "--detach", "--force", str(checkout), req.sha)
             except subprocess.CalledProcessError as exc:
-                raise InfraError(f"git worktree add at {req.sha[:12]} failed: {(exc.stderr or '').strip()[:300]}") from None
+                raise InfraError(
+                    f"git worktree add at {req.sha[:12]} failed: {(exc.stderr or '').strip()[:300]}"
+                ) from None
             try:
                 # A command engine's run is one fresh process per invocation: invoke until the repeats are there.
                 while got < req.repeats and attempts < req.repeats + 1:
@@ -263,8 +267,11 @@ class LocalDispatcher:
                         break  # a failed result is stored: the decision skips the commit
                     got += sum(_repeats_in(f) for f in ok)
             finally:
-                subprocess.run(["git", "-C", str(self.repo), "worktree", "remove", "--force", str(checkout)],
-                               capture_output=True, check=False)
+                subprocess.run(
+                    ["git", "-C", str(self.repo), "worktree", "remove", "--force", str(checkout)],
+                    capture_output=True,
+                    check=False,
+                )
         return {"invocations": attempts, "files": files_in, "no_result": failures}
 
     def _argv(self, req: Request, checkout: Path, out: Path, repeats: int) -> list[str]:
@@ -335,13 +342,22 @@ class GitHubDispatcher:
         body = {
             "ref": self.ref,
             # workflow_dispatch inputs are strings
-            "inputs": {"commit": req.sha, "workload": req.workload, "repeats": str(req.repeats), "lane": LANE,
-                       "bisection": str(req.bisection_id)},
+            "inputs": {
+                "commit": req.sha,
+                "workload": req.workload,
+                "repeats": str(req.repeats),
+                "lane": LANE,
+                "bisection": str(req.bisection_id),
+            },
         }
         path = f"/repos/{owner}/{name}/actions/workflows/{self.workflow}/dispatches"
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-        with HttpSender(self.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL, token=token,
-                        service="GitHub", headers=headers) as http:
+        with HttpSender(
+            self.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL,
+            token=token,
+            service="GitHub",
+            headers=headers,
+        ) as http:
             resp = http.request("POST", path, json=body, retry_server_errors=False)  # a second POST = a second run
         return {"workflow": self.workflow, "ref": self.ref, "status": resp.status_code}
 
@@ -437,9 +453,21 @@ def _find_or_start(session: Session, t: Target, commits: list[str], dispatch: st
         if not t.metric or b.metric in ("", t.metric):
             return b
     b = Bisection(
-        alert_id=t.alert_id, workload=t.workload, metric=t.metric or "", hardware=t.hardware, good=commits[0],
-        bad=commits[-1], commits=commits, dispatch=dispatch, state="running", low=0, high=len(commits) - 1,
-        budget_minutes=cfg.budget_minutes, spent_minutes=0.0, config=_cfg_dict(cfg), confidence={},
+        alert_id=t.alert_id,
+        workload=t.workload,
+        metric=t.metric or "",
+        hardware=t.hardware,
+        good=commits[0],
+        bad=commits[-1],
+        commits=commits,
+        dispatch=dispatch,
+        state="running",
+        low=0,
+        high=len(commits) - 1,
+        budget_minutes=cfg.budget_minutes,
+        spent_minutes=0.0,
+        config=_cfg_dict(cfg),
+        confidence={},
     )
     session.add(b)
     session.flush()
@@ -465,7 +493,23 @@ def _repeats_at(obs: Mapping[int, Observed], p: int | None) -> int:
     return len(o.repeats) + o.infra_failures if o else 0
 
 
-def _add_step(session: Session, b: Bisection, a: Action, obs: Mapping[int, Observed], outcome: str | None) -> BisectionStep:
+def _still_waiting(last: BisectionStep | None, a: Action, obs: Mapping[int, Observed]) -> bool:
+    """The action repeats a dispatched (or printed) step whose results have not all arrived: no new dispatch.
+    A failure that arrives ends the wait (the decision then skips the commit or tries an end again)."""
+    if a.kind != "run" or last is None or last.action != "run" or last.position != a.position:
+        return False
+    if last.outcome not in ("dispatched", "printed"):
+        return False
+    o = obs.get(a.position) if a.position is not None else None
+    reps, fails = (len(o.repeats), o.infra_failures) if o else (0, 0)
+    d = last.detail or {}
+    return fails == d.get("had_failures", 0) and reps < d.get("had_repeats", 0) + last.repeats
+
+
+def _add_step(
+    session: Session, b: Bisection, a: Action, obs: Mapping[int, Observed], outcome: str | None
+) -> BisectionStep:
+    at = obs.get(a.position) if a.position is not None else None
     step = BisectionStep(
         bisection_id=b.id,
         seq=len(b.steps) + 1,
@@ -476,8 +520,15 @@ def _add_step(session: Session, b: Bisection, a: Action, obs: Mapping[int, Obser
         repeats=a.repeats,
         outcome=outcome,
         readings={str(k): v for k, v in a.readings.items()},
-        detail={"had": _repeats_at(obs, a.position), "low": a.low, "high": a.high, "confidence": a.confidence,
-                "spent_minutes": round(spent_minutes(obs), 4)},
+        detail={
+            "had": _repeats_at(obs, a.position),
+            "had_repeats": len(at.repeats) if at else 0,
+            "had_failures": at.infra_failures if at else 0,
+            "low": a.low,
+            "high": a.high,
+            "confidence": a.confidence,
+            "spent_minutes": round(spent_minutes(obs), 4),
+        },
         created_at=clock.now(),
     )
     b.steps.append(step)
@@ -505,8 +556,10 @@ def run_bisection(
         with session_scope(db_url) as s:
             target = target_of_alert(s, target)
     commits = commit_range(repo, target.good, target.bad)
-    say(f"range {commits[0][:12]}..{commits[-1][:12]}: {len(commits) - 2} commit(s) between the ends "
-        f"(first parent), at most {steps_left(0, len(commits) - 1)} midpoint(s)")
+    say(
+        f"range {commits[0][:12]}..{commits[-1][:12]}: {len(commits) - 2} commit(s) between the ends "
+        f"(first parent), at most {steps_left(0, len(commits) - 1)} midpoint(s)"
+    )
     disp = dispatcher_for(target)
     deadline = time.monotonic() + wait_s
     for _ in range(max_passes):
@@ -526,13 +579,14 @@ def run_bisection(
             b.spent_minutes = round(spent_minutes(obs), 4)
             b.low, b.high, b.updated_at = a.low, a.high, clock.now()
             last = b.steps[-1] if b.steps else None
-            waiting = (
-                a.kind == "run" and last is not None and last.action == "run" and last.position == a.position
-                and last.outcome in ("dispatched", "printed") and (last.detail or {}).get("had") == _repeats_at(obs, a.position)
-            )
+            waiting = _still_waiting(last, a, obs)
             if (
-                a.kind == "run" and last is not None and last.action == "run" and last.position == a.position
-                and last.outcome == "done" and (last.detail or {}).get("had") == _repeats_at(obs, a.position)
+                a.kind == "run"
+                and last is not None
+                and last.action == "run"
+                and last.position == a.position
+                and last.outcome == "done"
+                and (last.detail or {}).get("had") == _repeats_at(obs, a.position)
             ):
                 raise InfraError(
                     f"the run at {commits[a.position or 0][:12]} added no result of {target.workload!r}"
@@ -548,9 +602,12 @@ def run_bisection(
                 _say_action(say, b, a)
                 return Outcome(b.state, _exit_code(a, obs), document(b))
             if waiting:
+                assert last is not None
                 if time.monotonic() >= deadline:
-                    say(f"waiting for the results of step {last.seq} at {last.sha[:12] if last.sha else '?'}: run the same "
-                        "command again once they are ingested (or pass --wait SECONDS)")
+                    say(
+                        f"waiting for the results of step {last.seq} at {(last.sha or '?')[:12]}: "
+                        "run the same command again once they are ingested (or pass --wait SECONDS)"
+                    )
                     return Outcome("running", 0, document(b))
                 step = None
             else:
@@ -572,7 +629,10 @@ def run_bisection(
                 bb = s.get(Bisection, bid)
                 assert bb is not None
                 if disp.name != "print":
-                    say("dispatched; the results arrive through `guardrail ingest`: run the same command again to continue")
+                    say(
+                        "dispatched; the results arrive through `guardrail ingest`: "
+                        "run the same command again to continue"
+                    )
                 return Outcome("running", 0, document(bb))
     raise InfraError(f"bisection did not settle within {max_passes} passes")
 
@@ -598,16 +658,22 @@ def _pval(side: Mapping[str, Any]) -> str:
 def _say_action(say: Callable[[str], None], b: Bisection, a: Action) -> None:
     sha = b.commits[a.position][:12] if a.position is not None else ""
     if a.kind == "run":
-        say(f"step {len(b.steps)}: {a.why}: {a.repeats} repeat(s) at {sha} (position {a.position} of "
-            f"{len(b.commits) - 1}; open range {a.low}..{a.high})")
+        say(
+            f"step {len(b.steps)}: {a.why}: {a.repeats} repeat(s) at {sha} (position {a.position} of "
+            f"{len(b.commits) - 1}; open range {a.low}..{a.high})"
+        )
     elif a.kind == "culprit":
         c = a.confidence
-        say(f"culprit {b.commits[a.position or 0]} (position {a.position}): against the good end "
+        say(
+            f"culprit {b.commits[a.position or 0]} (position {a.position}): against the good end "
             f"{_pval(c.get('culprit_vs_good') or {})}; its parent {b.commits[a.low][:12]} against the bad end "
-            f"{_pval(c.get('parent_vs_bad') or {})}; {b.spent_minutes:.2f} device minutes")
+            f"{_pval(c.get('parent_vs_bad') or {})}; {b.spent_minutes:.2f} device minutes"
+        )
     else:
-        say(f"stopped: {a.why}; open range {b.commits[a.low][:12]}..{b.commits[a.high][:12]} "
-            f"(positions {a.low}..{a.high})")
+        say(
+            f"stopped: {a.why}; open range {b.commits[a.low][:12]}..{b.commits[a.high][:12]} "
+            f"(positions {a.low}..{a.high})"
+        )
 
 
 def document(b: Bisection) -> dict[str, Any]:
@@ -632,8 +698,15 @@ def document(b: Bisection) -> dict[str, Any]:
         "spent_minutes": b.spent_minutes,
         "steps": [
             {
-                "seq": s.seq, "action": s.action, "position": s.position, "sha": s.sha, "why": s.why,
-                "repeats": s.repeats, "outcome": s.outcome, "readings": s.readings, "detail": s.detail,
+                "seq": s.seq,
+                "action": s.action,
+                "position": s.position,
+                "sha": s.sha,
+                "why": s.why,
+                "repeats": s.repeats,
+                "outcome": s.outcome,
+                "readings": s.readings,
+                "detail": s.detail,
                 "at": s.created_at.isoformat().replace("+00:00", "Z") if s.created_at else None,
             }
             for s in b.steps

@@ -51,7 +51,8 @@ def _git(repo: Path, *args: str) -> str:
 
 def build_repo(repo: Path, n: int = 16, slow_at: int = 11, fail_at: tuple[int, ...] = ()) -> list[str]:
     """`n` commits (position 0 the good end); from position `slow_at` on the workload does twice the work;
-    at the positions in `fail_at` the workload exits 1 (a broken build: the commit is skipped). The SHAs, oldest first."""
+    at the positions in `fail_at` the workload exits 1 (a broken build: the commit is skipped).
+    Returns the SHAs, oldest first."""
     repo.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", "main")
     (repo / "workloads").mkdir()

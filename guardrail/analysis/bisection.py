@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from guardrail.analysis.compare import MetricComparison, compare_metric
 
@@ -63,7 +63,7 @@ class Side:
     def of(c: MetricComparison) -> Side:
         return Side(verdict=c.verdict, change=c.change, p_value=c.p_value, ci=c.ci)
 
-    def to_dict(self, *, better: bool = False) -> dict[str, object]:
+    def to_dict(self, *, better: bool = False) -> dict[str, Any]:
         """`better=True`: the p-value of the other direction (compare's p is one-sided towards worse)."""
         p = self.p_value
         if better and p is not None:
@@ -89,7 +89,7 @@ class Action:
     stop: StopReason | None = None
     low: int = 0  # the range still open: last good position ...
     high: int = 0  # ... first bad position
-    confidence: dict[str, object] = field(default_factory=dict)
+    confidence: dict[str, Any] = field(default_factory=dict)
     readings: dict[int, str] = field(default_factory=dict)  # position -> good | bad | unclear | skipped
 
 
@@ -107,7 +107,9 @@ def read_commit(candidate: Repeats, good: Repeats, bad: Repeats, cfg: Config) ->
     return CommitReading(reading, Side.of(vs_good), Side.of(vs_bad))
 
 
-def verify_ends(good: Repeats, bad: Repeats, cfg: Config) -> tuple[Literal["ok", "unclear", "not_different"], Side, Side]:
+def verify_ends(
+    good: Repeats, bad: Repeats, cfg: Config
+) -> tuple[Literal["ok", "unclear", "not_different"], Side, Side]:
     """Does the bad end read as a regression against the good end, and the good end as an improvement against
     the bad end? `unclear` when either comparison could still go either way with more repeats."""
     bad_vs_good = _side(good, bad, cfg)
@@ -148,8 +150,14 @@ def decide(n: int, observed: Mapping[int, Observed], cfg: Config) -> Action:
 
     def run(position: int, why: str, repeats: int, low: int, high: int, readings: dict[int, str]) -> Action:
         if cfg.budget_minutes is not None and spent >= cfg.budget_minutes:
-            return Action("stop", f"budget spent: {spent:.1f} of {cfg.budget_minutes:g} device minutes",
-                          stop="budget_spent", low=low, high=high, readings=readings)
+            return Action(
+                "stop",
+                f"budget spent: {spent:.1f} of {cfg.budget_minutes:g} device minutes",
+                stop="budget_spent",
+                low=low,
+                high=high,
+                readings=readings,
+            )
         return Action("run", why, position=position, repeats=repeats, low=low, high=high, readings=readings)
 
     # 1. The ends: measured, free of infra failures, and reading as good and bad.
@@ -157,26 +165,43 @@ def decide(n: int, observed: Mapping[int, Observed], cfg: Config) -> Action:
         o = obs[end]
         if not o.repeats:
             if o.infra_failures >= cfg.max_infra:
-                return Action("stop", f"the {name} end failed {o.infra_failures} times for infrastructure reasons",
-                              stop="infra", low=good_end, high=bad_end)
+                return Action(
+                    "stop",
+                    f"the {name} end failed {o.infra_failures} times for infrastructure reasons",
+                    stop="infra",
+                    low=good_end,
+                    high=bad_end,
+                )
             return run(end, f"verify the {name} end", cfg.repeats, good_end, bad_end, {})
     ends, bad_side, good_side = verify_ends(obs[good_end].repeats, obs[bad_end].repeats, cfg)
     if ends == "not_different":
-        return Action("stop", f"the ends do not read as good and bad (bad vs good: {bad_side.verdict}, "
-                      f"good vs bad: {good_side.verdict})", stop="ends_not_different", low=good_end, high=bad_end,
-                      confidence={"bad_vs_good": bad_side.to_dict(), "good_vs_bad": good_side.to_dict()})
+        return Action(
+            "stop",
+            f"the ends do not read as good and bad (bad vs good: {bad_side.verdict}, good vs bad: {good_side.verdict})",
+            stop="ends_not_different",
+            low=good_end,
+            high=bad_end,
+            confidence={"bad_vs_good": bad_side.to_dict(), "good_vs_bad": good_side.to_dict()},
+        )
     if ends == "unclear":
         end = min((good_end, bad_end), key=lambda p: (looks(obs[p], cfg), p))
         if looks(obs[end], cfg) >= cfg.max_looks:
-            return Action("stop", f"the ends stay unclear after {cfg.max_looks} looks", stop="ends_unclear",
-                          low=good_end, high=bad_end,
-                          confidence={"bad_vs_good": bad_side.to_dict(), "good_vs_bad": good_side.to_dict()})
+            return Action(
+                "stop",
+                f"the ends stay unclear after {cfg.max_looks} looks",
+                stop="ends_unclear",
+                low=good_end,
+                high=bad_end,
+                confidence={"bad_vs_good": bad_side.to_dict(), "good_vs_bad": good_side.to_dict()},
+            )
         return run(end, "the ends are unclear: more repeats", cfg.repeats, good_end, bad_end, {})
 
     # 2. Every measured commit inside the range, read against both ends.
     good_r, bad_r = obs[good_end].repeats, obs[bad_end].repeats
-    reads: dict[int, CommitReading] = {good_end: CommitReading("good", Side("no_change", 0.0, None, None), good_side),
-                                       bad_end: CommitReading("bad", bad_side, Side("no_change", 0.0, None, None))}
+    reads: dict[int, CommitReading] = {
+        good_end: CommitReading("good", Side("no_change", 0.0, None, None), good_side),
+        bad_end: CommitReading("bad", bad_side, Side("no_change", 0.0, None, None)),
+    }
     labels: dict[int, str] = {good_end: "good", bad_end: "bad"}
     skipped: set[int] = set()
     for p in range(1, n - 1):
@@ -202,8 +227,14 @@ def decide(n: int, observed: Mapping[int, Observed], cfg: Config) -> Action:
     nxt = midpoint(low, high, skipped | set(reads))
     if nxt is None:
         if any(low < p < high for p in skipped):
-            return Action("stop", f"only skipped commits are left between positions {low} and {high}",
-                          stop="only_skipped", low=low, high=high, readings=labels)
+            return Action(
+                "stop",
+                f"only skipped commits are left between positions {low} and {high}",
+                stop="only_skipped",
+                low=low,
+                high=high,
+                readings=labels,
+            )
         culprit = high
         if cfg.confirm and looks(obs[culprit], cfg) < 2:
             return run(culprit, "confirm the culprit once more", cfg.repeats, low, high, labels)
@@ -213,8 +244,7 @@ def decide(n: int, observed: Mapping[int, Observed], cfg: Config) -> Action:
             # ... and its parent as an improvement against the bad end (one-sided p of "faster": 1 - p of slower)
             "parent_vs_bad": reads[low].vs_bad.to_dict(better=True),
         }
-        return Action("culprit", "found", position=culprit, low=low, high=high, confidence=confidence,
-                      readings=labels)
+        return Action("culprit", "found", position=culprit, low=low, high=high, confidence=confidence, readings=labels)
     return run(nxt, "midpoint", cfg.repeats, low, high, labels)
 
 
@@ -225,4 +255,3 @@ def steps_left(low: int, high: int) -> int:
         span = (span + 1) // 2
         k += 1
     return k
-

@@ -25,21 +25,30 @@ def bisect_command(
     workload: Annotated[str | None, typer.Option("--workload", help="The workload to bisect.")] = None,
     hardware: Annotated[str | None, typer.Option("--hardware", help="Only results on this hardware.")] = None,
     metric: Annotated[
-        str | None, typer.Option("--metric", help="The metric to judge (default: the alert's, else the one that moved most).")
+        str | None,
+        typer.Option("--metric", help="The metric to judge (default: the alert's, else the one that moved most)."),
     ] = None,
-    lane: Annotated[str, typer.Option("--lane", help="The lane the workload runs in (`guardrail run --lane`).")] = "nightly",
+    lane: Annotated[
+        str, typer.Option("--lane", help="The lane the workload runs in (`guardrail run --lane`).")
+    ] = "nightly",
     repo: Annotated[Path, typer.Option("--repo", help="A git checkout holding the range.")] = Path("."),
     dispatch: Annotated[str, typer.Option("--dispatch", help="print | local | github | buildkite")] = "print",
     command: Annotated[
         str | None,
-        typer.Option("--command", help="--dispatch local: the command run in a worktree at each commit (docs/bisect.md)."),
+        typer.Option(
+            "--command", help="--dispatch local: the command run in a worktree at each commit (docs/bisect.md)."
+        ),
     ] = None,
-    scale: Annotated[str, typer.Option("--scale", help="tiny | full, for the default local command and the plan.")] = "tiny",
+    scale: Annotated[
+        str, typer.Option("--scale", help="tiny | full, for the default local command and the plan.")
+    ] = "tiny",
     repeats: Annotated[int, typer.Option("--repeats", help="Repeats (fresh processes) per look at a commit.")] = 2,
     budget_minutes: Annotated[
         float | None, typer.Option("--budget-minutes", help="Stop once the results' durations add up to this.")
     ] = None,
-    wait: Annotated[float, typer.Option("--wait", help="github/buildkite: seconds to wait for results before returning.")] = 0.0,
+    wait: Annotated[
+        float, typer.Option("--wait", help="github/buildkite: seconds to wait for results before returning.")
+    ] = 0.0,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between looks at the store while waiting.")] = 10.0,
     github_repo: Annotated[str | None, typer.Option("--github-repo", help="OWNER/NAME for --dispatch github.")] = None,
     workflow: Annotated[str, typer.Option("--workflow", help="Workflow file for --dispatch github.")] = "bisect.yml",
@@ -104,12 +113,19 @@ def bisect_command(
         if dispatch == "github":
             if not github_repo:
                 raise InputError("required for --dispatch github", field="--github-repo")
-            return bs.GitHubDispatcher(repo=github_repo, workflow=workflow, ref=ref, token_env=token_env or "GITHUB_TOKEN")
+            return bs.GitHubDispatcher(
+                repo=github_repo, workflow=workflow, ref=ref, token_env=token_env or "GITHUB_TOKEN"
+            )
         if dispatch == "buildkite":
             if not buildkite_org or not buildkite_pipeline:
                 raise InputError("required for --dispatch buildkite", field="--buildkite-org/--buildkite-pipeline")
-            return bs.BuildkiteDispatcher(org=buildkite_org, pipeline=buildkite_pipeline, branch=ref,
-                                          token_env=token_env or "BUILDKITE_API_TOKEN", api_url=buildkite_api)  # fmt: skip
+            return bs.BuildkiteDispatcher(
+                org=buildkite_org,
+                pipeline=buildkite_pipeline,
+                branch=ref,
+                token_env=token_env or "BUILDKITE_API_TOKEN",
+                api_url=buildkite_api,
+            )
         return bs.PrintDispatcher(say=say, lane=run_lane, scale=scale)
 
     out = bs.run_bisection(

@@ -50,7 +50,9 @@ def alert_bisection(session: Session, alert_id: int) -> dict[str, Any]:
     """The newest bisection of an alert ({"bisection": null} when none was started), and how many there were."""
     if session.get(m.Alert, alert_id) is None:
         raise NotFound(f"no alert {alert_id}")
-    rows = list(session.scalars(select(m.Bisection).where(m.Bisection.alert_id == alert_id).order_by(m.Bisection.id.desc())))
+    rows = list(
+        session.scalars(select(m.Bisection).where(m.Bisection.alert_id == alert_id).order_by(m.Bisection.id.desc()))
+    )
     return {
         "schema": "guardrail.alert-bisection/v1",
         "alert_id": alert_id,

@@ -1,0 +1,155 @@
+"""`guardrail bisect --dispatch github|buildkite` against loopback stand-ins of the two APIs (real HTTP servers on
+127.0.0.1): the request path, body and token, the token never printed; and a full bisection through GitHub whose
+stand-in CI runs each dispatched job (worktree, `guardrail run`, ingest as lane bisect) the way a workflow would."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from guardrail.bisect import LOCAL_TEMPLATE, LocalDispatcher, Request
+from tests.bisect_repo import HARDWARE, WORKLOAD, build_repo
+from tests.cli_inprocess import run_cli
+
+TOKEN = "ghs_bisect_secret_TOKEN_0123456789"
+
+
+@contextmanager
+def standin(answer: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any] | None]]) -> Iterator[tuple[str, list]]:
+    """A loopback HTTP server: every POST is logged (path, Authorization, JSON body) and answered by `answer`."""
+    log: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server name
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            log.append({"path": self.path, "authorization": self.headers.get("Authorization"), "body": body})
+            status, reply = answer(self.path, body)
+            data = json.dumps(reply).encode() if reply is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _bisect(capsys, db: str, repo: Path, shas: list[str], *extra: str) -> tuple[int, dict, str]:
+    code, out, err = run_cli(
+        capsys, "bisect", "--repo", str(repo), "--good", shas[0], "--bad", shas[-1], "--workload", WORKLOAD,
+        "--hardware", HARDWARE, "--db", db, "--format", "json", *extra,
+    )  # fmt: skip
+    assert TOKEN not in out and TOKEN not in err
+    return code, (json.loads(out) if out.strip().startswith("{") else {}), err
+
+
+def test_github_workflow_dispatch_body_and_hidden_token(tmp_path, capsys, monkeypatch):
+    shas = build_repo(tmp_path / "repo", n=4, slow_at=2)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with standin(lambda path, body: (204, None)) as (url, log):
+        monkeypatch.setenv("GITHUB_API_URL", url)
+        code, doc, _ = _bisect(capsys, db, tmp_path / "repo", shas, "--dispatch", "github",
+                               "--github-repo", "org/project", "--workflow", "bisect.yml", "--ref", "main")  # fmt: skip
+        # asked again before any result arrived: it waits, it does not dispatch the same step twice
+        code2, doc2, _ = _bisect(capsys, db, tmp_path / "repo", shas, "--dispatch", "github",
+                                 "--github-repo", "org/project")  # fmt: skip
+    assert code == 0 and doc["state"] == "running" and code2 == 0 and len(doc2["steps"]) == 1
+    assert len(log) == 1
+    req = log[0]
+    assert req["path"] == "/repos/org/project/actions/workflows/bisect.yml/dispatches"
+    assert req["authorization"] == f"Bearer {TOKEN}"
+    assert req["body"] == {
+        "ref": "main",
+        "inputs": {"commit": shas[0], "workload": WORKLOAD, "repeats": "2", "lane": "bisect",
+                   "bisection": str(doc["id"])},
+    }  # fmt: skip
+    assert doc["steps"][0]["outcome"] == "dispatched" and doc["steps"][0]["detail"]["status"] == 204
+
+
+def test_buildkite_create_build_body_hidden_token_and_refusal(tmp_path, capsys, monkeypatch):
+    shas = build_repo(tmp_path / "repo", n=4, slow_at=2)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    monkeypatch.setenv("BK_TOKEN", TOKEN)
+    build = {"number": 42, "web_url": "https://buildkite.com/acme/perf/builds/42"}
+    with standin(lambda path, body: (201, build)) as (url, log):
+        code, doc, _ = _bisect(capsys, db, tmp_path / "repo", shas, "--dispatch", "buildkite", "--buildkite-api", url,
+                               "--buildkite-org", "acme", "--buildkite-pipeline", "perf", "--ref", "main",
+                               "--token-env", "BK_TOKEN")  # fmt: skip
+    assert code == 0 and doc["state"] == "running"
+    (req,) = log
+    assert req["path"] == "/v2/organizations/acme/pipelines/perf/builds"
+    assert req["authorization"] == f"Bearer {TOKEN}"
+    body = req["body"]
+    assert body["commit"] == shas[0] and body["branch"] == "main" and "verify the good end" in body["message"]
+    assert body["env"] == {
+        "GUARDRAIL_BISECT_COMMIT": shas[0], "GUARDRAIL_BISECT_WORKLOAD": WORKLOAD, "GUARDRAIL_BISECT_REPEATS": "2",
+        "GUARDRAIL_BISECT_LANE": "bisect", "GUARDRAIL_BISECT_ID": str(doc["id"]),
+    }  # fmt: skip
+    assert doc["steps"][0]["detail"]["build"] == 42 and doc["steps"][0]["detail"]["url"] == build["web_url"]
+
+    # a token the API refuses: one line, exit 3 (the service said no), the token not in it
+    with standin(lambda path, body: (401, {"message": f"bad token {TOKEN}"})) as (url, log):
+        code, _, err = _bisect(capsys, f"sqlite:///{tmp_path / 'g2.db'}", tmp_path / "repo", shas, "--dispatch",
+                               "buildkite", "--buildkite-api", url, "--buildkite-org", "acme",
+                               "--buildkite-pipeline", "perf", "--token-env", "BK_TOKEN")  # fmt: skip
+    assert code == 3 and "HTTP 401" in err and len(log) == 1
+    # no token at all: bad input naming the variable, nothing sent
+    monkeypatch.delenv("BK_TOKEN")
+    code, _, err = _bisect(capsys, f"sqlite:///{tmp_path / 'g3.db'}", tmp_path / "repo", shas, "--dispatch",
+                           "buildkite", "--buildkite-org", "acme", "--buildkite-pipeline", "perf",
+                           "--token-env", "BK_TOKEN")  # fmt: skip
+    assert code == 2 and "$BK_TOKEN" in err
+
+
+def test_full_bisection_through_github_with_a_standin_ci(tmp_path, capsys, monkeypatch):
+    """Each workflow_dispatch starts a stand-in CI job (in a thread) that runs the workload at the commit and
+    ingests it; the waiting bisection picks the results up from the store and finds the slow commit."""
+    repo = tmp_path / "repo"
+    shas = build_repo(repo, n=8, slow_at=5)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    job = LocalDispatcher(repo=repo, db_url=db, template=LOCAL_TEMPLATE, lane="nightly", scale="tiny",
+                          say=lambda line: None)  # fmt: skip
+    jobs: list[threading.Thread] = []
+
+    def answer(path: str, body: dict[str, Any]) -> tuple[int, None]:
+        i = body["inputs"]
+        req = Request(int(i["bisection"]), i["commit"], -1, i["workload"], int(i["repeats"]), "ci")
+        t = threading.Thread(target=job.dispatch, args=(req,), daemon=True)
+        t.start()
+        jobs.append(t)
+        return 204, None
+
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with standin(answer) as (url, log):
+        monkeypatch.setenv("GITHUB_API_URL", url)
+        code, doc, err = _bisect(capsys, db, repo, shas, "--dispatch", "github", "--github-repo", "org/project",
+                                 "--wait", "300", "--poll", "0.2")  # fmt: skip
+    for t in jobs:
+        t.join(timeout=60)
+    assert code == 0, (err, doc.get("lines"))
+    assert doc["culprit"] == shas[5]
+    dispatched = [json.loads(json.dumps(r["body"]))["inputs"]["commit"] for r in log]
+    assert dispatched[:2] == [shas[0], shas[-1]] and dispatched[-1] == shas[5]
+    # one dispatch per run step, and a commit dispatched again only for a stated reason: the culprit's
+    # confirmation, or more repeats where the shared machine's noise left a comparison unclear
+    runs = [s for s in doc["steps"] if s["action"] == "run"]
+    assert [s["sha"] for s in runs] == dispatched
+    again = [s["why"] for i, s in enumerate(runs) if s["sha"] in {r["sha"] for r in runs[:i]}]
+    assert again.count("confirm the culprit once more") == 1
+    assert all(w == "confirm the culprit once more" or "more repeats" in w for w in again)
