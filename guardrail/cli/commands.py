@@ -4,7 +4,7 @@
 # isort: off
 from guardrail.cli import db, ingest, check, run, analysis, history, alerts, baseline, comment
 from guardrail.cli import flaky_report, rerun_plan, ci_health, quarantine, tokens, serve, main_job, schema, matrix
-from guardrail.cli import buildkite, profile, workloads, bisect
+from guardrail.cli import buildkite, profile, workloads, bisect, parity
 
 # isort: on
 from guardrail.cli.app import app
@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     profile,
     workloads,
     bisect,
+    parity,
 )
 
 __all__ = ["COMMAND_MODULES", "app"]

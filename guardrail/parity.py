@@ -1,0 +1,176 @@
+"""`guardrail parity`: GPU↔NPU parity from the stored JUnit results -- the rules file read and checked, the
+runs of the reference and target hardware and their test verdicts read from the store, and the pure
+:func:`guardrail.analysis.parity.parity` over them (docs/parity.md)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from guardrail.analysis.parity import GOAL, CaseResult, Exclusion, LaneRun, ParityRules, Substitution, parity
+from guardrail.errors import InputError
+from guardrail.store import junit_models as jm
+from guardrail.store import models as m
+from guardrail.store.junit_queries import run_verdicts
+
+DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "baselines" / "parity-rules.yaml"
+_SECTIONS = {"normalise": ("pattern", "replace"), "gpu_only": ("pattern", "reason")}
+
+
+def _regex(value: Any, *, file: str, field: str) -> re.Pattern[str]:
+    if not isinstance(value, str) or not value:
+        raise InputError("expected a non-empty regular expression", file=file, field=field)
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise InputError(f"not a valid regular expression ({exc})", file=file, field=field) from None
+
+
+def rules_from_mapping(data: Any, *, file: str) -> ParityRules:
+    """Check the rules document key by key; an error names the file and the field (``normalise[1].pattern``)."""
+    if data is None:
+        return ParityRules()
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping with normalise and gpu_only", file=file, field="$")
+    for key in data:
+        if key not in _SECTIONS:
+            raise InputError(f"unknown key (known: {', '.join(_SECTIONS)})", file=file, field=str(key))
+    parsed: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+    for section, (pattern_key, text_key) in _SECTIONS.items():
+        entries = data.get(section) or []
+        if not isinstance(entries, list):
+            raise InputError("expected a list", file=file, field=section)
+        out = parsed.setdefault(section, [])
+        for i, entry in enumerate(entries):
+            where = f"{section}[{i}]"
+            if not isinstance(entry, dict):
+                raise InputError(f"expected a mapping with {pattern_key} and {text_key}", file=file, field=where)
+            extra = set(entry) - {pattern_key, text_key}
+            if extra:
+                raise InputError(
+                    f"unknown key (known: {pattern_key}, {text_key})", file=file, field=f"{where}.{sorted(extra)[0]}"
+                )
+            pattern = _regex(entry.get(pattern_key), file=file, field=f"{where}.{pattern_key}")
+            text = entry.get(text_key)
+            # a replacement may be empty (delete the match); a reason may not: an exclusion says why
+            if not isinstance(text, str) or (section == "gpu_only" and not text.strip()):
+                what = "a string" if section == "normalise" else "a reason (why the target does not run it)"
+                raise InputError(f"expected {what}", file=file, field=f"{where}.{text_key}")
+            if section == "normalise":
+                try:
+                    pattern.sub(text, "")  # a bad group reference (\3 of two groups) fails here, not mid-report
+                    pattern.sub(text, pattern.pattern)
+                except (re.error, IndexError) as exc:
+                    raise InputError(f"bad replacement ({exc})", file=file, field=f"{where}.{text_key}") from None
+            out.append((pattern, text))
+    return ParityRules(
+        substitutions=tuple(Substitution(p, r) for p, r in parsed["normalise"]),
+        exclusions=tuple(Exclusion(p, r) for p, r in parsed["gpu_only"]),
+    )
+
+
+def load_rules(path: str | Path | None = None) -> ParityRules:
+    """The rules YAML (``baselines/parity-rules.yaml`` by default)."""
+    p = Path(path) if path is not None else DEFAULT_RULES_PATH
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read parity rules ({exc.strerror})", file=str(p)) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(p)) from None
+    return rules_from_mapping(data, file=str(p))
+
+
+def _has_tests():  # a run that stored at least one JUnit file
+    return exists().where(jm.ReportRow.run_id == m.Run.id)
+
+
+def hardware_with_tests(session: Session) -> list[str]:
+    """The hardware names of the stored runs that have JUnit results."""
+    return list(session.scalars(select(m.Run.hardware).where(_has_tests()).distinct().order_by(m.Run.hardware)))
+
+
+def _resolve(session: Session, name: str, option: str) -> str:
+    known = hardware_with_tests(session)
+    if name in known:
+        return name
+    folded = [h for h in known if h.lower() == name.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise InputError(
+        f"no stored JUnit results on hardware {name!r} (stored: {', '.join(known) or 'none'})", field=option
+    )
+
+
+def _runs(
+    session: Session, hardware: str, lanes: Sequence[str], since: datetime | None, until: datetime
+) -> list[LaneRun]:
+    q = select(m.Run).where(m.Run.hardware == hardware, _has_tests(), m.Run.started_at <= until)
+    if lanes:
+        q = q.where(m.Run.lane.in_(lanes))
+    if since is not None:
+        q = q.where(m.Run.started_at >= since)
+    runs = list(session.scalars(q.order_by(m.Run.started_at, m.Run.id)))
+    if not runs:
+        return []
+    E = jm.ExecutionRow
+    seconds = dict(
+        session.execute(
+            select(E.run_id, func.sum(E.duration_s)).where(E.run_id.in_([r.id for r in runs])).group_by(E.run_id)
+        ).all()
+    )
+    out = []
+    for r in runs:
+        cases = tuple(
+            CaseResult(v.identity.id, v.identity.file or v.identity.suite or v.identity.classname or "", v.verdict)
+            for v in run_verdicts(session, r)
+        )
+        out.append(LaneRun(r.lane, r.hardware, r.id, r.started_at, cases, float(seconds.get(r.id) or 0.0) / 60))
+    return out
+
+
+def parity_doc(
+    session: Session,
+    *,
+    reference: str,
+    target: str,
+    now: datetime,
+    lanes: Sequence[str] = (),
+    since: datetime | None = None,
+    rules: ParityRules | None = None,
+    rules_file: str | None = None,
+    goal: float = GOAL,
+) -> dict[str, Any]:
+    """``guardrail.parity/v1`` of ``target`` against ``reference`` over the runs started in [since, now]."""
+    ref_hw = _resolve(session, reference, "--reference")
+    tgt_hw = _resolve(session, target, "--target")
+    if ref_hw == tgt_hw:
+        raise InputError(f"the reference and the target are the same hardware ({ref_hw})", field="--target")
+    if lanes:
+        stored = set(session.scalars(select(m.Run.lane).where(_has_tests()).distinct()))
+        unknown = [ln for ln in lanes if ln not in stored]
+        if unknown:
+            raise InputError(
+                f"no stored JUnit results in lane {unknown[0]!r} (stored: {', '.join(sorted(stored))})", field="--lane"
+            )
+    report = parity(
+        ref_hw,
+        tgt_hw,
+        _runs(session, ref_hw, lanes, since, now),
+        _runs(session, tgt_hw, lanes, since, now),
+        rules if rules is not None else load_rules(rules_file),
+        goal=goal,
+    )
+    doc = report.to_dict()
+    doc["lanes"] = list(lanes)
+    doc["since"] = since.isoformat() if since is not None else None
+    doc["until"] = now.isoformat()
+    doc["rules"] = str(rules_file) if rules_file is not None else "baselines/parity-rules.yaml"
+    return doc
