@@ -195,6 +195,12 @@ class Dispatcher(Protocol):
     def dispatch(self, req: Request) -> dict[str, Any]: ...
 
 
+_RELABEL = (
+    "import json,sys\nfor p in sys.argv[1:]:\n"
+    ' d=json.load(open(p)); d["run"]["lane"]="bisect"; json.dump(d,open(p,"w"))'
+)
+
+
 @dataclass
 class PrintDispatcher:
     """No dispatch: the commands a human runs at the commit, printed (`say`)."""
@@ -211,7 +217,8 @@ class PrintDispatcher:
             f"git worktree add --detach ../{out} {req.sha} && cd ../{out}",
             f"guardrail run --lane {self.lane} --workload {shlex.quote(req.workload)} --scale {self.scale}"
             f" --repeats {req.repeats} --commit {req.sha} --out {out}",
-            f"guardrail ingest {out}  # after relabelling: see docs/bisect.md (or run with --dispatch local)",
+            # stored as lane bisect (the run keeps its commit), so that it never enters the lane's own history
+            f"python -c {shlex.quote(_RELABEL)} {out}/*.json && guardrail ingest {out}",
         ]
         for c in cmds:
             self.say(f"    {c}")
