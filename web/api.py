@@ -219,6 +219,21 @@ def get_ci_health(
     return junit_results.ci_health(session, days=days, lane=lane, hardware=hardware)
 
 
+@reads.get(
+    "/parity", summary="GPU↔NPU parity: run and pass share of the reference's test cases on the target"
+)
+def get_parity(
+    reference: Annotated[str, Query(max_length=200)],
+    target: Annotated[str, Query(max_length=200)],
+    lane: Annotated[list[str] | None, Query(max_length=50)] = None,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+    session=Depends(db),
+) -> dict[str, Any]:
+    from web.read.parity import parity
+
+    return parity(session, reference=reference, target=target, lanes=lane or (), days=days)
+
+
 # ------------------------------------------------------------------ writes
 
 

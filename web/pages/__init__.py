@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.pages import alerts, compare, junit, login, matrix, overview, prs, runs, series
+from web.pages import alerts, compare, junit, login, matrix, overview, parity, prs, runs, series
 
 router = APIRouter(include_in_schema=False)
 for part in (alerts.forms, junit.forms, login.public):
@@ -20,5 +20,6 @@ for part in (
     matrix.reads,
     prs.reads,
     junit.reads,
+    parity.reads,
 ):
     router.include_router(part)
