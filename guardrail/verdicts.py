@@ -131,7 +131,7 @@ class ProfileDiffInfo(_Part):
 class VerdictRow(_Part):
     """One workload x metric x hardware and its verdict."""
 
-    omit_if_none = ("profile_diff",)
+    omit_if_none = ("profile_diff", "node_anomaly")
     workload: str
     metric: str
     hardware: str | None = None
@@ -156,6 +156,9 @@ class VerdictRow(_Part):
     max_looks: int = 1
     # a regression whose candidate and baseline runs both carry profiles: the ops that made it slower
     profile_diff: ProfileDiffInfo | None = None
+    # what the device's telemetry saw while the candidate ran (clocks held down, another process on the device,
+    # ECC/XID): a regression beside one is `suspect`, rerun before anyone is blamed (runners.telemetry)
+    node_anomaly: str | None = None
 
 
 class WorkloadError(_Part):

@@ -16,6 +16,7 @@ from guardrail.schema import Source
 from runners.fingerprint import environment
 from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
 from runners.process import run_logged
+from runners.telemetry import Sampler, physical_index
 from runners.result import build_result
 from runners.spec import SCALES
 from runners.workloads import select
@@ -189,6 +190,7 @@ def run_lane(
         started = clock.now()
         runs: list[WorkerOk | WorkerFailure] = []
         walls: list[float] = []
+        telemetry: list[dict[str, Any]] = []
         for i in range(n):
             label = f"[{wi}/{len(chosen)}] {spec.name} process {i + 1}/{n}"
             with ui.status(label) as st:
@@ -198,14 +200,16 @@ def run_lane(
                         _st.update(f"{_label}: {msg}")
 
                 log = out / "logs" / f"{spec.name}.{i + 1}.log"
-                data, wall = _run_process(path, scale, dev, spec.timeout_s, log, on_line, seed=0)
+                with Sampler(dev, physical_index(dev)) as tel:  # the device, sampled from here while it runs
+                    data, wall = _run_process(path, scale, dev, spec.timeout_s, log, on_line, seed=0)
             runs.append(data)
+            telemetry.append(tel.summary)
             walls.append(wall)
             why = f" ({data.kind}: {data.message[:200]})" if isinstance(data, WorkerFailure) else ""
             ui.line(f"{label}: {data.status} in {wall:.1f} s{why}")
             if data.status == "timeout":
                 break  # the next process would time out the same way; the lane moves on
-        result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, n)
+        result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, n, telemetry=telemetry)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         f = out / f"{spec.name}.{scale}.{dev}.{stamp}.json"
         if profile and result.status == "ok":  # never among the timed repeats: its own process, after them

@@ -9,6 +9,7 @@ from guardrail.ci_env import pr_details
 from guardrail.schema import Environment, ErrorInfo, Metric, Result, RunInfo, Source, Status
 from runners.measurements import CATALOGUE, WorkerFailure, WorkerOk
 from runners.spec import WorkloadSpec, workload_of
+from runners.telemetry import result_telemetry
 
 
 def build_result(
@@ -21,6 +22,8 @@ def build_result(
     runs: list[WorkerOk | WorkerFailure],
     walls: list[float],
     repeats: int,
+    *,
+    telemetry: list[dict[str, Any]] | None = None,
 ) -> Result:
     ok = [r for r in runs if isinstance(r, WorkerOk)]
     bad = [r for r in runs if isinstance(r, WorkerFailure)]
@@ -61,6 +64,8 @@ def build_result(
         extra["cache"] = [r.cache for r in ok]
     if any(r.compile is not None for r in ok):
         extra["compile"] = [r.compile for r in ok]
+    if telemetry is not None:  # the device sampled beside each measured process (runners.telemetry)
+        extra["telemetry"] = result_telemetry(telemetry)
     if source.pr and (pr := pr_details()):  # the PR's title and author, for the dashboard's PR list
         extra["pr"] = pr
     return Result(

@@ -63,14 +63,18 @@ def test_tiny_workload_two_fresh_processes_writes_a_valid_result(tmp_path):
     assert REQUIRED <= names
     steps = r.metric("denoise_step_latency")
     assert len(steps.repeats) == 2  # one list per fresh process
-    assert all(len(p) == 3 for p in steps.repeats)  # 4 steps, the first (warm-up) excluded
+    assert all(len(p) == 10 for p in steps.repeats)  # 12 steps, the first 2 (warm-up) excluded
     assert all(x > 0 for p in steps.repeats for x in p)
     assert r.metric("throughput").direction == "higher_is_better"
-    assert len(r.extra["warmup"]) == 2 and len(r.extra["warmup"][0]["step_latency_ms"]) == 1
+    assert len(r.extra["warmup"]) == 2 and len(r.extra["warmup"][0]["step_latency_ms"]) == 2
     fp = r.extra["output_fingerprint"]
     assert fp[0]["sha256_u8"] == fp[1]["sha256_u8"]  # same seed, same output, in two processes
     assert fp[0]["shape"][-1] == 3 and len(fp[0]["thumb_first"]) == 8
     assert r.extra["applied"]["compile"] == "none"
+    # node telemetry: on a CPU there is none, and the result says so per process
+    tel = r.extra["telemetry"]
+    assert tel["source"] is None and tel["anomalies"] == [] and len(tel["processes"]) == 2
+    assert tel["absent"] == "no device telemetry on cpu"
 
 
 @pytest.mark.slow

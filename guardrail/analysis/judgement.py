@@ -29,7 +29,7 @@ from guardrail.verdicts import (
     count,
     status_of,
 )
-from guardrail.vocabulary import VERDICTS
+from guardrail.vocabulary import VERDICTS, Verdict
 
 Repeats = list[list[float]]  # one run: repeats (fresh processes) -> values
 
@@ -80,6 +80,8 @@ class SeriesInput:
     has_history: bool = True
     # Whether this series' previous check on the lane was already off its level (`regression` or `suspect`).
     previous_regressed: bool = False
+    # A node anomaly seen while the candidate ran (its results' telemetry): a regression beside it is `suspect`.
+    node_anomaly: str | None = None
 
 
 def _equivalence(s: SeriesInput, bound: Bound) -> MetricComparison:
@@ -87,19 +89,23 @@ def _equivalence(s: SeriesInput, bound: Bound) -> MetricComparison:
     outside it is a changed picture (`output_mismatch`), whatever the speed and whatever the baseline did."""
     reps = [rep for rep in s.candidate if len(rep)]
     values = [float(v) for rep in reps for v in rep]
-    common = {
-        "change": None,
-        "ci": None,
-        "p_value": None,
-        "baseline_runs": len(s.baseline),
-        "baseline_median": None,
-        "candidate_repeats": len(reps),
-        "candidate_median": statistics.median(values) if values else None,
-        "threshold": 0.0,
-        "details": {"method": "equivalence_bound", "bound": bound.describe()},
-    }
+    def made(verdict: Verdict, why: str) -> MetricComparison:
+        return MetricComparison(
+            verdict=verdict,
+            change=None,
+            ci=None,
+            p_value=None,
+            baseline_runs=len(s.baseline),
+            baseline_median=None,
+            candidate_repeats=len(reps),
+            candidate_median=statistics.median(values) if values else None,
+            threshold=0.0,
+            explanation=why,
+            details={"method": "equivalence_bound", "bound": bound.describe()},
+        )
+
     if not values:
-        return MetricComparison(verdict="missing", explanation="No candidate values for this metric.", **common)
+        return made("missing", "No candidate values for this metric.")
     bad = [i for i, rep in enumerate(reps) if any(bound.violated_by(float(v)) for v in rep)]
     unit = f" {s.unit}" if s.unit and s.unit not in ("ratio", "abs") else ""
     span = f"{min(values):.4g}{unit}" if min(values) == max(values) else f"{min(values):.4g}..{max(values):.4g}{unit}"
@@ -108,9 +114,9 @@ def _equivalence(s: SeriesInput, bound: Bound) -> MetricComparison:
             f"{s.metric} {span}: {count(len(bad), 'repeat')} of {len(reps)} outside the equivalence bound "
             f"({bound.describe()}): the output differs from its reference, however fast the run is."
         )
-        return MetricComparison(verdict="output_mismatch", explanation=why, **common)
+        return made("output_mismatch", why)
     why = f"{s.metric} {span}: within the equivalence bound ({bound.describe()}) in every repeat."
-    return MetricComparison(verdict="no_change", explanation=why, **common)
+    return made("no_change", why)
 
 
 def _compare(s: SeriesInput, rules: LaneRules, max_extra_repeats: int | None) -> MetricComparison:
@@ -145,6 +151,13 @@ SUSPECT_NOTE = "One night off its level; judged again on the next run before bla
 
 def _first_night(s: SeriesInput) -> bool:
     return s.summary and not s.previous_regressed
+
+
+NODE_NOTE = "It ran beside a node anomaly ({}): rerun, on another node where the CI allows, before blaming the code."
+
+
+def _node_suspect(c: MetricComparison, anomaly: str) -> MetricComparison:
+    return replace(c, verdict="suspect", explanation=f"{c.explanation} {NODE_NOTE.format(anomaly)}")
 
 
 def _suspect(c: MetricComparison) -> MetricComparison:
@@ -183,6 +196,7 @@ def _row(s: SeriesInput, c: MetricComparison, max_looks: int) -> VerdictRow:
         explanation=c.explanation,
         look=min(s.look, max_looks),
         max_looks=max_looks,
+        node_anomaly=s.node_anomaly if c.verdict == "suspect" else None,
     )
 
 
@@ -218,7 +232,9 @@ def judge(
         comparisons[i] = adjusted
     for i, s in enumerate(series):
         c = comparisons[i]
-        if confirm_summary_regressions and not s.informational and c.verdict == "regression" and _first_night(s):
+        if c.verdict == "regression" and s.node_anomaly:
+            comparisons[i] = _node_suspect(c, s.node_anomaly)
+        elif confirm_summary_regressions and not s.informational and c.verdict == "regression" and _first_night(s):
             comparisons[i] = _suspect(c)
     rows = [_row(s, c, rules.max_looks) for s, c in zip(series, comparisons, strict=True)]
     summary: Counter[str] = Counter(dict.fromkeys(VERDICTS, 0))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from guardrail.rerun_policy import RerunPolicy
+from guardrail.vocabulary import BLOCKING
 
 # guardrail.analysis.planner.REPEATS_UNREACHABLE (not imported: the planner loads scipy): no number of repeats
 # resolves the comparison
@@ -62,6 +63,7 @@ class PerfCandidate:
     informational: bool = False
     look: int = 1  # the look of sequential confirmation the verdict was reached at, of max_looks
     max_looks: int = 1
+    node_anomaly: str | None = None  # a suspect beside a node anomaly: rerun (on another node) before blaming
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -79,6 +81,7 @@ class PerfCandidate:
             informational=bool(e.get("informational", False)),
             look=int(e.get("look") or 1),
             max_looks=int(e.get("max_looks") or 1),
+            node_anomaly=e.get("node_anomaly"),
         )
 
 
@@ -109,6 +112,14 @@ def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str
 
     if c.informational:
         return decision("none", 0, False, "informational metric")
+    if c.verdict == "suspect" and c.node_anomaly:
+        # The device misbehaved while it ran: the same repeats again (on another node where the CI allows), not
+        # more of them on a node that is off.
+        extra = max(c.candidate_repeats or 1, 1)
+        return decision(
+            "rerun", min(extra, pp.max_extra_repeats), False,
+            f"suspect: ran beside a node anomaly ({c.node_anomaly}); rerun, on another node where the CI allows",
+        )  # fmt: skip
     if c.verdict == "noisy":
         how = (
             "no number of repeats resolves it"
@@ -124,7 +135,7 @@ def _decide(c: PerfCandidate, policy: RerunPolicy, seen: set[tuple[str, str, str
     last_look = c.max_looks > 1 and c.look >= c.max_looks
     first_seen = c.verdict == "regression" and c.key not in seen and not last_look
     if c.verdict not in pp.rerun_verdicts or (c.verdict == "regression" and not first_seen):
-        blocking = c.verdict in ("regression", "missing")
+        blocking = c.verdict in BLOCKING
         why = {
             "regression": f"regression at the last look ({c.look} of {c.max_looks}): confirmed"
             if last_look

@@ -146,6 +146,17 @@ def _errors(run: m.Run) -> list[WorkloadError]:
     ]
 
 
+def _node_anomaly(results: list[m.Result]) -> str | None:
+    """The anomalies the device's telemetry saw while these results' processes ran (runners.telemetry), in one
+    line; None when there were none (or no telemetry)."""
+    seen: list[str] = []
+    for r in results:
+        tel = (r.extra or {}).get("telemetry")
+        if isinstance(tel, dict):
+            seen += [a for a in tel.get("anomalies") or [] if isinstance(a, str) and a not in seen]
+    return "; ".join(seen[:3]) + (f" (+{len(seen) - 3} more)" if len(seen) > 3 else "") if seen else None
+
+
 def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
     ok = [r for r in run.results if r.status == "ok"]
     # Results of one workload in one run are looks of one judgement: a rerun that adds repeats (the rerun
@@ -218,6 +229,7 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
                     prior_cv=priors.get(s.metric),
                     has_history=bool(runs) or sid in with_history,
                     previous_regressed=sid in regressed,
+                    node_anomaly=_node_anomaly(results),
                 )
             )
     doc = judge(

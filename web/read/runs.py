@@ -144,6 +144,35 @@ def run_statuses(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str
     return out
 
 
+def _error(kind: str | None, message: str | None) -> dict[str, Any]:
+    """A failed result's error and its class by the failure rules (environment, code or unknown, and why)."""
+    from guardrail.rerun_policy.failure_rules import load_failure_rules
+
+    return {"kind": kind, "message": message, "failure": load_failure_rules().classify(kind, message)}
+
+
+def telemetry_summary(tel: Any) -> dict[str, Any] | None:
+    """The device telemetry beside a result (runners.telemetry), for its line on the run page: where it came from
+    (or why there is none), the anomalies, and the clocks, temperature and power over its processes."""
+    if not isinstance(tel, dict):
+        return None
+    procs = [p for p in tel.get("processes") or [] if isinstance(p, dict)]
+
+    def over(key: str, stat: str) -> float | None:
+        xs = [p[key][stat] for p in procs if isinstance(p.get(key), dict) and isinstance(p[key].get(stat), (int, float))]
+        return (min(xs) if stat == "min" else max(xs)) if xs else None
+
+    return {
+        "source": tel.get("source"),
+        "absent": tel.get("absent"),
+        "anomalies": [a for a in tel.get("anomalies") or [] if isinstance(a, str)],
+        "processes": len(procs),
+        "sm_mhz_min": over("sm_mhz", "min") or over("freq_mhz", "min"),
+        "temp_c_max": over("temp_c", "max"),
+        "power_w_max": over("power_w", "max"),
+    }
+
+
 def run_detail(session: Session, run_id: int) -> dict[str, Any]:
     # Core selects of the columns shown, from statements built once (web.read.statements): five small queries.
     conn = session.connection()
@@ -210,7 +239,7 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
                 "workload": r.name,
                 "workload_id": r.workload_id,
                 "status": r.status,
-                "error": {"kind": r.error_kind, "message": r.error_message} if r.status != "ok" else None,
+                "error": _error(r.error_kind, r.error_message) if r.status != "ok" else None,
                 "source_format": r.source_format,
                 "metrics": metrics,
                 "stages": stages,
@@ -223,6 +252,7 @@ def _run_detail(conn: Connection, sql: RunStatements, run: AnyRow, run_id: int) 
                 },
                 "output_drift": _drift(fp, previous.get(r.workload_id)),
                 "profile": profile_summary((r.extra or {}).get("profile")),
+                "telemetry": telemetry_summary((r.extra or {}).get("telemetry")),
                 "profile_diff": diffs.get(r.name),
             }
         )
