@@ -2,7 +2,7 @@
 real slowdown injected into one op (tests/data/profile_inject: N extra GELUs per FeedForward forward) — and the
 diff of the two profiles against the timed change of the step latency.
 
-    python -m runners.profile_figure --workload NAME --device cuda --scale full --steps 8 --gelu 4 \
+    python bench/profile_figure.py --workload NAME --device cuda --scale full --steps 8 --gelu 4 \
         --gelu-elems 67108864 --out DIR
 
 `--steps` cuts the pinned step count (0 keeps it) so a full-size run fits a device budget; `--repeats` timed
@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-INJECT = Path(__file__).resolve().parent.parent / "tests" / "data" / "profile_inject"
+ROOT = Path(__file__).resolve().parent.parent
+INJECT = ROOT / "tests" / "data" / "profile_inject"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from guardrail.schema import load_result
     from runners import run_lane
 
-    ap = argparse.ArgumentParser(prog="runners.profile_figure")
+    ap = argparse.ArgumentParser(prog="bench/profile_figure.py")
     ap.add_argument("--workload", required=True)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--scale", default="full")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     wdir = Path(tempfile.mkdtemp(prefix="profile-figure-"))
-    data = yaml.safe_load((Path(__file__).resolve().parent.parent / "workloads" / f"{args.workload}.yaml").read_text())
+    data = yaml.safe_load((ROOT / "workloads" / f"{args.workload}.yaml").read_text())
     data["lanes"] = ["presubmit"]
     if args.steps:  # as bench/gpu_figures.py cuts them: the pinned generation and the tiny one
         data["generation"]["num_inference_steps"] = args.steps
