@@ -3,8 +3,11 @@ per-suite counts, best verdict across lanes, the per-day series and the CI minut
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
+from guardrail.analysis.junit_model import VerdictKind
 from guardrail.analysis.parity import CaseResult, LaneRun, ParityRules, latest_per_lane, parity, snapshot
 from guardrail.parity import load_rules
 from tests.timeline import at, day
@@ -38,7 +41,12 @@ def test_shipped_rules_keep_device_words_inside_names_and_exclude_gpu_only_kerne
 
 def run(lane: str, hw: str, run_id: int, days: float, cases: list[tuple[str, str]], minutes: float = 1.0) -> LaneRun:
     return LaneRun(
-        lane, hw, run_id, at(days=days), tuple(CaseResult(t, t.split("::")[0], v) for t, v in cases), minutes  # type: ignore[arg-type]
+        lane,
+        hw,
+        run_id,
+        at(days=days),
+        tuple(CaseResult(t, t.split("::")[0], cast(VerdictKind, v)) for t, v in cases),
+        minutes,
     )
 
 
@@ -106,7 +114,14 @@ def test_the_series_reads_the_newest_run_of_each_lane_up_to_each_day_and_minutes
     doc = rep.to_dict()
     assert doc["schema"] == "guardrail.parity/v1" and doc["pass_share"] == 0.4 and doc["meets_goal"] is False
     assert doc["ci_minutes"]["lanes"] == [
-        {"role": "reference", "lane": "gpu", "hardware": "H100", "runs": 2, "median_minutes": 11.0, "total_minutes": 22.0},
+        {
+            "role": "reference",
+            "lane": "gpu",
+            "hardware": "H100",
+            "runs": 2,
+            "median_minutes": 11.0,
+            "total_minutes": 22.0,
+        },
         {"role": "target", "lane": "npu", "hardware": "A3", "runs": 2, "median_minutes": 25.0, "total_minutes": 50.0},
     ]
     assert (doc["ci_minutes"]["reference_latest"], doc["ci_minutes"]["target_latest"]) == (12.0, 20.0)

@@ -122,7 +122,11 @@ def test_bad_options_exit_2_naming_the_option(store, capsys, args, message):
 @pytest.mark.parametrize(
     ("text", "field", "message"),
     [
-        ("normalise:\n  - pattern: '(cuda'\n    replace: X\n", "normalise[0].pattern", "not a valid regular expression"),
+        (
+            "normalise:\n  - pattern: '(cuda'\n    replace: X\n",
+            "normalise[0].pattern",
+            "not a valid regular expression",
+        ),
         ("normalise:\n  - pattern: 'cuda'\n", "normalise[0].replace", "expected a string"),
         ("normalise:\n  - pattern: '(cuda)'\n    replace: '\\2'\n", "normalise[0].replace", "bad replacement"),
         ("gpu_only:\n  - pattern: fa3\n    reason: ''\n", "gpu_only[0].reason", "expected a reason"),

@@ -308,9 +308,7 @@ def lane_minutes(role: Role, runs: Iterable[LaneRun]) -> list[LaneMinutes]:
     by: dict[tuple[str, str], list[float]] = {}
     for r in runs:
         by.setdefault((r.lane, r.hardware), []).append(r.minutes)
-    return [
-        LaneMinutes(role, lane, hw, len(v), statistics.median(v), sum(v)) for (lane, hw), v in sorted(by.items())
-    ]
+    return [LaneMinutes(role, lane, hw, len(v), statistics.median(v), sum(v)) for (lane, hw), v in sorted(by.items())]
 
 
 def parity(

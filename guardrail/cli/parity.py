@@ -1,6 +1,6 @@
 """`guardrail parity --reference H100 --target A3`: the share of the reference hardware's test cases that also
 run and pass on the target, per suite and per day, with the missing, skipped, failing and excluded cases and the
-CI minutes per lane (guardrail.parity/v1; docs/parity.md)."""
+CI minutes per lane (guardrail.parity/v1, docs/parity.md)."""
 
 from __future__ import annotations
 
@@ -85,9 +85,7 @@ def parity_cmd(
     since: Annotated[
         str | None, typer.Option(help=f"Runs started on or after this date (default: {DEFAULT_DAYS} days ago).")
     ] = None,
-    rules: Annotated[
-        Path | None, typer.Option(help="Parity rules YAML (default baselines/parity-rules.yaml).")
-    ] = None,
+    rules: Annotated[Path | None, typer.Option(help="Parity rules YAML (default baselines/parity-rules.yaml).")] = None,
     min_share: Annotated[
         float | None,
         typer.Option("--min-share", help="Exit 1 when the pass share is below this (0..1), or nothing was compared."),
