@@ -53,6 +53,9 @@ def test_command_output_is_adapted_into_results(tmp_path):
     assert all(r.run.lane == "nightly" for r in results)
     assert any(r.metrics for r in results)
     assert results[0].extra["command"]["adapter"] == "vllm-omni-diffusion"
+    # the command's own file is kept, but not as JSON that `guardrail ingest OUT/` would store a second time
+    assert not list((tmp_path / "out" / "work").rglob("*.json"))
+    assert list((tmp_path / "out" / "work").rglob("result.json.raw"))
 
 
 def test_failing_and_hanging_commands_become_results(tmp_path):

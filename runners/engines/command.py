@@ -91,6 +91,10 @@ def run(spec: WorkloadSpec, lane: str, source: Source, out_dir: Path, hardware: 
         )
         pr = {"pr": details} if source.pr and (details := pr_details()) else {}
         results = [r.model_copy(update={"extra": {**r.extra, "command": extra, **pr}}) for r in adapted]
+    if out_file.is_file():
+        # Kept for a person to read, under a name `guardrail ingest OUT/` does not pick up: ingested as it is, the
+        # command's own file would be stored beside the results adapted from it (twice the same measurement).
+        out_file.rename(out_file.with_name(out_file.name + ".raw"))
     written = []
     for i, r in enumerate(results):
         f = out_dir / f"{spec.name}.{i}.{stamp}.json"
