@@ -13,9 +13,9 @@ from tests.bisect_repo import HARDWARE, WORKLOAD, build_repo
 from tests.cli_inprocess import run_cli
 
 
-def test_bisect_an_alert_and_read_it_from_the_api(tmp_path, capsys):
+def test_bisect_an_alert_and_read_it_from_the_api(tmp_path, capsys, db_url):
     shas = build_repo(tmp_path / "repo", n=5, slow_at=3)
-    db = f"sqlite:///{tmp_path / 'g.db'}"
+    db = db_url  # SQLite and PostgreSQL
     with session_scope(db, write=True) as s:
         w = Workload(digest="sha256:tiny", name=WORKLOAD, family="tiny", spec={})
         s.add(w)

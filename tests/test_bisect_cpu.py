@@ -53,10 +53,10 @@ def test_local_bisection_finds_the_slow_commit_and_skips_the_broken_one(tmp_path
     assert [s["action"] for s in doc2["steps"]] == ["culprit"]
 
 
-def test_print_plan_budget_and_bad_input(tmp_path, capsys):
+def test_print_plan_budget_and_bad_input(tmp_path, capsys, db_url):
     shas = build_repo(tmp_path / "repo", n=6, slow_at=3)
     repo = tmp_path / "repo"
-    db = f"sqlite:///{tmp_path / 'g.db'}"
+    db = db_url  # SQLite and PostgreSQL: the local runs are ingested and read back on both
     # print: the plan for a human, stored as a step; asked again with nothing new, it waits for the results
     code, doc, _ = _bisect(capsys, db, repo, shas[0][:10], "main", "--dispatch", "print")
     assert code == 0 and doc["state"] == "running" and doc["steps"][0]["outcome"] == "printed"
