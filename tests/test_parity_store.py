@@ -156,9 +156,12 @@ def test_api_and_page(store):
         check_known_answer(r.json())
         assert c.get("/api/v1/parity", params={"reference": "B200", "target": "A3"}).status_code == 422
         assert c.get("/api/v1/parity", params={"reference": "H100"}).status_code == 422
+        assert c.get("/api/v1/parity", params={"reference": "H1\x0000", "target": "A3"}).status_code == 422
         page = c.get("/parity")  # the default pair: the first CUDA part against the first Ascend part
         assert page.status_code == 200
         html = page.text
         assert "A3 against H100" in html and "75.0%" in html and "test_rope_cache_npu" in html
+        assert html.count("<circle cx=") == 4  # two days x (run share, pass share)
+        assert "pass share · A3 " + day(days=0) + ": 75%" in html
         assert '<a href="/parity">Parity</a>' in c.get("/").text
         assert c.get("/parity", params={"reference": "H100", "target": "B200"}).status_code == 422

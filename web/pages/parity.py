@@ -3,11 +3,12 @@ the missing, skipped, failing and excluded cases, and CI minutes per lane (the d
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from web import charts
 from web.auth import require_reader
 from web.pages.rendering import Opt, render, session
 from web.read import parity as parity_reads
@@ -35,4 +36,14 @@ def parity_page(
                 link="/",
             )
         doc = parity_reads.parity(s, reference=ref, target=tgt, days=days)
-    return render(request, "parity.html", d=doc, choices=ch, days=days)
+    return render(request, "parity.html", d=doc, choices=ch, days=days, chart=_chart(doc))
+
+
+def _chart(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The two shares per day, drawn by the CI-health chart (one line per "lane · hardware" name)."""
+    figures = [
+        {"lane": name, "hardware": doc["target"], "day": p["day"], "share": p[key]}
+        for p in doc["series"]
+        for name, key in (("run share", "run_share"), ("pass share", "pass_share"))
+    ]
+    return charts.health_chart(figures, "share", width=600, percent=True)
