@@ -500,6 +500,11 @@ def _repeats_at(obs: Mapping[int, Observed], p: int | None) -> int:
     return len(o.repeats) + o.infra_failures if o else 0
 
 
+def _latest_run(b: Bisection, position: int | None) -> BisectionStep | None:
+    """The newest run step at a position (its results may still be arriving)."""
+    return next((s for s in reversed(b.steps) if s.action == "run" and s.position == position), None)
+
+
 def _still_waiting(last: BisectionStep | None, a: Action, obs: Mapping[int, Observed]) -> bool:
     """The action repeats a dispatched (or printed) step whose results have not all arrived: no new dispatch.
     A failure that arrives ends the wait (the decision then skips the commit or tries an end again)."""
@@ -586,7 +591,8 @@ def run_bisection(
             b.spent_minutes = round(spent_minutes(obs), 4)
             b.low, b.high, b.updated_at = a.low, a.high, clock.now()
             last = b.steps[-1] if b.steps else None
-            waiting = _still_waiting(last, a, obs)
+            pending = _latest_run(b, a.position) if a.kind == "run" else None
+            waiting = _still_waiting(pending, a, obs)
             if (
                 a.kind == "run"
                 and last is not None
@@ -608,29 +614,38 @@ def run_bisection(
                 b.confidence = a.confidence
                 _say_action(say, b, a)
                 return Outcome(b.state, _exit_code(a, obs), document(b))
+            todo: list[tuple[int, Request]] = []
             if waiting:
-                assert last is not None
+                assert pending is not None
                 if time.monotonic() >= deadline:
                     say(
-                        f"waiting for the results of step {last.seq} at {(last.sha or '?')[:12]}: "
+                        f"waiting for the results of step {pending.seq} at {(pending.sha or '?')[:12]}: "
                         "run the same command again once they are ingested (or pass --wait SECONDS)"
                     )
                     return Outcome("running", 0, document(b))
-                step = None
             else:
-                step = _add_step(s, b, a, obs, None)
-                _say_action(say, b, a)
-                req = Request(b.id, commits[a.position or 0], a.position or 0, target.workload, a.repeats, a.why)
-                bid = b.id
-        if step is None:
+                actions = [a]
+                bad_end = len(commits) - 1
+                if a.position == 0 and disp.waits and bad_end not in obs and _latest_run(b, bad_end) is None:
+                    # CI jobs take long: both ends go out together instead of one after the other
+                    actions.append(Action("run", "verify the bad end", position=bad_end, repeats=a.repeats,
+                                          low=a.low, high=a.high))  # fmt: skip
+                for act in actions:
+                    step = _add_step(s, b, act, obs, None)
+                    _say_action(say, b, act)
+                    pos = act.position or 0
+                    todo.append((step.id, Request(b.id, commits[pos], pos, target.workload, act.repeats, act.why)))
+            bid = b.id
+        if not todo:
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
             continue
-        detail = disp.dispatch(req)
-        with session_scope(db_url, write=True) as s:
-            st = s.get(BisectionStep, step.id)
-            assert st is not None
-            st.outcome = "printed" if disp.name == "print" else "dispatched" if disp.waits else "done"
-            st.detail = {**(st.detail or {}), **detail, "dispatch": disp.name}
+        for step_id, req in todo:
+            detail = disp.dispatch(req)
+            with session_scope(db_url, write=True) as s:
+                st = s.get(BisectionStep, step_id)
+                assert st is not None
+                st.outcome = "printed" if disp.name == "print" else "dispatched" if disp.waits else "done"
+                st.detail = {**(st.detail or {}), **detail, "dispatch": disp.name}
         if disp.waits and time.monotonic() >= deadline:
             with session_scope(db_url) as s:
                 bb = s.get(Bisection, bid)

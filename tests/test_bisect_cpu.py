@@ -57,12 +57,14 @@ def test_print_plan_budget_and_bad_input(tmp_path, capsys, db_url):
     shas = build_repo(tmp_path / "repo", n=6, slow_at=3)
     repo = tmp_path / "repo"
     db = db_url  # SQLite and PostgreSQL: the local runs are ingested and read back on both
-    # print: the plan for a human, stored as a step; asked again with nothing new, it waits for the results
+    # print: the plan for a human (both ends), stored as steps; asked again with nothing new, it waits
     code, doc, _ = _bisect(capsys, db, repo, shas[0][:10], "main", "--dispatch", "print")
-    assert code == 0 and doc["state"] == "running" and doc["steps"][0]["outcome"] == "printed"
+    assert code == 0 and doc["state"] == "running"
+    assert [(st["position"], st["outcome"]) for st in doc["steps"]] == [(0, "printed"), (5, "printed")]
     assert any(f"--commit {shas[0]}" in line for line in doc["lines"])
+    assert any(f"--commit {shas[-1]}" in line for line in doc["lines"])
     code, doc, _ = _bisect(capsys, db, repo, shas[0], shas[-1], "--dispatch", "print")
-    assert code == 0 and len(doc["steps"]) == 1 and "waiting" in doc["lines"][-1]
+    assert code == 0 and len(doc["steps"]) == 2 and "waiting" in doc["lines"][-1]
 
     # budget: one end measured already spends more than a tiny budget -> stop, exit 1, the range still open
     code, doc, _ = _bisect(capsys, db, repo, shas[1], shas[-1], "--dispatch", "local", "--budget-minutes", "0.0001")

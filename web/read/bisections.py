@@ -27,10 +27,11 @@ def bisection_dict(session: Session, b: m.Bisection) -> dict[str, Any]:
     doc = document(b)
     commits: list[str] = list(b.commits)
     repo = _repo_of(session, [commits[0], commits[-1], *([b.culprit] if b.culprit else [])])
-    measured = sorted({s.position for s in b.steps if s.action == "run" and s.position is not None})
+    # positions a step asked for (measured, dispatched or printed)
+    tried = {s.position for s in b.steps if s.action == "run" and s.position is not None}
     doc["progress"] = {
         "commits": len(commits),
-        "measured": len(measured),
+        "tried": len(tried),
         "open": max(0, b.high - b.low - 1),
         "midpoints_left": 0 if b.state != "running" else steps_left(b.low, b.high),
     }
