@@ -5,6 +5,7 @@ torch (and torch_npu) are imported lazily: `import runners` works without them.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -60,6 +61,51 @@ def resolve(requested: str) -> str:
     return "cpu"
 
 
+# The CPU lane's threads: one intra-op thread and one inter-op thread. On a 2-core machine shared with other
+# jobs, two OpenMP threads that wait on each other at every op's barrier turn any neighbour's load into a
+# stall of the whole op (a tiny step measured 4 ms alone and 95 ms beside a busy neighbour); one thread only
+# loses its time slice, which process CPU time does not count. GUARDRAIL_CPU_THREADS overrides the count.
+CPU_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def cpu_threads_wanted() -> int:
+    raw = os.environ.get("GUARDRAIL_CPU_THREADS", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise InputError(f"not an integer: {raw!r}", field="GUARDRAIL_CPU_THREADS") from None
+    if n < 1:
+        raise InputError(f"must be at least 1, got {n}", field="GUARDRAIL_CPU_THREADS")
+    return n
+
+
+def pin_cpu_threads() -> dict[str, object]:
+    """Pin the process's CPU threads before torch is first imported (OpenMP reads its environment once, when
+    the library loads) and return what is now in effect (`thread_settings`)."""
+    n = cpu_threads_wanted()
+    for var in CPU_THREAD_ENV:
+        os.environ[var] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work already started: record what is in effect
+        pass
+    return thread_settings()
+
+
+def thread_settings() -> dict[str, object]:
+    """The CPU threads in effect: torch's intra-/inter-op counts and the OpenMP/BLAS environment."""
+    import torch
+
+    return {
+        "intra_op": torch.get_num_threads(),
+        "inter_op": torch.get_num_interop_threads(),
+        "env": {var: os.environ.get(var) for var in CPU_THREAD_ENV},
+    }
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -100,9 +146,9 @@ class Device:
             self._mod.synchronize()
 
     def event(self) -> Mark:
-        """A point on the device's timeline (device event; wall clock on CPU)."""
+        """A point on the device's timeline (device event; wall clock and process CPU time on CPU)."""
         if self._mod is None:
-            return Mark(wall=time.perf_counter())
+            return Mark(wall=time.perf_counter(), cpu=time.process_time())
         ev = self._mod.Event(enable_timing=True)
         ev.record()
         return Mark(event=ev)
@@ -132,6 +178,9 @@ class Device:
 class Mark:
     event: Any = None
     wall: float | None = None
+    # Process CPU time (all threads) at the mark, on CPU only: on a shared machine it leaves out the time the
+    # process waited for a core, which wall time counts (docs/runners.md, "The CPU lane").
+    cpu: float | None = None
 
     def ms_until(self, later: Mark) -> float:
         """Milliseconds from this mark to a later one (call after synchronize on devices)."""
@@ -139,6 +188,12 @@ class Mark:
             return float(self.event.elapsed_time(later.event))
         assert self.wall is not None and later.wall is not None
         return (later.wall - self.wall) * 1000.0
+
+    def cpu_ms_until(self, later: Mark) -> float | None:
+        """Process CPU milliseconds from this mark to a later one; None off CPU (device time is not CPU time)."""
+        if self.cpu is None or later.cpu is None:
+            return None
+        return (later.cpu - self.cpu) * 1000.0
 
 
 # CPU "memory": the process's resident set. Peak is read from /proc (VmHWM), reset via clear_refs

@@ -54,6 +54,10 @@ class Measurements(_Output):
     cache_psnr: Annotated[Samples, MetricInfo("dB", "higher_is_better")] = None
     cache_ssim: Annotated[Samples, MetricInfo("ratio", "higher_is_better")] = None
     cache_max_abs_diff: Annotated[Samples, MetricInfo("abs")] = None
+    # process CPU time (all threads) of each measured step and of the measured generation, on CPU only: the
+    # CPU lane's gate, far steadier than wall time on a shared machine (docs/runners.md, "The CPU lane")
+    denoise_step_cpu_time: Annotated[Samples, MetricInfo("ms")] = None
+    e2e_cpu_time: Annotated[Samples, MetricInfo("ms")] = None
 
     def samples(self, metric: str) -> list[float]:
         """The values of one metric ([] when not measured)."""
@@ -69,9 +73,11 @@ METRICS = tuple(CATALOGUE)
 WHEN_APPLIED = ("compile_time", "cache_cached_steps", "cache_computed_steps", "cache_residual_diff")
 # Measured only when a workload lists them (an extra no-cache generation per process).
 EQUIVALENCE = ("cache_psnr", "cache_ssim", "cache_max_abs_diff")
+# Recorded whenever the device is the CPU (a device has no process CPU time of its work).
+CPU_TIME = ("denoise_step_cpu_time", "e2e_cpu_time")
 # What a workload measures unless it lists its metrics (unchanged by the optional ones above, so existing
 # workloads keep their digests).
-DEFAULT_METRICS = [m for m in METRICS if m not in WHEN_APPLIED + EQUIVALENCE]
+DEFAULT_METRICS = [m for m in METRICS if m not in WHEN_APPLIED + EQUIVALENCE + CPU_TIME]
 
 
 class Warmup(_Output):

@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     result: WorkerOk | WorkerFailure
     try:
-        from runners.device import Device
+        from runners.device import Device, pin_cpu_threads
+
+        if args.device == "cpu":  # before anything imports torch: OpenMP reads its thread count once
+            pin_cpu_threads()
         from runners.engines.diffusers_engine import run
         from runners.workloads import load_workload
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from runners.device import Device, Mark
-from runners.measurements import EQUIVALENCE, METRICS, WHEN_APPLIED, Measurements, Warmup, WorkerOk
+from runners.measurements import CPU_TIME, EQUIVALENCE, METRICS, WHEN_APPLIED, Measurements, Warmup, WorkerOk
 from runners.spec import WorkloadSpec
 
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
@@ -66,6 +66,17 @@ class Probe:
         prev = self.loop_start
         for m in self.step_ends:
             out.append(prev.ms_until(m))
+            prev = m
+        return out
+
+    def step_cpu_ms(self) -> list[float]:
+        """Process CPU time of each step (the same boundaries as step_ms); [] off CPU."""
+        if self.loop_start is None or self.loop_start.cpu is None:
+            return []
+        out = []
+        prev = self.loop_start
+        for m in self.step_ends:
+            out.append(prev.cpu_ms_until(m) or 0.0)
             prev = m
         return out
 
@@ -255,6 +266,10 @@ def run(
     applied.update(apply_cache(pipe, options))
     applied.update(apply_compile(pipe, options, device.type))
     applied.update(shrunk)
+    if device.type == "cpu":  # what the worker pinned (runners.device.pin_cpu_threads), as in effect now
+        from runners.device import thread_settings
+
+        applied["cpu_threads"] = thread_settings()
     compiling = applied["compile"] != "none"
     probe = Probe(device)
     _instrument(pipe, probe)
@@ -296,7 +311,9 @@ def run(
     output = _output_of(result)
 
     steps_ms = probe.step_ms()
+    steps_cpu_ms = probe.step_cpu_ms()
     e2e_ms = start.ms_until(end)
+    e2e_cpu_ms = start.cpu_ms_until(end)
     loop_start = probe.loop_start
     denoise_ms = loop_start.ms_until(probe.step_ends[-1]) if loop_start is not None and probe.step_ends else 0.0
     n_out = _count_outputs(output)
@@ -336,10 +353,12 @@ def run(
         warmup_time=[sum(warm_times) if warm_times else sum(steps_ms[:warm_steps]) / 1000.0],
         compile_time=None if compile_info is None else [compile_info["compile_time_s"]],
         throughput=[n_out / (e2e_ms / 1000.0)] if e2e_ms > 0 else [0.0],
+        denoise_step_cpu_time=(steps_cpu_ms[warm_steps:] or steps_cpu_ms) or None,
+        e2e_cpu_time=None if e2e_cpu_ms is None else [e2e_cpu_ms],
         **cache_metrics,
     )
     # the metrics the workload asks for, plus those recorded whenever their option applied
-    unasked = {m: None for m in METRICS if m not in spec.metrics and m not in WHEN_APPLIED}
+    unasked = {m: None for m in METRICS if m not in spec.metrics and m not in WHEN_APPLIED + CPU_TIME}
     return WorkerOk(
         metrics=measured.model_copy(update=unasked),
         warmup=Warmup(generations=warm_gens, times_s=warm_times, step_latency_ms=steps_ms[:warm_steps]),
