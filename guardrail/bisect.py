@@ -195,12 +195,6 @@ class Dispatcher(Protocol):
     def dispatch(self, req: Request) -> dict[str, Any]: ...
 
 
-_RELABEL = (
-    "import json,sys\nfor p in sys.argv[1:]:\n"
-    ' d=json.load(open(p)); d["run"]["lane"]="bisect"; json.dump(d,open(p,"w"))'
-)
-
-
 @dataclass
 class PrintDispatcher:
     """No dispatch: the commands a human runs at the commit, printed (`say`)."""
@@ -208,17 +202,16 @@ class PrintDispatcher:
     say: Callable[[str], None]
     lane: str
     scale: str
+    repo: Path = Path(".")
     name: str = "print"
     waits: bool = True
 
     def dispatch(self, req: Request) -> dict[str, Any]:
-        out = f"bisect-{req.sha[:12]}"
+        # `--run-at` is the local dispatcher for one commit: worktree, `guardrail run`, ingest as lane bisect.
+        # The database is the same --db / $GUARDRAIL_DB (never printed: its URL may hold a password).
         cmds = [
-            f"git worktree add --detach ../{out} {req.sha} && cd ../{out}",
-            f"guardrail run --lane {self.lane} --workload {shlex.quote(req.workload)} --scale {self.scale}"
-            f" --repeats {req.repeats} --commit {req.sha} --out {out}",
-            # stored as lane bisect (the run keeps its commit), so that it never enters the lane's own history
-            f"python -c {shlex.quote(_RELABEL)} {out}/*.json && guardrail ingest {out}",
+            f"guardrail bisect --run-at {req.sha} --workload {shlex.quote(req.workload)} --lane {self.lane}"
+            f" --scale {self.scale} --repeats {req.repeats} --repo {shlex.quote(str(self.repo))}",
         ]
         for c in cmds:
             self.say(f"    {c}")
@@ -279,7 +272,7 @@ class LocalDispatcher:
                     capture_output=True,
                     check=False,
                 )
-        return {"invocations": attempts, "files": files_in, "no_result": failures}
+        return {"invocations": attempts, "files": files_in, "repeats": got, "no_result": failures}
 
     def _argv(self, req: Request, checkout: Path, out: Path, repeats: int) -> list[str]:
         values = {
@@ -296,6 +289,25 @@ class LocalDispatcher:
             return shlex.split(self.template.format(**values))
         except (KeyError, IndexError, ValueError) as exc:
             raise InputError(f"bad command template ({exc})", field="--command") from None
+
+
+def run_at(
+    repo: Path,
+    db_url: str,
+    sha: str,
+    workload: str,
+    *,
+    repeats: int,
+    lane: str,
+    scale: str,
+    template: str = LOCAL_TEMPLATE,
+    say: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """`guardrail bisect --run-at SHA`: one commit measured and stored as lane bisect, outside any bisection (what
+    a CI job dispatched by a bisection, or a human following a printed plan, runs)."""
+    full = _resolve(repo, sha, "--run-at")
+    disp = LocalDispatcher(repo=repo, db_url=db_url, template=template, lane=lane, scale=scale, say=say)
+    return {"commit": full, **disp.dispatch(Request(0, full, -1, workload, repeats, "run-at"))}
 
 
 def _relabel(files: list[Path], sha: str) -> list[Path]:

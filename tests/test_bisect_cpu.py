@@ -6,6 +6,7 @@ skips the broken commit and names exactly the slow one."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from guardrail.store.db import session_scope
@@ -61,10 +62,20 @@ def test_print_plan_budget_and_bad_input(tmp_path, capsys, db_url):
     code, doc, _ = _bisect(capsys, db, repo, shas[0][:10], "main", "--dispatch", "print")
     assert code == 0 and doc["state"] == "running"
     assert [(st["position"], st["outcome"]) for st in doc["steps"]] == [(0, "printed"), (5, "printed")]
-    assert any(f"--commit {shas[0]}" in line for line in doc["lines"])
-    assert any(f"--commit {shas[-1]}" in line for line in doc["lines"])
+    assert any(f"--run-at {shas[0]}" in line for line in doc["lines"])
+    assert any(f"--run-at {shas[-1]}" in line for line in doc["lines"])
+    printed = [line.strip() for line in doc["lines"] if "--run-at" in line]
     code, doc, _ = _bisect(capsys, db, repo, shas[0], shas[-1], "--dispatch", "print")
     assert code == 0 and len(doc["steps"]) == 2 and "waiting" in doc["lines"][-1]
+    # the human runs the printed commands (the same database), then asks again: the next step is printed
+    assert len(printed) == 2
+    for line in printed:
+        code, out, err = run_cli(capsys, *shlex.split(line)[1:], "--db", db)
+        assert code == 0 and "2 repeat(s) of tiny-matmul stored as lane bisect" in out, err
+    code, doc, _ = _bisect(capsys, db, repo, shas[0], shas[-1], "--dispatch", "print")
+    nxt = doc["steps"][-1]
+    assert code == 0 and len(doc["steps"]) == 3 and nxt["outcome"] == "printed"
+    assert nxt["why"] == "midpoint" or "more repeats" in nxt["why"]
 
     # budget: one end measured already spends more than a tiny budget -> stop, exit 1, the range still open
     code, doc, _ = _bisect(capsys, db, repo, shas[1], shas[-1], "--dispatch", "local", "--budget-minutes", "0.0001")

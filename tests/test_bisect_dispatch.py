@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from guardrail.bisect import LOCAL_TEMPLATE, LocalDispatcher, Request
+from guardrail.bisect import run_at
 from tests.bisect_repo import HARDWARE, WORKLOAD, build_repo
 from tests.cli_inprocess import run_cli
 
@@ -125,14 +125,13 @@ def test_full_bisection_through_github_with_a_standin_ci(tmp_path, capsys, monke
     repo = tmp_path / "repo"
     shas = build_repo(repo, n=8, slow_at=5)
     db = f"sqlite:///{tmp_path / 'g.db'}"
-    job = LocalDispatcher(repo=repo, db_url=db, template=LOCAL_TEMPLATE, lane="nightly", scale="tiny",
-                          say=lambda line: None)  # fmt: skip
     jobs: list[threading.Thread] = []
 
     def answer(path: str, body: dict[str, Any]) -> tuple[int, None]:
+        # the job a bisect workflow runs: `guardrail bisect --run-at COMMIT --workload W --repeats N`
         i = body["inputs"]
-        req = Request(int(i["bisection"]), i["commit"], -1, i["workload"], int(i["repeats"]), "ci")
-        t = threading.Thread(target=job.dispatch, args=(req,), daemon=True)
+        kw = {"repeats": int(i["repeats"]), "lane": "nightly", "scale": "tiny"}
+        t = threading.Thread(target=run_at, args=(repo, db, i["commit"], i["workload"]), kwargs=kw, daemon=True)
         t.start()
         jobs.append(t)
         return 204, None

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from guardrail.cli.app import DbOption, app, echo_json, resolve_db
-from guardrail.errors import InputError
+from guardrail.errors import InfraError, InputError
 
 
 @app.command("bisect")
@@ -59,6 +59,10 @@ def bisect_command(
     token_env: Annotated[
         str | None, typer.Option("--token-env", help="Env var holding the token (GITHUB_TOKEN / BUILDKITE_API_TOKEN).")
     ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option("--run-at", help="Only measure this commit and store it as lane bisect (a dispatched CI job)."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
     db: DbOption = None,
 ) -> None:
@@ -75,6 +79,19 @@ def bisect_command(
         raise InputError("must be at least 1", field="--repeats")
     if budget_minutes is not None and budget_minutes <= 0:
         raise InputError("must be positive", field="--budget-minutes")
+    url = resolve_db(db)
+    if run_at is not None:
+        if not workload:
+            raise InputError("required with --run-at", field="--workload")
+        detail = bs.run_at(repo, url, run_at, workload, repeats=repeats, lane=lane, scale=scale,
+                           template=command or bs.LOCAL_TEMPLATE, say=typer.echo)  # fmt: skip
+        if fmt == "json":
+            echo_json({"schema": "guardrail.bisect-run/v1", **detail})
+        else:
+            typer.echo(f"{detail['commit'][:12]}: {detail['repeats']} repeat(s) of {workload} stored as lane bisect")
+        if not detail["repeats"]:
+            raise InfraError(f"no repeat of {workload} completed at {detail['commit'][:12]}")
+        return
     target: bs.Target | int
     if alert is not None:
         if good or bad:
@@ -87,7 +104,6 @@ def bisect_command(
         assert good and bad and workload
         target = bs.Target(workload=workload, good=good, bad=bad, metric=metric, hardware=hardware, lane=lane)
     policy = load_lane_policy(bs.LANE)
-    url = resolve_db(db)
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -126,7 +142,7 @@ def bisect_command(
                 token_env=token_env or "BUILDKITE_API_TOKEN",
                 api_url=buildkite_api,
             )
-        return bs.PrintDispatcher(say=say, lane=run_lane, scale=scale)
+        return bs.PrintDispatcher(say=say, lane=run_lane, scale=scale, repo=repo)
 
     out = bs.run_bisection(
         url, repo, target, dispatcher_for=dispatcher_for, dispatch=dispatch, cfg_for=cfg_for, say=say,
