@@ -4,6 +4,7 @@ Exit codes (docs/bisect.md): 0 culprit found, or the plan printed / runs dispatc
 1 stopped without a culprit (the ends do not differ, budget spent, only skipped commits left);
 2 bad input (unknown SHA, good == bad, good not on bad's first-parent history, unknown alert);
 3 infrastructure: the ends, or every commit of the range, failed for infrastructure reasons.
+`--run-at SHA` measures one commit and stores it as lane bisect (exit 0, or 3 when no repeat completed).
 """
 
 from __future__ import annotations
