@@ -8,19 +8,20 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from guardrail.analysis.junit_model import VerdictKind, node_id
 from guardrail.analysis.parity import GOAL, CaseResult, Exclusion, LaneRun, ParityRules, Substitution, parity
 from guardrail.errors import InputError
 from guardrail.store import junit_models as jm
 from guardrail.store import models as m
-from guardrail.store.junit_queries import run_verdicts
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "baselines" / "parity-rules.yaml"
+_CHUNK = 500
 _SECTIONS = {"normalise": ("pattern", "replace"), "gpu_only": ("pattern", "reason")}
 
 
@@ -111,7 +112,11 @@ def _resolve(session: Session, name: str, option: str) -> str:
 
 def _runs(
     session: Session, hardware: str, lanes: Sequence[str], since: datetime | None, until: datetime
-) -> list[LaneRun]:
+) -> tuple[list[LaneRun], list[int]]:
+    """One :class:`LaneRun` per lane and commit pair: every job attempt of one commit in one lane, since a rerun
+    job runs only the failed tests and the pair's verdicts regroup all attempts (docs/flaky.md). Its cases are the
+    pair's verdicts on this hardware, its minutes those of every attempt. A pair whose newest run was an
+    infrastructure failure (verdicts ``infra_excluded``) is left out; its runs are returned second."""
     q = select(m.Run).where(m.Run.hardware == hardware, _has_tests(), m.Run.started_at <= until)
     if lanes:
         q = q.where(m.Run.lane.in_(lanes))
@@ -119,21 +124,44 @@ def _runs(
         q = q.where(m.Run.started_at >= since)
     runs = list(session.scalars(q.order_by(m.Run.started_at, m.Run.id)))
     if not runs:
-        return []
-    E = jm.ExecutionRow
-    seconds = dict(
-        session.execute(
-            select(E.run_id, func.sum(E.duration_s)).where(E.run_id.in_([r.id for r in runs])).group_by(E.run_id)
-        ).all()
-    )
-    out = []
+        return [], []
+    E, V, T = jm.ExecutionRow, jm.CaseVerdictRow, jm.CaseRow
+    seconds: dict[int, float] = {}
+    groups: dict[tuple[str, str], list[m.Run]] = {}
     for r in runs:
-        cases = tuple(
-            CaseResult(v.identity.id, v.identity.file or v.identity.suite or v.identity.classname or "", v.verdict)
-            for v in run_verdicts(session, r)
+        groups.setdefault((r.lane, jm.pair_key(r.commit.sha if r.commit else None, r.base_commit, r.id)), []).append(r)
+    ids = [r.id for r in runs]
+    keys = sorted({pk for _, pk in groups})
+    cases: dict[str, list[CaseResult]] = {}
+    infra: set[str] = set()
+    for i in range(0, max(len(ids), len(keys)), _CHUNK):  # bounded IN lists
+        seconds.update(
+            session.execute(
+                select(E.run_id, func.sum(E.duration_s)).where(E.run_id.in_(ids[i : i + _CHUNK])).group_by(E.run_id)
+            ).all()
         )
-        out.append(LaneRun(r.lane, r.hardware, r.id, r.started_at, cases, float(seconds.get(r.id) or 0.0) / 60))
-    return out
+        rows = session.execute(
+            select(V.pair_key, V.verdict, V.infra_excluded, T.file, T.suite, T.classname, T.name, T.params)
+            .join(T, T.id == V.test_pk)
+            .where(V.hardware == hardware, V.pair_key.in_(keys[i : i + _CHUNK]))
+        )
+        for pk, verdict, excluded, file, suite, classname, name, params in rows:
+            if excluded:
+                infra.add(pk)
+            cases.setdefault(pk, []).append(
+                CaseResult(
+                    node_id(file, classname, name, params), file or suite or classname or "", cast(VerdictKind, verdict)
+                )
+            )
+    out, skipped = [], []
+    for (lane, pk), rs in groups.items():
+        if pk in infra:
+            skipped.append(rs[-1].id)
+            continue
+        newest = rs[-1]
+        minutes = sum(float(seconds.get(r.id) or 0.0) for r in rs) / 60
+        out.append(LaneRun(lane, hardware, newest.id, newest.started_at, tuple(cases.get(pk, ())), minutes))
+    return out, sorted(skipped)
 
 
 def parity_doc(
@@ -160,15 +188,11 @@ def parity_doc(
             raise InputError(
                 f"no stored JUnit results in lane {unknown[0]!r} (stored: {', '.join(sorted(stored))})", field="--lane"
             )
-    report = parity(
-        ref_hw,
-        tgt_hw,
-        _runs(session, ref_hw, lanes, since, now),
-        _runs(session, tgt_hw, lanes, since, now),
-        rules if rules is not None else load_rules(rules_file),
-        goal=goal,
-    )
-    doc = report.to_dict()
+    rules = rules if rules is not None else load_rules(rules_file)
+    ref_runs, ref_infra = _runs(session, ref_hw, lanes, since, now)
+    tgt_runs, tgt_infra = _runs(session, tgt_hw, lanes, since, now)
+    doc = parity(ref_hw, tgt_hw, ref_runs, tgt_runs, rules, goal=goal).to_dict()
+    doc["infra_failed_runs"] = {"reference": ref_infra, "target": tgt_infra}
     doc["lanes"] = list(lanes)
     doc["since"] = since.isoformat() if since is not None else None
     doc["until"] = now.isoformat()

@@ -165,3 +165,25 @@ def test_api_and_page(store):
         assert "pass share · A3 " + day(days=0) + ": 75%" in html
         assert '<a href="/parity">Parity</a>' in c.get("/").text
         assert c.get("/parity", params={"reference": "H100", "target": "B200"}).status_code == 422
+
+
+def test_a_rerun_job_adds_to_its_commit_and_an_infrastructure_failure_is_left_out(store, capsys):
+    """A rerun job (attempt 2 of the same commit) runs only the failed test: the lane's newest run is then that
+    job, but its commit's verdicts still cover every test (the failed one now flaky, still failing). A newer
+    run whose tests all failed on a lost device is an infrastructure failure: parity reads the previous one."""
+    args = ("--format", "junit", "--lane", "npu-unit", "--hardware", "A3", "--db", store)
+    rerun = ("ingest", str(DATA / "npu-a3-rerun.xml"), *args, "--commit", "c1", "--run-id", "77", "--attempt", "2")
+    assert run_cli(capsys, *rerun)[0] == 0
+    code, out, err = run_cli(capsys, "ingest", str(DATA / "npu-a3-infra.xml"), *args, "--commit", "c2")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "parity", "--reference", "H100", "--target", "A3", "--format", "json",
+                             "--db", store)  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["cases"], doc["ran"], doc["passed"]) == (20, 16, 15)
+    assert [(c["test"], c["verdict"]) for c in doc["failing"]] == [(f"{A}::test_rope_cache_cuda", "flaky")]
+    (infra,) = doc["infra_failed_runs"]["target"]
+    assert infra not in [r["run_id"] for r in doc["runs"]["target"]]
+    npu = [ln for ln in doc["ci_minutes"]["lanes"] if ln["role"] == "target"]
+    # today's commit: 17 x 12 s in the first attempt and 12 s in the rerun job
+    assert doc["ci_minutes"]["target_latest"] == 3.6 and npu[0]["runs"] == 2

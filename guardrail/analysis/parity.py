@@ -64,7 +64,8 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class LaneRun:
-    """The test cases of one stored run of a lane on one hardware, and the CI minutes its tests took."""
+    """One commit tested in a lane on one hardware (every job attempt of it; ``run_id``/``at`` are the newest
+    attempt's): its test cases and the CI minutes all its attempts' tests took."""
 
     lane: str
     hardware: str
