@@ -140,7 +140,7 @@ def _runs(
                 select(E.run_id, func.sum(E.duration_s)).where(E.run_id.in_(ids[i : i + _CHUNK])).group_by(E.run_id)
             ).all()
         )
-        rows = session.execute(
+        rows = session.connection().execute(  # Core rows: the ORM layer doubled the read time
             select(V.pair_key, V.verdict, V.infra_excluded, T.file, T.suite, T.classname, T.name, T.params)
             .join(T, T.id == V.test_pk)
             .where(V.hardware == hardware, V.pair_key.in_(keys[i : i + _CHUNK]))
