@@ -37,7 +37,9 @@ def test_local_bisection_finds_the_slow_commit_and_skips_the_broken_one(tmp_path
     # (a step asking for more repeats is the shared machine's noise leaving a comparison unclear: allowed)
     runs = [s for s in doc["steps"] if s["action"] == "run" and "more repeats" not in s["why"]]
     assert [s["position"] for s in runs[:3]] == [0, 15, 7]  # the ends, then the middle
-    assert runs[-1]["position"] == 6 and runs[-1]["why"] == "confirm the culprit once more"
+    # looked at twice before it is named: the confirmation, or a second look it already had for being unclear
+    all_runs = [s for s in doc["steps"] if s["action"] == "run"]
+    assert sum(s["position"] == 6 for s in all_runs) >= 2
     assert doc["steps"][-1]["readings"]["7"] == "skipped"
     assert len(runs) <= 2 + 1 + 4 + 1  # ends, the skipped one, log2(15) midpoints, the confirmation
     assert 0 < doc["spent_minutes"] < 5

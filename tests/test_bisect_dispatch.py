@@ -152,5 +152,6 @@ def test_full_bisection_through_github_with_a_standin_ci(tmp_path, capsys, monke
     runs = [s for s in doc["steps"] if s["action"] == "run"]
     assert [s["sha"] for s in runs] == dispatched
     again = [s["why"] for i, s in enumerate(runs) if s["sha"] in {r["sha"] for r in runs[:i]}]
-    assert again.count("confirm the culprit once more") == 1
     assert all(w == "confirm the culprit once more" or "more repeats" in w for w in again)
+    # looked at twice before it is named: the confirmation, or a second look it already had for being unclear
+    assert sum(s["sha"] == shas[5] for s in runs) >= 2 and again.count("confirm the culprit once more") <= 1
