@@ -77,7 +77,7 @@ def compare_results(baseline: Sequence[Result], candidate: Sequence[Result], pol
                 baseline=runs[:window],
                 history=runs,
                 look=looks[(key[0], key[2])],
-                informational=metric.name in policy.informational,
+                informational=policy.is_informational(metric.name, r.environment.device_type),
                 summary=metric.summary is not None,
                 reference=reference,
             )

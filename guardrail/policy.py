@@ -96,6 +96,9 @@ class Policy(_Strict):
     # metric name or family glob (`peak_memory*`) -> relative threshold; `default` for every other metric
     thresholds: dict[str, float] = Field(default_factory=lambda: {"default": 0.01})
     informational: MetricPatterns = MetricPatterns(())  # names or globs: reported, never gate
+    # device type (cpu, cuda, npu) -> more informational names or globs on that device only: on the CPU lane
+    # wall time is informational and process CPU time gates (docs/runners.md, "The CPU lane")
+    informational_on: dict[str, MetricPatterns] = Field(default_factory=dict)
     # metric name or glob -> absolute bound: a value outside it is `output_mismatch` (judged on its own, not
     # against the baseline, and left out of false-discovery control)
     equivalence: dict[str, EquivalenceBound] = Field(default_factory=lambda: dict(DEFAULT_EQUIVALENCE))
@@ -113,6 +116,11 @@ class Policy(_Strict):
         """The output-equivalence bound of `metric` (its exact name, else its most specific glob), if it has one."""
         key = best_match(metric, self.equivalence)
         return self.equivalence[key] if key is not None else None
+
+    def is_informational(self, metric: str, device_type: str | None = None) -> bool:
+        """Reported, never gating: in `informational`, or in `informational_on` of the result's device type."""
+        extra = self.informational_on.get(device_type or "")
+        return metric in self.informational or (extra is not None and metric in extra)
 
     def threshold(self, metric: str) -> float:
         """The threshold of `metric`: its exact name, else its most specific family glob, else `default`."""

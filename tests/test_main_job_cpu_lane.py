@@ -89,3 +89,39 @@ def test_a_cpu_process_records_step_cpu_time_and_its_pinned_threads(tmp_path):
     assert 0 < e2e_cpu <= r.metric("e2e_latency").repeats[0][0] * 1.05 + 0.5
     threads = r.extra["applied"]["cpu_threads"]
     assert threads["intra_op"] == 1 and threads["inter_op"] == 1 and threads["env"]["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_main_jobs_lanes_gate_cpu_time_on_cpu_and_wall_time_on_devices():
+    from guardrail.policy import load_lane_policy
+
+    for lane in ("presubmit", "nightly"):
+        p = load_lane_policy(lane)
+        assert p.is_informational("denoise_step_latency", "cpu") and p.is_informational("e2e_latency", "cpu")
+        assert not p.is_informational("denoise_step_cpu_time", "cpu") and not p.is_informational("peak_memory", "cpu")
+        for device in ("cuda", "npu", None):
+            assert not p.is_informational("denoise_step_latency", device)
+            assert p.is_informational("load_time", device)  # the lane-wide list holds everywhere
+
+
+def test_compare_marks_wall_time_informational_only_on_a_cpu_result():
+    from guardrail.compare_files import compare_results
+    from guardrail.policy import load_lane_policy
+    from guardrail.schema import Result
+    from tests.factories import result_doc
+    from tests.timeline import iso
+
+    policy = load_lane_policy("presubmit")
+    metrics = {
+        "denoise_step_latency": [[50.0, 50.2], [50.1, 49.9]],
+        "denoise_step_cpu_time": [[49.0, 49.1], [49.2, 49.0]],
+    }
+    for device, wall_info in (("cpu", True), ("cuda", False)):
+
+        def doc(days: int, device: str = device) -> Result:
+            d = result_doc(lane="nightly", metrics=metrics, started_at=iso(days=days))
+            d["environment"]["device_type"] = device
+            return Result.model_validate(d)
+
+        out = compare_results([doc(-2)], [doc(-1)], policy)
+        info = {v.metric: v.informational for v in out.verdicts}
+        assert info == {"denoise_step_latency": wall_info, "denoise_step_cpu_time": False}, device

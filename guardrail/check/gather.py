@@ -222,7 +222,7 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
                     baseline=runs[:window],
                     history=runs,
                     look=len(results),
-                    informational=s.metric in policy.informational,
+                    informational=policy.is_informational(s.metric, results[0].environment.device_type),
                     summary=s.summary is not None,
                     series_id=sid,
                     reference=reference,

@@ -15,6 +15,11 @@ import typer
 from guardrail import clock
 from guardrail.cli.app import DbOption, app, resolve_db
 
+# Fresh processes of the bootstrap baseline (unless --repeats says otherwise): 5 give the series 4 degrees of
+# freedom of its own, so its first judgement uses the noise measured here instead of the conservative prior
+# (docs/statistics.md, "prior"); with the nightly lane's 3 every A/A verdict was `noisy` by the prior alone.
+BOOTSTRAP_REPEATS = 5
+
 
 def _has_history(url: str, lanes: list[str], branch: str | None, digests: set[str]) -> bool:
     from sqlalchemy import select
@@ -67,7 +72,8 @@ def gate(
     if bootstrap and base.source == "history" and not _has_history(url, base.lanes, base.branch, digests):
         typer.secho(
             f"No {'/'.join(base.lanes)} history for these workloads in {redact(url)} yet: measuring a "
-            f"baseline on this machine first (the same workloads, recorded as this machine's "
+            f"baseline on this machine first (the same workloads, {repeats or BOOTSTRAP_REPEATS} fresh processes "
+            f"each, recorded as this machine's "
             f"{base.lanes[0]} lane on {base.branch or 'this branch'}).",
             fg="yellow",
             err=True,
@@ -79,7 +85,7 @@ def gate(
             names=[s.name for s in chosen],
             device=device,
             scale=scale,
-            repeats=repeats,
+            repeats=repeats or BOOTSTRAP_REPEATS,
             out_dir=out / stamp / "baseline",
             source=source,
         )
