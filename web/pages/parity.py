@@ -46,4 +46,4 @@ def _chart(doc: dict[str, Any]) -> dict[str, Any] | None:
         for p in doc["series"]
         for name, key in (("run share", "run_share"), ("pass share", "pass_share"))
     ]
-    return charts.health_chart(figures, "share", width=600, percent=True)
+    return charts.health_chart(figures, "share", percent=True)  # the overview's size: legible at 390 px
