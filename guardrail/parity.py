@@ -140,11 +140,14 @@ def _runs(
                 select(E.run_id, func.sum(E.duration_s)).where(E.run_id.in_(ids[i : i + _CHUNK])).group_by(E.run_id)
             ).all()
         )
-        rows = session.connection().execute(  # Core rows: the ORM layer doubled the read time
+        vq = (
             select(V.pair_key, V.verdict, V.infra_excluded, T.file, T.suite, T.classname, T.name, T.params)
             .join(T, T.id == V.test_pk)
             .where(V.hardware == hardware, V.pair_key.in_(keys[i : i + _CHUNK]))
         )
+        if lanes:  # one verdict per test, commit and hardware: it carries the lane of the test's newest run
+            vq = vq.where(V.lane.in_(lanes))
+        rows = session.connection().execute(vq)  # Core rows: the ORM layer doubled the read time
         for pk, verdict, excluded, file, suite, classname, name, params in rows:
             if excluded:
                 infra.add(pk)

@@ -102,6 +102,10 @@ def test_min_share_gates_lanes_and_since_filter(store, capsys):
     code, out, _ = run_cli(capsys, *args, "--lane", "gpu-unit", "--format", "json")  # no target lane chosen
     doc = json.loads(out)
     assert code == 0 and doc["cases"] == 20 and doc["ran"] == 0 and doc["runs"]["target"] == []
+    code, out, _ = run_cli(capsys, *args, "--lane", "gpu-unit", "--lane", "npu-unit", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and (doc["cases"], doc["ran"], doc["passed"]) == (20, 16, 15)
+    assert doc["lanes"] == ["gpu-unit", "npu-unit"]
 
 
 @pytest.mark.parametrize(
