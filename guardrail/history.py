@@ -228,7 +228,11 @@ def repeat_plans(
         own = (s.workload.spec or {}).get("repeats", {})
         lowest = int(own.get(lane, min_repeats)) if isinstance(own, dict) else min_repeats
         runs = series_runs(
-            session, s.id, lanes=policy.baseline.lanes, branch=policy.baseline.branch, limit=policy.baseline.noise_history
+            session,
+            s.id,
+            lanes=policy.baseline.lanes,
+            branch=policy.baseline.branch,
+            limit=policy.baseline.noise_history,
         )
         plan = plan_repeats(
             runs[::-1],  # newest first, as the check reads them
@@ -242,7 +246,13 @@ def repeat_plans(
         )
         entry = plans.setdefault(
             (s.workload.name, s.hardware),
-            {"workload": s.workload.name, "hardware": s.hardware, "lane_repeats": lowest, "repeats": lowest, "series": []},
+            {
+                "workload": s.workload.name,
+                "hardware": s.hardware,
+                "lane_repeats": lowest,
+                "repeats": lowest,
+                "series": [],
+            },
         )
         entry["repeats"] = max(entry["repeats"], plan.repeats)
         entry["series"].append(

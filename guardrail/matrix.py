@@ -29,11 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from guardrail.errors import InputError
-from guardrail.schema import json_path
+from guardrail.schema import read_yaml, validated
 
 MATRIX_DIR = Path(__file__).resolve().parents[1] / "workloads" / "matrix"
 SCHEMA = "guardrail.matrix/v1"
@@ -246,18 +244,7 @@ def plan(m: Matrix, lane: str) -> list[CellPlan]:
 
 
 def load_matrix(path: Path) -> Matrix:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path)) from None
-    try:
-        return Matrix.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(msg, file=str(path), field=json_path(tuple(err["loc"]))) from None
+    return validated(Matrix, read_yaml(path, "matrix"), path)
 
 
 def load_matrices(paths: Iterable[Path] | None = None) -> list[tuple[Path, Matrix]]:

@@ -10,13 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from guardrail.analysis.junit_model import VerdictKind, node_id
 from guardrail.analysis.parity import GOAL, CaseResult, Exclusion, LaneRun, ParityRules, Substitution, parity
 from guardrail.errors import InputError
+from guardrail.schema import read_yaml
 from guardrail.store import junit_models as jm
 from guardrail.store import models as m
 
@@ -80,13 +80,7 @@ def rules_from_mapping(data: Any, *, file: str) -> ParityRules:
 def load_rules(path: str | Path | None = None) -> ParityRules:
     """The rules YAML (``baselines/parity-rules.yaml`` by default)."""
     p = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read parity rules ({exc.strerror})", file=str(p)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(p)) from None
-    return rules_from_mapping(data, file=str(p))
+    return rules_from_mapping(read_yaml(p, "parity rules"), file=str(p))
 
 
 def _has_tests():  # a run that stored at least one JUnit file

@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from guardrail.errors import InputError
-from guardrail.schema import json_path
+from guardrail.schema import read_yaml, validated
 
 BASELINES_DIR = Path(os.environ.get("GUARDRAIL_BASELINES", Path(__file__).resolve().parents[1] / "baselines"))
 REFERENCE_DIR = BASELINES_DIR / "reference"
@@ -75,7 +74,9 @@ class EquivalenceBound(_Strict):
         return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
 
     def describe(self) -> str:
-        parts = ([f">= {self.min:g}"] if self.min is not None else []) + ([f"<= {self.max:g}"] if self.max is not None else [])
+        parts = ([f">= {self.min:g}"] if self.min is not None else []) + (
+            [f"<= {self.max:g}"] if self.max is not None else []
+        )
         return " and ".join(parts) or "unbounded"
 
 
@@ -138,15 +139,7 @@ def load_lane_policy(lane: str, directory: Path = BASELINES_DIR) -> Policy:
     if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml"))
         raise InputError(f"no baseline policy for lane {lane!r} (known: {', '.join(known) or 'none'})", file=str(path))
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path)) from None
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        raise InputError(err["msg"], file=str(path), field=json_path(tuple(err["loc"]))) from None
+    policy = validated(Policy, read_yaml(path, "lane policy") or {}, path)
     if policy.lane != lane:
         raise InputError(f"file is for lane {policy.lane!r}, expected {lane!r}", file=str(path), field="$.lane")
     return policy

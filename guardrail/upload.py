@@ -166,7 +166,9 @@ def fetch_repeat_plan(
     try:
         answer = resp.json()
     except ValueError:
-        raise InfraError(f"guardrail server GET {REPEAT_PLAN_PATH}: HTTP {resp.status_code} answer is not JSON") from None
+        raise InfraError(
+            f"guardrail server GET {REPEAT_PLAN_PATH}: HTTP {resp.status_code} answer is not JSON"
+        ) from None
     if not isinstance(answer, dict) or not isinstance(answer.get("workloads"), list):
         raise InfraError(f"guardrail server GET {REPEAT_PLAN_PATH}: not a repeat plan")
     return answer

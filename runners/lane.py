@@ -16,9 +16,9 @@ from guardrail.schema import Source
 from runners.fingerprint import environment
 from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
 from runners.process import run_logged
-from runners.telemetry import Sampler, physical_index
 from runners.result import build_result
 from runners.spec import SCALES
+from runners.telemetry import Sampler, physical_index
 from runners.workloads import select
 
 

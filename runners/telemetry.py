@@ -75,9 +75,10 @@ class _Nvml:
             self.events = None
         self.xids: list[int] = []
         self.reasons = {
-            name: getattr(pynvml, f"nvmlClocksEventReason{name}", None) or getattr(pynvml, f"nvmlClocksThrottleReason{name}", 0)
+            name: getattr(pynvml, f"nvmlClocksEventReason{name}", None)
+            or getattr(pynvml, f"nvmlClocksThrottleReason{name}", 0)
             for name in REPORTED
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _try(fn: Any, *args: Any) -> Any:
@@ -88,11 +89,15 @@ class _Nvml:
 
     def _ecc(self) -> int | None:
         nv = self.nv
-        return self._try(nv.nvmlDeviceGetTotalEccErrors, self.h, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC)
+        return self._try(
+            nv.nvmlDeviceGetTotalEccErrors, self.h, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC
+        )
 
     def sample(self) -> dict[str, Any]:
         nv, h = self.nv, self.h
-        get_reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        get_reasons = (
+            getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         bits = self._try(get_reasons, h) or 0
         power = self._try(nv.nvmlDeviceGetPowerUsage, h)
         procs = self._try(nv.nvmlDeviceGetComputeRunningProcesses, h) or []

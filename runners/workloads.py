@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from guardrail.errors import InputError
+from guardrail.schema import read_yaml
 from runners.geometry import check_geometry
 from runners.spec import LANES, SCALES, FieldError, Generation, WorkloadSpec
 
@@ -23,12 +23,7 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 def load_workload(path: str | Path) -> WorkloadSpec:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read workload ({exc.strerror})", file=str(p)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(p)) from None
+    data = read_yaml(p, "workload")
     if not isinstance(data, dict):
         raise InputError("expected a mapping at the top level", file=str(p))
     if "tiny" in data and isinstance(data["tiny"], dict) and isinstance(data["tiny"].get("generation"), dict):

@@ -28,19 +28,31 @@ def _series(metric: str, values: list[float], *, unit: str = "dB", workload: str
 def _step(level: float) -> SeriesInput:
     rep = [level * (1 + 0.001 * i) for i in range(10)]
     return SeriesInput(
-        workload="wan-ulysses2", metric="denoise_step_latency", hardware="cpu", unit="ms",
-        direction="lower_is_better", candidate=[rep, rep], baseline=[[rep, rep]] * 10, history=[[rep, rep]] * 10,
-    )  # fmt: skip
+        workload="wan-ulysses2",
+        metric="denoise_step_latency",
+        hardware="cpu",
+        unit="ms",
+        direction="lower_is_better",
+        candidate=[rep, rep],
+        baseline=[[rep, rep]] * 10,
+        history=[[rep, rep]] * 10,
+    )
 
 
 def test_a_changed_picture_blocks_even_when_faster():
     policy = load_lane_policy("presubmit")
-    doc = judge([_step(100.0), _series("parallel_psnr", [48.0, 24.5]), _series("parallel_ssim", [0.99, 0.98], unit="ratio")],
-                policy, baseline=BaselineInfo(source="test"))  # fmt: skip
+    doc = judge(
+        [_step(100.0), _series("parallel_psnr", [48.0, 24.5]), _series("parallel_ssim", [0.99, 0.98], unit="ratio")],
+        policy,
+        baseline=BaselineInfo(source="test"),
+    )
     by = {v.metric: v for v in doc.verdicts}
     assert by["parallel_psnr"].verdict == "output_mismatch"
     assert "1 repeat of 2 outside the equivalence bound (>= 30)" in by["parallel_psnr"].explanation
-    assert by["parallel_ssim"].verdict == "no_change" and "within the equivalence bound (>= 0.97)" in by["parallel_ssim"].explanation
+    assert (
+        by["parallel_ssim"].verdict == "no_change"
+        and "within the equivalence bound (>= 0.97)" in by["parallel_ssim"].explanation
+    )
     assert doc.status == "failure" and exit_code(doc) == 1 and "output_mismatch" in BLOCKING
     assert doc.summary["output_mismatch"] == 1
     md = render_markdown(doc)
@@ -50,7 +62,9 @@ def test_a_changed_picture_blocks_even_when_faster():
 
 def test_within_the_bound_the_baseline_does_not_matter():
     # PSNR 100 dB in the baseline (identical pictures), 40 dB now: a drop, yet inside the bound: no change.
-    doc = judge([_series("parallel_psnr", [40.0, 41.0])], load_lane_policy("nightly"), baseline=BaselineInfo(source="t"))
+    doc = judge(
+        [_series("parallel_psnr", [40.0, 41.0])], load_lane_policy("nightly"), baseline=BaselineInfo(source="t")
+    )
     assert doc.verdicts[0].verdict == "no_change" and doc.status == "success"
     assert doc.verdicts[0].q_value is None  # not put through false-discovery control
 
@@ -60,7 +74,9 @@ def test_within_the_bound_the_baseline_does_not_matter():
     [("cache_ssim", [0.89], "output_mismatch"), ("cache_ssim", [0.93], "no_change"), ("max_abs_diff_x", [9.0], None)],
 )
 def test_bounds_by_family_and_the_default(metric, values, verdict):
-    policy = Policy(lane="x", equivalence={"cache_ssim": EquivalenceBound(min=0.90), "max_abs*": EquivalenceBound(max=1.0)})
+    policy = Policy(
+        lane="x", equivalence={"cache_ssim": EquivalenceBound(min=0.90), "max_abs*": EquivalenceBound(max=1.0)}
+    )
     doc = judge([_series(metric, values, unit="ratio")], policy, baseline=BaselineInfo(source="t"))
     assert doc.verdicts[0].verdict == (verdict or "output_mismatch")
     assert Policy(lane="y").equivalence_bound("parallel_ssim") == EquivalenceBound(min=0.97)  # the field's default

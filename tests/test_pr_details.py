@@ -22,7 +22,12 @@ def _event(tmp_path: Path, **pr) -> dict[str, str]:
     event = tmp_path / "event.json"
     body = {"number": 7, "base": {"sha": "a" * 40}, "head": {"sha": SHA}, **pr}
     event.write_text(json.dumps({"pull_request": body}))
-    return {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "org/p", "GITHUB_RUN_ID": "5", "GITHUB_EVENT_PATH": str(event)}
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "org/p",
+        "GITHUB_RUN_ID": "5",
+        "GITHUB_EVENT_PATH": str(event),
+    }
 
 
 def test_github_event_names_title_and_author(tmp_path):
@@ -71,7 +76,9 @@ def test_a_pr_run_carries_its_title_into_the_pr_list(tmp_path, monkeypatch, sqli
     (wdir / "vllm-omni-wan-i2v.yaml").write_text(yaml.safe_dump(spec))
     source = source_from_env(use_git=False)
     assert source.pr == 7
-    out = run_lane("presubmit", device="cpu", out_dir=tmp_path / "out", progress=False, workloads_dir=wdir, source=source)
+    out = run_lane(
+        "presubmit", device="cpu", out_dir=tmp_path / "out", progress=False, workloads_dir=wdir, source=source
+    )
     assert json.loads(out[0].read_text())["extra"]["pr"] == {"title": "Fuse the norm into attention", "author": "octo"}
     ingest(sqlite_url, out)
     with TestClient(create_app(sqlite_url)) as c:

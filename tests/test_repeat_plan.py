@@ -120,7 +120,9 @@ def test_cli_plans_per_workload_and_run_reads_the_plan(db_url, tmp_path, capsys)
 
 def test_a_bad_plan_file_is_named_with_its_field(tmp_path, capsys):
     bad = write(tmp_path / "plan.json", {"schema": "guardrail.repeat_plan/v1", "workloads": [{"workload": "w"}]})
-    code, _, err = run_cli(capsys, "run", "--lane", "presubmit", "--out", str(tmp_path / "o"), "--repeats-plan", str(bad))
+    code, _, err = run_cli(
+        capsys, "run", "--lane", "presubmit", "--out", str(tmp_path / "o"), "--repeats-plan", str(bad)
+    )
     assert code == 2
     assert "plan.json" in err and "$.workloads[0]" in err
     assert not (tmp_path / "o").exists()  # nothing ran, nothing half-written

@@ -34,9 +34,13 @@ NPU_COMMON = """\
 def test_npu_smi_output_is_read_loosely():
     out = parse_npu_smi(NPU_COMMON + "        Health Status                  : Warning\n")
     assert out == {
-        "hbm_usage_pct": 2.0, "aicore_usage_pct": 0.0, "freq_mhz": 1800.0, "temp_c": 45.0, "power_w": 92.5,
+        "hbm_usage_pct": 2.0,
+        "aicore_usage_pct": 0.0,
+        "freq_mhz": 1800.0,
+        "temp_c": 45.0,
+        "power_w": 92.5,
         "health": "Warning",
-    }  # fmt: skip
+    }
 
 
 def test_anomalies_are_named_and_normal_power_capping_is_not_one():
@@ -103,9 +107,17 @@ def _series(values: float, anomaly: str | None) -> SeriesInput:
     base = [[list(100 * (1 + rng.normal(0, 0.002, 10))) for _ in range(2)] for _ in range(10)]
     cand = [list(values * (1 + rng.normal(0, 0.002, 10))) for _ in range(2)]
     return SeriesInput(
-        workload="w", metric="denoise_step_latency", hardware="H200", unit="ms", direction="lower_is_better",
-        candidate=cand, baseline=base, history=base, look=3, node_anomaly=anomaly,
-    )  # fmt: skip
+        workload="w",
+        metric="denoise_step_latency",
+        hardware="H200",
+        unit="ms",
+        direction="lower_is_better",
+        candidate=cand,
+        baseline=base,
+        history=base,
+        look=3,
+        node_anomaly=anomaly,
+    )
 
 
 def test_a_regression_beside_a_node_anomaly_is_suspect_and_rerun():
@@ -141,16 +153,38 @@ def test_the_run_page_shows_telemetry_anomalies_and_failure_classes(tmp_path):
     rng = np.random.default_rng(3)
     files = []
     for i in range(10):
-        doc = result_doc(workload="w", commit=f"c{i:02d}", started_at=iso(days=-20 + i), run_id=f"n{i}",
-                         metrics={"denoise_step_latency": noisy_repeats(100.0, repeats=2, rng=rng, between_cv=0.001)})  # fmt: skip
+        doc = result_doc(
+            workload="w",
+            commit=f"c{i:02d}",
+            started_at=iso(days=-20 + i),
+            run_id=f"n{i}",
+            metrics={"denoise_step_latency": noisy_repeats(100.0, repeats=2, rng=rng, between_cv=0.001)},
+        )
         files.append(write(tmp_path / f"n{i}.json", doc))
-    slow = result_doc(workload="w", commit="c99", started_at=iso(days=-1), run_id="n99",
-                      metrics={"denoise_step_latency": noisy_repeats(110.0, repeats=2, rng=rng, between_cv=0.001)})  # fmt: skip
-    slow["extra"] = {"telemetry": {"source": "nvml", "anomalies": ["process 2: clocks held down (HwSlowdown) in 40% of samples"],
-                                   "processes": [{"source": "nvml", "sm_mhz": {"min": 1100, "median": 1700, "max": 1980}, "anomalies": []}]}}  # fmt: skip
+    slow = result_doc(
+        workload="w",
+        commit="c99",
+        started_at=iso(days=-1),
+        run_id="n99",
+        metrics={"denoise_step_latency": noisy_repeats(110.0, repeats=2, rng=rng, between_cv=0.001)},
+    )
+    slow["extra"] = {
+        "telemetry": {
+            "source": "nvml",
+            "anomalies": ["process 2: clocks held down (HwSlowdown) in 40% of samples"],
+            "processes": [{"source": "nvml", "sm_mhz": {"min": 1100, "median": 1700, "max": 1980}, "anomalies": []}],
+        }
+    }
     files.append(write(tmp_path / "n99.json", slow))
-    failed = result_doc(workload="v", commit="c99", started_at=iso(days=-1), run_id="n99", status="infra_error",
-                        error={"kind": "collective_timeout", "message": "HCCL timed out after 1800 s"}, metrics={})  # fmt: skip
+    failed = result_doc(
+        workload="v",
+        commit="c99",
+        started_at=iso(days=-1),
+        run_id="n99",
+        status="infra_error",
+        error={"kind": "collective_timeout", "message": "HCCL timed out after 1800 s"},
+        metrics={},
+    )
     files.append(write(tmp_path / "v99.json", failed))
     ingest(url, files)
     with session_scope(url, write=True) as s:
@@ -165,8 +199,11 @@ def test_the_run_page_shows_telemetry_anomalies_and_failure_classes(tmp_path):
     assert "Node anomaly:</strong> process 2: clocks held down (HwSlowdown)" in page and "clock ≥ 1100 MHz" in page
     assert 'data-class="environment"' in page and "rule <code>collective-timeout</code>" in page
     by = {r["workload"]: r for r in data["results"]}
-    assert by["v"]["error"]["failure"] == {"class": "environment", "rule": "collective-timeout",
-                                           "why": "a rank waited out an HCCL/NCCL collective (a dead peer or a slow link)"}  # fmt: skip
+    assert by["v"]["error"]["failure"] == {
+        "class": "environment",
+        "rule": "collective-timeout",
+        "why": "a rank waited out an HCCL/NCCL collective (a dead peer or a slow link)",
+    }
     assert by["w"]["telemetry"]["anomalies"] and by["w"]["telemetry"]["sm_mhz_min"] == 1100
 
 

@@ -219,9 +219,7 @@ def get_ci_health(
     return junit_results.ci_health(session, days=days, lane=lane, hardware=hardware)
 
 
-@reads.get(
-    "/parity", summary="GPU↔NPU parity: run and pass share of the reference's test cases on the target"
-)
+@reads.get("/parity", summary="GPU↔NPU parity: run and pass share of the reference's test cases on the target")
 def get_parity(
     reference: Annotated[str, Query(max_length=200)],
     target: Annotated[str, Query(max_length=200)],

@@ -89,6 +89,7 @@ def _equivalence(s: SeriesInput, bound: Bound) -> MetricComparison:
     outside it is a changed picture (`output_mismatch`), whatever the speed and whatever the baseline did."""
     reps = [rep for rep in s.candidate if len(rep)]
     values = [float(v) for rep in reps for v in rep]
+
     def made(verdict: Verdict, why: str) -> MetricComparison:
         return MetricComparison(
             verdict=verdict,
@@ -223,9 +224,7 @@ def judge(
     gating = [
         i
         for i, s in enumerate(series)
-        if not s.informational
-        and min(s.look, rules.max_looks) == 1
-        and rules.equivalence_bound(s.metric) is None
+        if not s.informational and min(s.look, rules.max_looks) == 1 and rules.equivalence_bound(s.metric) is None
     ]
     fdr = judge_check([comparisons[i] for i in gating], fdr=rules.fdr)
     for i, adjusted in zip(gating, fdr.comparisons, strict=True):

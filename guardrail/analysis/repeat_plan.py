@@ -82,8 +82,9 @@ def plan_repeats(
     """The repeats a candidate of this series should start with.
 
     `history`: the series' runs on the lane's baseline branch, newest first (runs -> repeats -> samples), as the
-    check reads them; its first `window` runs are the baseline. `gating_series`: how many gating series the check
-    judges together (false-discovery control over them raises the bar a real change must clear). Returns at least `min_repeats` and at most `max_repeats`.
+    check reads them; its first `window` runs are the baseline. `gating_series`: how many gating series the
+    check judges together (false-discovery control over them raises the bar a real change must clear).
+    Returns at least `min_repeats` and at most `max_repeats`.
     """
     if min_repeats < 1 or max_repeats < min_repeats:
         raise ValueError("need 1 <= min_repeats <= max_repeats")

@@ -335,7 +335,8 @@ def _headline(status: str, rows: list[VerdictRow]) -> str:
     if mismatched:  # a changed picture outranks any speed
         first = mismatched[0]
         more = f" and {count(len(mismatched) - 1, 'more metric')}" if len(mismatched) > 1 else ""
-        return f"❌ **Output changed**: {escape_md(first.workload)} {escape_md(first.metric)} outside its equivalence bound{more} · "
+        what = f"{escape_md(first.workload)} {escape_md(first.metric)}"
+        return f"❌ **Output changed**: {what} outside its equivalence bound{more} · "
     if status == "failure" and regressions:
         worst = max(regressions, key=lambda v: (_num(v.change) or 0.0) * _worse_sign(v))
         return f"{STATUS_HEADLINE[status]}: {_change_phrase(worst, worse=True)} · "

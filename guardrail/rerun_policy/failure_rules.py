@@ -12,11 +12,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from guardrail.errors import InputError
-from guardrail.schema import json_path
+from guardrail.schema import read_yaml, validated
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "baselines" / "failure-rules.yaml"
 FailureClass = Literal["environment", "code", "unknown"]
@@ -65,14 +63,4 @@ class FailureRules(BaseModel):
 @functools.cache
 def load_failure_rules(path: str | Path | None = None) -> FailureRules:
     p = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise InputError(f"cannot read the failure rules ({exc.strerror})", file=str(p)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(p)) from None
-    try:
-        return FailureRules.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        raise InputError(err["msg"].removeprefix("Value error, "), file=str(p), field=json_path(tuple(err["loc"]))) from None
+    return validated(FailureRules, read_yaml(p, "failure rules") or {}, p)

@@ -159,7 +159,9 @@ def telemetry_summary(tel: Any) -> dict[str, Any] | None:
     procs = [p for p in tel.get("processes") or [] if isinstance(p, dict)]
 
     def over(key: str, stat: str) -> float | None:
-        xs = [p[key][stat] for p in procs if isinstance(p.get(key), dict) and isinstance(p[key].get(stat), (int, float))]
+        xs = [
+            p[key][stat] for p in procs if isinstance(p.get(key), dict) and isinstance(p[key].get(stat), (int, float))
+        ]
         return (min(xs) if stat == "min" else max(xs)) if xs else None
 
     return {
