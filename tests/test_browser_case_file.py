@@ -72,7 +72,7 @@ def test_alert_case_file_shows_chart_links_and_actions(server, browser, width):
         assert page.locator("#range-commits a[href^='https://github.com/org/project/commit/']").count() == 2
         assert "fix <img src=x onerror=alert(2)> speed" in page.locator("#range-commits").inner_text()
         actions = page.locator("#next-actions").inner_text()
-        assert "guardrail bisect" in actions and "not built yet" in actions
+        assert "guardrail bisect" in actions and "--dispatch local" in actions
         _fits(page)
         assert not dialogs
         shot(page, f"alert-case-file-{width}")

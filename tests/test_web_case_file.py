@@ -129,10 +129,11 @@ def test_alert_page_is_a_case_file(client, store):
     assert 'href="https://github.com/org/project/compare/09' in page and "...10" in page
     assert 'href="https://github.com/org/project/commit/10' + "ab" * 19 + '"' in page
     assert "fix &lt;img src=x onerror=alert(2)&gt; speed" in page and MARKUP_MESSAGE not in page
-    # next actions: copyable commands, bisect marked as not built yet, the workload name shell-quoted
+    # next actions: copyable commands, the bisection from the alert itself, the workload name shell-quoted
     actions = unescape(re.search(r'<ol class="actions" id="next-actions">(.*?)</ol>', page, re.S).group(1))
     assert "guardrail run --lane nightly --workload '" + MARKUP_WORKLOAD + "'" in actions
-    assert "guardrail bisect --good 09" in actions and "not built yet" in actions and "once it exists" in actions
+    assert f"guardrail bisect {aid} --repo . --dispatch local" in actions and "not built" not in actions
+    assert 'id="bisection"' not in page  # none started for this alert
     assert "guardrail baseline pin --run" in actions
     # triage history: the scan's placement event
     assert "placed at change point" in page
@@ -382,3 +383,40 @@ def test_api_has_run_tests_lane_policies_and_the_repeat_plan(client, store):
     assert plan["schema"] == "guardrail.repeat_plan/v1" and plan["workloads"]
     assert all(w["repeats"] >= w["lane_repeats"] >= 1 for w in plan["workloads"])
     assert client.get("/api/v1/repeat-plan", params={"min_repeats": 0}).status_code == 422
+
+
+def test_alert_page_shows_its_bisection_culprit_or_progress(tmp_path):
+    """A bisection stored for the alert (as `guardrail bisect ID` stores it): the culprit with its commit link and
+    both sides' p-values, or, while it runs, the open range and a command that resumes it."""
+    from web.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'guardrail.db'}"
+    fill_case_db(url, tmp_path)
+    shas = [f"{i:02d}" + "ab" * 19 for i in range(9, 11)]
+    with session_scope(url, write=True) as s:
+        aid = s.scalar(select(m.Alert.id).where(m.Alert.kind == "regression").order_by(m.Alert.id))
+        b = m.Bisection(
+            alert_id=aid, workload="w", metric="denoise_step_latency", hardware="H100", good=shas[0], bad=shas[1],
+            commits=shas, dispatch="local", state="culprit", culprit=shas[1], low=0, high=1, spent_minutes=3.25,
+            confidence={"culprit_vs_good": {"verdict": "regression", "change": 0.081, "p_value": 1e-6},
+                        "parent_vs_bad": {"verdict": "improvement", "change": -0.075, "p_value": 2e-6}},
+        )  # fmt: skip
+        b.steps = [m.BisectionStep(seq=1, action="run", position=0, sha=shas[0], why="verify the good end", repeats=2,
+                                   outcome="ok"),
+                   m.BisectionStep(seq=2, action="culprit", position=1, sha=shas[1], why="found", outcome="found")]  # fmt: skip
+        s.add(b)
+    with TestClient(create_app(url)) as c:
+        page = _main(c.get(f"/alerts/{aid}").text)
+        culprit = unescape(re.search(r'id="bisection-culprit">(.*?)</p>', page, re.S).group(1))
+        assert f'href="https://github.com/org/project/commit/{shas[1]}"' in culprit
+        assert "+8.1% against the good end" in culprit and "3.2 device minutes" in culprit
+        actions = unescape(re.search(r'<ol class="actions" id="next-actions">(.*?)</ol>', page, re.S).group(1))
+        assert "guardrail bisect" not in actions  # done: nothing to bisect
+        assert "2 steps (dispatch local)" in page
+        with session_scope(url, write=True) as s:
+            row = s.scalars(select(m.Bisection)).one()
+            row.state, row.culprit = "running", None
+        page = _main(c.get(f"/alerts/{aid}").text)
+        assert "1 of 2 commits measured" in unescape(re.search(r'id="bisection-progress">(.*?)</p>', page, re.S).group(1))
+        assert "Resume the bisection" in page
+        assert c.get(f"/api/v1/alerts/{aid}/bisection").json()["bisection"]["state"] == "running"

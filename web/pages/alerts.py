@@ -19,6 +19,7 @@ from web.auth import require_reader, token_name
 from web.pages.rendering import Opt, local_url, render, session
 from web.params import MAX_ID, PathId
 from web.read import alerts as alert_reads
+from web.read.bisections import alert_bisection
 from web.read import series as series_reads
 
 reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)])
@@ -85,6 +86,7 @@ def alert_page(
     with session(request) as s:
         alert = alert_reads.alert_detail(s, alert_id)
         plot = _case_chart(s, alert)
+        bisection = alert_bisection(s, alert_id)["bisection"]  # the newest `guardrail bisect` of this alert
     kept = {"note": note, "state": state if state in TRIAGE_STATES else "", "issue_url": issue_url}
     return render(
         request,
@@ -93,7 +95,8 @@ def alert_page(
         states=TRIAGE_STATES,
         plot_json=Markup(charts.json_for_script(plot)) if plot else None,
         plot=plot,
-        actions=next_actions(alert),
+        actions=next_actions(alert, bisection),
+        bisection=bisection,
         kept=kept,
     )
 
@@ -142,7 +145,7 @@ def _case_chart(s: Session, alert: dict[str, Any]) -> dict[str, Any] | None:
     return plot
 
 
-def next_actions(alert: dict[str, Any]) -> list[dict[str, Any]]:
+def next_actions(alert: dict[str, Any], bisection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """What to do next, as commands to copy (shell-quoted: a workload name may hold anything)."""
     q = shlex.quote
     lane, wl = alert["lane"], alert["workload"]
@@ -153,7 +156,6 @@ def next_actions(alert: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "title": "Rerun the first bad commit with more repeats",
-                "built": True,
                 "command": f"git checkout {q(bad)}\n"
                 f"guardrail run --lane {q(lane)} --workload {q(wl)} --repeats 5 --commit {q(bad)} --out {out_dir}\n"
                 f"guardrail ingest {out_dir}\n"
@@ -164,18 +166,16 @@ def next_actions(alert: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "title": "What the rerun policy would rerun for the alert's run",
-                "built": True,
                 "command": f"guardrail rerun-plan --run {alert['run_id']}",
             }
         )
-    if good and bad:
-        worst = (alert.get("worst") or {}).get("metric") or ""
+    if good and bad and not (bisection and bisection.get("culprit")):
+        # the alert names its workload, hardware, worst metric, lane and range: `guardrail bisect ID` reads them
+        resume = bisection is not None and bisection.get("state") == "running"
         out.append(
             {
-                "title": "Bisect the range",
-                "built": False,
-                "command": f"guardrail bisect --good {q(good)} --bad {q(bad)} --lane {q(lane)} --workload {q(wl)}"
-                + (f" --metric {q(worst)}" if worst else ""),
+                "title": "Resume the bisection" if resume else "Bisect the range (in a checkout of the repository)",
+                "command": f"guardrail bisect {alert['id']} --repo . --dispatch local",
             }
         )
     if alert.get("run_id"):
@@ -183,7 +183,6 @@ def next_actions(alert: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "title": "An intended change: pin the new level as the lane's baseline",
-                "built": True,
                 "command": f"guardrail baseline pin --run {alert['run_id']} --lane {q(lane)} --reason {q(reason)}",
             }
         )
