@@ -246,7 +246,8 @@ class LocalDispatcher:
                 ) from None
             try:
                 # A command engine's run is one fresh process per invocation: invoke until the repeats are there.
-                while got < req.repeats and attempts < req.repeats + 1:
+                last_failed = False
+                while got < req.repeats and attempts < req.repeats + 2:
                     attempts += 1
                     out = Path(tmp) / f"out{attempts}"
                     argv = self._argv(req, checkout, out, req.repeats - got)
@@ -255,11 +256,16 @@ class LocalDispatcher:
                     proc = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True)
                     wall = time.perf_counter() - t0
                     files = _relabel(sorted(out.glob("*.json")) if out.is_dir() else [], req.sha)
+                    last_failed = not files
                     if not files:
+                        # `guardrail run` itself died (a workload's own failure still writes a result file):
+                        # tried once more, then the commit counts as failed
                         failures += 1
                         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
                         self.say(f"    no result file after {wall:.1f} s (exit {proc.returncode}): {tail[0][:200]}")
-                        break
+                        if failures >= 2:
+                            break
+                        continue
                     files_in += len(files)
                     ingest(self.db_url, files)
                     ok = [f for f in files if json.loads(f.read_text()).get("status") == "ok"]
@@ -272,7 +278,8 @@ class LocalDispatcher:
                     capture_output=True,
                     check=False,
                 )
-        return {"invocations": attempts, "files": files_in, "repeats": got, "no_result": failures}
+        return {"invocations": attempts, "files": files_in, "repeats": got, "no_result": int(last_failed),
+                "retried": failures}  # fmt: skip
 
     def _argv(self, req: Request, checkout: Path, out: Path, repeats: int) -> list[str]:
         values = {
@@ -586,7 +593,8 @@ def run_bisection(
     )
     disp = dispatcher_for(target)
     deadline = time.monotonic() + wait_s
-    for _ in range(max_passes):
+    passes = 0
+    while True:
         with session_scope(db_url, write=True) as s:
             cfg0 = cfg_for(target.metric or "", "lower_is_better")
             b = _find_or_start(s, target, commits, dispatch, cfg0)
@@ -648,9 +656,12 @@ def run_bisection(
                     pos = act.position or 0
                     todo.append((step.id, Request(b.id, commits[pos], pos, target.workload, act.repeats, act.why)))
             bid = b.id
-        if not todo:
+        if not todo:  # waiting for dispatched results: a wait is not a pass
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
             continue
+        passes += 1
+        if passes > max_passes:
+            raise InfraError(f"bisection did not settle within {max_passes} steps")
         for step_id, req in todo:
             detail = disp.dispatch(req)
             with session_scope(db_url, write=True) as s:
@@ -668,7 +679,6 @@ def run_bisection(
                         "run the same command again to continue"
                     )
                 return Outcome("running", 0, document(bb))
-    raise InfraError(f"bisection did not settle within {max_passes} passes")
 
 
 def _exit_code(a: Action, obs: Mapping[int, Observed]) -> int:
