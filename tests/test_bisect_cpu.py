@@ -90,3 +90,13 @@ def test_print_plan_budget_and_bad_input(tmp_path, capsys, db_url):
     ):
         code, _, err = _bisect(capsys, db, repo, good, bad, "--dispatch", "print")
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_end_that_always_fails_is_an_infra_failure(tmp_path, capsys):
+    """The good end's workload fails every time: tried max_infra (2) times, then exit 3 with the reason."""
+    shas = build_repo(tmp_path / "repo", n=3, slow_at=2, fail_at=(0,))
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    code, doc, _ = _bisect(capsys, db, tmp_path / "repo", shas[0], shas[-1], "--dispatch", "local")
+    assert code == 3 and doc["state"] == "stopped" and doc["stop_reason"] == "infra"
+    assert [s["position"] for s in doc["steps"] if s["action"] == "run"] == [0, 0]
+    assert "the good end failed 2 times for infrastructure reasons" in doc["lines"][-1]
