@@ -73,11 +73,12 @@ class BaselineInfo(_Part):
     """Where the baseline came from: the lane policy and its selection (check), or the files given (compare);
     for a check, the windows of main's history its series were judged against."""
 
-    omit_if_none = ("policy", "runs", "windows")
+    omit_if_none = ("policy", "runs", "windows", "culprits")
     policy: str | None = None
     source: str = ""
     runs: int | None = None
     windows: list[BaselineWindow] | None = None
+    culprits: dict[str, str] | None = None  # main alert id -> the commit `guardrail bisect` found for it
 
 
 class BaselineSide(_Part):
@@ -309,7 +310,10 @@ def baseline_lines(info: BaselineInfo | None) -> list[str]:
         lines.append(line)
     main = sorted({a for w in info.windows for a in w.main_alerts})
     if main:
-        alerts = ", ".join(f"alert #{a}" for a in main)
+        found = info.culprits or {}
+        alerts = ", ".join(
+            f"alert #{a}" + (f" (bisected to {found[str(a)][:10]})" if str(a) in found else "") for a in main
+        )
         lines.append(f"main already regressed here: {alerts} (judged against main after it, not blamed on this run)")
     return lines
 

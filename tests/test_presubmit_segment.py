@@ -183,3 +183,33 @@ def test_a_confirmed_alert_of_main_checks_re_anchors_the_nightly(sqlite_url, tmp
     window = _window(after)
     assert window["since_alert"] == alert_id and window["from_commit"] == since
     assert _row(after)["verdict"] != "regression"
+
+
+def test_a_bisected_main_alert_names_its_culprit_in_the_pr_report(db_url, tmp_path):
+    """Once `guardrail bisect` found the commit behind main's alert, the PR's report says which one."""
+    from guardrail.reports.markdown import render_markdown
+    from guardrail.store import models as m
+
+    _main_with_a_step(db_url, tmp_path)
+    (step,) = [a for a in _scan(db_url) if a.dedup_key.startswith("changepoint:")]
+    culprit = f"main{STEP:02d}"
+    with session_scope(db_url, write=True) as s:
+        s.add(
+            m.Bisection(
+                alert_id=step.id,
+                workload="w",
+                metric="denoise_step_latency",
+                good="main05",
+                bad=culprit,
+                commits=["main05", culprit],
+                dispatch="local",
+                state="culprit",
+                culprit=culprit,
+                low=0,
+                high=1,
+            )
+        )
+    doc = _check(db_url, _pr(db_url, tmp_path, base="main09", level=HIGH, name="after-bisect"))
+    assert doc["baseline"]["culprits"] == {str(step.id): culprit}
+    md = render_markdown(VerdictsDoc.model_validate(doc))
+    assert f"main already regressed here: alert #\u200b{step.id} (bisected to {culprit})" in md

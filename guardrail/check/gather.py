@@ -242,4 +242,22 @@ def judge_run(session: Session, run: m.Run, policy: Policy) -> VerdictsDoc:
         max_extra_repeats=load_rerun_policy().performance.max_extra_repeats,  # noisy: beyond the lane's repeats
     )
     doc = name_the_baseline(doc, baselines.values(), policy)  # its windows, and where main regressed already
+    doc = _with_culprits(session, doc)
     return attach_profile_diffs(doc, groups, {wid: b.results for wid, b in baselines.items()})
+
+
+def _with_culprits(session: Session, doc: VerdictsDoc) -> VerdictsDoc:
+    """The commits `guardrail bisect` found for the main alerts the baseline names, newest bisection first."""
+    info = doc.baseline
+    ids = sorted({a for w in (info.windows if info and info.windows else []) for a in w.main_alerts})
+    if not ids or info is None:
+        return doc
+    found: dict[str, str] = {}
+    q = (
+        select(m.Bisection.alert_id, m.Bisection.culprit)
+        .where(m.Bisection.alert_id.in_(ids), m.Bisection.culprit.is_not(None))
+        .order_by(m.Bisection.id.desc())
+    )
+    for aid, culprit in session.execute(q):
+        found.setdefault(str(aid), culprit)
+    return doc.model_copy(update={"baseline": info.model_copy(update={"culprits": found})}) if found else doc
