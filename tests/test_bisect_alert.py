@@ -40,7 +40,8 @@ def test_bisect_an_alert_and_read_it_from_the_api(tmp_path, capsys, db_url):
         assert r.status_code == 200
         body = r.json()
         assert body["bisection"]["id"] == doc["id"] and body["bisection"]["state"] == "running"
-        assert body["bisection"]["progress"] == {"commits": 5, "tried": 2, "open": 3, "midpoints_left": 2}
+        progress = {"commits": 5, "tried": 2, "measured": 0, "open": 3, "midpoints_left": 2}  # both ends printed
+        assert body["bisection"]["progress"] == progress
         assert c.get("/api/v1/alerts/999/bisection").status_code == 404
 
     code, _, err = run_cli(capsys, "bisect", "999", "--repo", str(tmp_path / "repo"), "--db", db)

@@ -49,6 +49,7 @@ def test_local_bisection_finds_the_slow_commit_and_skips_the_broken_one(tmp_path
         assert b is not None and b.culprit == shas[6] and len(b.steps) == len(doc["steps"])
         read = bisection(s, doc["id"])
     assert read["culprit"] == shas[6] and read["progress"]["open"] == 0 and read["progress"]["midpoints_left"] == 0
+    assert read["progress"]["measured"] >= 5 and read["progress"]["measured"] < read["progress"]["tried"]  # 7 failed
 
     # Asked again, the stored bisection answers at once from the store: the same culprit, nothing rerun.
     code2, doc2, _ = _bisect(capsys, db, tmp_path / "repo", shas[0], shas[-1], "--dispatch", "local")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guardrail.analysis.bisection import steps_left
-from guardrail.bisect import document
+from guardrail.bisect import document, observe
 from guardrail.errors import NotFound
 from guardrail.store import models as m
 from web.read.alerts import compare_url
@@ -29,9 +29,13 @@ def bisection_dict(session: Session, b: m.Bisection) -> dict[str, Any]:
     repo = _repo_of(session, [commits[0], commits[-1], *([b.culprit] if b.culprit else [])])
     # positions a step asked for (measured, dispatched or printed)
     tried = {s.position for s in b.steps if s.action == "run" and s.position is not None}
+    # positions with a stored repeat of the bisected metric (what `decide` reads), beside those only asked for
+    stored = observe(session, commits, b.workload, b.hardware)
+    measured = [p for p, d in stored.items() if b.metric in d.metrics]
     doc["progress"] = {
         "commits": len(commits),
         "tried": len(tried),
+        "measured": len(measured),
         "open": max(0, b.high - b.low - 1),
         "midpoints_left": 0 if b.state != "running" else steps_left(b.low, b.high),
     }
