@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from guardrail.schema import read_yaml, validated
+from guardrail.yaml_files import read_yaml, validated
 
 MATRIX_DIR = Path(__file__).resolve().parents[1] / "workloads" / "matrix"
 SCHEMA = "guardrail.matrix/v1"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from guardrail.analysis.junit_model import VerdictKind, node_id
 from guardrail.analysis.parity import GOAL, CaseResult, Exclusion, LaneRun, ParityRules, Substitution, parity
 from guardrail.errors import InputError
-from guardrail.schema import read_yaml
+from guardrail.yaml_files import read_yaml
 from guardrail.store import junit_models as jm
 from guardrail.store import models as m
 

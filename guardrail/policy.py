@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from guardrail.errors import InputError
-from guardrail.schema import read_yaml, validated
+from guardrail.yaml_files import read_yaml, validated
 
 BASELINES_DIR = Path(os.environ.get("GUARDRAIL_BASELINES", Path(__file__).resolve().parents[1] / "baselines"))
 REFERENCE_DIR = BASELINES_DIR / "reference"

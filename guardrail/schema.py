@@ -12,7 +12,7 @@ import os
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -215,32 +215,6 @@ def json_path(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else f".{'schema' if part == 'schema_' else part}"
     return out
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def read_yaml(path: Path, what: str) -> Any:
-    """The YAML document in `path` (the guardrail's own files: policies, rules, workloads, matrices); an unreadable
-    file or bad YAML is one InputError naming the file."""
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read the {what} ({exc.strerror or exc})", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", file=str(path)) from None
-
-
-def validated(model: type[_M], data: Any, path: Path) -> _M:
-    """`data` as `model`; the first validation problem is one InputError naming the file and its JSON path."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(msg, file=str(path), field=json_path(tuple(err["loc"]))) from None
 
 
 def first_error(exc: ValidationError) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from guardrail.errors import InputError
-from guardrail.schema import read_yaml
+from guardrail.yaml_files import read_yaml
 from runners.geometry import check_geometry
 from runners.spec import LANES, SCALES, FieldError, Generation, WorkloadSpec
 

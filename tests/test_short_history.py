@@ -33,6 +33,9 @@ class Rules:
     def threshold(self, metric: str) -> float:
         return self.limit
 
+    def equivalence_bound(self, metric: str) -> None:
+        return None  # no output-equivalence metrics here
+
 
 def _runs(*levels: float) -> list[list[list[float]]]:
     return [[[v]] for v in levels]  # summary values: one per run

@@ -259,5 +259,6 @@ def _with_culprits(session: Session, doc: VerdictsDoc) -> VerdictsDoc:
         .order_by(m.Bisection.id.desc())
     )
     for aid, culprit in session.execute(q):
-        found.setdefault(str(aid), culprit)
+        if culprit:
+            found.setdefault(str(aid), culprit)
     return doc.model_copy(update={"baseline": info.model_copy(update={"culprits": found})}) if found else doc

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from guardrail.schema import read_yaml, validated
+from guardrail.yaml_files import read_yaml, validated
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "baselines" / "failure-rules.yaml"
 FailureClass = Literal["environment", "code", "unknown"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from guardrail.rerun_policy import RerunPolicy, rerun_policy_from_mapping
-from guardrail.schema import read_yaml
+from guardrail.yaml_files import read_yaml
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "baselines" / "rerun-policy.yaml"
 
