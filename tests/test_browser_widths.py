@@ -146,6 +146,7 @@ def pages(ids: dict) -> dict[str, str]:
         "pr": f"/prs/{PR}",
         "baselines": "/baselines",
         "matrix": "/matrix",
+        "parity": "/parity",
         "flaky": "/flaky",
         "test": f"/tests/{ids['flaky_pk']}",
         "reruns": "/reruns",
