@@ -29,6 +29,7 @@ from typing import Any
 
 from runners.measurements import WORKER_OUTPUT, WorkerFailure, WorkerOk
 from runners.process import run_logged
+from runners.telemetry import JobSampler
 
 # Equivalence thresholds (the field's practice: vLLM-Omni accepts PSNR >= 30 dB and SSIM >= 0.97 against a
 # reference image); the judgement's own per-family thresholds live in policy.
@@ -361,6 +362,7 @@ def run_workload(
     runs: list[WorkerOk | WorkerFailure] = []
     walls: list[float] = []
     records: list[dict[str, Any]] = []
+    telemetry: list[dict[str, Any]] = []
     if isinstance(ref, WorkerFailure):
         runs.append(WorkerFailure(status=ref.status, kind=ref.kind, message=f"single-device reference: {ref.message}"))
         walls.append(ref_wall)
@@ -368,15 +370,17 @@ def run_workload(
         ref_step = statistics.median(ref.metrics.samples("denoise_step_latency") or [0.0]) or None
         for i in range(repeats):
             job = jobs / f"repeat{i + 1}"
-            outs, wall, _ = run_job(
-                path,
-                scale=scale,
-                device=device,
-                world=par.world,
-                job_dir=job,
-                timeout_s=spec.timeout_s,
-                log=logs / f"{spec.name}.{i + 1}.log",
-            )
+            with JobSampler(device, par.world) as tel:  # every rank's device, sampled from here while the job runs
+                outs, wall, _ = run_job(
+                    path,
+                    scale=scale,
+                    device=device,
+                    world=par.world,
+                    job_dir=job,
+                    timeout_s=spec.timeout_s,
+                    log=logs / f"{spec.name}.{i + 1}.log",
+                )
+            telemetry += tel.summaries(f"job {i + 1}")
             walls.append(wall)
             failure = job_failure(outs)
             if failure is not None:
@@ -400,7 +404,7 @@ def run_workload(
                 f"PSNR {rec['equivalence']['psnr_db']:.1f} dB"
             )
     (ref_dir / "output.npy").unlink(missing_ok=True)
-    result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, repeats)
+    result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, repeats, telemetry=telemetry)
     extra = dict(result.extra or {})
     metrics = list(result.metrics)
     if records and result.status == "ok":

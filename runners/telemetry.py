@@ -300,9 +300,34 @@ def physical_index(device_type: str, env: dict[str, str] | None = None) -> int:
     return int(first) if first.isdigit() else 0
 
 
+class JobSampler:
+    """The devices of a parallel job (one per rank, physical indices from the first visible one), each sampled
+    like a single process's; `summaries(label)` gives one summary per rank, labelled "job 1 rank 0"..."""
+
+    def __init__(self, device_type: str, world: int):
+        first = physical_index(device_type)
+        self.samplers = [Sampler(device_type, first + r) for r in range(max(world, 1))]
+
+    def __enter__(self) -> JobSampler:
+        for s in self.samplers:
+            s.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s in self.samplers:
+            s.__exit__(*exc)
+
+    def summaries(self, label: str) -> list[dict[str, Any]]:
+        return [{**s.summary, "label": f"{label} rank {r}"} for r, s in enumerate(self.samplers)]
+
+
 def result_telemetry(per_process: list[dict[str, Any]]) -> dict[str, Any]:
     """The result's `extra.telemetry`: each measured process's summary and, flattened, the anomalies seen."""
-    anomalies = [f"process {i + 1}: {a}" for i, s in enumerate(per_process) for a in s.get("anomalies", [])]
+    anomalies = [
+        f"{s.get('label') or f'process {i + 1}'}: {a}"
+        for i, s in enumerate(per_process)
+        for a in s.get("anomalies", [])
+    ]
     source = next((s.get("source") for s in per_process if s.get("source")), None)
     out: dict[str, Any] = {"source": source, "processes": per_process, "anomalies": anomalies}
     if source is None and per_process:

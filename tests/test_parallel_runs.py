@@ -78,6 +78,10 @@ def _check(r, world: int = 2) -> None:
     assert p["output_mismatch"] is False
     assert r.workload.spec["parallel"]["ulysses"] == 2  # a parallel run is its own series
     assert r.environment.device_type == "cpu"
+    # node telemetry per rank of each job: on a CPU none, said so
+    tel = r.extra["telemetry"]
+    assert [x["label"] for x in tel["processes"]] == [f"job 1 rank {k}" for k in range(world)]
+    assert tel["absent"] == "no device telemetry on cpu" and tel["anomalies"] == []
 
 
 def test_wan22_ulysses2_gloo(tmp_path):
