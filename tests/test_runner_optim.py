@@ -190,8 +190,8 @@ def tiny_qwen():
 def test_attention_backend_is_applied_through_diffusers_and_recorded(tiny_qwen):
     applied = apply_attention(tiny_qwen, Options(attention_backend="_native_math"), "cpu")
     assert applied["attention_backend"] == "_native_math" and applied["attention_backend_via"] == "diffusers"
-    # every attention processor of the 2-block tiny transformer now carries it
-    assert applied["attention_processors"] == {"_native_math": 2}
+    # every attention processor of the 4-block tiny transformer now carries it
+    assert applied["attention_processors"] == {"_native_math": 4}
     procs = {m.processor._attention_backend for m in tiny_qwen.transformer.modules() if hasattr(m, "processor")}
     assert {getattr(b, "value", b) for b in procs} == {"_native_math"}
 

@@ -51,7 +51,13 @@ class LaneRules(Protocol):
     @property
     def max_looks(self) -> int: ...
     def threshold(self, metric: str) -> float: ...
-    def equivalence_bound(self, metric: str) -> Bound | None: ...
+
+
+def _bound(rules: LaneRules, metric: str) -> Bound | None:
+    """The output-equivalence bound of `metric`, where the rules have them (a lane policy does; rules built for
+    one comparison may not, and then nothing is an equivalence metric)."""
+    get = getattr(rules, "equivalence_bound", None)
+    return get(metric) if get is not None else None
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def _equivalence(s: SeriesInput, bound: Bound) -> MetricComparison:
 
 
 def _compare(s: SeriesInput, rules: LaneRules, max_extra_repeats: int | None) -> MetricComparison:
-    bound = rules.equivalence_bound(s.metric)
+    bound = _bound(rules, s.metric)
     if bound is not None:
         return _equivalence(s, bound)
     baseline, history, summary = s.baseline, s.history, s.summary
@@ -224,7 +230,7 @@ def judge(
     gating = [
         i
         for i, s in enumerate(series)
-        if not s.informational and min(s.look, rules.max_looks) == 1 and rules.equivalence_bound(s.metric) is None
+        if not s.informational and min(s.look, rules.max_looks) == 1 and _bound(rules, s.metric) is None
     ]
     fdr = judge_check([comparisons[i] for i in gating], fdr=rules.fdr)
     for i, adjusted in zip(gating, fdr.comparisons, strict=True):
