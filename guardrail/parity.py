@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from guardrail.analysis.junit_model import VerdictKind, node_id
 from guardrail.analysis.parity import GOAL, CaseResult, Exclusion, LaneRun, ParityRules, Substitution, parity
 from guardrail.errors import InputError
-from guardrail.yaml_files import read_yaml
 from guardrail.store import junit_models as jm
 from guardrail.store import models as m
+from guardrail.yaml_files import read_yaml
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "baselines" / "parity-rules.yaml"
 _CHUNK = 500

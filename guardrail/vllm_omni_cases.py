@@ -30,17 +30,6 @@ ENDPOINTS = {"vllm-omni": "/v1/chat/completions", "openai": "/v1/images/generati
 # and task are passed first, explicitly). `backend` is ours: which client backend a config uses.
 NOT_FLAGS = ("baseline", "dataset", "task", "name", "backend", "enabled", "skip-performance-assertion")
 SWEEP_KEYS = ("max-concurrency", "num-prompts")
-_PARALLEL_KEYS = (
-    "num-gpus",
-    "usp",
-    "ulysses-degree",
-    "ring",
-    "ring-degree",
-    "cfg-parallel-size",
-    "vae-patch-parallel-size",
-    "vae-use-tiling",
-    "tensor-parallel-size",
-)
 
 
 # --- what one benchmark config runs -------------------------------------------------------------------------
@@ -112,7 +101,7 @@ def report_columns(
     model: str | None, serve_args: dict[str, Any], step: dict[str, Any], attn_backend: str | None
 ) -> dict[str, Any]:
     """The report columns vLLM-Omni's writer puts in a `diffusion_result_*.json` record (the adapter's DIMS)."""
-    parallel = ",".join(f"{k}={serve_args[k]}" for k in _PARALLEL_KEYS if k in serve_args) or "none"
+    parallel = ",".join(f"{k}={serve_args[k]}" for k in diffusion.PARALLEL_SERVE_ARGS if k in serve_args) or "none"
     offload = [k for k in ("enable-cpu-offload", "enable-layerwise-offload") if k in serve_args]
     return {
         "Model": model,

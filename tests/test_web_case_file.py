@@ -401,9 +401,10 @@ def test_alert_page_shows_its_bisection_culprit_or_progress(tmp_path):
             confidence={"culprit_vs_good": {"verdict": "regression", "change": 0.081, "p_value": 1e-6},
                         "parent_vs_bad": {"verdict": "improvement", "change": -0.075, "p_value": 2e-6}},
         )  # fmt: skip
-        b.steps = [m.BisectionStep(seq=1, action="run", position=0, sha=shas[0], why="verify the good end", repeats=2,
-                                   outcome="ok"),
-                   m.BisectionStep(seq=2, action="culprit", position=1, sha=shas[1], why="found", outcome="found")]  # fmt: skip
+        b.steps = [
+            m.BisectionStep(seq=1, action="run", position=0, sha=shas[0], why="verify the good end", repeats=2, outcome="ok"),
+            m.BisectionStep(seq=2, action="culprit", position=1, sha=shas[1], why="found", outcome="found"),
+        ]
         s.add(b)
     with TestClient(create_app(url)) as c:
         page = _main(c.get(f"/alerts/{aid}").text)

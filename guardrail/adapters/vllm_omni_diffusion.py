@@ -15,6 +15,20 @@ from guardrail.adapters.context import AdaptContext, AdaptDefaults, request_outc
 from guardrail.adapters.hardware import normalize_hardware
 from guardrail.schema import CIInfo, Result, Source, Status
 
+# The serve args vLLM-Omni's report writer reads into a run's Parallelism column, in its order: the parallel
+# layout of a case, shared by the reference import and the case import so both name the same series.
+PARALLEL_SERVE_ARGS = (
+    "num-gpus",
+    "usp",
+    "ulysses-degree",
+    "ring",
+    "ring-degree",
+    "cfg-parallel-size",
+    "vae-patch-parallel-size",
+    "vae-use-tiling",
+    "tensor-parallel-size",
+)
+
 FORMAT = "vllm-omni-diffusion"
 REPO = "vllm-project/vllm-omni"
 # The corpus' Buildkite files leave `Hardware` empty; vLLM-Omni's nightly reports and issues label the

@@ -128,17 +128,7 @@ def config_dims(
     """The dims a diffusion config determines, derived the way vLLM-Omni's writer derives its report
     columns (resolution, Parallelism, Cache, compile, Quantization, offload)."""
     width, height = bp.get("width", "unknown width"), bp.get("height", "unknown height")
-    keys = (
-        "num-gpus",
-        "usp",
-        "ulysses-degree",
-        "ring",
-        "ring-degree",
-        "cfg-parallel-size",
-        "vae-patch-parallel-size",
-        "vae-use-tiling",
-        "tensor-parallel-size",
-    )
+    keys = diffusion.PARALLEL_SERVE_ARGS
     parallel = ",".join(f"{k}={serve_args[k]}" for k in keys if k in serve_args) or "none"
     offload = [k for k in ("enable-cpu-offload", "enable-layerwise-offload") if k in serve_args]
     columns: dict[str, Any] = {

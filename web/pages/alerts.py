@@ -19,8 +19,8 @@ from web.auth import require_reader, token_name
 from web.pages.rendering import Opt, local_url, render, session
 from web.params import MAX_ID, PathId
 from web.read import alerts as alert_reads
-from web.read.bisections import alert_bisection
 from web.read import series as series_reads
+from web.read.bisections import alert_bisection
 
 reads = APIRouter(include_in_schema=False, dependencies=[Depends(require_reader)])
 forms = APIRouter(include_in_schema=False)
