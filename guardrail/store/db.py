@@ -42,10 +42,12 @@ def redact(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    # The busy timeout first: switching to (or confirming) WAL takes a lock, which under concurrent first uses
+    # must wait rather than fail with "database is locked" (tests/test_issue13_verdict_race.py under load).
+    cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
@@ -63,7 +65,7 @@ def get_engine(url: str) -> Engine:
             want = "sqlite:///FILE" if parsed.get_backend_name() == "sqlite" else "postgresql+psycopg://…"
             raise InputError(f"driver {parsed.drivername!r} is not supported; use {want}", field="--db")
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -234,7 +236,7 @@ def _migrate_new_sqlite(path: Path, revision: str) -> None:
     from alembic import command
 
     try:
-        engine = create_engine(tmp_url, connect_args={"timeout": 30})
+        engine = create_engine(tmp_url, connect_args={"timeout": 60})
         # rollback journal, not WAL, on the temporary file: the whole database is in the one file renamed
         try:
             cfg = alembic_config(tmp_url, engine)
