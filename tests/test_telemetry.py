@@ -86,6 +86,7 @@ def test_npu_smi_is_sampled_while_the_process_runs(tmp_path, monkeypatch):
     tool = tmp_path / "npu-smi"
     tool.write_text(
         "#!/bin/sh\n"
+        f'echo "$3" >> {tmp_path}/calls\n'
         'case "$3" in\n'
         f"  common|usages) cat <<'EOF'\n{NPU_COMMON}EOF\n;;\n"
         "  proc-mem) echo '        Process id : 1'; echo '        Process memory(MB) : 1024';;\n"
@@ -94,8 +95,19 @@ def test_npu_smi_is_sampled_while_the_process_runs(tmp_path, monkeypatch):
     )
     tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    # the measured process lasts until two samples are taken (each calls proc-mem once): a loaded machine's slow
+    # stand-in tool cannot make it end first; bounded by a count of naps, not by a clock
+    calls = tmp_path / "calls"
+    calls.touch()
+    waits = (
+        "import pathlib, time\n"
+        f"calls = pathlib.Path({str(calls)!r})\n"
+        "for _ in range(3000):\n"
+        "    if calls.read_text().count('proc-mem') >= 2: break\n"
+        "    time.sleep(0.01)\n"
+    )
     with Sampler("npu", interval_s=0.05) as tel:
-        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.4)"], check=True)
+        subprocess.run([sys.executable, "-c", waits], check=True)
     s = tel.summary
     assert s["source"] == "npu-smi" and s["samples"] >= 2
     assert s["freq_mhz"]["median"] == 1800.0 and s["temp_c"]["max"] == 45.0 and s["health"] == "OK"

@@ -237,12 +237,16 @@ def _migrate_new_sqlite(path: Path, revision: str) -> None:
 
     try:
         engine = create_engine(tmp_url, connect_args={"timeout": 60})
-        # rollback journal, not WAL, on the temporary file: the whole database is in the one file renamed
         try:
             cfg = alembic_config(tmp_url, engine)
             _guard_connect(tmp_url, lambda: command.upgrade(cfg, revision))
+            # Migrated under a rollback journal, then switched to WAL (a setting kept in the file's header) here,
+            # alone: processes that open the renamed file concurrently would otherwise each switch it, and two
+            # readers upgrading to the switch's exclusive lock get SQLITE_BUSY at once, without waiting.
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         finally:
-            engine.dispose()
+            engine.dispose()  # the last connection's close checkpoints the WAL into the file and removes it
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
