@@ -20,6 +20,21 @@ from web.app import GuardedHttp
 
 CHUNK = 64 * 1024
 READ: list[int] = []  # bytes the server read, one entry a read, for the connections of the running test
+SENT: list[int] = []  # the status of each response the app started
+
+
+def _recording(app):
+    """The app, noting each response's status as it starts (the server's side of what the client may miss)."""
+
+    async def asgi(scope, receive, send):
+        async def noted(message):
+            if message["type"] == "http.response.start":
+                SENT.append(message["status"])
+            await send(message)
+
+        await app(scope, receive, noted)
+
+    return asgi
 
 
 class CountingHttp(GuardedHttp):
@@ -41,7 +56,7 @@ def served(request, tmp_path):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", http=CountingHttp, loop=request.param)
+    config = uvicorn.Config(_recording(app), log_level="warning", lifespan="off", http=CountingHttp, loop=request.param)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -96,10 +111,12 @@ def test_unauthenticated_upload_has_at_most_64_kib_read(served, token):
         # The server closes with the client's unread body in its buffer, so the kernel may reset the connection;
         # a reset that arrives before the client's recv drops the 401 from its buffer (an empty answer): try again.
         READ.clear()
+        SENT.clear()
         answer = _blast(port, token)
         if answer:
             break
-    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    # On a loaded machine all three answers can be dropped so; then the server's own record says what it sent.
+    assert answer.startswith(b"HTTP/1.1 401") or (answer == b"" and SENT == [401]), (answer[:200], SENT)
     time.sleep(0.2)  # any read still in flight when the answer came
     assert 0 < sum(READ) <= 64 * 1024, READ
     assert max(READ) <= 16 * 1024, READ
