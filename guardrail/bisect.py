@@ -609,6 +609,7 @@ def run_bisection(
             obs = _observed(data, metric, _no_result_failures(b))
             a = decide(len(commits), obs, cfg)
             b.spent_minutes = round(spent_minutes(obs), 4)
+            b.config = _cfg_dict(cfg)  # what this pass judged with (a resumed bisection may be asked differently)
             b.low, b.high, b.updated_at = a.low, a.high, clock.now()
             last = b.steps[-1] if b.steps else None
             pending = _latest_run(b, a.position) if a.kind == "run" else None
@@ -740,6 +741,7 @@ def document(b: Bisection) -> dict[str, Any]:
         "open_range": {"low": b.commits[b.low], "high": b.commits[b.high], "positions": [b.low, b.high]},
         "budget_minutes": b.budget_minutes,
         "spent_minutes": b.spent_minutes,
+        "config": b.config,
         "steps": [
             {
                 "seq": s.seq,

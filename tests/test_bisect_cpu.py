@@ -11,7 +11,7 @@ from pathlib import Path
 
 from guardrail.store.db import session_scope
 from guardrail.store.models import Bisection
-from tests.bisect_repo import HARDWARE, WORKLOAD, build_repo
+from tests.bisect_repo import HARDWARE, THRESHOLD, WORKLOAD, build_repo
 from tests.cli_inprocess import run_cli
 from web.read.bisections import bisection
 
@@ -19,7 +19,7 @@ from web.read.bisections import bisection
 def _bisect(capsys, db: str, repo: Path, good: str, bad: str, *extra: str) -> tuple[int, dict, str]:
     code, out, err = run_cli(
         capsys, "bisect", "--repo", str(repo), "--good", good, "--bad", bad, "--workload", WORKLOAD,
-        "--hardware", HARDWARE, "--db", db, "--format", "json", *extra,
+        "--hardware", HARDWARE, "--db", db, "--format", "json", *THRESHOLD, *extra,
     )  # fmt: skip
     return code, (json.loads(out) if out.strip().startswith("{") else {}), err
 
@@ -30,7 +30,7 @@ def test_local_bisection_finds_the_slow_commit_and_skips_the_broken_one(tmp_path
     db = f"sqlite:///{tmp_path / 'g.db'}"
     code, doc, err = _bisect(capsys, db, tmp_path / "repo", shas[0], shas[-1], "--dispatch", "local")
     assert code == 0, (err, doc.get("lines"))
-    assert doc["state"] == "culprit" and doc["culprit"] == shas[6]
+    assert doc["state"] == "culprit" and doc["culprit"] == shas[6] and doc["config"]["threshold"] == 0.3
     c = doc["confidence"]
     assert c["culprit_vs_good"]["verdict"] == "regression" and c["culprit_vs_good"]["p_value"] < 0.05
     assert c["parent_vs_bad"]["verdict"] == "improvement" and c["parent_vs_bad"]["p_value"] < 0.05
@@ -91,6 +91,9 @@ def test_print_plan_budget_and_bad_input(tmp_path, capsys, db_url):
     ):
         code, _, err = _bisect(capsys, db, repo, good, bad, "--dispatch", "print")
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    # a threshold that is not a fraction (the last --threshold given wins over the helper's)
+    code, _, err = _bisect(capsys, db, repo, shas[0], shas[-1], "--dispatch", "print", "--threshold", "25")
+    assert code == 2 and "--threshold" in err and "fraction" in err and len(err.strip().splitlines()) == 1
 
 
 def test_an_end_that_always_fails_is_an_infra_failure(tmp_path, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.bisect import run_at
-from tests.bisect_repo import HARDWARE, WORKLOAD, build_repo
+from tests.bisect_repo import HARDWARE, THRESHOLD, WORKLOAD, build_repo
 from tests.cli_inprocess import run_cli
 
 TOKEN = "ghs_bisect_secret_TOKEN_0123456789"
@@ -52,7 +52,7 @@ def standin(answer: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any] | 
 def _bisect(capsys, db: str, repo: Path, shas: list[str], *extra: str) -> tuple[int, dict, str]:
     code, out, err = run_cli(
         capsys, "bisect", "--repo", str(repo), "--good", shas[0], "--bad", shas[-1], "--workload", WORKLOAD,
-        "--hardware", HARDWARE, "--db", db, "--format", "json", *extra,
+        "--hardware", HARDWARE, "--db", db, "--format", "json", *THRESHOLD, *extra,
     )  # fmt: skip
     assert TOKEN not in out and TOKEN not in err
     return code, (json.loads(out) if out.strip().startswith("{") else {}), err

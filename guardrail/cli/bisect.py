@@ -44,6 +44,15 @@ def bisect_command(
         str, typer.Option("--scale", help="tiny | full, for the default local command and the plan.")
     ] = "tiny",
     repeats: Annotated[int, typer.Option("--repeats", help="Repeats (fresh processes) per look at a commit.")] = 2,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="The practical change (a fraction) a commit must carry to read bad; default: the bisect lane "
+            "policy's for the metric. Near half the step being bisected keeps a shared machine's drift from "
+            "reading as a step.",
+        ),
+    ] = None,
     budget_minutes: Annotated[
         float | None, typer.Option("--budget-minutes", help="Stop once the results' durations add up to this.")
     ] = None,
@@ -78,6 +87,8 @@ def bisect_command(
         raise InputError(f"unknown dispatcher {dispatch!r}; one of {', '.join(bs.DISPATCHERS)}", field="--dispatch")
     if repeats < 1:
         raise InputError("must be at least 1", field="--repeats")
+    if threshold is not None and not 0 < threshold < 10:
+        raise InputError(f"{threshold} is not a fraction of change (e.g. 0.1 for 10%)", field="--threshold")
     if budget_minutes is not None and budget_minutes <= 0:
         raise InputError("must be positive", field="--budget-minutes")
     url = resolve_db(db)
@@ -115,7 +126,11 @@ def bisect_command(
     def cfg_for(metric_name: str, direction: str) -> Config:
         return Config(
             direction=direction,
-            threshold=policy.threshold(metric_name) if metric_name else policy.thresholds.get("default", 0.01),
+            threshold=threshold
+            if threshold is not None
+            else policy.threshold(metric_name)
+            if metric_name
+            else policy.thresholds.get("default", 0.01),
             alpha=policy.alpha,
             repeats=repeats,
             max_looks=policy.max_looks,
