@@ -402,7 +402,9 @@ def test_alert_page_shows_its_bisection_culprit_or_progress(tmp_path):
                         "parent_vs_bad": {"verdict": "improvement", "change": -0.075, "p_value": 2e-6}},
         )  # fmt: skip
         b.steps = [
-            m.BisectionStep(seq=1, action="run", position=0, sha=shas[0], why="verify the good end", repeats=2, outcome="ok"),
+            m.BisectionStep(
+                seq=1, action="run", position=0, sha=shas[0], why="verify the good end", repeats=2, outcome="ok"
+            ),
             m.BisectionStep(seq=2, action="culprit", position=1, sha=shas[1], why="found", outcome="found"),
         ]
         s.add(b)
@@ -418,6 +420,8 @@ def test_alert_page_shows_its_bisection_culprit_or_progress(tmp_path):
             row = s.scalars(select(m.Bisection)).one()
             row.state, row.culprit = "running", None
         page = _main(c.get(f"/alerts/{aid}").text)
-        assert "1 of 2 commits measured" in unescape(re.search(r'id="bisection-progress">(.*?)</p>', page, re.S).group(1))
+        assert "1 of 2 commits measured" in unescape(
+            re.search(r'id="bisection-progress">(.*?)</p>', page, re.S).group(1)
+        )
         assert "Resume the bisection" in page
         assert c.get(f"/api/v1/alerts/{aid}/bisection").json()["bisection"]["state"] == "running"
