@@ -12,9 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from guardrail.bisect import run_at
 from tests.bisect_repo import HARDWARE, THRESHOLD, WORKLOAD, build_repo
 from tests.cli_inprocess import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TOKEN = "ghs_bisect_secret_TOKEN_0123456789"
 
@@ -81,6 +85,14 @@ def test_github_workflow_dispatch_body_and_hidden_token(tmp_path, capsys, monkey
                    "bisection": str(doc["id"])},
     }  # fmt: skip
     assert doc["steps"][0]["outcome"] == "dispatched" and doc["steps"][0]["detail"]["status"] == 204
+    # the repository's own bisect.yml takes exactly these inputs (GitHub refuses a dispatch with an unknown one,
+    # and a required input left out), and its job runs `guardrail bisect --run-at` with them
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "bisect.yml").read_text())
+    inputs = wf[True]["workflow_dispatch"]["inputs"]  # PyYAML reads the bare key `on` as True
+    assert set(inputs) == set(req["body"]["inputs"])
+    assert {k for k, v in inputs.items() if v.get("required")} <= set(req["body"]["inputs"])
+    script = " ".join(step.get("run", "") for step in wf["jobs"]["measure"]["steps"])
+    assert 'guardrail bisect --run-at "$COMMIT" --workload "$WORKLOAD" --repeats "$REPEATS"' in script
 
 
 def test_buildkite_create_build_body_hidden_token_and_refusal(tmp_path, capsys, monkeypatch):
