@@ -133,6 +133,10 @@ def _run_rank(args: Any, rank: int, world: int, local: int, job: Path, say: Any)
     components.build_pipeline = build_parallel  # type: ignore[assignment]
     diffusers_engine.fingerprint = keep_output
     device = _RankDevice(dev_type, index=local)
+    if par is not None:
+        from runners import collectives
+
+        collectives.install(device.event)  # exposed communication per step (denoise_step_comm_time)
     result = diffusers_engine.run(spec, args.scale, device, progress=say, seed=args.seed)
     applied = {**result.applied, "parallel": applied_par or None, "rank": rank, "world": world}
     return result.model_copy(update={"applied": applied})
@@ -261,7 +265,8 @@ def job_failure(outs: list[WorkerOk | WorkerFailure]) -> WorkerFailure | None:
 
 
 def merge(outs: list[WorkerOk]) -> WorkerOk:
-    """The job as one repeat: a step takes as long as its slowest rank; memory is the largest rank's."""
+    """The job as one repeat: a step takes as long as its slowest rank; memory is the largest rank's; comm time
+    per step is the ranks' mean."""
     base = outs[0]
     per = [o.metrics for o in outs]
 
@@ -275,6 +280,8 @@ def merge(outs: list[WorkerOk]) -> WorkerOk:
         n: worst(n)
         for n in ("denoise_step_latency", "e2e_latency", "denoise_latency", "peak_memory", "reserved_memory")
     }
+    # communication: the ranks' mean (the fastest rank waits longest; each rank's own is a metric of its own)
+    update["denoise_step_comm_time"] = worst("denoise_step_comm_time", statistics.fmean)
     thr = base.metrics.samples("throughput")
     e2e = update["e2e_latency"]
     if thr and e2e:
@@ -292,6 +299,7 @@ def rank_record(outs: list[WorkerOk]) -> dict[str, Any]:
         "step_median_ms": med,
         "spread": spread,  # (slowest - fastest) / fastest rank, by median step
         "peak_memory_mib": [o.metrics.samples("peak_memory")[:1] for o in outs],
+        "comm_ms": [o.metrics.samples("denoise_step_comm_time") for o in outs],
         "fingerprint_sha256_u8": [o.fingerprint.get("sha256_u8") for o in outs],
     }
 
@@ -444,6 +452,9 @@ def _parallel_metrics(records: list[dict[str, Any]], world: int) -> list[Any]:
         steps = [rec["step_latency_ms"][r] for rec in records]
         if all(steps):
             out.append(m(f"denoise_step_latency_rank{r}", "ms", "lower_is_better", steps))
+        comms = [rec.get("comm_ms", [[]] * world)[r] for rec in records]
+        if all(comms):
+            out.append(m(f"denoise_step_comm_time_rank{r}", "ms", "lower_is_better", comms))
         peaks = [rec["peak_memory_mib"][r] for rec in records]
         if all(peaks):
             out.append(m(f"peak_memory_rank{r}", "MiB", "lower_is_better", peaks, zero=True))

@@ -58,6 +58,9 @@ class Measurements(_Output):
     # CPU lane's gate, far steadier than wall time on a shared machine (docs/runners.md, "The CPU lane")
     denoise_step_cpu_time: Annotated[Samples, MetricInfo("ms")] = None
     e2e_cpu_time: Annotated[Samples, MetricInfo("ms")] = None
+    # exposed communication per measured step of a parallel job (runners.collectives): the rank's time inside
+    # diffusers' blocking collectives; recorded whenever they were timed
+    denoise_step_comm_time: Annotated[Samples, MetricInfo("ms")] = None
 
     def samples(self, metric: str) -> list[float]:
         """The values of one metric ([] when not measured)."""
@@ -70,7 +73,13 @@ CATALOGUE: dict[str, MetricInfo] = {
 }
 METRICS = tuple(CATALOGUE)
 # Recorded whenever the option behind them applied, asked for or not.
-WHEN_APPLIED = ("compile_time", "cache_cached_steps", "cache_computed_steps", "cache_residual_diff")
+WHEN_APPLIED = (
+    "compile_time",
+    "cache_cached_steps",
+    "cache_computed_steps",
+    "cache_residual_diff",
+    "denoise_step_comm_time",
+)
 # Measured only when a workload lists them (an extra no-cache generation per process).
 EQUIVALENCE = ("cache_psnr", "cache_ssim", "cache_max_abs_diff")
 # Recorded whenever the device is the CPU (a device has no process CPU time of its work).

@@ -62,6 +62,12 @@ def _check(r, world: int = 2) -> None:
     per_rank = [names[f"denoise_step_latency_rank{k}"].repeats[0] for k in range(world)]
     assert names["denoise_step_latency"].repeats[0] == [max(col) for col in zip(*per_rank, strict=True)]
     assert names["rank_step_spread"].repeats[0][0] >= 0
+    # exposed communication per step, per rank (runners.collectives): there, and a part of each step only
+    comm = [names[f"denoise_step_comm_time_rank{k}"].repeats[0] for k in range(world)]
+    for k in range(world):
+        assert len(comm[k]) == len(per_rank[k]) and all(0 < c < s for c, s in zip(comm[k], per_rank[k], strict=True))
+    job_comm = names["denoise_step_comm_time"].repeats[0]
+    assert job_comm == pytest.approx([statistics.fmean(col) for col in zip(*comm, strict=True)])
     # same seed, same weights: the picture does not change (fp32 on CPU: equal to rounding)
     assert names["parallel_psnr"].repeats[0][0] >= 30.0
     assert names["parallel_ssim"].repeats[0][0] >= 0.97
@@ -133,3 +139,4 @@ def test_one_rank_job_through_the_same_launcher(tmp_path):
     applied = outs[0].applied["parallel"]
     assert applied["world"] == 1 and applied["backend"] == "gloo" and applied["library"] is None
     assert outs[0].metrics.samples("denoise_step_latency")
+    assert not outs[0].metrics.samples("denoise_step_comm_time")  # one rank: no collective, no comm metric

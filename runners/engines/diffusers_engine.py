@@ -32,6 +32,7 @@ class Probe:
         self.forwards: list[tuple[int, Mark, Mark | None]] = []  # (step index, pre, post)
         self.text: list[tuple[Mark, Mark | None]] = []
         self.decode: list[tuple[Mark, Mark | None]] = []
+        self.comms: list[tuple[int, Mark, Mark]] = []  # (step index, before, after): runners.collectives
         self.keep_inputs = False
         self.captured: list[tuple[Any, tuple, dict]] = []
 
@@ -53,6 +54,10 @@ class Probe:
 
     def text_post(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         self.text[-1] = (self.text[-1][0], self.device.event())
+
+    def comm(self, pre: Mark, post: Mark) -> None:
+        """One collective of a parallel job (runners.collectives), counted in the step it happened in."""
+        self.comms.append((len(self.step_ends), pre, post))
 
     def step_end(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
         self.step_ends.append(self.device.event())
@@ -85,6 +90,12 @@ class Probe:
         for step, pre, post in self.forwards:
             if post is not None:
                 per[step] = per.get(step, 0.0) + pre.ms_until(post)
+        return [per.get(i, 0.0) for i in range(len(self.step_ends))]
+
+    def comm_ms_per_step(self) -> list[float]:
+        per: dict[int, float] = {}
+        for step, pre, post in self.comms:
+            per[step] = per.get(step, 0.0) + pre.ms_until(post)
         return [per.get(i, 0.0) for i in range(len(self.step_ends))]
 
     @staticmethod
@@ -273,6 +284,10 @@ def run(
     compiling = applied["compile"] != "none"
     probe = Probe(device)
     _instrument(pipe, probe)
+    from runners import collectives
+
+    timing_comms = collectives.installed()  # a rank of a parallel job (runners.launch)
+    collectives.attach(probe.comm if timing_comms else None)
 
     def generate(kwargs: dict[str, Any]) -> Any:
         try:
@@ -310,8 +325,10 @@ def run(
     wall_s = time.perf_counter() - t
     output = _output_of(result)
 
+    collectives.attach(None)
     steps_ms = probe.step_ms()
     steps_cpu_ms = probe.step_cpu_ms()
+    comm_ms = probe.comm_ms_per_step() if probe.comms else []
     e2e_ms = start.ms_until(end)
     e2e_cpu_ms = start.cpu_ms_until(end)
     loop_start = probe.loop_start
@@ -355,6 +372,7 @@ def run(
         throughput=[n_out / (e2e_ms / 1000.0)] if e2e_ms > 0 else [0.0],
         denoise_step_cpu_time=(steps_cpu_ms[warm_steps:] or steps_cpu_ms) or None,
         e2e_cpu_time=None if e2e_cpu_ms is None else [e2e_cpu_ms],
+        denoise_step_comm_time=(comm_ms[warm_steps:] or comm_ms) or None,
         **cache_metrics,
     )
     # the metrics the workload asks for, plus those recorded whenever their option applied
