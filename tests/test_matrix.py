@@ -126,6 +126,16 @@ def test_cli_prints_the_plan_and_the_last_stored_state_of_a_cell(sqlite_url, tmp
     line = next(x for x in text.stdout.splitlines() if "efficiency" in x)
     assert "efficiency 83%" in line and "PSNR 41.5 dB" in line and "not checked" in line
     assert "unsupported ulysses2+cfg2+vae_patch4 [vllm-omni-ulysses2-cfg2-vae_patch4]: cfg:" in text.stdout
+    # nightly: the rest grouped by reason, one line per reason with its count, not one per cell
+    nightly = [sys.executable, "-m", "guardrail", "matrix", "--lane", "nightly"]
+    fams = {f["family"]: f for f in json.loads(subprocess.run([*nightly, "--format", "json"], capture_output=True,
+                                                              text=True, check=True).stdout)["families"]}  # fmt: skip
+    ntext = subprocess.run(nightly, capture_output=True, text=True, check=True).stdout
+    grouped = [x for x in ntext.splitlines() if x.startswith("  unsupported, ")]
+    unnamed = [c for f in fams.values() for c in f["unsupported"] if not c["name"]]
+    assert grouped and sum(int(x.split(" cell")[0].rsplit(" ", 1)[1]) for x in grouped) == len(unnamed)
+    assert len(grouped) == len({(f["family"], c["reason"]) for f in fams.values() for c in f["unsupported"]
+                                if not c["name"]})  # fmt: skip
     assert text.stdout.strip().splitlines()[-1].startswith("lane presubmit: at most ")
 
 

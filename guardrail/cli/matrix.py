@@ -76,8 +76,20 @@ def matrix_cmd(
         for c in fam["cells"]:
             label = c["cell"] + (f" [{c['name']}]" if c["name"] else "")
             typer.echo(f"  {label:42s} {c['world']} dev  {c['device_minutes']:6g} min  {_last(c['last'])}")
-        for c in fam["unsupported"]:
-            label = c["cell"] + (f" [{c['name']}]" if c["name"] else "")
-            typer.echo(f"  unsupported {label}: {c['reason']}")
+        _echo_unsupported(fam["unsupported"])
         total += fam["device_minutes"]
     typer.echo(f"lane {lane}: at most {total:g} device minutes in all")
+
+
+def _echo_unsupported(cells: list[dict], shown: int = 4) -> None:
+    """Named cells (the users' real cases) one per line; the rest grouped by reason, a few named per group."""
+    groups: dict[str, list[str]] = {}
+    for c in cells:
+        if c["name"]:
+            typer.echo(f"  unsupported {c['cell']} [{c['name']}]: {c['reason']}")
+        else:
+            groups.setdefault(c["reason"], []).append(c["cell"])
+    for reason, names in groups.items():
+        more = f", +{len(names) - shown} more (--format json lists them)" if len(names) > shown else ""
+        n = len(names)
+        typer.echo(f"  unsupported, {n} cell{'' if n == 1 else 's'}: {reason}: {', '.join(names[:shown])}{more}")
