@@ -17,7 +17,12 @@ Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5
   three families -> refused.
 - vae_patch: cache-dit has a data-parallel tiled decode for AutoencoderKLWan and AutoencoderKLQwenImage over the
   job's ranks; the runner does not wire it yet -> refused, saying so (see docs/runners.md, "Parallel workloads").
-- hsdp: no library wires HSDP/FSDP weight sharding into these pipelines -> refused.
+- hsdp (weight sharding over the job's ranks): neither diffusers nor cache-dit wires it into these pipelines;
+  torch's own FSDP2 (`torch.distributed.fsdp.fully_shard`, per transformer block and then the whole model, over
+  one mesh of all the job's ranks) does, and composes with diffusers' context parallelism (the all-gather of a
+  block's weights runs before its forward, the Ulysses all-to-alls inside it). With cache-dit's parallelism
+  (tp, and everything on HunyuanImage) it is refused: cache-dit shards with DTensor on its own mesh, and the two
+  are not combined.
 
 CPU accommodation (the only one, in `_cpu_device_count`): diffusers' `_resolve_parallel_config` computes the rank's
 device as `rank % torch.accelerator.device_count()`, which is 0 on a CPU-only host (ZeroDivisionError); while
@@ -78,18 +83,25 @@ _VAE_PATCH = (
 )
 
 
+_HSDP_WITH_CACHE_DIT = (
+    "hsdp: torch FSDP2 with cache-dit's parallelism (tp, and every HunyuanImage strategy) is not combined: "
+    "cache-dit shards with DTensor on a mesh of its own"
+)
+
+
 def _support(family: str) -> dict[str, Support]:
     name = {"wan": "WanPipeline", "qwen-image": "QwenImageEdit*Pipeline", "hunyuanimage": "HunyuanImagePipeline"}
     cfg = Support(
         unsupported=f"cfg: neither diffusers 0.42.1 nor cache-dit 1.5 implements CFG-parallel for {name[family]}"
     )
-    hsdp = Support(unsupported=f"hsdp: no library wires HSDP/FSDP weight sharding into {name[family]}")
+    hsdp = Support("torch", "torch.distributed.fsdp.fully_shard (FSDP2) per transformer block, then the model")
     cp = Support(
         "diffusers", "ModelMixin.enable_parallelism(config=ContextParallelConfig(ulysses_degree, ring_degree))"
     )
     cd = Support("cache-dit", "cache_dit.enable_cache(pipe, parallelism_config=ParallelismConfig(...))")
     if family == "hunyuanimage":
         vae = Support(unsupported="vae_patch: cache-dit 1.5 has no VAE parallel planner for AutoencoderKLHunyuanImage")
+        hsdp = Support(unsupported=_HSDP_WITH_CACHE_DIT)
         return {"ulysses": cd, "ring": cd, "tp": cd, "cfg": cfg, "vae_patch": vae, "hsdp": hsdp}
     return {"ulysses": cp, "ring": cp, "tp": cd, "cfg": cfg, "vae_patch": Support(unsupported=_VAE_PATCH), "hsdp": hsdp}
 
@@ -123,13 +135,16 @@ def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
     for s in par.asked():
         if table[s].unsupported:
             return table[s].unsupported
+    if par.hsdp and plan(pipeline, par) == "cache-dit":
+        return _HSDP_WITH_CACHE_DIT
     return None
 
 
 def plan(pipeline: str, par: Parallel) -> str:
-    """Which library applies the whole mapping: 'diffusers' (context parallel only) or 'cache-dit'."""
+    """Which library applies the whole mapping: 'diffusers' (context parallel only) or 'cache-dit'; hsdp (torch
+    FSDP2) is applied on top of either, by `apply`."""
     table = SUPPORT[family_of(pipeline)]
-    libs = {table[s].library for s in par.asked()}
+    libs = {table[s].library for s in par.asked() if s != "hsdp"}
     return "cache-dit" if "cache-dit" in libs else "diffusers"
 
 
@@ -296,8 +311,43 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
             api="cache_dit.enable_cache(parallelism_config=ParallelismConfig)",
             cache_dit_backend=str(getattr(config, "backend", None)),
         )
+    if par.hsdp:
+        applied["hsdp_applied"] = shard_weights(pipe, device_type, par.world)
     applied["attention_backend"] = _attention_backends(pipe)
     return applied
+
+
+BLOCK_LISTS = ("blocks", "transformer_blocks", "single_transformer_blocks")  # Wan, Qwen-Image, HunyuanImage
+
+
+def shard_weights(pipe: Any, device_type: str, world: int) -> dict[str, Any]:
+    """hsdp: torch FSDP2 over one mesh of all the job's ranks, each transformer block a unit, then the model (its
+    remaining weights). Inference only: weights are gathered before a block's forward and freed after it."""
+    import torch
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device_type, (world,))
+    units = 0
+    total = local = 0
+    for t in transformers_of(pipe):
+        for name in BLOCK_LISTS:
+            for block in getattr(t, name, None) or []:
+                fully_shard(block, mesh=mesh, reshard_after_forward=True)
+                units += 1
+        fully_shard(t, mesh=mesh, reshard_after_forward=True)
+        units += 1
+        for p in t.parameters():
+            total += p.numel()
+            local += p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+    return {
+        "library": "torch",
+        "library_version": torch.__version__,
+        "api": "torch.distributed.fsdp.fully_shard",
+        "mesh": [world],
+        "units": units,
+        "local_weight_fraction": round(local / total, 4) if total else None,
+    }
 
 
 def _attention_backends(pipe: Any) -> list[str]:

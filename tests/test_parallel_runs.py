@@ -100,6 +100,18 @@ def test_wan22_ulysses2_gloo(tmp_path):
     assert not list((tmp_path / "out").rglob("*.npy"))
 
 
+def test_wan22_ulysses2_with_hsdp_gloo(tmp_path):
+    # the vLLM-Omni I2V case's weight sharding: torch FSDP2 over both ranks under diffusers' Ulysses, same picture
+    (tmp_path / "w").mkdir()
+    _write(tmp_path / "w", "wan22-ti2v-5b-720p", "wan-ulysses2-hsdp", {"ulysses": 2, "hsdp": True})
+    r = _run(tmp_path, "wan-ulysses2-hsdp")
+    _check(r)
+    h = r.extra["parallel"]["applied"]["hsdp_applied"]
+    assert h["library"] == "torch" and h["api"] == "torch.distributed.fsdp.fully_shard" and h["mesh"] == [2]
+    assert h["units"] == 4 + 1  # the tiny transformer's 4 blocks, then the model
+    assert 0.45 < h["local_weight_fraction"] < 0.55  # each rank holds half the weights
+
+
 def test_qwen_image_edit_ulysses2_gloo(tmp_path):
     (tmp_path / "w").mkdir()
     _write(tmp_path / "w", "qwen-image-edit-2511-1024", "qwen-ulysses2", {"ulysses": 2}, _qwen_two_heads)
