@@ -173,8 +173,9 @@ def _why_unsupported(m: Matrix, cell: Cell) -> str | None:
                 return f"{s}: the matrix names no library for it"
             if support.unsupported:
                 return f"{s}: {support.unsupported}"
-    if cell.world % int(cell.get("vae_patch")):
-        return f"vae_patch {cell.get('vae_patch')} does not divide the job's {cell.world} ranks"
+    if int(cell.get("vae_patch")) > 1 and cell.world != int(cell.get("vae_patch")):
+        # cache-dit, the one library with VAE patch parallelism, decodes the tiles over every rank of the job
+        return f"vae_patch {cell.get('vae_patch')} is not the job's {cell.world} ranks (its tiles go to every rank)"
     if cell.get("hsdp") and cell.world < 2:
         return "hsdp shards the weights over the job's ranks: it needs a parallel degree > 1"
     if cell.world > m.max_world:

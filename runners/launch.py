@@ -96,7 +96,7 @@ def _run_rank(args: Any, rank: int, world: int, local: int, job: Path, say: Any)
 
     import runners.components as components
     from runners.engines import diffusers_engine
-    from runners.parallel import BACKENDS, apply
+    from runners.parallel import BACKENDS, apply, tile_vae
     from runners.workloads import load_workload
 
     spec = load_workload(args.workload)
@@ -112,12 +112,16 @@ def _run_rank(args: Any, rank: int, world: int, local: int, job: Path, say: Any)
         timeout = float(os.environ.get("GUARDRAIL_COLLECTIVE_TIMEOUT_S", "300"))
         dist.init_process_group(backend=BACKENDS[dev_type], timeout=timedelta(seconds=timeout))
     applied_par: dict[str, Any] = {}
+    tiling: dict[str, Any] = {}
     build = components.build_pipeline
 
     # Seams of the engine, so that it runs unchanged: the mapping is applied to the pipeline it builds, and rank 0
     # keeps the measured generation's output (the engine fingerprints exactly that output).
     def build_parallel(spec_: Any, scale: str, device: str, seed: int = 0) -> tuple[Any, str]:
         pipe, weights = build(spec_, scale, device, seed)
+        if spec.parallel is not None and spec.parallel.vae_patch > 1:
+            # the parallel job and its single-device reference decode the same tiles (tiling changes the picture)
+            tiling.update(tile_vae(pipe, scale, spec_.generation_at(scale)))
         if par is not None:
             say(f"applying parallel {par.model_dump()}")
             applied_par.update(apply(pipe, par, spec_.pipeline or "", dev_type))
@@ -138,7 +142,8 @@ def _run_rank(args: Any, rank: int, world: int, local: int, job: Path, say: Any)
 
         collectives.install(device.event)  # exposed communication per step (denoise_step_comm_time)
     result = diffusers_engine.run(spec, args.scale, device, progress=say, seed=args.seed)
-    applied = {**result.applied, "parallel": applied_par or None, "rank": rank, "world": world}
+    applied = {**result.applied, "parallel": applied_par or None, "vae_tiling": tiling or None, "rank": rank,
+               "world": world}  # fmt: skip
     return result.model_copy(update={"applied": applied})
 
 
@@ -422,12 +427,14 @@ def run_workload(
         "requested": par.model_dump(),
         "world": par.world,
         "applied": next((r.applied.get("parallel") for r in runs if isinstance(r, WorkerOk)), None),
+        "vae_tiling": next((r.applied.get("vae_tiling") for r in runs if isinstance(r, WorkerOk)), None),
         "reference": None
         if isinstance(ref, WorkerFailure)
         else {
             "step_latency_ms": ref.metrics.samples("denoise_step_latency"),
             "peak_memory_mib": ref.metrics.samples("peak_memory"),
             "fingerprint": ref.fingerprint,
+            "vae_tiling": ref.applied.get("vae_tiling"),  # the same tiles as the parallel jobs, or none
             "process_wall_s": round(ref_wall, 3),
         },
         "per_job": records,

@@ -15,8 +15,11 @@ Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5
   `QwenImageTransformer2DModel`) through `cache_dit.enable_cache(pipe, parallelism_config=...)`.
 - cfg (conditional and unconditional branch on separate ranks): neither library implements it for any of the
   three families -> refused.
-- vae_patch: cache-dit has a data-parallel tiled decode for AutoencoderKLWan and AutoencoderKLQwenImage over the
-  job's ranks; the runner does not wire it yet -> refused, saying so (see docs/runners.md, "Parallel workloads").
+- vae_patch, Wan2.2 and Qwen-Image: cache-dit's data-parallel tiled decode (`cache_dit.distributed.autoencoders.
+  parallelize_autoencoder`, planners for AutoencoderKLWan and AutoencoderKLQwenImage): the VAE's tiles are
+  decoded round-robin over every rank of the job and blended on rank 0. So vae_patch must equal the job's world
+  size. The single-device reference decodes with the same tiles (tiling changes the picture; parallelism must
+  not). HunyuanImage's VAE has no planner -> refused.
 - hsdp (weight sharding over the job's ranks): neither diffusers nor cache-dit wires it into these pipelines;
   torch's own FSDP2 (`torch.distributed.fsdp.fully_shard`, per transformer block and then the whole model, over
   one mesh of all the job's ranks) does, and composes with diffusers' context parallelism (the all-gather of a
@@ -24,9 +27,11 @@ Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5
   (tp, and everything on HunyuanImage) it is refused: cache-dit shards with DTensor on its own mesh, and the two
   are not combined.
 
-CPU accommodation (the only one, in `_cpu_device_count`): diffusers' `_resolve_parallel_config` computes the rank's
-device as `rank % torch.accelerator.device_count()`, which is 0 on a CPU-only host (ZeroDivisionError); while
-`enable_parallelism` runs on CPU the count reads 1, so every rank's device is `cpu`. Nothing else is changed.
+CPU accommodation (the only one, in `_cpu_accelerator`): diffusers' `_resolve_parallel_config` computes the rank's
+device as `rank % torch.accelerator.device_count()`, which is 0 on a CPU-only host (ZeroDivisionError), and
+cache-dit's VAE planner builds its mesh on `torch.accelerator.current_accelerator().type` (None there); while
+`enable_parallelism` / `parallelize_autoencoder` run on CPU the count reads 1 and the accelerator `cpu`, so every
+rank's device is `cpu`. Nothing else is changed.
 """
 
 from __future__ import annotations
@@ -77,9 +82,8 @@ class Support:
     unsupported: str | None = None  # why no library does it for this family
 
 
-_VAE_PATCH = (
-    "vae_patch: cache-dit 1.5 implements it (a data-parallel tiled VAE decode over the job's ranks, "
-    "cache_dit.distributed.autoencoders), but the runner does not wire it yet"
+_VAE_PATCH = Support(
+    "cache-dit", "cache_dit.distributed.autoencoders.parallelize_autoencoder (data-parallel tiled decode)"
 )
 
 
@@ -103,7 +107,7 @@ def _support(family: str) -> dict[str, Support]:
         vae = Support(unsupported="vae_patch: cache-dit 1.5 has no VAE parallel planner for AutoencoderKLHunyuanImage")
         hsdp = Support(unsupported=_HSDP_WITH_CACHE_DIT)
         return {"ulysses": cd, "ring": cd, "tp": cd, "cfg": cfg, "vae_patch": vae, "hsdp": hsdp}
-    return {"ulysses": cp, "ring": cp, "tp": cd, "cfg": cfg, "vae_patch": Support(unsupported=_VAE_PATCH), "hsdp": hsdp}
+    return {"ulysses": cp, "ring": cp, "tp": cd, "cfg": cfg, "vae_patch": _VAE_PATCH, "hsdp": hsdp}
 
 
 def family_of(pipeline: str) -> str:
@@ -137,14 +141,19 @@ def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
             return table[s].unsupported
     if par.hsdp and plan(pipeline, par) == "cache-dit":
         return _HSDP_WITH_CACHE_DIT
+    if par.vae_patch > 1 and par.vae_patch != par.world:
+        return (
+            f"vae_patch: cache-dit 1.5 decodes the VAE's tiles over every rank of the job: vae_patch "
+            f"{par.vae_patch} must equal the world size {par.world}"
+        )
     return None
 
 
 def plan(pipeline: str, par: Parallel) -> str:
-    """Which library applies the whole mapping: 'diffusers' (context parallel only) or 'cache-dit'; hsdp (torch
-    FSDP2) is applied on top of either, by `apply`."""
+    """Which library parallelises the transformer: 'diffusers' (context parallel only) or 'cache-dit'; hsdp (torch
+    FSDP2) and vae_patch (cache-dit's VAE planner) are applied on top of either, by `apply`."""
     table = SUPPORT[family_of(pipeline)]
-    libs = {table[s].library for s in par.asked() if s != "hsdp"}
+    libs = {table[s].library for s in par.asked() if s not in ("hsdp", "vae_patch")}
     return "cache-dit" if "cache-dit" in libs else "diffusers"
 
 
@@ -247,21 +256,41 @@ def transformers_of(pipe: Any) -> list[Any]:
 
 
 # --- applying it, inside a rank of a torch.distributed job ------------------------------------------------------
+_ACCOMMODATION = "torch.accelerator device_count() read as 1 and current_accelerator() as cpu in the library call"
+
+
 @contextlib.contextmanager
-def _cpu_device_count() -> Iterator[None]:
-    """The CPU accommodation (module doc): torch.accelerator.device_count() reads 1 instead of 0 on a CPU-only
-    host, for the duration of the library call only."""
+def _cpu_accelerator() -> Iterator[None]:
+    """The CPU accommodation (module doc): on a CPU-only host torch.accelerator.device_count() reads 1 instead of 0
+    and current_accelerator() the cpu device instead of None, for the duration of the library call only."""
     import torch
 
     if torch.accelerator.device_count() > 0:
         yield
         return
-    original = torch.accelerator.device_count
+    count, current = torch.accelerator.device_count, torch.accelerator.current_accelerator
     torch.accelerator.device_count = lambda: 1
+    torch.accelerator.current_accelerator = lambda *a, **k: torch.device("cpu")
     try:
         yield
     finally:
-        torch.accelerator.device_count = original
+        torch.accelerator.device_count, torch.accelerator.current_accelerator = count, current
+
+
+def tile_vae(pipe: Any, scale: str, generation: Any) -> dict[str, Any]:
+    """The VAE decodes in tiles (what vae_patch spreads over the ranks; the single-device reference tiles the same
+    way). Full scale: the VAE's own tile sizes. Tiny scale: tiles of half the picture with a quarter's overlap,
+    so that there are tiles to spread (the defaults are larger than a tiny picture)."""
+    vae = pipe.vae
+    if scale == "tiny":
+        vae.tile_sample_min_height, vae.tile_sample_min_width = generation.height // 2, generation.width // 2
+        vae.tile_sample_stride_height = generation.height * 3 // 8
+        vae.tile_sample_stride_width = generation.width * 3 // 8
+    vae.enable_tiling()
+    return {
+        "tile": [vae.tile_sample_min_height, vae.tile_sample_min_width],
+        "stride": [vae.tile_sample_stride_height, vae.tile_sample_stride_width],
+    }
 
 
 def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str, Any]:
@@ -285,16 +314,14 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
         for t in transformers_of(pipe):
             # one config per model: enable_parallelism records it (and its mesh) on the model
             config = ContextParallelConfig(ulysses_degree=par.ulysses, ring_degree=par.ring)
-            with _cpu_device_count() if device_type == "cpu" else contextlib.nullcontext():
+            with _cpu_accelerator() if device_type == "cpu" else contextlib.nullcontext():
                 t.enable_parallelism(config=config)
             names.append(type(t).__name__)
         applied.update(
             library_version=diffusers.__version__,
             api="ContextParallelConfig + ModelMixin.enable_parallelism",
             models=names,
-            cpu_accommodation="torch.accelerator.device_count() read as 1 in enable_parallelism"
-            if device_type == "cpu"
-            else None,
+            cpu_accommodation=_ACCOMMODATION if device_type == "cpu" else None,
         )
     else:
         import cache_dit
@@ -311,6 +338,22 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
             api="cache_dit.enable_cache(parallelism_config=ParallelismConfig)",
             cache_dit_backend=str(getattr(config, "backend", None)),
         )
+    if par.vae_patch > 1:
+        import cache_dit
+        from cache_dit import ParallelismConfig
+        from cache_dit.distributed.autoencoders import parallelize_autoencoder
+
+        # a config of its own: cache-dit sizes the VAE's ranks from the config's degrees, and they span the world
+        with _cpu_accelerator() if device_type == "cpu" else contextlib.nullcontext():
+            parallelize_autoencoder(pipe.vae, ParallelismConfig(ulysses_size=par.world))
+        applied["vae_patch_applied"] = {
+            "library": "cache-dit",
+            "library_version": getattr(cache_dit, "__version__", None),
+            "api": "cache_dit.distributed.autoencoders.parallelize_autoencoder",
+            "vae": type(pipe.vae).__name__,
+            "ranks": par.world,
+            "cpu_accommodation": _ACCOMMODATION if device_type == "cpu" else None,
+        }
     if par.hsdp:
         applied["hsdp_applied"] = shard_weights(pipe, device_type, par.world)
     applied["attention_backend"] = _attention_backends(pipe)

@@ -63,20 +63,23 @@ def test_the_vllm_omni_combinations_are_named_and_refused_where_no_library_imple
     assert "cache-dit" in hunyuan["vllm-omni-tp4"].reason
     i2v = {p.cell.name: p for p in plan(by_family["wan2.2-i2v"], "presubmit")}
     hsdp = i2v["vllm-omni-usp2-vae_patch2-hsdp"]
-    assert not hsdp.supported and "the runner does not wire it yet" in hsdp.reason and hsdp.cell.world == 2
+    # the vLLM-Omni I2V case runs: diffusers' Ulysses, cache-dit's VAE tiles over both ranks, torch FSDP2 weights
+    assert hsdp.supported and hsdp.cell.world == 2, hsdp.reason
+    assert "diffusers" in hsdp.reason and "parallelize_autoencoder" in hsdp.reason and "FSDP2" in hsdp.reason
 
 
-def test_a_cell_whose_vae_patches_do_not_divide_its_ranks_is_unsupported(tmp_path):
+def test_a_cell_whose_vae_patches_are_not_its_ranks_is_unsupported(tmp_path):
+    # the VAE's tiles go to every rank of the job (cache-dit): ulysses4+vae_patch2 would decode on 4 ranks, not 2
     path = tmp_path / "m.yaml"
     path.write_text(
         "schema: guardrail.matrix/v1\nfamily: f\nworkload: w\nminutes_per_run: 1\n"
-        "axes: {ulysses: [1, 3], vae_patch: [1, 2]}\n"
+        "axes: {ulysses: [1, 4], vae_patch: [1, 2]}\n"
         "support: {ulysses: {library: diffusers, api: cp}, vae_patch: {library: cache-dit, api: vae}}\n"
         "lanes: {weekly: {cells: all}}\n"
     )
     m = load_matrix(path)
     refused = {p.cell.tag: p.reason for p in plan(m, "weekly") if not p.supported}
-    assert list(refused) == ["ulysses3+vae_patch2"] and "does not divide" in refused["ulysses3+vae_patch2"]
+    assert list(refused) == ["ulysses4+vae_patch2"] and "is not the job's 4 ranks" in refused["ulysses4+vae_patch2"]
     assert len(cells(m)) == 4
 
 

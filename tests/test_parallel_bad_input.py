@@ -42,7 +42,7 @@ def _three_heads(data: dict) -> None:
 CASES = [
     (WAN, {"cfg": 2}, None, "parallel.cfg", "unsupported: neither diffusers 0.42.1 nor cache-dit 1.5 implements CFG"),
     (QWEN, {"cfg": 2}, None, "parallel.cfg", "unsupported"),
-    (WAN, {"vae_patch": 2}, None, "parallel.vae_patch", "the runner does not wire it yet"),
+    (WAN, {"ulysses": 4, "vae_patch": 2}, None, "parallel.vae_patch", "vae_patch 2 must equal the world size 4"),
     (HUNYUAN, {"vae_patch": 2}, None, "parallel.vae_patch", "AutoencoderKLHunyuanImage"),
     (HUNYUAN, {"ulysses": 2, "hsdp": True}, None, "parallel.hsdp", "unsupported: torch FSDP2 with cache-dit's"),
     (WAN, {"tp": 2, "hsdp": True}, None, "parallel.hsdp", "is not combined"),

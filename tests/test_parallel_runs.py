@@ -112,6 +112,22 @@ def test_wan22_ulysses2_with_hsdp_gloo(tmp_path):
     assert 0.45 < h["local_weight_fraction"] < 0.55  # each rank holds half the weights
 
 
+def test_wan22_ulysses2_vae_patch2_hsdp_gloo(tmp_path):
+    # the vLLM-Omni I2V case's mapping on the tiny TI2V: Ulysses, the VAE's tiles over both ranks, sharded weights;
+    # the reference decodes the same tiles on one device, so the picture must not change at all
+    (tmp_path / "w").mkdir()
+    _write(tmp_path / "w", "wan22-ti2v-5b-720p", "wan-u2-vp2-hsdp", {"ulysses": 2, "vae_patch": 2, "hsdp": True})
+    r = _run(tmp_path, "wan-u2-vp2-hsdp")
+    _check(r)
+    applied = r.extra["parallel"]["applied"]
+    v = applied["vae_patch_applied"]
+    assert v["library"] == "cache-dit" and v["vae"] == "AutoencoderKLWan" and v["ranks"] == 2
+    assert v["cpu_accommodation"] and applied["hsdp_applied"]["mesh"] == [2]
+    # tiny scale: tiles of half the 128x128 picture, so both ranks get some (the reference tiles the same way)
+    tiles = {"tile": [64, 64], "stride": [48, 48]}
+    assert r.extra["parallel"]["vae_tiling"] == tiles and r.extra["parallel"]["reference"]["vae_tiling"] == tiles
+
+
 def test_qwen_image_edit_ulysses2_gloo(tmp_path):
     (tmp_path / "w").mkdir()
     _write(tmp_path / "w", "qwen-image-edit-2511-1024", "qwen-ulysses2", {"ulysses": 2}, _qwen_two_heads)
