@@ -194,6 +194,12 @@ def noise_rows(
 REPEAT_PLAN_SCHEMA = "guardrail.repeat_plan/v1"
 
 
+def device_types(session: Session) -> dict[str, str]:
+    """hardware -> its device type (cpu, cuda, npu), from the stored environments: what `informational_on` of a
+    lane policy is keyed by (on a CPU the wall-time metrics are informational)."""
+    return dict(session.execute(select(m.Environment.hardware, m.Environment.device_type)).all())
+
+
 def repeat_plans(
     session: Session,
     *,
@@ -217,10 +223,11 @@ def repeat_plans(
         q = q.where(m.Series.hardware == hardware)
     if workloads:
         q = q.where(m.Workload.name.in_(workloads))
+    device = device_types(session)
     gating = [
         s
         for s in session.scalars(q.order_by(m.Workload.name, m.Series.hardware, m.Series.metric))
-        if s.metric not in policy.informational
+        if not policy.is_informational(s.metric, device.get(s.hardware))
     ]
     per_hardware = Counter(s.hardware for s in gating)  # a check judges one hardware's series together
     plans: dict[tuple[str, str], dict[str, Any]] = {}
@@ -277,7 +284,8 @@ def scan_change_points(
 
     The smallest change looked for on a series is its metric's threshold in the lane's policy (a stage mean 5%,
     peak memory 2%), never less than `min_magnitude`: a change the lane's checks would call `no_change` is no
-    alert either. Informational metrics of the lane (queue wait, load time) are not scanned."""
+    alert either. Informational metrics of the lane (queue wait, load time; on a CPU the wall times, `informational_on`)
+    are not scanned."""
     from guardrail.analysis.alerts import attribute, attribute_and_dedup  # scipy: only when scanning
 
     q = select(m.Series)
@@ -289,8 +297,9 @@ def scan_change_points(
     found: dict[tuple[int, str, int], list[SeriesChangePoint]] = {}
     directions: dict[tuple[int, str, int], str] = {}
     last_run: dict[int, int] = {}
+    device = device_types(session)
     for s in series_all:
-        if s.metric in policy.informational:
+        if policy.is_informational(s.metric, device.get(s.hardware)):
             continue
         pts = series_points(session, s.id, lanes=[lane], branch=branch)
         if len(pts) < 4:
