@@ -459,7 +459,7 @@ def _parallel_metrics(records: list[dict[str, Any]], world: int) -> list[Any]:
         steps = [rec["step_latency_ms"][r] for rec in records]
         if all(steps):
             out.append(m(f"denoise_step_latency_rank{r}", "ms", "lower_is_better", steps))
-        comms = [rec.get("comm_ms", [[]] * world)[r] for rec in records]
+        comms = [rec["comm_ms"][r] for rec in records]
         if all(comms):
             out.append(m(f"denoise_step_comm_time_rank{r}", "ms", "lower_is_better", comms))
         peaks = [rec["peak_memory_mib"][r] for rec in records]

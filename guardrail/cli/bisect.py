@@ -124,13 +124,10 @@ def bisect_command(
         lines.append(line)
 
     def cfg_for(metric_name: str, direction: str) -> Config:
+        lane_threshold = policy.threshold(metric_name) if metric_name else policy.thresholds.get("default", 0.01)
         return Config(
             direction=direction,
-            threshold=threshold
-            if threshold is not None
-            else policy.threshold(metric_name)
-            if metric_name
-            else policy.thresholds.get("default", 0.01),
+            threshold=lane_threshold if threshold is None else threshold,
             alpha=policy.alpha,
             repeats=repeats,
             max_looks=policy.max_looks,

@@ -86,16 +86,17 @@ class Probe:
         return out
 
     def forward_ms_per_step(self) -> list[float]:
-        per: dict[int, float] = {}
-        for step, pre, post in self.forwards:
-            if post is not None:
-                per[step] = per.get(step, 0.0) + pre.ms_until(post)
-        return [per.get(i, 0.0) for i in range(len(self.step_ends))]
+        return self._per_step(self.forwards)
 
     def comm_ms_per_step(self) -> list[float]:
+        return self._per_step(self.comms)
+
+    def _per_step(self, spans: list[tuple[int, Mark, Mark]] | list[tuple[int, Mark, Mark | None]]) -> list[float]:
+        """The time of the (step index, before, after) spans summed per step; 0 for a step without one."""
         per: dict[int, float] = {}
-        for step, pre, post in self.comms:
-            per[step] = per.get(step, 0.0) + pre.ms_until(post)
+        for step, pre, post in spans:
+            if post is not None:
+                per[step] = per.get(step, 0.0) + pre.ms_until(post)
         return [per.get(i, 0.0) for i in range(len(self.step_ends))]
 
     @staticmethod
