@@ -86,8 +86,15 @@ def main(argv: list[str] | None = None) -> int:
             x for r in bm.repeats for x in r
         )
     diff = diff_profiles(bp, cp, change_ms=change)
+    top = (diff.get("contributors") or [None])[0]
+    if top and change:  # the figure's check: the injected op first, its size within ±20% of the timed change
+        ratio = top["delta_ms"] / change
+        diff["figure_check"] = {"top": top["name"], "top_delta_ms": top["delta_ms"], "timed_change_ms": change,
+                                "ratio": round(ratio, 4), "within_20pct": abs(ratio - 1.0) <= 0.20}  # fmt: skip
     (out / "profile_diff.json").write_text(json.dumps(diff, indent=1))
     print(render_text(diff))
+    if "figure_check" in diff:
+        print("figure check:", json.dumps(diff["figure_check"]))
     return 0
 
 

@@ -26,6 +26,12 @@ BLOCK = "guardrail/block/"
 MAX_OPS = 120  # ops kept by name; the rest are summed into OTHER (a result stays small)
 MAX_MODULES = 200
 OTHER = "(other ops)"
+# CUPTI's overhead records (Kineto names them by kind) arrive beside the ops with a "device" duration that is the
+# host waiting on a full launch queue or on the profiler's own buffers, not work on the device: on a 2.4 s Wan2.2
+# step at full size "Command Buffer Full" read 1.9-2.2 s per step and swamped every real change (H200, 2026-12-02).
+PROFILER_OVERHEAD = frozenset(
+    {"Command Buffer Full", "Activity Buffer Request", "Buffer Flush", "Instrumentation", "Resource"}
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ def aggregate(spans: Iterable[Span], counted: Sequence[int], *, time_basis: str)
     ranges: list[Span] = []
     ops: list[Span] = []
     for s in spans:
+        if s.name in PROFILER_OVERHEAD:
+            continue
         (ranges if s.name.startswith("guardrail/") else ops).append(s)
     steps = {int(s.name[len(STEP) :]): s for s in ranges if s.name.startswith(STEP)}
     want = [i for i in counted if i in steps]

@@ -112,6 +112,7 @@ def test_aggregate_attributes_ops_to_steps_blocks_and_stages():
             Span("aten::gelu", t0 + 60, t0 + 90, 500.0),
             Span("aten::gelu", t0 + 120, t0 + 150, 500.0),  # outside the block
             Span("aten::gelu", t0 + 160, t0 + 170, 500.0, thread=2),  # another thread's: not the pipeline's step
+            Span("Command Buffer Full", t0 + 170, t0 + 180, 9000.0),  # CUPTI overhead: the host waiting
         ]
     spans += [Span("guardrail/stage/vae_decode", 900, 1000), Span("aten::conv2d", 910, 990, 2000.0)]
     agg = aggregate(spans, [1, 2, 3], time_basis="self_cpu")
@@ -120,6 +121,7 @@ def test_aggregate_attributes_ops_to_steps_blocks_and_stages():
     assert ops["aten::mm"]["steps_ms"] == [1.1, 1.2, 1.3] and ops["aten::mm"]["ms_per_step"] == 1.2
     assert ops["aten::gelu"]["ms_per_step"] == 1.0 and ops["aten::gelu"]["calls_per_step"] == 2
     assert "aten::conv2d" not in ops  # decoding is no step's
+    assert "Command Buffer Full" not in ops
     assert agg["steps_total_ms"] == [2.1, 2.2, 2.3] and agg["total_ms_per_step"] == 2.2
     assert agg["step_wall_ms"] == [0.2, 0.2, 0.2]
     (block,) = agg["modules"]
