@@ -27,6 +27,7 @@ from typing import Any
 METRICS = (
     "denoise_step_latency",
     "denoise_step_cpu_time",
+    "denoise_step_relative",
     "e2e_latency",
     "e2e_cpu_time",
     "text_encode_latency",

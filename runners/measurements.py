@@ -58,6 +58,9 @@ class Measurements(_Output):
     # CPU lane's gate, far steadier than wall time on a shared machine (docs/runners.md, "The CPU lane")
     denoise_step_cpu_time: Annotated[Samples, MetricInfo("ms")] = None
     e2e_cpu_time: Annotated[Samples, MetricInfo("ms")] = None
+    # each measured step's CPU time over a fixed calibration kernel's, timed right after it (runners.calibration):
+    # the machine's speed of the moment divided out; the CPU lane's gate. Not in a parallel job's ranks
+    denoise_step_relative: Annotated[Samples, MetricInfo("ratio")] = None
     # exposed communication per measured step of a parallel job (runners.collectives): the rank's time inside
     # diffusers' blocking collectives; recorded whenever they were timed
     denoise_step_comm_time: Annotated[Samples, MetricInfo("ms")] = None
@@ -83,7 +86,7 @@ WHEN_APPLIED = (
 # Measured only when a workload lists them (an extra no-cache generation per process).
 EQUIVALENCE = ("cache_psnr", "cache_ssim", "cache_max_abs_diff")
 # Recorded whenever the device is the CPU (a device has no process CPU time of its work).
-CPU_TIME = ("denoise_step_cpu_time", "e2e_cpu_time")
+CPU_TIME = ("denoise_step_cpu_time", "e2e_cpu_time", "denoise_step_relative")
 # What a workload measures unless it lists its metrics (unchanged by the optional ones above, so existing
 # workloads keep their digests).
 DEFAULT_METRICS = [m for m in METRICS if m not in WHEN_APPLIED + EQUIVALENCE + CPU_TIME]

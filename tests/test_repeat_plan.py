@@ -130,15 +130,15 @@ def test_a_bad_plan_file_is_named_with_its_field(tmp_path, capsys):
 
 def test_on_a_cpu_the_wall_time_sizes_no_plan(db_url, tmp_path, capsys):
     """On a CPU result the lane's `informational_on: {cpu: [...]}` makes wall time informational: a bimodal wall-time
-    series must not buy repeats there; the steady CPU-time series it sits beside sets the plan."""
+    series must not buy repeats there; the steady step/calibration ratio it sits beside sets the plan."""
     rng = np.random.default_rng(11)
     files = []
     for i in range(20):
         clock = 1.0 + 0.015 * (rng.random(2) < 0.5)
         reps = noisy_repeats(1000.0, repeats=2, between_cv=0.0005, within_cv=0.005, rng=rng)
         wall = [[v * c for v in rep] for rep, c in zip(reps, clock, strict=True)]
-        cpu = noisy_repeats(900.0, repeats=2, between_cv=0.001, within_cv=0.005, rng=rng)
-        metrics = {"denoise_step_latency": wall, "denoise_step_cpu_time": cpu}
+        ratio = noisy_repeats(9.0, repeats=2, between_cv=0.001, within_cv=0.005, rng=rng)
+        metrics = {"denoise_step_latency": wall, "denoise_step_relative": ratio}
         doc = result_doc(workload="tiny-cpu", hardware="cpu-test", commit=f"c{i:03d}", started_at=iso(days=-30 + i),
                          run_id=f"n{i}", metrics=metrics)  # fmt: skip
         doc["environment"]["device_type"] = "cpu"
@@ -148,4 +148,4 @@ def test_on_a_cpu_the_wall_time_sizes_no_plan(db_url, tmp_path, capsys):
     code, _, err = run_cli(capsys, "plan-repeats", "--lane", "presubmit", "--db", db_url, "--out", str(out))
     assert code == 0, err
     (w,) = json.loads(out.read_text())["workloads"]
-    assert {s["metric"] for s in w["series"]} == {"denoise_step_cpu_time"} and w["repeats"] == 2
+    assert {s["metric"] for s in w["series"]} == {"denoise_step_relative"} and w["repeats"] == 2

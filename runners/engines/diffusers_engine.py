@@ -10,6 +10,7 @@ synchronize at the end, so the instrumentation adds no device synchronisation in
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from runners.device import Device, Mark
@@ -24,6 +25,8 @@ class Probe:
 
     def __init__(self, device: Device):
         self.device = device
+        # runners.calibration: a fixed kernel run after every step (CPU only), its time kept apart from the step's
+        self.calibrate: Callable[[], float] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -35,6 +38,8 @@ class Probe:
         self.comms: list[tuple[int, Mark, Mark]] = []  # (step index, before, after): runners.collectives
         self.keep_inputs = False
         self.captured: list[tuple[Any, tuple, dict]] = []
+        self.gaps: list[tuple[Mark, Mark]] = []  # (step end, resume): the calibration after each step
+        self.cal_ms: list[float] = []  # its CPU milliseconds, one per step
 
     # hooks ---------------------------------------------------------------------------------
     def transformer_pre(self, module: Any, args: tuple, kwargs: dict) -> None:
@@ -60,30 +65,35 @@ class Probe:
         self.comms.append((len(self.step_ends), pre, post))
 
     def step_end(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
-        self.step_ends.append(self.device.event())
+        end = self.device.event()
+        self.step_ends.append(end)
+        if self.calibrate is not None:
+            self.cal_ms.append(self.calibrate())
+            self.gaps.append((end, self.device.event()))
         return callback_kwargs
 
     # results -------------------------------------------------------------------------------
-    def step_ms(self) -> list[float]:
+    def _steps(self) -> list[tuple[Mark, Mark]]:
+        """(start, end) of each step: the loop start, then where the previous step ended (or its calibration)."""
         if self.loop_start is None:  # no transformer forward ran, so no step did either
             return []
-        out = []
-        prev = self.loop_start
-        for m in self.step_ends:
-            out.append(prev.ms_until(m))
-            prev = m
-        return out
+        resumes = [self.gaps[i][1] if i < len(self.gaps) else m for i, m in enumerate(self.step_ends)]
+        return list(zip([self.loop_start, *resumes], self.step_ends, strict=False))
+
+    def step_ms(self) -> list[float]:
+        return [a.ms_until(b) for a, b in self._steps()]
 
     def step_cpu_ms(self) -> list[float]:
         """Process CPU time of each step (the same boundaries as step_ms); [] off CPU."""
         if self.loop_start is None or self.loop_start.cpu is None:
             return []
-        out = []
-        prev = self.loop_start
-        for m in self.step_ends:
-            out.append(prev.cpu_ms_until(m) or 0.0)
-            prev = m
-        return out
+        return [a.cpu_ms_until(b) or 0.0 for a, b in self._steps()]
+
+    def gap_ms(self, before: int | None = None) -> tuple[float, float]:
+        """Wall and CPU milliseconds spent calibrating (after the first `before` steps only, when given): taken
+        out of the spans that contain them, so the stage and e2e metrics do not carry the calibration."""
+        gaps = self.gaps[:before]
+        return sum(a.ms_until(b) for a, b in gaps), sum(a.cpu_ms_until(b) or 0.0 for a, b in gaps)
 
     def forward_ms_per_step(self) -> list[float]:
         return self._per_step(self.forwards)
@@ -313,6 +323,13 @@ def run(
         warm_gen_steps.extend(probe.step_ms())
         probe.reset()
 
+    if device.type == "cpu" and not timing_comms:
+        # not in a parallel job's ranks: a rank calibrating would stall the others at the next collective
+        from runners.calibration import Calibration
+
+        probe.calibrate = Calibration()
+        probe.calibrate()  # its first call pays one-off allocation
+        applied["calibration"] = probe.calibrate.describe()
     say(f"measured generation ({gen.num_inference_steps} steps)")
     device.reset_peak()
     probe.keep_inputs = keep_inputs
@@ -330,10 +347,20 @@ def run(
     steps_ms = probe.step_ms()
     steps_cpu_ms = probe.step_cpu_ms()
     comm_ms = probe.comm_ms_per_step() if probe.comms else []
-    e2e_ms = start.ms_until(end)
+    gap_wall, gap_cpu = probe.gap_ms()
+    e2e_ms = start.ms_until(end) - gap_wall
     e2e_cpu_ms = start.cpu_ms_until(end)
+    if e2e_cpu_ms is not None:
+        e2e_cpu_ms -= gap_cpu
     loop_start = probe.loop_start
-    denoise_ms = loop_start.ms_until(probe.step_ends[-1]) if loop_start is not None and probe.step_ends else 0.0
+    denoise_ms = 0.0
+    if loop_start is not None and probe.step_ends:
+        denoise_ms = loop_start.ms_until(probe.step_ends[-1]) - probe.gap_ms(len(probe.step_ends) - 1)[0]
+    from runners.calibration import relative
+
+    steps_relative = relative(steps_cpu_ms, probe.cal_ms)
+    if probe.calibrate is not None:  # the machine's speed step by step, beside the ratio it made
+        applied["calibration"]["cpu_ms"] = [round(v, 3) for v in probe.cal_ms]
     n_out = _count_outputs(output)
     steady = steps_ms[warm_steps:] or steps_ms
     compile_info = compile_time(warm_gen_steps + steps_ms[:warm_steps], steady) if compiling else None
@@ -373,6 +400,7 @@ def run(
         throughput=[n_out / (e2e_ms / 1000.0)] if e2e_ms > 0 else [0.0],
         denoise_step_cpu_time=(steps_cpu_ms[warm_steps:] or steps_cpu_ms) or None,
         e2e_cpu_time=None if e2e_cpu_ms is None else [e2e_cpu_ms],
+        denoise_step_relative=(steps_relative[warm_steps:] or steps_relative) or None,
         denoise_step_comm_time=(comm_ms[warm_steps:] or comm_ms) or None,
         **cache_metrics,
     )
