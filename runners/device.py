@@ -199,6 +199,16 @@ class Mark:
 # CPU "memory": the process's resident set. Peak is read from /proc (VmHWM), reset via clear_refs
 # where the kernel allows it (else the peak is since process start, still one number per process).
 def _cpu_peak_reset() -> None:
+    # Hand the allocator's free heap back first, so the peak starts from what the process holds, not from what
+    # glibc happened to keep of the warm-up generation (which varied the tiny Qwen peak by 10% between processes).
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
