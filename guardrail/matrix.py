@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from guardrail.errors import InputError
 from guardrail.yaml_files import read_yaml, validated
 
 MATRIX_DIR = Path(__file__).resolve().parents[1] / "workloads" / "matrix"
@@ -71,6 +72,9 @@ class Matrix(_Strict):
     schema_: Literal["guardrail.matrix/v1"] = Field(alias="schema")
     family: str = Field(min_length=1, max_length=100)
     workload: str = Field(min_length=1, max_length=200)  # the base workload (workloads/NAME.yaml)
+    # the workload whose options (full and tiny) a cell with `cache: cache_dit` runs with: the pinned cache workload,
+    # whose schedule caches at the synthetic scale; absent: the base's options with `cache: cache_dit`
+    cache_workload: str | None = Field(default=None, min_length=1, max_length=200)
     minutes_per_run: float = Field(gt=0, le=10_000)  # device minutes of one single-device run
     max_world: int = Field(default=8, ge=1, le=1024)
     axes: dict[str, list[Any]]
@@ -242,6 +246,30 @@ def plan(m: Matrix, lane: str) -> list[CellPlan]:
         refused = [c for c in every if _why_unsupported(m, c)]
     out += [CellPlan(c, False, _why_unsupported(m, c) or "", 0.0) for c in refused]
     return out
+
+
+def parallel_mapping(cell: Cell) -> dict[str, Any]:
+    """The workload `parallel:` mapping a cell runs with ({} for a world-1 job; hsdp only when on)."""
+    out: dict[str, Any] = {d: int(cell.get(d)) for d in DEGREES if int(cell.get(d)) > 1}
+    if cell.get("hsdp"):
+        out["hsdp"] = True
+    return out
+
+
+def find_cell(name: str, matrices: Sequence[tuple[Path, Matrix]] | None = None) -> tuple[Matrix, Cell, str | None]:
+    """The matrix and cell a workload name `BASE@TAG` names (the tag's parts in any order: `vae_patch2+ulysses2`),
+    and why the cell is unsupported (None when it runs). An unknown base or tag raises InputError on --workload."""
+    base, _, tag = name.partition("@")
+    want = set(tag.split("+"))
+    for path, m in matrices if matrices is not None else load_matrices():
+        if m.workload != base:
+            continue
+        for c in cells(m):
+            if set(c.tag.split("+")) == want:
+                return m, c, _why_unsupported(m, c)
+        examples = ", ".join(c.workload(base) for c in cells(m)[1:4])
+        raise InputError(f"no cell {tag!r} in the {m.family} matrix ({path.name}; e.g. {examples})", field="--workload")
+    raise InputError(f"no parallel matrix has the base workload {base!r} (workloads/matrix/*.yaml)", field="--workload")
 
 
 def load_matrix(path: Path) -> Matrix:

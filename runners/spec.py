@@ -153,7 +153,8 @@ class VllmOmni(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    # a workload file's name, or a parallel-matrix cell's BASE@TAG (runners.workloads.cell_workload)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*(@[a-z0-9_+]+)?$")
     family: str
     description: str | None = None
     lanes: list[str] = Field(min_length=1)

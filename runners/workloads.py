@@ -66,6 +66,37 @@ def load_all(directory: str | Path | None = None) -> dict[str, tuple[Path, Workl
     return out
 
 
+def cell_workload(name: str, allw: dict[str, tuple[Path, WorkloadSpec]]) -> tuple[Path, WorkloadSpec]:
+    """A parallel-matrix cell named `BASE@TAG` (guardrail.matrix) as a workload: the base workload with the cell's
+    `parallel:` mapping, and for a cache cell the matrix's `cache_workload` options (else the base's, cache on).
+    Written to a file of its own, since every process of a job reads its workload from a file; refused (exit 2)
+    when the matrix says no library runs it."""
+    import tempfile
+
+    import yaml
+
+    from guardrail.matrix import find_cell, parallel_mapping
+
+    m, cell, why = find_cell(name)
+    if why is not None:
+        raise InputError(f"cell {name!r} is unsupported: {why}", field="--workload")
+    if m.workload not in allw:
+        raise InputError(f"the {m.family} matrix's base workload {m.workload!r} is not a workload", field="--workload")
+    _, base = allw[m.workload]
+    doc = base.model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc["name"] = name = cell.workload(m.workload)  # the tag in the matrix's order: one series per cell
+    if not cell.single_device or cell.get("hsdp"):
+        doc["parallel"] = parallel_mapping(cell)
+    if cell.get("cache") == "cache_dit":
+        src = allw[m.cache_workload][1] if m.cache_workload in allw else base
+        doc["options"] = {**src.options.model_dump(mode="json"), "cache": "cache_dit"}
+        tiny = src.tiny.options or src.options
+        doc.setdefault("tiny", {})["options"] = {**tiny.model_dump(mode="json"), "cache": "cache_dit"}
+    path = Path(tempfile.mkdtemp(prefix="guardrail-cell-")) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path, load_workload(path)
+
+
 def select(
     lane: str, names: list[str] | None = None, directory: str | Path | None = None
 ) -> list[tuple[Path, WorkloadSpec]]:
@@ -73,6 +104,9 @@ def select(
         raise InputError(f"unknown lane {lane!r}; known: {', '.join(LANES)}", field="--lane")
     allw = load_all(directory)
     if names:
+        for n in names:
+            if "@" in n and n not in allw:
+                allw[n] = cell_workload(n, allw)
         missing = [n for n in names if n not in allw]
         if missing:
             raise InputError(f"unknown workload {missing[0]!r}; known: {', '.join(allw)}", field="--workload")

@@ -123,8 +123,8 @@ def test_wan22_ulysses2_vae_patch2_hsdp_gloo(tmp_path):
     v = applied["vae_patch_applied"]
     assert v["library"] == "cache-dit" and v["vae"] == "AutoencoderKLWan" and v["ranks"] == 2
     assert v["cpu_accommodation"] and applied["hsdp_applied"]["mesh"] == [2]
-    # tiny scale: tiles of half the 128x128 picture, so both ranks get some (the reference tiles the same way)
-    tiles = {"tile": [64, 64], "stride": [48, 48]}
+    # tiny scale: tiles of half the 192x192 picture, so both ranks get some (the reference tiles the same way)
+    tiles = {"tile": [96, 96], "stride": [72, 72]}
     assert r.extra["parallel"]["vae_tiling"] == tiles and r.extra["parallel"]["reference"]["vae_tiling"] == tiles
 
 

@@ -63,7 +63,7 @@ def test_tiny_workload_two_fresh_processes_writes_a_valid_result(tmp_path):
     assert REQUIRED <= names
     steps = r.metric("denoise_step_latency")
     assert len(steps.repeats) == 2  # one list per fresh process
-    assert all(len(p) == 10 for p in steps.repeats)  # 12 steps, the first 2 (warm-up) excluded
+    assert all(len(p) == 30 for p in steps.repeats)  # 32 steps, the first 2 (warm-up) excluded
     assert all(x > 0 for p in steps.repeats for x in p)
     assert r.metric("throughput").direction == "higher_is_better"
     assert len(r.extra["warmup"]) == 2 and len(r.extra["warmup"][0]["step_latency_ms"]) == 2
