@@ -75,6 +75,10 @@ class Matrix(_Strict):
     # the workload whose options (full and tiny) a cell with `cache: cache_dit` runs with: the pinned cache workload,
     # whose schedule caches at the synthetic scale; absent: the base's options with `cache: cache_dit`
     cache_workload: str | None = Field(default=None, min_length=1, max_length=200)
+    # else the cache-dit settings (`options.cache_config`) of a cache cell at full and at tiny scale (the tiny
+    # transformers have 1-4 blocks: cache-dit's default of 8 compute blocks does not fit them)
+    cache_config: dict[str, Any] = Field(default_factory=dict)
+    tiny_cache_config: dict[str, Any] = Field(default_factory=dict)
     minutes_per_run: float = Field(gt=0, le=10_000)  # device minutes of one single-device run
     max_world: int = Field(default=8, ge=1, le=1024)
     axes: dict[str, list[Any]]

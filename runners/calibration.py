@@ -9,8 +9,10 @@ before and after the loop: measured on the 2-core VM (8 fresh processes, tiny Wa
 time varied 4.7% between processes, its ratio to an interleaved calibration 1.45%, to one before and one after the
 loop 3.8%.
 
-Limitation: a change that slows torch's CPU kernels themselves (a different torch build, thread settings) slows
-the calibration too and is partly divided out of the ratio; the step CPU time beside it still shows it.
+Limitations: a change that slows torch's CPU kernels themselves (a different torch build, thread settings) slows
+the calibration too and is partly divided out of the ratio; the step CPU time beside it still shows it. And the
+kernel tracks the machine only in part: when a neighbour slowed the tiny steps by 27-45%, it slowed the kernel by
+19-25%, so the ratio still drifts from run to run (up to 16%), which is why the CPU lane judges it at 25%.
 """
 
 from __future__ import annotations

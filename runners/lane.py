@@ -114,13 +114,16 @@ def run_lane(
 
     needs_device = any(spec.engine == "diffusers" for _, spec in chosen)
     dev = resolve(device) if needs_device else device
-    from runners.options import check_attention
+    from runners.options import check_attention, check_cache
     from runners.parallel import check_workload
 
     for path, spec in chosen:  # a workload that cannot run here is refused before anything runs
         check_workload(path, spec, scale, dev)
         if spec.engine == "diffusers":
             check_attention(path, spec.options_at(scale), dev, scale)
+            comps = spec.components_at(scale)
+            transformer = comps["transformer"].config if "transformer" in comps else {}
+            check_cache(path, spec.options_at(scale), transformer, scale)
     if source is None:
         from guardrail.ci_env import source_from_env
 

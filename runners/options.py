@@ -109,6 +109,31 @@ def check_attention(path: Any, options: Options, device_type: str, scale: str) -
         raise InputError(f"unknown backend {name!r}; known: {', '.join(sorted(known))}", file=str(path), field=field)
 
 
+# cache-dit 1.5's DBCache computes the first Fn blocks of every step and needs at least one block after them
+# (`Fn_compute_blocks must be >= 1`, `... must be less than the number of transformer blocks`); its default Fn is 8.
+CACHE_DIT_DEFAULT_FN = 8
+BLOCK_COUNTS = ("num_layers", "num_single_layers")  # the transformer configs' block lists (HunyuanImage has two)
+
+
+def check_cache(path: Any, options: Options, transformer_config: dict[str, Any], scale: str) -> None:
+    """runners.lane, before anything runs: a cache-dit schedule that cannot fit the transformer's blocks at this
+    scale is bad input (exit 2), not a failed run after the model was built."""
+    from guardrail.errors import InputError
+
+    if options.cache != "cache_dit":
+        return
+    fn = options.cache_config.get("Fn_compute_blocks", CACHE_DIT_DEFAULT_FN)
+    blocks = [int(transformer_config[k]) for k in BLOCK_COUNTS if isinstance(transformer_config.get(k), int)]
+    if not blocks or (isinstance(fn, int) and 1 <= fn < min(blocks)):
+        return
+    field = ("tiny." if scale == "tiny" else "") + "options.cache_config.Fn_compute_blocks"
+    raise InputError(
+        f"cache-dit needs 1 <= Fn_compute_blocks ({fn}) < the transformer's blocks ({min(blocks)}) ({scale} scale)",
+        file=str(path),
+        field=field,
+    )
+
+
 def apply_attention(pipe: Any, options: Options, device_type: str) -> dict[str, Any]:
     applied: dict[str, Any] = {"attention_backend": None}
     name = options.attention_backend

@@ -149,11 +149,14 @@ def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
     return None
 
 
-def plan(pipeline: str, par: Parallel) -> str:
-    """Which library parallelises the transformer: 'diffusers' (context parallel only) or 'cache-dit'; hsdp (torch
-    FSDP2) and vae_patch (cache-dit's VAE planner) are applied on top of either, by `apply`."""
+def plan(pipeline: str, par: Parallel) -> str | None:
+    """Which library parallelises the transformer: 'diffusers' (context parallel only), 'cache-dit', or None when
+    no transformer degree is above 1 (vae_patch or hsdp alone: every rank runs the whole denoising loop); hsdp
+    (torch FSDP2) and vae_patch (cache-dit's VAE planner) are applied on top, by `apply`."""
     table = SUPPORT[family_of(pipeline)]
     libs = {table[s].library for s in par.asked() if s not in ("hsdp", "vae_patch")}
+    if not libs:
+        return None
     return "cache-dit" if "cache-dit" in libs else "diffusers"
 
 
@@ -297,7 +300,7 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
     """Apply the mapping to the built pipeline (the process group is up); returns what was applied."""
     import torch.distributed as dist
 
-    lib = plan(pipeline, par) if par.asked() else None  # world 1: the launcher's 1-rank job, nothing to apply
+    lib = plan(pipeline, par)  # None: no transformer strategy (the 1-rank job, or vae_patch/hsdp alone)
     applied: dict[str, Any] = {
         **par.model_dump(),
         "world": par.world,

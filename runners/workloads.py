@@ -88,9 +88,16 @@ def cell_workload(name: str, allw: dict[str, tuple[Path, WorkloadSpec]]) -> tupl
     if not cell.single_device or cell.get("hsdp"):
         doc["parallel"] = parallel_mapping(cell)
     if cell.get("cache") == "cache_dit":
-        src = allw[m.cache_workload][1] if m.cache_workload in allw else base
-        doc["options"] = {**src.options.model_dump(mode="json"), "cache": "cache_dit"}
-        tiny = src.tiny.options or src.options
+        if m.cache_workload is not None:
+            if m.cache_workload not in allw:
+                msg = f"the matrix's cache_workload {m.cache_workload!r} is not a workload"
+                raise InputError(msg, field="--workload")
+            src = allw[m.cache_workload][1]
+            full, tiny = src.options, src.tiny.options or src.options
+        else:
+            full = base.options.model_copy(update={"cache_config": m.cache_config or base.options.cache_config})
+            tiny = (base.tiny.options or base.options).model_copy(update={"cache_config": m.tiny_cache_config})
+        doc["options"] = {**full.model_dump(mode="json"), "cache": "cache_dit"}
         doc.setdefault("tiny", {})["options"] = {**tiny.model_dump(mode="json"), "cache": "cache_dit"}
     path = Path(tempfile.mkdtemp(prefix="guardrail-cell-")) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

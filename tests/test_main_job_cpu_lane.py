@@ -104,7 +104,7 @@ def test_the_main_jobs_lanes_gate_the_calibrated_ratio_on_cpu_and_wall_time_on_d
         assert p.is_informational("denoise_step_latency", "cpu") and p.is_informational("e2e_latency", "cpu")
         assert p.is_informational("denoise_step_cpu_time", "cpu") and p.is_informational("e2e_cpu_time", "cpu")
         assert not p.is_informational("denoise_step_relative", "cpu") and not p.is_informational("peak_memory", "cpu")
-        assert p.threshold("denoise_step_relative") == 0.05 and p.threshold("denoise_step_latency") == 0.01
+        assert p.threshold("denoise_step_relative") == 0.25 and p.threshold("denoise_step_latency") == 0.01
         for device in ("cuda", "npu", None):
             assert not p.is_informational("denoise_step_latency", device)
             assert p.is_informational("load_time", device)  # the lane-wide list holds everywhere

@@ -28,7 +28,8 @@ def test_a_cell_is_the_base_workload_with_the_cells_mapping_and_its_own_series()
     path, spec = _one(f"{WAN}@ulysses2+vae_patch2")
     base = load_all()[WAN][1]
     assert spec.name == f"{WAN}@ulysses2+vae_patch2" and path.name == f"{spec.name}.yaml"
-    assert spec.parallel is not None and (spec.parallel.ulysses, spec.parallel.vae_patch, spec.parallel.world) == (2, 2, 2)
+    par = spec.parallel
+    assert par is not None and (par.ulysses, par.vae_patch, par.world) == (2, 2, 2)
     assert load_workload(path) == spec  # every rank reads the same spec back from the file
     a, b = effective_spec(base, "tiny"), effective_spec(spec, "tiny")
     assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"name", "parallel"}  # nothing else changed
@@ -86,3 +87,38 @@ def test_cli_refuses_an_unsupported_cell_in_one_line_and_writes_nothing(tmp_path
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --workload: cell ") and "unsupported: cfg:" in lines[0]
     assert not out.exists() or not any(out.rglob("*.json"))
+
+
+def test_a_cache_schedule_the_tiny_blocks_cannot_fit_is_refused_before_launch(tmp_path):
+    from runners import run_lane
+
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:  # the tiny HunyuanImage has one block per list; cache-dit needs Fn < that
+        run_lane("nightly", names=["hunyuanimage-2.1-2048@cache_dit"], device="cpu", scale="tiny", out_dir=out)
+    assert err.value.field == "tiny.options.cache_config.Fn_compute_blocks" and "< the transformer's blocks (1)" in str(
+        err.value
+    )
+    assert not out.exists()
+
+
+def test_check_cache_reads_fn_against_every_block_list():
+    from runners.options import check_cache
+    from runners.spec import Options
+
+    cached = Options(cache="cache_dit", cache_config={"Fn_compute_blocks": 2})
+    check_cache("w.yaml", cached, {"num_layers": 4}, "tiny")  # fits
+    check_cache("w.yaml", Options(), {"num_layers": 1}, "tiny")  # no cache: nothing to check
+    with pytest.raises(InputError, match=r"Fn_compute_blocks \(2\) < the transformer's blocks \(2\)"):
+        check_cache("w.yaml", cached, {"num_layers": 4, "num_single_layers": 2}, "full")
+    with pytest.raises(InputError, match=r"\(8\)"):  # cache-dit's default Fn is 8
+        check_cache("w.yaml", Options(cache="cache_dit"), {"num_layers": 4}, "tiny")
+
+
+def test_vae_patch_or_hsdp_alone_leave_the_transformer_whole():
+    from runners.parallel import Parallel
+    from runners.parallel import plan as transformer_library
+
+    assert transformer_library("WanPipeline", Parallel(vae_patch=2)) is None
+    assert transformer_library("WanImageToVideoPipeline", Parallel(vae_patch=2, hsdp=True)) is None
+    assert transformer_library("WanPipeline", Parallel(ulysses=2, vae_patch=2)) == "diffusers"
+    assert transformer_library("HunyuanImagePipeline", Parallel(tp=2)) == "cache-dit"
