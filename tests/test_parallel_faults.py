@@ -102,10 +102,12 @@ def test_rank_killed_mid_run_is_crash_and_leaves_no_process(tmp_path):
 
 
 def test_rank_that_raises_in_the_library_ends_the_job_as_its_own_kind(tmp_path):
-    # Qwen-Image's _cp_plan splits the text sequence; the pinned negative prompt ' ' has an odd token count, so
-    # diffusers' sharding raises inside the measured generation (a real library error, not an injected one)
+    # Qwen-Image's _cp_plan splits the text sequence; the negative prompt ' ' (the pinned full-scale one; the tiny
+    # config pins an even one) has an odd token count, so diffusers' sharding raises inside the measured generation
+    # (a real library error, not an injected one)
     def two_heads(d: dict) -> None:
         d["tiny"]["components"]["transformer"]["config"]["num_attention_heads"] = 2
+        d["tiny"]["generation"]["negative_prompt"] = " "
 
     wdir = tmp_path / "w"
     _write(wdir, "qwen-image-edit-2511-1024", "qwen-u2-odd", {"ulysses": 2}, two_heads)
