@@ -200,7 +200,8 @@ class Mark:
 # where the kernel allows it (else the peak is since process start, still one number per process).
 def _cpu_peak_reset() -> None:
     # Hand the allocator's free heap back first, so the peak starts from what the process holds, not from what
-    # glibc happened to keep of the warm-up generation (which varied the tiny Qwen peak by 10% between processes).
+    # glibc happened to keep of the warm-up generation (measured: the tiny Wan2.2's peak CV between processes
+    # 3.4% -> 0.6%; the tiny Qwen's, up to 10% apart, did not steady: docs/runners.md, "The calibrated step ratio").
     import ctypes
     import gc
 

@@ -68,7 +68,8 @@ def load_all(directory: str | Path | None = None) -> dict[str, tuple[Path, Workl
 
 def cell_workload(name: str, allw: dict[str, tuple[Path, WorkloadSpec]]) -> tuple[Path, WorkloadSpec]:
     """A parallel-matrix cell named `BASE@TAG` (guardrail.matrix) as a workload: the base workload with the cell's
-    `parallel:` mapping, and for a cache cell the matrix's `cache_workload` options (else the base's, cache on).
+    `parallel:` mapping, and for a cache cell the matrix's `cache_workload` options (else the base's with the
+    matrix's `cache_config`/`tiny_cache_config`, cache on).
     Written to a file of its own, since every process of a job reads its workload from a file; refused (exit 2)
     when the matrix says no library runs it."""
     import tempfile
