@@ -2,6 +2,10 @@
 scale (gloo), with its equivalence and scaling efficiency; the cells it cannot run here listed with the reason.
 
     .venv/bin/python bench/matrix_cpu.py [--lane release] [--repeats 1] [--only SUBSTRING] [--json FILE]
+        [--oversubscribe] [--dry-run]
+
+`--oversubscribe`: cells of more ranks than cores run too (`guardrail run --oversubscribe`: ranks share the cores,
+the picture is validated, no scaling efficiency). `--dry-run`: the classification alone, nothing runs.
 
 A cell is named `BASE@TAG` (guardrail.matrix), as `guardrail run --workload BASE@TAG` takes it. Each cell runs as one
 workload execution: the single-device reference job, then `--repeats` fresh torch.distributed jobs. Refused here:
@@ -38,6 +42,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="parallel jobs per cell (beside the reference job)")
     ap.add_argument("--only", action="append", help="only cells whose name contains this (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--oversubscribe", action="store_true", help="let a job start more ranks than cores")
+    ap.add_argument("--dry-run", action="store_true", help="classify the cells; run nothing")
     args = ap.parse_args()
     from guardrail.errors import InputError
     from guardrail.matrix import load_matrices, plan
@@ -64,15 +70,18 @@ def main() -> None:
                 continue
             ((path, spec),) = select("nightly", [name])
             try:
-                check_workload(path, spec, "tiny", "cpu")
+                check_workload(path, spec, "tiny", "cpu", oversubscribe=args.oversubscribe)
             except InputError as exc:
                 row.update(status="not on this CPU", reason=str(exc).split(": ", 2)[-1])
+                continue
+            if args.dry_run:
+                row.update(status="would run", reason=f"world {p.cell.world}")
                 continue
             t0 = time.perf_counter()
             try:
                 (f,) = run_lane(
                     "nightly", names=[name], device="cpu", scale="tiny", repeats=args.repeats, out_dir=out_dir,
-                    progress=False,
+                    progress=False, oversubscribe=args.oversubscribe,
                 )  # fmt: skip
             except InputError as exc:  # the lane's other checks (a cache schedule the tiny blocks cannot fit)
                 row.update(status="not on this CPU", reason=str(exc).split(": ", 2)[-1])
@@ -89,9 +98,10 @@ def main() -> None:
                 psnr=means.get("parallel_psnr"),
                 ssim=means.get("parallel_ssim"),
                 max_abs_diff=means.get("parallel_max_abs_diff"),
-                output_mismatch=(par.get("equivalence") or {}).get("output_mismatch"),
+                output_mismatch=par.get("output_mismatch"),
                 cached_steps=means.get("cache_cached_steps"),
                 applied=par.get("applied"),
+                oversubscribed=par.get("oversubscribed"),
             )
             print(f"{name:55s} {row['status']:12s} {row['wall_s']:6.1f} s", flush=True)
     doc = {
@@ -100,6 +110,7 @@ def main() -> None:
         "nproc": os.cpu_count(),
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "lane": args.lane,
+        "oversubscribe": args.oversubscribe,
         "repeats": args.repeats,
         "cells": rows,
     }
@@ -116,7 +127,7 @@ def main() -> None:
                 f"{f(row['psnr'], '6.1f')} {f(row['ssim'], '8.5f')} {f(row['max_abs_diff'], '8.1e')} "
                 f"{f(row['cached_steps'], 'g')}" + (f"  {row['error'][:80]}" if row.get("error") else "")
             )
-    for status in ("not on this CPU", "unsupported"):
+    for status in ("would run", "not on this CPU", "unsupported"):
         n = [r for r in rows if r["status"] == status]
         print(f"\n{status}: {len(n)} cells")
         for reason in sorted({r["reason"] for r in n}):

@@ -3,6 +3,7 @@ write one `guardrail.result/v1` file per workload execution."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -95,12 +96,15 @@ def run_lane(
     source: Source | None = None,
     workloads_dir: str | Path | None = None,
     profile: bool = False,
+    oversubscribe: bool = False,
 ) -> list[Path]:
     """Run the lane's workloads; returns the result files written (one per workload execution).
 
     `planned_repeats`: (workload, hardware) -> repeats (`guardrail plan-repeats`), used where `repeats` is None.
     `profile`: after a workload's timed repeats, one more fresh process profiles it (runners.profile_run); its
     aggregates go into the result's `extra.profile`, its trace beside the result file.
+    `oversubscribe` (cpu only): a parallel job may start more ranks than cores (runners.parallel.device_slots);
+    such a job's result validates the picture and carries no scaling metrics.
 
     Bad input (unknown lane/workload, invalid spec, --device npu without torch_npu) raises InputError
     before anything runs. A workload that fails still gets a result file (infra_error / timeout).
@@ -114,11 +118,13 @@ def run_lane(
 
     needs_device = any(spec.engine == "diffusers" for _, spec in chosen)
     dev = resolve(device) if needs_device else device
+    if oversubscribe and dev != "cpu":
+        raise InputError(f"ranks share cores on cpu only; this run's device is {dev}", field="--oversubscribe")
     from runners.options import check_attention, check_cache
     from runners.parallel import check_workload
 
     for path, spec in chosen:  # a workload that cannot run here is refused before anything runs
-        check_workload(path, spec, scale, dev)
+        check_workload(path, spec, scale, dev, oversubscribe=oversubscribe)
         if spec.engine == "diffusers":
             check_attention(path, spec.options_at(scale), dev, scale)
             comps = spec.components_at(scale)
@@ -171,8 +177,10 @@ def run_lane(
         n = repeats or (planned_repeats or {}).get((spec.name, env.hardware)) or spec.repeats_for(lane)
         if spec.parallel is not None:  # one torch.distributed job per repeat (runners.launch)
             from runners.launch import run_workload
+            from runners.parallel import oversubscribed
 
-            label = f"[{wi}/{len(chosen)}] {spec.name} (parallel, world {spec.parallel.world})"
+            shared = f", ranks sharing {os.cpu_count()} cores" if oversubscribed(spec.parallel.world, dev) else ""
+            label = f"[{wi}/{len(chosen)}] {spec.name} (parallel, world {spec.parallel.world}{shared})"
             written.append(
                 run_workload(
                     path,

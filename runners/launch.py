@@ -64,7 +64,7 @@ def _rank_main(argv: list[str] | None = None) -> int:
     try:
         result = _run_rank(args, rank, world, local, job, say)
     except BaseException as exc:  # everything, so that the launcher gets a classified result
-        print(traceback.format_exc(limit=8), file=sys.stderr, flush=True)
+        print(traceback.format_exc(limit=-12), file=sys.stderr, flush=True)  # the innermost frames: where it broke
         message = f"rank {rank}: {type(exc).__name__}: {exc}"[:2000]
         result = WorkerFailure(status="error", kind=classify(exc), message=message)
     (job / f"rank{rank}.json").write_text(result.model_dump_json())
@@ -124,7 +124,8 @@ def _run_rank(args: Any, rank: int, world: int, local: int, job: Path, say: Any)
             tiling.update(tile_vae(pipe, scale, spec_.generation_at(scale)))
         if par is not None:
             say(f"applying parallel {par.model_dump()}")
-            applied_par.update(apply(pipe, par, spec_.pipeline or "", dev_type))
+            cache = spec_.options_at(scale).cache
+            applied_par.update(apply(pipe, par, spec_.pipeline or "", dev_type, cache=cache))
         return pipe, weights
 
     fingerprint = diffusers_engine.fingerprint
@@ -420,8 +421,11 @@ def run_workload(
     result = build_result(spec, scale, lane, lane_started, source, env, runs, walls, repeats, telemetry=telemetry)
     extra = dict(result.extra or {})
     metrics = list(result.metrics)
+    from runners.parallel import oversubscribed
+
+    shared_cores = oversubscribed(par.world, device)
     if records and result.status == "ok":
-        metrics += _parallel_metrics(records, par.world)
+        metrics += _parallel_metrics(records, par.world, scaling=not shared_cores)
     mismatch = [i for i, r in enumerate(records) if not r["equivalence"]["within"]]
     extra["parallel"] = {
         "requested": par.model_dump(),
@@ -438,6 +442,8 @@ def run_workload(
             "process_wall_s": round(ref_wall, 3),
         },
         "per_job": records,
+        # --oversubscribe: ranks shared the cores, so efficiency and spread (still in per_job) are not metrics
+        "oversubscribed": {"ranks": par.world, "cores": os.cpu_count()} if shared_cores else None,
         # output_mismatch: the verdict the judgement gives a run whose output differs beyond the thresholds
         "output_mismatch": bool(mismatch),
         "mismatched_jobs": mismatch,
@@ -448,7 +454,8 @@ def run_workload(
     return f
 
 
-def _parallel_metrics(records: list[dict[str, Any]], world: int) -> list[Any]:
+def _parallel_metrics(records: list[dict[str, Any]], world: int, *, scaling: bool = True) -> list[Any]:
+    """Per-rank, equivalence and (with `scaling`: each rank had a device of its own) scaling metrics."""
     from guardrail.schema import Metric
 
     def m(name: str, unit: str, direction: str, reps: list[list[float]], zero: bool = False) -> Metric:
@@ -465,14 +472,14 @@ def _parallel_metrics(records: list[dict[str, Any]], world: int) -> list[Any]:
         peaks = [rec["peak_memory_mib"][r] for rec in records]
         if all(peaks):
             out.append(m(f"peak_memory_rank{r}", "MiB", "lower_is_better", peaks, zero=True))
-    if all(rec["spread"] is not None for rec in records):
+    if scaling and all(rec["spread"] is not None for rec in records):
         out.append(m("rank_step_spread", "ratio", "lower_is_better", [[rec["spread"]] for rec in records], zero=True))
     eqs = [rec["equivalence"] for rec in records]
     out.append(m("parallel_psnr", "dB", "higher_is_better", [[e["psnr_db"]] for e in eqs]))
     out.append(m("parallel_ssim", "ratio", "higher_is_better", [[e["ssim"]] for e in eqs], zero=True))
     out.append(m("parallel_max_abs_diff", "abs", "lower_is_better", [[e["max_abs_diff"]] for e in eqs], zero=True))
     effs = [rec["scaling_efficiency"] for rec in records]
-    if all(e is not None for e in effs):
+    if scaling and all(e is not None for e in effs):
         out.append(m("scaling_efficiency", "ratio", "higher_is_better", [[e] for e in effs]))
     return out
 

@@ -197,11 +197,19 @@ def apply_cache(pipe: Any, options: Options) -> dict[str, Any]:
         ) from None
     # the workload's cache_config is cache-dit's DBCacheConfig (Fn/Bn compute blocks, thresholds, ...)
     config = cache_dit.DBCacheConfig(**options.cache_config) if options.cache_config else None
-    cache_dit.enable_cache(pipe, cache_config=config)
+    from runners.parallel import DEFERRED_PARALLELISM, cpu_accelerator
+
+    parallelism = getattr(pipe, DEFERRED_PARALLELISM, None)  # a cache-dit parallel strategy, in the same call
+    if parallelism is None:
+        cache_dit.enable_cache(pipe, cache_config=config)
+    else:
+        with cpu_accelerator():
+            cache_dit.enable_cache(pipe, cache_config=config, parallelism_config=parallelism)
     return {
         "cache": "cache_dit",
         "cache_config": options.cache_config,
         "cache_dit_version": getattr(cache_dit, "__version__", None),
+        "with_parallelism": parallelism is not None,
     }
 
 

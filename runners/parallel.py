@@ -10,9 +10,11 @@ Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5
 
 - ulysses / ring, Wan2.2 and Qwen-Image: diffusers context parallelism, `ContextParallelConfig(ulysses_degree=,
   ring_degree=)` through `ModelMixin.enable_parallelism` and the model's `_cp_plan`.
-- ulysses / ring / tp, HunyuanImage-2.1, and tp for Wan2.2 / Qwen-Image: cache-dit's
-  `ParallelismConfig(ulysses_size=, ring_size=, tp_size=)` (its planners `HunyuanImage`, `Wan`,
-  `QwenImageTransformer2DModel`) through `cache_dit.enable_cache(pipe, parallelism_config=...)`.
+- ulysses / ring / tp, HunyuanImage-2.1, and tp for Wan2.2: cache-dit's
+  `ParallelismConfig(ulysses_size=, ring_size=, tp_size=)` (its planners `HunyuanImage`, `Wan`) through
+  `cache_dit.enable_cache(pipe, parallelism_config=...)`. Its Wan tp asserts a non-CPU device (refused on cpu).
+- tp, Qwen-Image: cache-dit 1.5.3 has a planner, but it and diffusers 0.42.1 disagree on `attn.heads` under tp
+  (`_QWEN_TP`) -> refused as unsupported on every device.
 - cfg (conditional and unconditional branch on separate ranks): neither library implements it for any of the
   three families -> refused.
 - vae_patch, Wan2.2 and Qwen-Image: cache-dit's data-parallel tiled decode (`cache_dit.distributed.autoencoders.
@@ -27,11 +29,11 @@ Who implements what (read from the sources of diffusers 0.42.1 and cache-dit 1.5
   (tp, and everything on HunyuanImage) it is refused: cache-dit shards with DTensor on its own mesh, and the two
   are not combined.
 
-CPU accommodation (the only one, in `_cpu_accelerator`): diffusers' `_resolve_parallel_config` computes the rank's
+CPU accommodation (the only one, in `cpu_accelerator`): diffusers' `_resolve_parallel_config` computes the rank's
 device as `rank % torch.accelerator.device_count()`, which is 0 on a CPU-only host (ZeroDivisionError), and
-cache-dit's VAE planner builds its mesh on `torch.accelerator.current_accelerator().type` (None there); while
-`enable_parallelism` / `parallelize_autoencoder` run on CPU the count reads 1 and the accelerator `cpu`, so every
-rank's device is `cpu`. Nothing else is changed.
+cache-dit's meshes are built on `torch.accelerator.current_accelerator().type` (None there); while
+`enable_parallelism` / `enable_cache(parallelism_config=)` / `parallelize_autoencoder` run on CPU the count reads 1
+and the accelerator `cpu`, so every rank's device is `cpu`. Nothing else is changed.
 """
 
 from __future__ import annotations
@@ -93,6 +95,14 @@ _HSDP_WITH_CACHE_DIT = (
 )
 
 
+# Measured on CPU 2026-12-03 (gloo, tiny): the two libraries disagree on what attn.heads means under tp, on any device
+_QWEN_TP = (
+    "tp: cache-dit 1.5.3's QwenImage planner divides attn.heads by tp, but diffusers 0.42.1's processor derives "
+    "head_dim = inner_dim // attn.heads from the unsharded count (transformer_qwenimage.py), so head_dim doubles "
+    "and norm_q fails on the shape"
+)
+
+
 def _support(family: str) -> dict[str, Support]:
     name = {"wan": "WanPipeline", "qwen-image": "QwenImageEdit*Pipeline", "hunyuanimage": "HunyuanImagePipeline"}
     cfg = Support(
@@ -107,7 +117,10 @@ def _support(family: str) -> dict[str, Support]:
         vae = Support(unsupported="vae_patch: cache-dit 1.5 has no VAE parallel planner for AutoencoderKLHunyuanImage")
         hsdp = Support(unsupported=_HSDP_WITH_CACHE_DIT)
         return {"ulysses": cd, "ring": cd, "tp": cd, "cfg": cfg, "vae_patch": vae, "hsdp": hsdp}
-    return {"ulysses": cp, "ring": cp, "tp": cd, "cfg": cfg, "vae_patch": _VAE_PATCH, "hsdp": hsdp}
+    tp = cd
+    if family == "qwen-image":
+        tp = Support(unsupported=_QWEN_TP)
+    return {"ulysses": cp, "ring": cp, "tp": tp, "cfg": cfg, "vae_patch": _VAE_PATCH, "hsdp": hsdp}
 
 
 def family_of(pipeline: str) -> str:
@@ -160,10 +173,16 @@ def plan(pipeline: str, par: Parallel) -> str | None:
     return "cache-dit" if "cache-dit" in libs else "diffusers"
 
 
-def device_slots(device_type: str) -> int:
-    """Devices one job may use: accelerators on npu/cuda; on CPU each rank is a process, so the cores."""
+# `--oversubscribe` (CPU only): ranks per core a job may start. 4 lets a 2-core machine run the matrices' largest
+# cells (8 ranks); the ranks then share cores, so such a run validates the picture, not the speed-up.
+OVERSUBSCRIBE_PER_CORE = 4
+
+
+def device_slots(device_type: str, *, oversubscribe: bool = False) -> int:
+    """Devices one job may use: accelerators on npu/cuda; on CPU each rank is a process, so the cores (times
+    OVERSUBSCRIBE_PER_CORE with `oversubscribe`)."""
     if device_type == "cpu":
-        return os.cpu_count() or 1
+        return (os.cpu_count() or 1) * (OVERSUBSCRIBE_PER_CORE if oversubscribe else 1)
     from runners.device import Device
 
     return Device(device_type).count()
@@ -187,23 +206,24 @@ def check(
         field = reason.split(":", 1)[0]
         raise ParallelInputError(f"parallel.{field}", f"unsupported: {reason.split(': ', 1)[1]}", unsupported=True)
     if par.world > devices:
+        hint = " (on cpu, --oversubscribe lets ranks share cores: the picture is validated, not the speed-up)"
         raise ParallelInputError(
             "parallel",
             f"world size {par.world} (the product of ulysses, ring, cfg and tp, or vae_patch) exceeds the "
-            f"{devices} device(s) available on {device_type}",
+            f"{devices} device(s) available on {device_type}" + (hint if device_type == "cpu" else ""),
         )
     lib = plan(pipeline, par)
-    if lib == "cache-dit" and device_type == "cpu":
+    if lib == "cache-dit" and device_type == "cpu" and par.tp > 1 and family_of(pipeline) == "wan":
         raise ParallelInputError(
-            "parallel.tp" if par.tp > 1 else "parallel",
-            "cache-dit 1.5 parallelism runs on cuda/npu only (its platform layer has no CPU device count); "
-            "on cpu only diffusers' ulysses/ring apply",
+            "parallel.tp",
+            "cache-dit 1.5.3's tensor-parallel RMSNorm for Wan asserts that its input is not on cpu "
+            "(cache_dit/distributed/transformers/wan.py); Wan tp runs on cuda/npu",
         )
-    if lib == "cache-dit" and cache == "cache_dit":
+    if lib == "cache-dit" and device_type == "cpu" and par.ring > 1:
         raise ParallelInputError(
-            "options.cache",
-            "cache: cache_dit with a cache-dit parallel strategy: cache-dit takes both in one enable_cache call, "
-            "and the runner applies the cache separately (runners.options); not combined yet",
+            "parallel.ring",
+            "cache-dit 1.5.3's ring attention on cpu runs torch's flash attention with the log-sum-exp, which takes "
+            "no attn_mask, and HunyuanImage passes one (ValueError, measured 2026-12-03); ring runs on cuda/npu",
         )
     if lib == "diffusers" and par.ring > 1:
         if device_type == "cpu":
@@ -263,9 +283,10 @@ _ACCOMMODATION = "torch.accelerator device_count() read as 1 and current_acceler
 
 
 @contextlib.contextmanager
-def _cpu_accelerator() -> Iterator[None]:
+def cpu_accelerator() -> Iterator[None]:
     """The CPU accommodation (module doc): on a CPU-only host torch.accelerator.device_count() reads 1 instead of 0
-    and current_accelerator() the cpu device instead of None, for the duration of the library call only."""
+    and current_accelerator() the cpu device instead of None, for the duration of the library call only (with an
+    accelerator present, nothing changes)."""
     import torch
 
     if torch.accelerator.device_count() > 0:
@@ -296,7 +317,13 @@ def tile_vae(pipe: Any, scale: str, generation: Any) -> dict[str, Any]:
     }
 
 
-def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str, Any]:
+# cache-dit takes its cache and its parallelism in one enable_cache call: with both asked, `apply` leaves the
+# ParallelismConfig here and runners.options.apply_cache passes it with the cache (after the engine's no-cache
+# reference generation, which so runs dense and whole on every rank)
+DEFERRED_PARALLELISM = "_guardrail_cache_dit_parallelism"
+
+
+def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str, cache: str = "none") -> dict[str, Any]:
     """Apply the mapping to the built pipeline (the process group is up); returns what was applied."""
     import torch.distributed as dist
 
@@ -317,7 +344,7 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
         for t in transformers_of(pipe):
             # one config per model: enable_parallelism records it (and its mesh) on the model
             config = ContextParallelConfig(ulysses_degree=par.ulysses, ring_degree=par.ring)
-            with _cpu_accelerator() if device_type == "cpu" else contextlib.nullcontext():
+            with cpu_accelerator():
                 t.enable_parallelism(config=config)
             names.append(type(t).__name__)
         applied.update(
@@ -335,11 +362,17 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
             ring_size=par.ring if par.ring > 1 else None,
             tp_size=par.tp if par.tp > 1 else None,
         )
-        cache_dit.enable_cache(pipe, parallelism_config=config)
+        if cache == "cache_dit":
+            setattr(pipe, DEFERRED_PARALLELISM, config)
+        else:
+            with cpu_accelerator():
+                cache_dit.enable_cache(pipe, parallelism_config=config)
         applied.update(
             library_version=getattr(cache_dit, "__version__", None),
-            api="cache_dit.enable_cache(parallelism_config=ParallelismConfig)",
+            api="cache_dit.enable_cache(parallelism_config=ParallelismConfig)"
+            + (", with the cache_config in the same call" if cache == "cache_dit" else ""),
             cache_dit_backend=str(getattr(config, "backend", None)),
+            cpu_accommodation=_ACCOMMODATION if device_type == "cpu" else None,
         )
     if par.vae_patch > 1:
         import cache_dit
@@ -347,7 +380,7 @@ def apply(pipe: Any, par: Parallel, pipeline: str, device_type: str) -> dict[str
         from cache_dit.distributed.autoencoders import parallelize_autoencoder
 
         # a config of its own: cache-dit sizes the VAE's ranks from the config's degrees, and they span the world
-        with _cpu_accelerator() if device_type == "cpu" else contextlib.nullcontext():
+        with cpu_accelerator():
             parallelize_autoencoder(pipe.vae, ParallelismConfig(ulysses_size=par.world))
         applied["vae_patch_applied"] = {
             "library": "cache-dit",
@@ -411,7 +444,14 @@ def _attention_backends(pipe: Any) -> list[str]:
     return sorted(seen)
 
 
-def check_workload(path: Any, spec: Any, scale: str, device_type: str, devices: int | None = None) -> None:
+def oversubscribed(world: int, device_type: str) -> bool:
+    """A CPU job with more ranks than cores (allowed by --oversubscribe): its timings do not measure scaling."""
+    return device_type == "cpu" and world > (os.cpu_count() or 1)
+
+
+def check_workload(
+    path: Any, spec: Any, scale: str, device_type: str, devices: int | None = None, *, oversubscribe: bool = False
+) -> None:
     """runners.lane, before anything runs: a parallel workload that cannot run here at this scale is bad input
     (exit 2), one line naming the file and the field."""
     from guardrail.errors import InputError
@@ -430,7 +470,7 @@ def check_workload(path: Any, spec: Any, scale: str, device_type: str, devices: 
             vae_config=comps["vae"].config if "vae" in comps else {},
             generation=spec.generation_at(scale),
             device_type=device_type,
-            devices=device_slots(device_type) if devices is None else devices,
+            devices=device_slots(device_type, oversubscribe=oversubscribe) if devices is None else devices,
             attention_backend=spec.options_at(scale).attention_backend,
             cache=spec.options_at(scale).cache,
         )

@@ -90,11 +90,20 @@ def test_cli_refuses_an_unsupported_cell_in_one_line_and_writes_nothing(tmp_path
 
 
 def test_a_cache_schedule_the_tiny_blocks_cannot_fit_is_refused_before_launch(tmp_path):
+    import yaml
+
     from runners import run_lane
 
+    # HunyuanImage's tiny transformer cut to one block per list: cache-dit needs Fn_compute_blocks (1) < that
+    data = yaml.safe_load((Path(__file__).parent.parent / "workloads" / "hunyuanimage-2.1-2048.yaml").read_text())
+    data.update(name="hy-one-block", lanes=["nightly"], options={"cache": "cache_dit"})
+    data["tiny"]["components"]["transformer"]["config"].update(num_layers=1, num_single_layers=1)
+    data["tiny"]["options"] = {"cache": "cache_dit", "cache_config": {"Fn_compute_blocks": 1}}
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "hy-one-block.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "out"
-    with pytest.raises(InputError) as err:  # the tiny HunyuanImage has one block per list; cache-dit needs Fn < that
-        run_lane("nightly", names=["hunyuanimage-2.1-2048@cache_dit"], device="cpu", scale="tiny", out_dir=out)
+    with pytest.raises(InputError) as err:
+        run_lane("nightly", device="cpu", scale="tiny", out_dir=out, workloads_dir=tmp_path / "w")
     assert err.value.field == "tiny.options.cache_config.Fn_compute_blocks" and "< the transformer's blocks (1)" in str(
         err.value
     )

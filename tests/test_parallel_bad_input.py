@@ -49,8 +49,10 @@ CASES = [
     (WAN, {"ulysses": 4096}, None, "parallel", "world size 4096 (the product of ulysses"),
     (QWEN, {"ulysses": 2}, _three_heads, "parallel.ulysses", "must divide the transformer's num_attention_heads (3)"),
     (WAN, {"ring": 2}, None, "parallel.ring", "none runs on cpu"),
-    (WAN, {"tp": 2}, None, "parallel.tp", "cache-dit 1.5 parallelism runs on cuda/npu only"),
-    (HUNYUAN, {"ulysses": 2}, None, "parallel", "cache-dit 1.5 parallelism runs on cuda/npu only"),
+    (WAN, {"tp": 2}, None, "parallel.tp", "tensor-parallel RMSNorm for Wan asserts that its input is not on cpu"),
+    (HUNYUAN, {"ring": 2}, None, "parallel.ring", "takes no attn_mask, and HunyuanImage passes one"),
+    (QWEN, {"tp": 2}, None, "parallel.tp", "unsupported: cache-dit 1.5.3's QwenImage planner divides attn.heads"),
+    (WAN, {"ulysses": 4096}, None, "parallel", "(on cpu, --oversubscribe lets ranks share cores"),
     (WAN, {"ulysses": 2}, _tiny_seq_one, "parallel", "must divide the image sequence length (1 tokens at 32x32x1)"),
     (WAN, {"ulysses": 0}, None, "parallel.ulysses", "greater than or equal to 1"),
     (WAN, {"ulysses": 2, "pipeline": 2}, None, "parallel.pipeline", "unknown key"),
@@ -138,9 +140,10 @@ def test_rules_of_accelerator_runs():
         _check_cuda(Parallel(ring=2))
     assert err.value.field == "parallel.ring"
     _check_cuda(Parallel(tp=2))  # cache-dit's Wan planner
-    with pytest.raises(ParallelInputError, match="not combined yet") as err:
-        _check_cuda(Parallel(tp=2), cache="cache_dit")
-    assert err.value.field == "options.cache"
+    _check_cuda(Parallel(tp=2), cache="cache_dit")  # cache-dit's cache and parallelism in one enable_cache call
+    with pytest.raises(ParallelInputError, match="unsupported: cache-dit 1.5.3's QwenImage planner") as err:
+        _check_cuda(Parallel(tp=2), pipeline="QwenImageEditPlusPipeline")  # on every device
+    assert err.value.field == "parallel.tp" and err.value.unsupported
     with pytest.raises(ParallelInputError, match=r"num_attention_heads \(24\)"):
         _check_cuda(Parallel(tp=5))
     with pytest.raises(ParallelInputError, match="exceeds the 8 device"):

@@ -4,6 +4,7 @@ and scaling efficiency."""
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
+from guardrail.errors import InputError  # noqa: E402
 from guardrail.schema import load_result  # noqa: E402
 
 pytestmark = [pytest.mark.runners, pytest.mark.slow]
@@ -168,3 +170,74 @@ def test_one_rank_job_through_the_same_launcher(tmp_path):
     assert applied["world"] == 1 and applied["backend"] == "gloo" and applied["library"] is None
     assert outs[0].metrics.samples("denoise_step_latency")
     assert not outs[0].metrics.samples("denoise_step_comm_time")  # one rank: no collective, no comm metric
+
+
+def _fewer_steps(d: dict) -> None:  # what these tests check is the launch, the libraries and the picture
+    d["tiny"]["generation"]["num_inference_steps"] = 6
+    d["tiny"]["warmup_generations"] = 0
+
+
+def test_hunyuanimage_ulysses2_with_cache_dit_in_one_enable_cache_call(tmp_path):
+    # cache-dit parallelises HunyuanImage itself, and takes its cache in the same enable_cache call
+    from runners import run_lane
+
+    (tmp_path / "w").mkdir()
+
+    def cached(d: dict) -> None:
+        _fewer_steps(d)
+        d["tiny"]["options"] = {"cache": "cache_dit", "cache_config": {
+            "Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "residual_diff_threshold": 0.6, "max_warmup_steps": 1,
+            "max_continuous_cached_steps": 2}}  # fmt: skip
+
+    _write(tmp_path / "w", "hunyuanimage-2.1-2048", "hy-cd-ulysses2", {"ulysses": 2}, cached)
+    (f,) = run_lane(
+        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
+        workloads_dir=tmp_path / "w",
+    )  # fmt: skip
+    r = load_result(f)
+    assert r.status == "ok", r.error
+    names = {m.name: m for m in r.metrics}
+    assert names["parallel_psnr"].repeats[0][0] >= 30.0 and names["parallel_ssim"].repeats[0][0] >= 0.97
+    applied = r.extra["parallel"]["applied"]
+    assert applied["library"] == "cache-dit" and applied["ulysses"] == 2 and applied["cpu_accommodation"]
+    assert applied["api"].endswith("with the cache_config in the same call")
+    assert r.extra["applied"]["cache"] == "cache_dit" and r.extra["applied"]["with_parallelism"] is True
+    assert r.extra["cache"][0]["cached_steps"] > 0  # cache-dit cached under its own parallelism
+
+
+def test_more_ranks_than_cores_with_oversubscribe(tmp_path):
+    # --oversubscribe: a 4-rank job on a machine of fewer cores validates the picture; its timings do not measure
+    # scaling, so the result carries no scaling metrics (on a machine of 4+ cores the job is not oversubscribed)
+    from runners import run_lane
+
+    (tmp_path / "w").mkdir()
+    _write(tmp_path / "w", "wan22-ti2v-5b-720p", "wan-ulysses4", {"ulysses": 4}, _fewer_steps)
+    (f,) = run_lane(
+        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
+        workloads_dir=tmp_path / "w", oversubscribe=True,
+    )  # fmt: skip
+    r = load_result(f)
+    assert r.status == "ok", r.error
+    names = {m.name for m in r.metrics}
+    assert {f"peak_memory_rank{k}" for k in range(4)} <= names and "parallel_psnr" in names
+    p = r.extra["parallel"]
+    assert p["applied"]["world"] == 4 and p["output_mismatch"] is False
+    if (os.cpu_count() or 1) < 4:
+        assert p["oversubscribed"] == {"ranks": 4, "cores": os.cpu_count()}
+        assert "scaling_efficiency" not in names and "rank_step_spread" not in names
+        assert p["per_job"][0]["scaling_efficiency"] is not None  # still shown, as a number of the job
+    else:
+        assert p["oversubscribed"] is None and "scaling_efficiency" in names
+
+
+def test_oversubscribe_is_for_cpu_only(monkeypatch, tmp_path):
+    import runners.device
+    from runners import run_lane
+    from runners.parallel import OVERSUBSCRIBE_PER_CORE, device_slots
+
+    assert device_slots("cpu", oversubscribe=True) == (os.cpu_count() or 1) * OVERSUBSCRIBE_PER_CORE
+    monkeypatch.setattr(runners.device, "resolve", lambda device: "cuda")  # as on a GPU machine
+    with pytest.raises(InputError) as err:
+        run_lane("presubmit", device="cuda", out_dir=tmp_path / "out", oversubscribe=True)
+    assert err.value.field == "--oversubscribe" and "on cpu only" in str(err.value)
+    assert not (tmp_path / "out").exists()

@@ -40,6 +40,14 @@ def run_command(
             "--profile", help="After the timed repeats, one more process profiles each workload (docs/profiles.md)."
         ),
     ] = False,
+    oversubscribe: Annotated[
+        bool,
+        typer.Option(
+            "--oversubscribe",
+            help="CPU only: a parallel job may start up to 4 ranks per core (the picture is validated; the job's "
+            "timings do not measure scaling, so no scaling efficiency is recorded).",
+        ),
+    ] = False,
 ) -> None:
     """Run workloads through the real pipelines. Exit 0 all ok, 3 if any failed or timed out, 2 bad input."""
     from guardrail.ci_env import source_from_env
@@ -60,6 +68,7 @@ def run_command(
         source=source,
         workloads_dir=workloads_dir,
         profile=profile,
+        oversubscribe=oversubscribe,
     )
     failed = []
     for f in files:
