@@ -24,6 +24,7 @@ parallel part does not speed up (model load, warm-up and compile dominate short 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,10 @@ def _why_unsupported(m: Matrix, cell: Cell) -> str | None:
                 return f"{s}: the matrix names no library for it"
             if support.unsupported:
                 return f"{s}: {support.unsupported}"
+    transformer_ranks = math.prod(int(cell.get(d)) for d in MULTIPLIED)
+    if 1 < transformer_ranks < int(cell.get("vae_patch")):
+        # runners.parallel: the transformer's mesh (diffusers, cache-dit) must span every rank of the job
+        return f"vae_patch {cell.get('vae_patch')} spans more ranks than the transformer's {transformer_ranks}"
     if int(cell.get("vae_patch")) > 1 and cell.world != int(cell.get("vae_patch")):
         # cache-dit, the one library with VAE patch parallelism, decodes the tiles over every rank of the job
         return f"vae_patch {cell.get('vae_patch')} is not the job's {cell.world} ranks (its tiles go to every rank)"

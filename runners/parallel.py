@@ -154,6 +154,13 @@ def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
             return table[s].unsupported
     if par.hsdp and plan(pipeline, par) == "cache-dit":
         return _HSDP_WITH_CACHE_DIT
+    transformer_ranks = math.prod(getattr(par, d) for d in MULTIPLIED)
+    if 1 < transformer_ranks < par.vae_patch:
+        return (
+            f"vae_patch: {par.vae_patch} VAE ranks around a transformer parallelised over {transformer_ranks}: the "
+            "libraries' transformer meshes span the whole job (measured: diffusers' 2-rank mesh in a 4-rank job "
+            "fails on the ranks outside it)"
+        )
     if par.vae_patch > 1 and par.vae_patch != par.world:
         return (
             f"vae_patch: cache-dit 1.5 decodes the VAE's tiles over every rank of the job: vae_patch "
@@ -245,6 +252,18 @@ def check(
             if d > 1 and heads % d:
                 raise ParallelInputError(
                     f"parallel.{name}", f"{name}={d} must divide the transformer's num_attention_heads ({heads})"
+                )
+        if lib == "cache-dit" and par.ulysses > 1 and par.tp > 1 and heads % par.tp == 0:
+            # cache-dit's Ulysses splits the heads each tp rank holds, padding them to a multiple of ulysses only
+            # while the padding is below the padded heads per rank (_maybe_pad_qkv_head asserts it)
+            local = heads // par.tp
+            pad = -local % par.ulysses
+            if pad and pad >= (local + pad) // par.ulysses:
+                raise ParallelInputError(
+                    "parallel.ulysses",
+                    f"ulysses={par.ulysses} splits the {local} head(s) each tp={par.tp} rank holds; cache-dit pads "
+                    f"them only while the padding ({pad}) is below the padded heads per rank "
+                    f"({(local + pad) // par.ulysses})",
                 )
     cp = par.ulysses * par.ring
     if cp > 1:

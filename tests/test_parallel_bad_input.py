@@ -148,3 +148,20 @@ def test_rules_of_accelerator_runs():
         _check_cuda(Parallel(tp=5))
     with pytest.raises(ParallelInputError, match="exceeds the 8 device"):
         _check_cuda(Parallel(ulysses=4, ring=4))
+
+
+def test_cache_dit_ulysses_over_tp_needs_heads_it_can_pad():
+    # cache-dit's Ulysses splits the heads each tp rank holds and pads them only while the padding is below the padded
+    # count: the tiny HunyuanImage's 4 heads under tp4 leave 1 per rank, which ulysses2 cannot split (measured: its
+    # AssertionError inside the job); the full-size 28 heads leave 7, padded to 8 (4 per rank)
+    from runners.parallel import ParallelInputError, check
+
+    def hunyuan(heads: int) -> None:
+        gen = type("G", (), {"height": 2048, "width": 2048, "num_frames": None})()
+        check(Parallel(ulysses=2, tp=4), pipeline="HunyuanImagePipeline", transformer_config={
+            "num_attention_heads": heads}, vae_config={}, generation=gen, device_type="cuda", devices=8)  # fmt: skip
+
+    hunyuan(28)
+    with pytest.raises(ParallelInputError, match=r"splits the 1 head\(s\) each tp=4 rank holds") as err:
+        hunyuan(4)
+    assert err.value.field == "parallel.ulysses"
