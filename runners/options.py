@@ -203,7 +203,10 @@ def apply_cache(pipe: Any, options: Options) -> dict[str, Any]:
     if parallelism is None:
         cache_dit.enable_cache(pipe, cache_config=config)
     else:
-        with cpu_accelerator():
+        import torch
+
+        # inference mode, as when the pipeline was built: cache-dit's tp redistributes the (inference) weights
+        with cpu_accelerator(), torch.inference_mode():
             cache_dit.enable_cache(pipe, cache_config=config, parallelism_config=parallelism)
     return {
         "cache": "cache_dit",

@@ -176,8 +176,9 @@ def _fewer_steps(d: dict) -> None:  # what these tests check is the launch, the 
     d["tiny"]["warmup_generations"] = 0
 
 
-def test_hunyuanimage_ulysses2_with_cache_dit_in_one_enable_cache_call(tmp_path):
-    # cache-dit parallelises HunyuanImage itself, and takes its cache in the same enable_cache call
+def test_hunyuanimage_tp2_with_cache_dit_in_one_enable_cache_call(tmp_path):
+    # cache-dit shards HunyuanImage itself (tensor parallel, DTensor over gloo), and takes its cache in the same
+    # enable_cache call (in inference mode, as the weights were built)
     from runners import run_lane
 
     (tmp_path / "w").mkdir()
@@ -188,7 +189,7 @@ def test_hunyuanimage_ulysses2_with_cache_dit_in_one_enable_cache_call(tmp_path)
             "Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "residual_diff_threshold": 0.6, "max_warmup_steps": 1,
             "max_continuous_cached_steps": 2}}  # fmt: skip
 
-    _write(tmp_path / "w", "hunyuanimage-2.1-2048", "hy-cd-ulysses2", {"ulysses": 2}, cached)
+    _write(tmp_path / "w", "hunyuanimage-2.1-2048", "hy-cd-tp2", {"tp": 2}, cached)
     (f,) = run_lane(
         "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
         workloads_dir=tmp_path / "w",
@@ -198,7 +199,7 @@ def test_hunyuanimage_ulysses2_with_cache_dit_in_one_enable_cache_call(tmp_path)
     names = {m.name: m for m in r.metrics}
     assert names["parallel_psnr"].repeats[0][0] >= 30.0 and names["parallel_ssim"].repeats[0][0] >= 0.97
     applied = r.extra["parallel"]["applied"]
-    assert applied["library"] == "cache-dit" and applied["ulysses"] == 2 and applied["cpu_accommodation"]
+    assert applied["library"] == "cache-dit" and applied["tp"] == 2 and applied["cpu_accommodation"]
     assert applied["api"].endswith("with the cache_config in the same call")
     assert r.extra["applied"]["cache"] == "cache_dit" and r.extra["applied"]["with_parallelism"] is True
     assert r.extra["cache"][0]["cached_steps"] > 0  # cache-dit cached under its own parallelism
