@@ -37,7 +37,7 @@ def _qwen_two_heads(d: dict) -> None:
     d["tiny"]["components"]["transformer"]["config"]["num_attention_heads"] = 2
 
 
-def _run(tmp_path: Path, name: str):
+def _run(tmp_path: Path, name: str, **kw):
     from runners import run_lane
 
     files = run_lane(
@@ -48,6 +48,7 @@ def _run(tmp_path: Path, name: str):
         out_dir=tmp_path / "out",
         progress=False,
         workloads_dir=tmp_path / "w",
+        **kw,
     )
     assert len(files) == 1 and files[0].name.startswith(name)
     return load_result(files[0])
@@ -141,13 +142,7 @@ def test_qwen_image_edit_ulysses2_with_cache_dit(tmp_path):
     # the matrix's ulysses2-cache_dit cell: diffusers' context parallelism, then cache-dit's DBCache on top
     (tmp_path / "w").mkdir()
     _write(tmp_path / "w", "qwen-image-edit-2511-1024-cache-dit", "qwen-cd-ulysses2", {"ulysses": 2}, _qwen_two_heads)
-    from runners import run_lane
-
-    (f,) = run_lane(
-        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
-        workloads_dir=tmp_path / "w",
-    )  # fmt: skip
-    r = load_result(f)
+    r = _run(tmp_path, "qwen-cd-ulysses2")
     _check(r)
     assert r.extra["applied"]["cache"] == "cache_dit"
     assert r.extra["cache"][0]["cached_steps"] > 0  # cache-dit did cache under context parallelism
@@ -179,8 +174,6 @@ def _fewer_steps(d: dict) -> None:  # what these tests check is the launch, the 
 def test_hunyuanimage_tp2_with_cache_dit_in_one_enable_cache_call(tmp_path):
     # cache-dit shards HunyuanImage itself (tensor parallel, DTensor over gloo), and takes its cache in the same
     # enable_cache call (in inference mode, as the weights were built)
-    from runners import run_lane
-
     (tmp_path / "w").mkdir()
 
     def cached(d: dict) -> None:
@@ -190,11 +183,7 @@ def test_hunyuanimage_tp2_with_cache_dit_in_one_enable_cache_call(tmp_path):
             "max_continuous_cached_steps": 2}}  # fmt: skip
 
     _write(tmp_path / "w", "hunyuanimage-2.1-2048", "hy-cd-tp2", {"tp": 2}, cached)
-    (f,) = run_lane(
-        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
-        workloads_dir=tmp_path / "w",
-    )  # fmt: skip
-    r = load_result(f)
+    r = _run(tmp_path, "hy-cd-tp2")
     assert r.status == "ok", r.error
     names = {m.name: m for m in r.metrics}
     assert names["parallel_psnr"].repeats[0][0] >= 30.0 and names["parallel_ssim"].repeats[0][0] >= 0.97
@@ -208,15 +197,9 @@ def test_hunyuanimage_tp2_with_cache_dit_in_one_enable_cache_call(tmp_path):
 def test_more_ranks_than_cores_with_oversubscribe(tmp_path):
     # --oversubscribe: a 4-rank job on a machine of fewer cores validates the picture; its timings do not measure
     # scaling, so the result carries no scaling metrics (on a machine of 4+ cores the job is not oversubscribed)
-    from runners import run_lane
-
     (tmp_path / "w").mkdir()
     _write(tmp_path / "w", "wan22-ti2v-5b-720p", "wan-ulysses4", {"ulysses": 4}, _fewer_steps)
-    (f,) = run_lane(
-        "presubmit", device="cpu", scale="tiny", repeats=1, out_dir=tmp_path / "out", progress=False,
-        workloads_dir=tmp_path / "w", oversubscribe=True,
-    )  # fmt: skip
-    r = load_result(f)
+    r = _run(tmp_path, "wan-ulysses4", oversubscribe=True)
     assert r.status == "ok", r.error
     names = {m.name for m in r.metrics}
     assert {f"peak_memory_rank{k}" for k in range(4)} <= names and "parallel_psnr" in names
