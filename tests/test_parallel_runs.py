@@ -32,9 +32,11 @@ def _write(wdir: Path, source: str, name: str, parallel: dict, edit=None) -> Non
 
 
 def _qwen_two_heads(d: dict) -> None:
-    # ulysses=2 needs heads divisible by 2 (this tiny transformer has 3; the tiny prompts' token counts already
-    # divide by 4: Qwen-Image's _cp_plan splits the text sequence too)
+    # ulysses=2 needs heads divisible by 2 (the pinned tiny transformer has 3); Qwen-Image's _cp_plan also splits the
+    # text sequence, so the negative prompt is one whose token count is even (' ' is odd: diffusers refuses it). The
+    # base workload's tiny prompts already divide by 4; the cache workload (32x32, its own tiny generation) takes this.
     d["tiny"]["components"]["transformer"]["config"]["num_attention_heads"] = 2
+    d["generation"]["negative_prompt"] = "blurry, low quality."
 
 
 def _run(tmp_path: Path, name: str, **kw):
