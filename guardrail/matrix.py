@@ -2,12 +2,12 @@
 runs, and what they cost in device minutes.
 
 A matrix file (workloads/matrix/*.yaml, schema `guardrail.matrix/v1`) names a base workload, the values each axis
-takes (the parallel degrees `ulysses`, `ring`, `cfg`, `tp`, `vae_patch`, the weight sharding `hsdp`, and the
-`cache`), and per strategy the library that implements it for the family or why none does. A cell is one value per
-axis; its world size is the product of the transformer's degrees (ulysses, ring, cfg, tp), or the VAE's patches
-where those need more ranks (VAE patches and hsdp are spread over the same ranks). It is `unsupported` when it asks
-for a strategy no library implements (the reason is the file's), for more devices than `max_world`, or for VAE
-patches that do not divide its ranks. Lanes pick cells:
+takes (the parallel degrees `ulysses`, `ring`, `cfg`, `tp`, `vae_patch`, the weight sharding `hsdp`, the `cache`
+and the `compile` of the transformer's repeated blocks), and per strategy the library that implements it for the
+family or why none does. A cell is one value per axis; its world size is the product of the transformer's degrees
+(ulysses, ring, cfg, tp), or the VAE's patches where those need more ranks (VAE patches and hsdp are spread over the
+same ranks). It is `unsupported` when it asks for a strategy no library implements (the reason is the file's), for
+more devices than `max_world`, or for VAE patches that do not divide its ranks. Lanes pick cells:
 
 - `all` (weekly, release): every supported cell;
 - `pairwise` (nightly): a covering array of strength 2 over the supported cells, i.e. every pair of values of two
@@ -42,7 +42,11 @@ DEGREES = ("ulysses", "ring", "cfg", "tp", "vae_patch")  # parallel degrees
 # spread over the same ranks (vLLM-Omni's ulysses2+cfg2+vae_patch4 runs on 4 devices).
 MULTIPLIED = ("ulysses", "ring", "cfg", "tp")
 STRATEGIES = (*DEGREES, "hsdp")
-AXES = (*STRATEGIES, "cache")
+AXES = (*STRATEGIES, "cache", "compile")
+# `compile` takes the workload option's values (runners.spec.Options.compile): regional torch.compile of the
+# transformer's repeated blocks, the way the optimised-pipelines work (docs/runners.md, "Optimisations") applies it
+COMPILERS = ("none", "inductor", "mindiesd")
+CACHES = ("none", "cache_dit")
 Selection = Literal["all", "pairwise", "named"]
 
 
@@ -99,6 +103,10 @@ class Matrix(_Strict):
                 raise ValueError(f"axis {name!r}: degrees are integers >= 1")
             if name == "hsdp" and not all(isinstance(v, bool) for v in values):
                 raise ValueError("axis 'hsdp': values are true/false")
+            if name == "cache" and not set(values) <= set(CACHES):
+                raise ValueError(f"axis 'cache': values are {', '.join(CACHES)}")
+            if name == "compile" and not set(values) <= set(COMPILERS):
+                raise ValueError(f"axis 'compile': values are {', '.join(COMPILERS)}")
         return axes
 
     @model_validator(mode="after")
@@ -116,7 +124,7 @@ class Matrix(_Strict):
 
 
 def _default(axis: str) -> Any:
-    return False if axis == "hsdp" else "none" if axis == "cache" else 1
+    return False if axis == "hsdp" else "none" if axis in ("cache", "compile") else 1
 
 
 @dataclass(frozen=True)
@@ -147,12 +155,14 @@ class Cell:
 
     @property
     def tag(self) -> str:
-        """e.g. "ulysses2+vae_patch2+cache_dit"; "single" for the single-device cell."""
+        """e.g. "ulysses2+vae_patch2+cache_dit+compile_inductor"; "single" for the single-device cell."""
         parts = [f"{d}{self.get(d)}" for d in DEGREES if int(self.get(d)) > 1]
         if self.get("hsdp"):
             parts.append("hsdp")
         if self.get("cache") != "none":
             parts.append(str(self.get("cache")))
+        if self.get("compile") != "none":
+            parts.append(f"compile_{self.get('compile')}")
         return "+".join(parts) or "single"
 
     def workload(self, base: str) -> str:
@@ -199,6 +209,8 @@ def _why_unsupported(m: Matrix, cell: Cell) -> str | None:
 def _how(m: Matrix, cell: Cell) -> str:
     used = [s for s in STRATEGIES if (bool(cell.get(s)) if s == "hsdp" else int(cell.get(s)) > 1)]
     libs = [f"{s}: {m.support[s].library} ({m.support[s].api})" for s in used]
+    if cell.get("compile") != "none":  # the runner's option (runners.options.apply_compile)
+        libs.append(f"compile: {cell.get('compile')}, regional (diffusers' compile_repeated_blocks)")
     return "; ".join(libs) or "single device"
 
 
@@ -246,7 +258,7 @@ def plan(m: Matrix, lane: str) -> list[CellPlan]:
         chosen = pairwise(supported, axes)
     else:
         chosen = [c for c in supported if c.name]
-    single = [c for c in supported if c.single_device and c.get("cache") == "none"]
+    single = [c for c in supported if c.single_device and c.get("cache") == "none" and c.get("compile") == "none"]
     chosen = single[:1] + [c for c in chosen if c not in single[:1]]
     out = [CellPlan(c, True, _how(m, c), m.minutes_per_run * c.world * spec.repeats) for c in chosen]
     if spec.cells == "named":

@@ -68,8 +68,8 @@ def load_all(directory: str | Path | None = None) -> dict[str, tuple[Path, Workl
 
 def cell_workload(name: str, allw: dict[str, tuple[Path, WorkloadSpec]]) -> tuple[Path, WorkloadSpec]:
     """A parallel-matrix cell named `BASE@TAG` (guardrail.matrix) as a workload: the base workload with the cell's
-    `parallel:` mapping, and for a cache cell the matrix's `cache_workload` options (else the base's with the
-    matrix's `cache_config`/`tiny_cache_config`, cache on).
+    `parallel:` mapping, for a cache cell the matrix's `cache_workload` options (else the base's with the
+    matrix's `cache_config`/`tiny_cache_config`, cache on), and for a compile cell `compile:` set on those.
     Written to a file of its own, since every process of a job reads its workload from a file; refused (exit 2)
     when the matrix says no library runs it."""
     import tempfile
@@ -100,6 +100,10 @@ def cell_workload(name: str, allw: dict[str, tuple[Path, WorkloadSpec]]) -> tupl
             tiny = (base.tiny.options or base.options).model_copy(update={"cache_config": m.tiny_cache_config})
         doc["options"] = {**full.model_dump(mode="json"), "cache": "cache_dit"}
         doc.setdefault("tiny", {})["options"] = {**tiny.model_dump(mode="json"), "cache": "cache_dit"}
+    if cell.get("compile") != "none":  # on top of whatever options the cell has (the cache's included)
+        doc["options"] = {**doc.get("options", {}), "compile": cell.get("compile")}
+        if doc.get("tiny", {}).get("options") is not None:
+            doc["tiny"]["options"] = {**doc["tiny"]["options"], "compile": cell.get("compile")}
     path = Path(tempfile.mkdtemp(prefix="guardrail-cell-")) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path, load_workload(path)

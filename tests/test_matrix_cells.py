@@ -131,3 +131,12 @@ def test_vae_patch_or_hsdp_alone_leave_the_transformer_whole():
     assert transformer_library("WanImageToVideoPipeline", Parallel(vae_patch=2, hsdp=True)) is None
     assert transformer_library("WanPipeline", Parallel(ulysses=2, vae_patch=2)) == "diffusers"
     assert transformer_library("HunyuanImagePipeline", Parallel(tp=2)) == "cache-dit"
+
+
+def test_a_compile_cell_sets_the_compile_option_on_top_of_the_cells_other_options():
+    _, spec = _one(f"{WAN}@ulysses2+compile_inductor")
+    assert spec.options.compile == spec.options_at("tiny").compile == "inductor"
+    assert spec.parallel is not None and spec.parallel.ulysses == 2
+    _, both = _one(f"{WAN}@cache_dit+compile_inductor")
+    assert (both.options_at("tiny").cache, both.options_at("tiny").compile) == ("cache_dit", "inductor")
+    assert Cell.of({"ulysses": 2, "compile": "inductor"}).tag == "ulysses2+compile_inductor"

@@ -71,6 +71,10 @@ def test_tiny_workload_two_fresh_processes_writes_a_valid_result(tmp_path):
     assert fp[0]["sha256_u8"] == fp[1]["sha256_u8"]  # same seed, same output, in two processes
     assert fp[0]["shape"][-1] == 3 and len(fp[0]["thumb_first"]) == 8
     assert r.extra["applied"]["compile"] == "none"
+    # CPU peak memory is counted in tensor bytes (weights + the profiler's allocation peak), not the resident set:
+    # the same in both processes to the byte, and above the weights alone
+    peaks = [p[0] for p in r.metric("peak_memory").repeats]
+    assert peaks[0] == peaks[1] > r.extra["applied"]["cpu_peak_memory"]["weights_mib"] > 0
     # node telemetry: on a CPU there is none, and the result says so per process
     tel = r.extra["telemetry"]
     assert tel["source"] is None and tel["anomalies"] == [] and len(tel["processes"]) == 2

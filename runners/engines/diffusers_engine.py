@@ -406,6 +406,15 @@ def run(
     )
     # the metrics the workload asks for, plus those recorded whenever their option applied
     unasked = {m: None for m in METRICS if m not in spec.metrics and m not in WHEN_APPLIED + CPU_TIME}
+    if device.type == "cpu" and "peak_memory" not in unasked:
+        # A dense pipeline allocates the same in every step, so a few show its peak; a cache's state changes
+        # from step to step (warm-up, computed, cached), so a cache run's pass takes every step.
+        steps = gen.num_inference_steps if applied.get("cache") == "cache_dit" else min(gen.num_inference_steps, 3)
+        say(f"memory pass ({steps} steps, untimed)")
+        peak, weights_mib = cpu_peak_pass(pipe, {**kwargs, "num_inference_steps": steps})
+        measured = measured.model_copy(update={"peak_memory": [peak]})
+        applied["cpu_peak_memory"] = {"method": "tensor bytes: weights + torch.profiler allocation peak, untimed pass",
+                                      "weights_mib": round(weights_mib, 3)}
     return WorkerOk(
         metrics=measured.model_copy(update=unasked),
         warmup=Warmup(generations=warm_gens, times_s=warm_times, step_latency_ms=steps_ms[:warm_steps]),
@@ -421,6 +430,36 @@ def run(
         cache=cache_info,
         compile=compile_info,
     )
+
+
+def cpu_peak_pass(pipe: Any, kwargs: dict[str, Any]) -> tuple[float, float]:
+    """The CPU's peak memory in tensor bytes, the counterpart of CUDA's max_memory_allocated: the pipeline's
+    weights plus the peak of the allocations torch's profiler records over one more generation (the same call,
+    after the timed one, so the profiler costs the timings nothing). The resident set (VmHWM) is not used: glibc's
+    heap fragments differently from process to process (tiny Qwen-Image-Edit: 513-557 MiB between processes on a
+    2-core VM; docs/runners.md, "CPU peak memory"). Returns (peak MiB, weights MiB)."""
+    import itertools
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    storages: dict[int, int] = {}
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            for t in itertools.chain(module.parameters(), module.buffers()):
+                st = getattr(t, "_local_tensor", t).untyped_storage()  # a DTensor's shard (tp, hsdp)
+                storages[st.data_ptr()] = st.nbytes()
+    kw = {**kwargs, "generator": torch.Generator(device="cpu").manual_seed(kwargs["generator"].initial_seed())}
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        pipe(**kw)
+    events = prof.profiler.kineto_results.events() if prof.profiler is not None else []
+    allocs = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in allocs:
+        live += nbytes
+        peak = max(peak, live)
+    weights = sum(storages.values()) / 2**20
+    return weights + peak / 2**20, weights
 
 
 def compile_time(warm_ms: list[float], steady_ms: list[float]) -> dict[str, Any]:
