@@ -413,8 +413,10 @@ def run(
         say(f"memory pass ({steps} steps, untimed)")
         peak, weights_mib = cpu_peak_pass(pipe, {**kwargs, "num_inference_steps": steps})
         measured = measured.model_copy(update={"peak_memory": [peak]})
-        applied["cpu_peak_memory"] = {"method": "tensor bytes: weights + torch.profiler allocation peak, untimed pass",
-                                      "weights_mib": round(weights_mib, 3)}
+        applied["cpu_peak_memory"] = {
+            "method": "tensor bytes: weights + torch.profiler allocation peak, untimed pass",
+            "weights_mib": round(weights_mib, 3),
+        }
     return WorkerOk(
         metrics=measured.model_copy(update=unasked),
         warmup=Warmup(generations=warm_gens, times_s=warm_times, step_latency_ms=steps_ms[:warm_steps]),
