@@ -411,7 +411,7 @@ def run(
         # from step to step (warm-up, computed, cached), so a cache run's pass takes every step.
         steps = gen.num_inference_steps if applied.get("cache") == "cache_dit" else min(gen.num_inference_steps, 3)
         say(f"memory pass ({steps} steps, untimed)")
-        peak, weights_mib = cpu_peak_pass(pipe, {**kwargs, "num_inference_steps": steps})
+        peak, weights_mib = cpu_peak_pass(pipe, call_kwargs(spec, scale, pipe, steps))
         measured = measured.model_copy(update={"peak_memory": [peak]})
         applied["cpu_peak_memory"] = {
             "method": "tensor bytes: weights + torch.profiler allocation peak, untimed pass",
@@ -436,10 +436,10 @@ def run(
 
 def cpu_peak_pass(pipe: Any, kwargs: dict[str, Any]) -> tuple[float, float]:
     """The CPU's peak memory in tensor bytes, the counterpart of CUDA's max_memory_allocated: the pipeline's
-    weights plus the peak of the allocations torch's profiler records over one more generation (the same call,
-    after the timed one, so the profiler costs the timings nothing). The resident set (VmHWM) is not used: glibc's
-    heap fragments differently from process to process (tiny Qwen-Image-Edit: 513-557 MiB between processes on a
-    2-core VM; docs/runners.md, "CPU peak memory"). Returns (peak MiB, weights MiB)."""
+    weights plus the peak of the allocations torch's profiler records over one more generation (`kwargs`: fresh
+    call_kwargs, the same seed), after the timed one, so the profiler costs the timings nothing. The resident set
+    (VmHWM) is not used: glibc's heap fragments differently from process to process (tiny Qwen-Image-Edit: 513-557
+    MiB between processes on a 2-core VM; docs/runners.md, "CPU peak memory"). Returns (peak MiB, weights MiB)."""
     import itertools
 
     import torch
@@ -451,9 +451,8 @@ def cpu_peak_pass(pipe: Any, kwargs: dict[str, Any]) -> tuple[float, float]:
             for t in itertools.chain(module.parameters(), module.buffers()):
                 st = getattr(t, "_local_tensor", t).untyped_storage()  # a DTensor's shard (tp, hsdp)
                 storages[st.data_ptr()] = st.nbytes()
-    kw = {**kwargs, "generator": torch.Generator(device="cpu").manual_seed(kwargs["generator"].initial_seed())}
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        pipe(**kw)
+        pipe(**kwargs)
     events = prof.profiler.kineto_results.events() if prof.profiler is not None else []
     allocs = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
     live = peak = 0
