@@ -36,6 +36,26 @@ def metric_means(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _doc(started: Any, args: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from runners.device import cpu_model
+
+    return {
+        "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
+        "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+        "lane": args.lane,
+        "oversubscribe": args.oversubscribe,
+        "repeats": args.repeats,
+        "cells": rows,
+    }
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lane", default="release", help="the matrix lane whose cells run (release: all)")
@@ -48,7 +68,6 @@ def main() -> None:
     from guardrail.errors import InputError
     from guardrail.matrix import load_matrices, plan
     from runners import run_lane
-    from runners.device import cpu_model
     from runners.parallel import check_workload
     from runners.workloads import select
 
@@ -104,16 +123,9 @@ def main() -> None:
                 oversubscribed=par.get("oversubscribed"),
             )
             print(f"{name:55s} {row['status']:12s} {row['wall_s']:6.1f} s", flush=True)
-    doc = {
-        "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
-        "cpu": cpu_model(),
-        "nproc": os.cpu_count(),
-        "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-        "lane": args.lane,
-        "oversubscribe": args.oversubscribe,
-        "repeats": args.repeats,
-        "cells": rows,
-    }
+            if args.json:  # after every cell: a run stopped part-way keeps what it measured
+                _write(args.json, _doc(started, args, rows))
+    doc = _doc(started, args, rows)
     print(f"\ndate {doc['date']}  cpu {doc['cpu']}  nproc {doc['nproc']}  lane {args.lane}  repeats {args.repeats}")
     print(f"{'cell':55s} {'status':16s} {'step ms':>8s} {'eff':>6s} {'PSNR':>6s} {'SSIM':>8s} {'max|d|':>8s} cached")
     for row in rows:
@@ -134,8 +146,7 @@ def main() -> None:
             cells = [r["cell"].split("@", 1)[-1] for r in n if r["reason"] == reason]
             print(f"  {len(cells):3d}  {reason[:110]}  (e.g. {', '.join(cells[:3])})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        _write(args.json, doc)
 
 
 if __name__ == "__main__":

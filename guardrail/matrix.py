@@ -199,6 +199,9 @@ def _why_unsupported(m: Matrix, cell: Cell) -> str | None:
     if int(cell.get("vae_patch")) > 1 and cell.world != int(cell.get("vae_patch")):
         # cache-dit, the one library with VAE patch parallelism, decodes the tiles over every rank of the job
         return f"vae_patch {cell.get('vae_patch')} is not the job's {cell.world} ranks (its tiles go to every rank)"
+    if int(cell.get("vae_patch")) > 2:
+        # runners.parallel.VAE_RELAY_RACE: cache-dit 1.5.3 relays the VAE's result to ranks 2.. before it is filled
+        return "vae_patch above 2: cache-dit 1.5.3 relays the VAE's result to ranks 2 and up before it is filled"
     if cell.get("hsdp") and cell.world < 2:
         return "hsdp shards the weights over the job's ranks: it needs a parallel degree > 1"
     if cell.world > m.max_world:

@@ -146,6 +146,17 @@ class ParallelInputError(ValueError):
         self.unsupported = unsupported  # no library implements it (the matrix shows it as `unsupported`)
 
 
+# measured 2026-12-04 (bench/cache_dit_relay.py): cache-dit 1.5.3's tiled encode/decode hands rank 0's result down
+# a chain, and each middle rank queues its receive from r-1 and its send to r+1 in one batch, so the send reads the
+# buffer before the receive fills it. With 2 ranks there is no middle rank; from 3 on, ranks 2.. get unfilled
+# tensors (Qwen-Image-Edit's condition latents under ulysses4+vae_patch4: the picture changed from run to run)
+VAE_RELAY_RACE = (
+    "vae_patch: cache-dit 1.5.3's tiled VAE relays rank 0's result rank to rank, sending from each middle rank "
+    "before its receive has filled the buffer: ranks 2 and above get an unfilled tensor, so vae_patch > 2 is "
+    "unsupported (bench/cache_dit_relay.py)"
+)
+
+
 def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
     """Why no library runs this combination for the pipeline (None: every asked strategy has one)."""
     table = SUPPORT[family_of(pipeline)]
@@ -166,6 +177,8 @@ def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
             f"vae_patch: cache-dit 1.5 decodes the VAE's tiles over every rank of the job: vae_patch "
             f"{par.vae_patch} must equal the world size {par.world}"
         )
+    if par.vae_patch > 2:
+        return VAE_RELAY_RACE
     return None
 
 

@@ -83,6 +83,14 @@ def test_a_cell_whose_vae_patches_are_not_its_ranks_is_unsupported(tmp_path):
     assert len(cells(m)) == 4
 
 
+def test_vae_patches_above_two_are_unsupported_for_cache_dits_relay():
+    # bench/cache_dit_relay.py: in cache-dit 1.5.3 ranks 2.. of the tiled VAE's relay get an unfilled tensor
+    m = {m.family: m for _, m in PINNED}["qwen-image-edit"]
+    refused = {p.cell.tag: p.reason for p in plan(m, "weekly") if not p.supported}
+    assert "relays the VAE's result to ranks 2 and up" in refused["ulysses4+vae_patch4"]
+    assert "relays" in refused["vae_patch4"] and "vae_patch2" not in refused
+
+
 @pytest.mark.parametrize(
     "text,field",
     [

@@ -44,6 +44,7 @@ CASES = [
     (QWEN, {"cfg": 2}, None, "parallel.cfg", "unsupported"),
     (WAN, {"ulysses": 4, "vae_patch": 2}, None, "parallel.vae_patch", "vae_patch 2 must equal the world size 4"),
     (HUNYUAN, {"vae_patch": 2}, None, "parallel.vae_patch", "AutoencoderKLHunyuanImage"),
+    (QWEN, {"ulysses": 4, "vae_patch": 4}, None, "parallel.vae_patch", "ranks 2 and above get an unfilled tensor"),
     (HUNYUAN, {"ulysses": 2, "hsdp": True}, None, "parallel.hsdp", "unsupported: torch FSDP2 with cache-dit's"),
     (WAN, {"tp": 2, "hsdp": True}, None, "parallel.hsdp", "is not combined"),
     (WAN, {"ulysses": 4096}, None, "parallel", "world size 4096 (the product of ulysses"),

@@ -73,9 +73,10 @@ def matrix_cmd(
             f"{fam['family']} ({fam['workload']}), lane {lane}: {n} cell{'' if n == 1 else 's'} "
             f"({fam['selection']}), {fam['repeats']} repeats each, at most {fam['device_minutes']:g} device minutes"
         )
-        for c in fam["cells"]:
-            label = c["cell"] + (f" [{c['name']}]" if c["name"] else "")
-            typer.echo(f"  {label:42s} {c['world']} dev  {c['device_minutes']:6g} min  {_last(c['last'])}")
+        labels = [c["cell"] + (f" [{c['name']}]" if c["name"] else "") for c in fam["cells"]]
+        width = max(map(len, labels), default=0)  # one column per family, as wide as its longest cell
+        for c, label in zip(fam["cells"], labels, strict=True):
+            typer.echo(f"  {label:{width}s}  {c['world']} dev  {c['device_minutes']:6g} min  {_last(c['last'])}")
         _echo_unsupported(fam["unsupported"])
         total += fam["device_minutes"]
     typer.echo(f"lane {lane}: at most {total:g} device minutes in all")
