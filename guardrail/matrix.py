@@ -204,6 +204,9 @@ def _why_unsupported(m: Matrix, cell: Cell) -> str | None:
         return "vae_patch above 2: cache-dit 1.5.3 relays the VAE's result to ranks 2 and up before it is filled"
     if cell.get("hsdp") and cell.world < 2:
         return "hsdp shards the weights over the job's ranks: it needs a parallel degree > 1"
+    if cell.get("hsdp") and cell.get("compile") != "none":
+        # runners.parallel.HSDP_WITH_COMPILE: diffusers' regional compile looks for block classes FSDP2 renames
+        return "hsdp with compile: diffusers' regional compile finds no block under FSDP2's renamed classes"
     if cell.world > m.max_world:
         return f"needs {cell.world} devices, more than the matrix's max_world {m.max_world}"
     return None

@@ -157,8 +157,16 @@ VAE_RELAY_RACE = (
 )
 
 
-def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
-    """Why no library runs this combination for the pipeline (None: every asked strategy has one)."""
+# measured 2026-12-04 (wan2.2-i2v ...+hsdp+compile_inductor on gloo): infra_error at apply
+HSDP_WITH_COMPILE = (
+    "hsdp: regional compile (diffusers 0.42.1's compile_repeated_blocks) finds the blocks by class name, and torch "
+    "FSDP2's fully_shard renames each block's class (FSDPWanTransformerBlock): 'classes are not found in the model'"
+)
+
+
+def unsupported_reason(pipeline: str, par: Parallel, compile: str | None = "none") -> str | None:
+    """Why no library runs this combination for the pipeline (None: every asked strategy has one); `compile` is
+    the workload's compile option."""
     table = SUPPORT[family_of(pipeline)]
     for s in par.asked():
         if table[s].unsupported:
@@ -179,6 +187,8 @@ def unsupported_reason(pipeline: str, par: Parallel) -> str | None:
         )
     if par.vae_patch > 2:
         return VAE_RELAY_RACE
+    if par.hsdp and compile not in (None, "none"):
+        return HSDP_WITH_COMPILE
     return None
 
 
@@ -219,9 +229,10 @@ def check(
     devices: int,
     attention_backend: str | None = None,
     cache: str = "none",
+    compile: str = "none",
 ) -> None:
     """Everything that can be known before launch; raises ParallelInputError naming the field."""
-    reason = unsupported_reason(pipeline, par)
+    reason = unsupported_reason(pipeline, par, compile)
     if reason is not None:
         field = reason.split(":", 1)[0]
         raise ParallelInputError(f"parallel.{field}", f"unsupported: {reason.split(': ', 1)[1]}", unsupported=True)
@@ -505,6 +516,7 @@ def check_workload(
             devices=device_slots(device_type, oversubscribe=oversubscribe) if devices is None else devices,
             attention_backend=spec.options_at(scale).attention_backend,
             cache=spec.options_at(scale).cache,
+            compile=spec.options_at(scale).compile,
         )
     except ParallelInputError as exc:
         raise InputError(f"{exc.message} ({scale} scale)", file=str(path), field=exc.field) from None

@@ -39,6 +39,10 @@ def _three_heads(data: dict) -> None:
     data["tiny"]["components"]["transformer"]["config"]["num_attention_heads"] = 3  # odd: ulysses=2 cannot split it
 
 
+def _compiled(data: dict) -> None:
+    data.setdefault("options", {})["compile"] = "inductor"
+
+
 CASES = [
     (WAN, {"cfg": 2}, None, "parallel.cfg", "unsupported: neither diffusers 0.42.1 nor cache-dit 1.5 implements CFG"),
     (QWEN, {"cfg": 2}, None, "parallel.cfg", "unsupported"),
@@ -47,6 +51,7 @@ CASES = [
     (QWEN, {"ulysses": 4, "vae_patch": 4}, None, "parallel.vae_patch", "ranks 2 and above get an unfilled tensor"),
     (HUNYUAN, {"ulysses": 2, "hsdp": True}, None, "parallel.hsdp", "unsupported: torch FSDP2 with cache-dit's"),
     (WAN, {"tp": 2, "hsdp": True}, None, "parallel.hsdp", "is not combined"),
+    (WAN, {"ulysses": 2, "hsdp": True}, _compiled, "parallel.hsdp", "unsupported: regional compile (diffusers"),
     (WAN, {"ulysses": 4096}, None, "parallel", "world size 4096 (the product of ulysses"),
     (QWEN, {"ulysses": 2}, _three_heads, "parallel.ulysses", "must divide the transformer's num_attention_heads (3)"),
     (WAN, {"ring": 2}, None, "parallel.ring", "none runs on cpu"),
